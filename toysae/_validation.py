@@ -1,0 +1,98 @@
+"""Argument checks shared by every layer.
+
+Each check raises a ``ValueError``/``TypeError`` that names the argument and
+its offending value *before* any work starts (DESIGN.md, Conventions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+try:  # torch is a hard dependency, but keep this module importable without it
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape}"
+    return repr(value)
+
+
+def to_numpy(x: Any, name: str, *, dtype=np.float64, ndim: int | None = None,
+             finite: bool = True) -> np.ndarray:
+    """Return ``x`` (numpy array, torch tensor or nested sequence) as a numpy array.
+
+    Raises ``TypeError`` for things that are not array-like and ``ValueError``
+    for a wrong number of dimensions or non-finite entries.
+    """
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from err
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if finite and arr.size and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        raise ValueError(f"{name} contains {bad} NaN or Inf value(s)")
+    return arr
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Check that ``value`` is an integer (bools refused) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {_describe(value)}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_float(value: Any, name: str, *, minimum: float | None = None,
+                maximum: float | None = None, min_inclusive: bool = True,
+                max_inclusive: bool = True) -> float:
+    """Check that ``value`` is a finite real number within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {_describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (not min_inclusive and value == minimum)):
+        op = ">=" if min_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {minimum}, got {value}")
+    if maximum is not None and (value > maximum or (not max_inclusive and value == maximum)):
+        op = "<=" if max_inclusive else "<"
+        raise ValueError(f"{name} must be {op} {maximum}, got {value}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices) -> Any:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
+    return value
+
+
+def check_unit_rows(D: np.ndarray, name: str = "D", *, atol: float = 1e-4) -> None:
+    """Check that every row of ``D`` has unit L2 norm; say how far the worst one is."""
+    norms = np.linalg.norm(D, axis=1)
+    if norms.size and (norms == 0).any():
+        raise ValueError(f"{name} has {int((norms == 0).sum())} zero row(s)")
+    dev = np.abs(norms - 1.0)
+    if dev.size and dev.max() > atol:
+        k = int(dev.argmax())
+        raise ValueError(
+            f"{name} rows must have unit L2 norm (tolerance {atol}); row {k} has norm "
+            f"{norms[k]:.6g} (off by {dev[k]:.3g}). Normalise the rows first."
+        )
