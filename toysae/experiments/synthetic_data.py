@@ -1,0 +1,121 @@
+"""Statistics of a ground-truth generator: firing rates, co-firing, and the 3-D toy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toysae._config import JsonMixin
+from toysae._io import write_text
+from toysae._validation import check_int
+from toysae.data import SyntheticConfig, SyntheticData
+
+NAME = "synthetic-data"
+DESCRIPTION = ("Generator statistics: firing rate per feature (expected vs measured), "
+               "co-firing vs copula correlation, and the 3-D toy's features and samples.")
+
+
+@dataclass(frozen=True)
+class Config(JsonMixin):
+    data: SyntheticConfig = field(default_factory=SyntheticConfig)
+    toy: SyntheticConfig = field(default_factory=SyntheticConfig.toy_3d)
+    n_samples: int = 200_000
+    n_shown: int = 48  # features in the co-firing panel
+    n_toy_samples: int = 12
+
+    def __post_init__(self):
+        if not isinstance(self.data, SyntheticConfig):
+            raise TypeError(f"data must be a SyntheticConfig, got {type(self.data).__name__}")
+        if not isinstance(self.toy, SyntheticConfig) or self.toy.d != 3:
+            raise ValueError(f"toy must be a SyntheticConfig with d=3, got {self.toy!r}")
+        check_int(self.n_samples, "n_samples", minimum=1)
+        check_int(self.n_shown, "n_shown", minimum=2)
+        check_int(self.n_toy_samples, "n_toy_samples", minimum=1)
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(n_samples=20_000)
+
+
+@dataclass(frozen=True)
+class Result(JsonMixin):
+    config: Config
+    expected_rate: np.ndarray  # (n_features,)
+    measured_rate: np.ndarray  # (n_features,)
+    mean_active: float
+    copula_correlation: np.ndarray | None  # (n_shown, n_shown)
+    cofiring_correlation: np.ndarray  # (n_shown, n_shown) correlation of firing indicators
+    toy_features: np.ndarray  # (6, 3)
+    toy_x: np.ndarray  # (n_toy_samples, 3)
+    toy_codes: np.ndarray  # (n_toy_samples, 6)
+
+
+def run(config: Config) -> Result:
+    data = SyntheticData(config.data)
+    batch = data.sample(config.n_samples)
+    active = batch.codes != 0
+    k = min(config.n_shown, config.data.n_features)
+    shown = active[:, :k].astype(np.float64)
+    std = shown.std(axis=0)
+    cofire = np.full((k, k), np.nan)
+    ok = std > 0
+    cofire[np.ix_(ok, ok)] = np.corrcoef(shown[:, ok].T)
+    toy = SyntheticData(config.toy)
+    toy_batch = toy.sample(config.n_toy_samples)
+    C = data.correlation
+    return Result(config=config, expected_rate=data.probabilities,
+                  measured_rate=active.mean(axis=0), mean_active=float(active.sum(1).mean()),
+                  copula_correlation=None if C is None else C[:k, :k],
+                  cofiring_correlation=cofire, toy_features=toy.features,
+                  toy_x=toy_batch.x, toy_codes=toy_batch.codes)
+
+
+def save(result: Result, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from toysae.plotting import save_figure, style
+
+    style()
+    out_dir = Path(out_dir)
+    cfg = result.config
+    fig = plt.figure(figsize=(17, 4.6))
+    ax = fig.add_subplot(1, 4, 1)
+    idx = np.arange(len(result.expected_rate))
+    ax.semilogy(idx, result.measured_rate, ".", ms=3, label=f"measured ({cfg.n_samples:,} samples)")
+    ax.semilogy(idx, result.expected_rate, "-", lw=1.5, color="C3", label="expected $p_i$")
+    ax.set(xlabel="feature index i", ylabel="firing rate (fraction of samples)",
+           title=f"Firing rates (mean active {result.mean_active:.2f})")
+    ax.legend(fontsize=8)
+    for j, (mat, title) in enumerate([(result.copula_correlation, "Copula correlation C"),
+                                      (result.cofiring_correlation, "Co-firing correlation")]):
+        ax = fig.add_subplot(1, 4, 2 + j)
+        if mat is None:
+            ax.text(0.5, 0.5, "uncorrelated\n(correlation='none')", ha="center", va="center")
+            ax.set_axis_off()
+        else:
+            mat = np.array(mat, dtype=float)
+            np.fill_diagonal(mat, np.nan)
+            lim = np.nanmax(np.abs(mat)) or 1.0
+            im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="correlation")
+        ax.set(xlabel="feature j", ylabel="feature i",
+               title=f"{title}, first {mat.shape[0] if mat is not None else 0} features")
+    ax = fig.add_subplot(1, 4, 4, projection="3d")
+    F = result.toy_features
+    fired = (result.toy_codes != 0).any(axis=0)
+    for i, f in enumerate(F):
+        ax.quiver(0, 0, 0, *f, color="C2" if fired[i] else "C3", lw=2)
+    X = result.toy_x
+    zeros = np.zeros(len(X))
+    ax.quiver(zeros, zeros, zeros, X[:, 0], X[:, 1], X[:, 2], color="C0", lw=1, alpha=0.7)
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), xlabel="x1", ylabel="x2", zlabel="x3",
+           title=f"3-D toy: {len(F)} features (green fired, red not),\n"
+                 f"{len(X)} samples (blue)")
+    fig.subplots_adjust(wspace=0.5)
+    fig.suptitle(f"Synthetic data: d={cfg.data.d}, {cfg.data.n_features} features, "
+                 f"correlation={cfg.data.correlation}")
+    paths = [save_figure(fig, out_dir / "synthetic-data.png")]
+    paths.append(write_text(out_dir / "synthetic-data.json", result.to_json()))
+    return paths

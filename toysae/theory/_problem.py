@@ -1,0 +1,144 @@
+"""Validated inputs shared by every checker, and the chunked pass over samples.
+
+Every checker works on the same ``(X, D, Z, lam)`` in the package layout
+(DESIGN.md, Conventions): ``X`` (n_samples, d), ``D`` (n_atoms, d) with unit
+rows, ``Z`` (n_samples, n_atoms), reconstruction ``Z @ D (+ bias)``. Arrays are
+converted to float64 once, here, and ``Z`` is kept as a CSR matrix because
+every quantity the checkers need is a sum over the support of ``Z``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from toysae._validation import check_float, to_numpy
+
+#: Default distance from unit norm tolerated in a dictionary row.
+UNIT_NORM_ATOL = 1e-5
+
+# A chunk of samples is processed at once; the dense (chunk, n_atoms) response
+# block is the largest temporary, so cap its number of entries.
+_CHUNK_ENTRIES = 1 << 22
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """One validated dictionary-learning state ``(X, D, Z, lam[, bias])`` in float64."""
+
+    X: np.ndarray  # (n, d)
+    D: np.ndarray  # (k, d), unit rows
+    Z: sp.csr_matrix  # (n, k)
+    lam: float
+    nonneg: bool
+    bias: np.ndarray | None  # (d,) or None
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_atoms(self) -> int:
+        return self.D.shape[0]
+
+    def chunk_rows(self, width: int | None = None) -> int:
+        """Samples per chunk so that a (chunk, width) float64 block stays small."""
+        width = self.n_atoms if width is None else width
+        return int(max(64, min(self.n_samples, _CHUNK_ENTRIES // max(1, width))))
+
+    def chunks(self, rows: int | None = None) -> Iterator[Chunk]:
+        """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time."""
+        rows = self.chunk_rows() if rows is None else rows
+        for start in range(0, self.n_samples, rows):
+            stop = min(self.n_samples, start + rows)
+            Zc = self.Z[start:stop]
+            R = self.X[start:stop] - Zc @ self.D
+            if self.bias is not None:
+                R -= self.bias
+            S = (R @ self.D.T) / self.lam
+            yield Chunk(start, stop, Zc, R, S)
+
+    def dense_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Dense float64 codes of the given samples."""
+        return self.Z[rows].toarray()
+
+
+class Chunk(NamedTuple):
+    start: int
+    stop: int
+    Z: sp.csr_matrix  # (m, k) codes of the chunk
+    R: np.ndarray  # (m, d) residuals r_n = x_n - z_n D (- b)
+    S: np.ndarray  # (m, k) scaled responses s_nk = d_k . r_n / lam
+
+
+def _codes(Z, name: str) -> sp.csr_matrix:
+    if sp.issparse(Z):
+        Z = sp.csr_matrix(Z, dtype=np.float64)
+        if Z.ndim != 2:
+            raise ValueError(f"{name} must have 2 dimensions, got shape {Z.shape}")
+        if Z.data.size and not np.isfinite(Z.data).all():
+            bad = int(Z.data.size - np.isfinite(Z.data).sum())
+            raise ValueError(f"{name} contains {bad} NaN or Inf value(s)")
+    else:
+        Z = sp.csr_matrix(to_numpy(Z, name, ndim=2))
+    Z.eliminate_zeros()
+    Z.sort_indices()
+    return Z
+
+
+def make_problem(X, D, Z, lam, *, nonneg: bool = True, bias=None, normalize: bool = False,
+                 unit_atol: float = UNIT_NORM_ATOL) -> Problem:
+    """Validate and convert the inputs of a checker; raise before any work.
+
+    ``normalize=True`` rescales non-unit dictionary rows to unit norm and the
+    matching code columns by the old norms, which keeps the reconstruction
+    ``Z @ D`` unchanged (the L1 term changes). Without it, a row further than
+    ``unit_atol`` from unit norm is a ``ValueError`` that says how far.
+    """
+    if not isinstance(nonneg, (bool, np.bool_)):
+        raise TypeError(f"nonneg must be a bool, got {nonneg!r}")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    lam = check_float(lam, "lam", minimum=0.0, min_inclusive=False)
+    unit_atol = check_float(unit_atol, "unit_atol", minimum=0.0)
+    X = to_numpy(X, "X", ndim=2)
+    D = to_numpy(D, "D", ndim=2).copy()
+    Zc = _codes(Z, "Z")
+    n, d = X.shape
+    if D.shape[1] != d:
+        raise ValueError(f"D has {D.shape[1]} columns but X has {d}; D must be (n_atoms, d)")
+    if Zc.shape != (n, D.shape[0]):
+        raise ValueError(f"Z must have shape (n_samples, n_atoms) = {(n, D.shape[0])}, "
+                         f"got {Zc.shape}")
+    if n == 0 or D.shape[0] == 0:
+        raise ValueError(f"X and D must be non-empty, got X {X.shape} and D {D.shape}")
+    if nonneg and Zc.data.size and Zc.data.min() < 0:
+        neg = int((Zc.data < 0).sum())
+        raise ValueError(f"Z has {neg} negative code(s) (min {Zc.data.min():.3g}) but "
+                         "nonneg=True; pass nonneg=False for signed codes")
+    if bias is not None:
+        bias = to_numpy(bias, "bias", ndim=1)
+        if bias.shape != (d,):
+            raise ValueError(f"bias must have shape {(d,)}, got {bias.shape}")
+    norms = np.linalg.norm(D, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"D has {int((norms == 0).sum())} zero row(s) "
+                         f"(first: row {int(np.argmin(norms))}); atoms must have unit norm")
+    off = np.abs(norms - 1.0)
+    if off.max() > unit_atol:
+        if not normalize:
+            k = int(off.argmax())
+            raise ValueError(
+                f"D rows must have unit L2 norm (tolerance unit_atol={unit_atol:g}); "
+                f"{int((off > unit_atol).sum())} row(s) are off, worst row {k} has norm "
+                f"{norms[k]:.6g} (off by {off[k]:.3g}). Normalise the rows, or pass "
+                "normalize=True to rescale rows and code columns together")
+        D /= norms[:, None]
+        Zc = Zc @ sp.diags(norms)
+        Zc = sp.csr_matrix(Zc)
+        Zc.sort_indices()
+    return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)

@@ -1,0 +1,244 @@
+"""Code KKT conditions, atom stationarity and the decoder-bias condition.
+
+Notation (docs/theory.md): ``r_n = x_n - z_n D (- b)``, ``g_nk = d_k . r_n``,
+``s_nk = g_nk / lam``. Every violation is scaled so that 0 means "holds".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
+from toysae.theory._result import ReportMixin
+
+#: Default tolerances, in the units of each violation (see the reports).
+CODE_TOL = 1e-3
+ATOM_TOL = 1e-2
+BIAS_TOL = 1e-3
+
+# Keep the dense (n_samples, n_atoms) violation matrix only below this size
+# unless asked; the summaries are always kept.
+_KEEP_MATRIX_ENTRIES = 5_000_000
+
+
+@dataclass(repr=False)
+class CodeKKTReport(ReportMixin):
+    """Per-sample, per-atom violation of the code optimality conditions, in units of ``lam``.
+
+    Nonnegative codes: ``|s_nk - 1|`` where ``z_nk > 0`` and ``(s_nk - 1)_+``
+    where ``z_nk = 0``. Signed: ``|s_nk - sign z_nk|`` and ``(|s_nk| - 1)_+``.
+    Moving the codes by ``E`` (feasibly) lowers the loss at a rate of at most
+    ``lam * sum_nk violation_nk * |E_nk|``.
+    """
+
+    passed: bool
+    max_violation: float
+    mean_violation: float
+    n_violations: int  # entries above tol
+    n_entries: int
+    tol: float
+    nonneg: bool
+    on_support_max: float  # a code that is on but not at the optimal scale
+    off_support_max: float  # an atom that is off but would lower the loss by switching on
+    worst: tuple  # ((sample, atom, violation), ...) largest first
+    per_atom: np.ndarray  # (n_atoms,) max over samples
+    per_sample: np.ndarray  # (n_samples,) max over atoms
+    violation: np.ndarray | None = field(default=None)  # (n_samples, n_atoms) or None
+
+    _ARRAY_FIELDS = ("per_sample", "violation")
+
+
+@dataclass(repr=False)
+class AtomStationarityReport(ReportMixin):
+    """Feature-residual condition: ``R_k = sum_n z_nk r_n`` must equal ``lam (sum_n |z_nk|) d_k``.
+
+    ``violation_k = ||R_k - (R_k . d_k) d_k|| / (lam sum_n |z_nk|)``: the
+    tangential (rotational) part of the atom's gradient relative to the
+    normal force. Rotating ``d_k`` by a small angle ``t`` toward
+    ``direction_k`` lowers the loss by ``t * gradient_norm_k`` to first order.
+    ``nearest_atom_k`` is the other atom closest to that direction: the
+    "labrador" a "dog" atom leaves in its residuals. Dead atoms (no code
+    mass) satisfy the condition vacuously and have violation 0.
+    """
+
+    passed: bool
+    max_violation: float
+    n_violations: int
+    tol: float
+    worst: tuple  # ((atom, violation, nearest_atom, cos), ...)
+    violation: np.ndarray  # (n_atoms,)
+    gradient_norm: np.ndarray  # (n_atoms,) ||tangential part of R_k||
+    normal_violation: np.ndarray  # (n_atoms,) (R_k . d_k - lam mass_k) / (lam mass_k)
+    mass: np.ndarray  # (n_atoms,) sum_n |z_nk|
+    alive: np.ndarray  # (n_atoms,) bool
+    direction: np.ndarray  # (n_atoms, d) unit tangential residual direction (0 if none)
+    nearest_atom: np.ndarray  # (n_atoms,) int, -1 if none
+    nearest_cos: np.ndarray  # (n_atoms,) cos(direction_k, d_nearest)
+
+    _ARRAY_FIELDS = ("direction",)
+
+
+@dataclass(repr=False)
+class BiasReport(ReportMixin):
+    """Decoder-bias stationarity ``sum_n r_n = 0``; ``violation = ||mean_n r_n|| / lam``."""
+
+    passed: bool
+    violation: float
+    tol: float
+    mean_residual: np.ndarray  # (d,)
+
+
+def _top(values: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of the ``count`` largest entries, largest first."""
+    flat = values.ravel()
+    count = min(count, flat.size)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argpartition(flat, flat.size - count)[flat.size - count:]
+    return idx[np.argsort(-flat[idx], kind="stable")]
+
+
+def _code_kkt(p: Problem, tol: float, keep_matrix: bool | None, n_worst: int) -> CodeKKTReport:
+    n, k = p.n_samples, p.n_atoms
+    keep = (n * k <= _KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
+    matrix = np.zeros((n, k)) if keep else None
+    per_sample = np.zeros(n)
+    per_atom = np.zeros(k)
+    total = 0.0
+    n_viol = 0
+    on_max = off_max = 0.0
+    cand_vals: list[np.ndarray] = []
+    cand_rows: list[np.ndarray] = []
+    cand_cols: list[np.ndarray] = []
+    for c in p.chunks():
+        S = c.S
+        rows = np.repeat(np.arange(c.Z.shape[0]), np.diff(c.Z.indptr))
+        cols = c.Z.indices
+        if p.nonneg:
+            V = np.maximum(S - 1.0, 0.0)
+            on = np.abs(S[rows, cols] - 1.0)
+        else:
+            V = np.maximum(np.abs(S) - 1.0, 0.0)
+            on = np.abs(S[rows, cols] - np.sign(c.Z.data))
+        off_max = max(off_max, float(V.max()))
+        V[rows, cols] = on
+        if on.size:
+            on_max = max(on_max, float(on.max()))
+        per_sample[c.start:c.stop] = V.max(axis=1)
+        np.maximum(per_atom, V.max(axis=0), out=per_atom)
+        total += float(V.sum())
+        n_viol += int((V > tol).sum())
+        top = _top(V, n_worst)
+        cand_vals.append(V.ravel()[top])
+        cand_rows.append(top // k + c.start)
+        cand_cols.append(top % k)
+        if matrix is not None:
+            matrix[c.start:c.stop] = V
+    vals = np.concatenate(cand_vals)
+    order = _top(vals, n_worst)
+    rows_all, cols_all = np.concatenate(cand_rows), np.concatenate(cand_cols)
+    worst = tuple((int(rows_all[i]), int(cols_all[i]), float(vals[i])) for i in order)
+    max_v = float(per_sample.max())
+    return CodeKKTReport(
+        passed=max_v <= tol, max_violation=max_v, mean_violation=total / (n * k),
+        n_violations=n_viol, n_entries=n * k, tol=tol, nonneg=p.nonneg,
+        on_support_max=on_max, off_support_max=off_max, worst=worst,
+        per_atom=per_atom, per_sample=per_sample, violation=matrix)
+
+
+def code_kkt(X, D, Z, lam, *, nonneg: bool = True, tol: float = CODE_TOL, bias=None,
+             normalize: bool = False, unit_atol: float = UNIT_NORM_ATOL,
+             keep_matrix: bool | None = None, n_worst: int = 10) -> CodeKKTReport:
+    """Check the KKT conditions of the codes ``Z`` for the dictionary ``D``.
+
+    Parameters
+    ----------
+    X : (n_samples, d) data. D : (n_atoms, d) unit-row dictionary.
+    Z : (n_samples, n_atoms) codes (array, tensor or scipy sparse matrix).
+    lam : penalty, > 0. nonneg : codes constrained to be >= 0 (default).
+    tol : violation (in units of ``lam``) still counted as "holds".
+    bias : optional (d,) decoder bias inside the residual.
+    keep_matrix : keep the (n_samples, n_atoms) violation matrix; default only
+        when it has at most 5e6 entries.
+    """
+    p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
+                     unit_atol=unit_atol)
+    return _code_kkt(p, _tol(tol, "tol"), keep_matrix, n_worst)
+
+
+def _tol(value, name: str) -> float:
+    from toysae._validation import check_float
+
+    return check_float(value, name, minimum=0.0)
+
+
+def residual_moments(p: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """``R = Z^T r`` (n_atoms, d) and the residual sum ``sum_n r_n`` (d,)."""
+    R = np.zeros((p.n_atoms, p.X.shape[1]))
+    total = np.zeros(p.X.shape[1])
+    for c in p.chunks():
+        R += c.Z.T @ c.R
+        total += c.R.sum(axis=0)
+    return R, total
+
+
+def _atom_stationarity(p: Problem, R: np.ndarray, tol: float,
+                       n_worst: int) -> AtomStationarityReport:
+    D = p.D
+    mass = np.asarray(abs(p.Z).sum(axis=0)).ravel()
+    alive = mass > 0
+    normal = np.einsum("kd,kd->k", R, D)
+    T = R - normal[:, None] * D
+    gnorm = np.linalg.norm(T, axis=1)
+    force = p.lam * np.where(alive, mass, 1.0)
+    violation = np.where(alive, gnorm / force, 0.0)
+    normal_violation = np.where(alive, (normal - p.lam * mass) / force, 0.0)
+    direction = np.divide(T, gnorm[:, None], out=np.zeros_like(T), where=gnorm[:, None] > 0)
+    nearest = np.full(p.n_atoms, -1)
+    nearest_cos = np.zeros(p.n_atoms)
+    has_dir = gnorm > 0
+    if p.n_atoms > 1 and has_dir.any():
+        cos = direction[has_dir] @ D.T
+        cos[np.arange(cos.shape[0]), np.flatnonzero(has_dir)] = -np.inf
+        nearest[has_dir] = cos.argmax(axis=1)
+        nearest_cos[has_dir] = cos.max(axis=1)
+    order = _top(violation, n_worst)
+    worst = tuple((int(a), float(violation[a]), int(nearest[a]), float(nearest_cos[a]))
+                  for a in order if violation[a] > 0)
+    max_v = float(violation.max())
+    return AtomStationarityReport(
+        passed=max_v <= tol, max_violation=max_v, n_violations=int((violation > tol).sum()),
+        tol=tol, worst=worst, violation=violation, gradient_norm=gnorm,
+        normal_violation=normal_violation, mass=mass, alive=alive, direction=direction,
+        nearest_atom=nearest, nearest_cos=nearest_cos)
+
+
+def atom_stationarity(X, D, Z, lam, *, nonneg: bool = True, tol: float = ATOM_TOL, bias=None,
+                      normalize: bool = False, unit_atol: float = UNIT_NORM_ATOL,
+                      n_worst: int = 10) -> AtomStationarityReport:
+    """Check the feature-residual condition of every atom (see :class:`AtomStationarityReport`).
+
+    Parameters as :func:`code_kkt`; ``tol`` bounds the relative tangential force.
+    """
+    p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
+                     unit_atol=unit_atol)
+    R, _ = residual_moments(p)
+    return _atom_stationarity(p, R, _tol(tol, "tol"), n_worst)
+
+
+def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:
+    mean = residual_sum / p.n_samples
+    violation = float(np.linalg.norm(mean) / p.lam)
+    return BiasReport(passed=violation <= tol, violation=violation, tol=tol,
+                      mean_residual=mean)
+
+
+def bias_condition(X, D, Z, lam, bias, *, nonneg: bool = True, tol: float = BIAS_TOL,
+                   normalize: bool = False, unit_atol: float = UNIT_NORM_ATOL) -> BiasReport:
+    """Check the decoder-bias condition ``sum_n r_n = 0`` (scaled: ``||mean r|| / lam``)."""
+    p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
+                     unit_atol=unit_atol)
+    _, total = residual_moments(p)
+    return _bias_report(p, total, _tol(tol, "tol"))
