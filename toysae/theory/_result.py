@@ -29,7 +29,7 @@ def _short(value) -> str:
     if isinstance(value, (list, tuple)) and len(value) > 4:
         head = ", ".join(_short(v) for v in value[:3])
         return f"[{head}, ... ({len(value)} items)]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, ReportMixin):
         return f"{type(value).__name__}(passed={getattr(value, 'passed', '?')})"
     return repr(value)
 

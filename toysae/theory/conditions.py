@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toysae._validation import check_float
 from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
 from toysae.theory._result import ReportMixin
 
@@ -169,8 +170,6 @@ def code_kkt(X, D, Z, lam, *, nonneg: bool = True, tol: float = CODE_TOL, bias=N
 
 
 def _tol(value, name: str) -> float:
-    from toysae._validation import check_float
-
     return check_float(value, name, minimum=0.0)
 
 
@@ -238,6 +237,8 @@ def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport
 def bias_condition(X, D, Z, lam, bias, *, nonneg: bool = True, tol: float = BIAS_TOL,
                    normalize: bool = False, unit_atol: float = UNIT_NORM_ATOL) -> BiasReport:
     """Check the decoder-bias condition ``sum_n r_n = 0`` (scaled: ``||mean r|| / lam``)."""
+    if bias is None:
+        raise ValueError("bias must be the (d,) decoder bias, got None")
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
     _, total = residual_moments(p)

@@ -1,0 +1,25 @@
+"""Optimality conditions of dictionary learning (docs/theory.md).
+
+Checkers work on ``(X, D, Z, lam)`` in the package layout, in float64, and
+return report dataclasses whose violations are 0 when a condition holds.
+"""
+
+from toysae.theory.conditions import (
+    AtomStationarityReport,
+    BiasReport,
+    CodeKKTReport,
+    atom_stationarity,
+    bias_condition,
+    code_kkt,
+)
+from toysae.theory.hierarchy import HierarchyReport, HierarchyStep, hierarchy_certificate
+from toysae.theory.pairs import PairReport, pair_conditions
+from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
+from toysae.theory.wide_limit import WideLimitGap, WideLimitResult, wide_limit, wide_limit_gap
+
+__all__ = [
+    "AtomStationarityReport", "BiasReport", "CodeKKTReport", "HierarchyReport",
+    "HierarchyStep", "OptimalityReport", "PairReport", "Tolerances", "WideLimitGap",
+    "WideLimitResult", "atom_stationarity", "bias_condition", "check_optimality", "code_kkt",
+    "hierarchy_certificate", "pair_conditions", "wide_limit", "wide_limit_gap",
+]

@@ -1,0 +1,166 @@
+"""``check_optimality``: every first-order condition and the hierarchy certificate at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from toysae._config import JsonMixin
+from toysae._validation import check_float, check_int
+from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
+from toysae.theory._result import ReportMixin
+from toysae.theory.conditions import (
+    ATOM_TOL,
+    BIAS_TOL,
+    CODE_TOL,
+    AtomStationarityReport,
+    BiasReport,
+    CodeKKTReport,
+    _atom_stationarity,
+    _bias_report,
+    _code_kkt,
+    residual_moments,
+)
+from toysae.theory.hierarchy import HierarchyReport, _hierarchy
+from toysae.theory.pairs import PAIR_TOL, PairReport, _pair_conditions
+
+
+@dataclass(frozen=True)
+class Tolerances(JsonMixin):
+    """Explicit tolerances of :func:`check_optimality`, each in its violation's units.
+
+    code: ``|s - 1|`` etc. (units of lam); atom: tangential force / normal
+    force; pair: ``|weighted mean of s - c|`` (units of lam); bias:
+    ``||mean residual|| / lam``; unit_norm: allowed ``| ||d_k|| - 1 |``.
+    """
+
+    code: float = CODE_TOL
+    atom: float = ATOM_TOL
+    pair: float = PAIR_TOL
+    bias: float = BIAS_TOL
+    unit_norm: float = UNIT_NORM_ATOL
+
+    def __post_init__(self):
+        for name in ("code", "atom", "pair", "bias", "unit_norm"):
+            check_float(getattr(self, name), f"tolerances.{name}", minimum=0.0)
+
+
+@dataclass(repr=False)
+class OptimalityReport(ReportMixin):
+    """Everything :func:`check_optimality` found. ``passed``: no condition is violated."""
+
+    passed: bool
+    summary: str
+    n_samples: int
+    n_atoms: int
+    lam: float
+    nonneg: bool
+    objective: float
+    tolerances: Tolerances
+    code: CodeKKTReport
+    atoms: AtomStationarityReport
+    pairs: PairReport | None
+    hierarchy: HierarchyReport
+    bias: BiasReport | None
+
+    def __str__(self) -> str:
+        lines = [(k, v) for k, v in self._lines() if k != "summary"]
+        width = max(len(k) for k, _ in lines)
+        body = "\n".join(f"{k.rjust(width)}: {v}" for k, v in lines)
+        return f"{type(self).__name__}\n{body}\n{self.summary}"
+
+    __repr__ = __str__
+
+    def to_dict(self, include_arrays: bool = False) -> dict:
+        out = super().to_dict(include_arrays)
+        out["tolerances"] = self.tolerances.to_dict()
+        return out
+
+
+def _summary(code, atoms, pairs, hierarchy, bias) -> str:
+    def mark(ok):
+        return "ok  " if ok else "FAIL"
+
+    lines = [
+        f"[{mark(code.passed)}] code KKT: max violation {code.max_violation:.3g} "
+        f"(tol {code.tol:g}); {code.n_violations} of {code.n_entries} entries above tol",
+        f"[{mark(atoms.passed)}] atom stationarity: max relative tangential force "
+        f"{atoms.max_violation:.3g} (tol {atoms.tol:g}); {atoms.n_violations} atom(s) above tol",
+    ]
+    if atoms.worst and not atoms.passed:
+        a, v, near, cos = atoms.worst[0]
+        lines.append(f"       worst atom {a}: residual points toward atom {near} "
+                     f"(cos {cos:.3f})")
+    if pairs is not None:
+        lines.append(
+            f"[{mark(pairs.passed)}] pair identity: max violation {pairs.max_violation:.3g} "
+            f"(tol {pairs.tol:g}); {pairs.n_violations} pair(s) above tol, "
+            f"{pairs.n_hull_failures} with c_ij outside [min s_nj, 1]")
+    lines.append(
+        f"[{mark(hierarchy.passed)}] hierarchy: {hierarchy.n_nested} nested pair(s), "
+        f"{hierarchy.n_certified} certified descent step(s), max verified drop "
+        f"{hierarchy.max_drop:.3g}")
+    if bias is not None:
+        lines.append(f"[{mark(bias.passed)}] decoder bias: ||mean residual|| / lam = "
+                     f"{bias.violation:.3g} (tol {bias.tol:g})")
+    return "\n".join(lines)
+
+
+def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = False,
+                     bias=None, tolerances: Tolerances | None = None, pairs="all",
+                     normalize: bool = False, max_steps: int = 200,
+                     n_worst: int = 10) -> OptimalityReport:
+    """Check all first-order optimality conditions of ``(D, Z)`` for data ``X`` at ``lam``.
+
+    Parameters
+    ----------
+    X : (n_samples, d). D : (n_atoms, d) unit rows. Z : (n_samples, n_atoms).
+    lam : > 0. nonneg : nonnegative codes (default) or signed.
+    decoder_bias : the model has a trainable decoder bias ``bias`` (then the
+        condition ``sum_n r_n = 0`` is checked too). A ``bias`` given with
+        ``decoder_bias=False`` is a fixed offset inside the residual.
+    tolerances : :class:`Tolerances` (defaults shown there).
+    pairs : "all" (every ordered pair), None (skip), or an (n_pairs, 2) array.
+    normalize : rescale non-unit rows of D (and code columns) instead of refusing them.
+    max_steps : at most this many hierarchy steps are built and verified.
+    """
+    tolerances = Tolerances() if tolerances is None else tolerances
+    if not isinstance(tolerances, Tolerances):
+        raise TypeError(f"tolerances must be a Tolerances, got {type(tolerances).__name__}")
+    if not isinstance(decoder_bias, (bool, np.bool_)):
+        raise TypeError(f"decoder_bias must be a bool, got {decoder_bias!r}")
+    if decoder_bias and bias is None:
+        raise ValueError("decoder_bias=True needs the bias: pass bias=<(d,) array>")
+    if isinstance(pairs, str) and pairs != "all":
+        raise ValueError(f"pairs must be 'all', None or an (n_pairs, 2) array, got {pairs!r}")
+    max_steps = check_int(max_steps, "max_steps", minimum=0)
+    n_worst = check_int(n_worst, "n_worst", minimum=0)
+    p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
+                     unit_atol=tolerances.unit_norm)
+    code = _code_kkt(p, tolerances.code, None, n_worst)
+    R, residual_sum = residual_moments(p)
+    atoms = _atom_stationarity(p, R, tolerances.atom, n_worst)
+    pair_report = None
+    if pairs is not None:
+        pair_report = _pair_conditions(p, None if isinstance(pairs, str) else pairs,
+                                       tolerances.pair, n_worst)
+    hierarchy = _hierarchy(p, max_steps)
+    bias_report = _bias_report(p, residual_sum, tolerances.bias) if decoder_bias else None
+    parts = [code.passed, atoms.passed, hierarchy.passed]
+    parts += [pair_report.passed] if pair_report is not None else []
+    parts += [bias_report.passed] if bias_report is not None else []
+    objective = _objective(p)
+    return OptimalityReport(
+        passed=all(parts), summary=_summary(code, atoms, pair_report, hierarchy, bias_report),
+        n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,
+        objective=objective, tolerances=tolerances, code=code, atoms=atoms,
+        pairs=pair_report, hierarchy=hierarchy, bias=bias_report)
+
+
+def _objective(p) -> float:
+    """The objective of ``toysae.objective``, chunked so a sparse Z is never densified."""
+    total = 0.0
+    for c in p.chunks():
+        total += 0.5 * float(np.einsum("ij,ij->", c.R, c.R))
+    return total + p.lam * float(abs(p.Z).sum())
