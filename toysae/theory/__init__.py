@@ -15,11 +15,39 @@ from toysae.theory.conditions import (
 from toysae.theory.hierarchy import HierarchyReport, HierarchyStep, hierarchy_certificate
 from toysae.theory.pairs import PairReport, pair_conditions
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
+from toysae.theory.sae import (
+    AmortisationReport,
+    SAEOptimalityReport,
+    amortisation_gap,
+    check_sae,
+    sae_codes,
+    sae_dictionary,
+)
 from toysae.theory.wide_limit import WideLimitGap, WideLimitResult, wide_limit, wide_limit_gap
 
 __all__ = [
-    "AtomStationarityReport", "BiasReport", "CodeKKTReport", "HierarchyReport",
-    "HierarchyStep", "OptimalityReport", "PairReport", "Tolerances", "WideLimitGap",
-    "WideLimitResult", "atom_stationarity", "bias_condition", "check_optimality", "code_kkt",
-    "hierarchy_certificate", "pair_conditions", "wide_limit", "wide_limit_gap",
+    "AmortisationReport",
+    "AtomStationarityReport",
+    "BiasReport",
+    "CodeKKTReport",
+    "HierarchyReport",
+    "HierarchyStep",
+    "OptimalityReport",
+    "PairReport",
+    "SAEOptimalityReport",
+    "Tolerances",
+    "WideLimitGap",
+    "WideLimitResult",
+    "amortisation_gap",
+    "atom_stationarity",
+    "bias_condition",
+    "check_optimality",
+    "check_sae",
+    "code_kkt",
+    "hierarchy_certificate",
+    "pair_conditions",
+    "sae_codes",
+    "sae_dictionary",
+    "wide_limit",
+    "wide_limit_gap",
 ]

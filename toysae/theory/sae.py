@@ -1,0 +1,155 @@
+"""SAEs through the lens of dictionary learning: amortisation gap and optimality of the decoder.
+
+An SAE's decoder is a dictionary (``sae.dictionary``, (width, d), plus an
+optional decoder bias ``sae.b_dec``); its encoder is an amortised, approximate
+sparse coder. For the same dictionary the optimal codes come from
+:func:`toysae.dictlearn.sparse_code`; the amortisation gap is how much
+objective the encoder leaves on the table, and the checks of
+:func:`check_optimality` on the dictionary with re-solved codes say whether
+the decoder could be a dictionary-learning optimum at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from toysae._validation import check_float, check_int, to_numpy
+from toysae.dictlearn import sparse_code
+from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
+from toysae.theory._result import ReportMixin
+from toysae.theory.conditions import _code_kkt
+from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
+
+
+@dataclass(repr=False)
+class AmortisationReport(ReportMixin):
+    """SAE codes against optimal codes for the SAE's own dictionary (same lam, same bias)."""
+
+    sae_objective: float  # objective with the encoder's codes
+    optimal_objective: float  # objective with re-solved codes
+    gap: float  # sae_objective - optimal_objective (>= 0 up to solver tolerance)
+    relative_gap: float  # gap / optimal_objective
+    code_relative_error: float  # ||Z_sae - Z*||_F / ||Z*||_F
+    support_jaccard: float  # mean over samples of |supp Z_sae & supp Z*| / |union|
+    sae_l0: float
+    optimal_l0: float
+    sae_kkt_violation: float  # max code-KKT violation of the encoder's codes (units of lam)
+    solver_converged: bool
+    solver_kkt_gap: float
+    solver_message: str
+    per_sample_gap: np.ndarray  # (n_samples,)
+    sae_codes: np.ndarray  # (n_samples, width), columns rescaled if normalize=True
+    optimal_codes: np.ndarray  # (n_samples, width)
+
+    _ARRAY_FIELDS = ("per_sample_gap", "sae_codes", "optimal_codes")
+
+
+@dataclass(repr=False)
+class SAEOptimalityReport(ReportMixin):
+    """:class:`AmortisationReport` and the optimality checks on the SAE's dictionary."""
+
+    passed: bool  # the dictionary with re-solved codes passes every check
+    amortisation: AmortisationReport
+    optimality: OptimalityReport
+
+
+def sae_dictionary(sae) -> tuple[np.ndarray, np.ndarray | None]:
+    """The decoder of ``sae`` as ``(D (width, d) float64, b_dec (d,) or None)``."""
+    if not hasattr(sae, "dictionary") or not hasattr(sae, "encode"):
+        raise TypeError(f"sae must have .dictionary and .encode(x), got {type(sae).__name__}")
+    D = to_numpy(sae.dictionary, "sae.dictionary", ndim=2)
+    b = getattr(sae, "b_dec", None)
+    b = None if b is None else to_numpy(b, "sae.b_dec", ndim=1)
+    return D, b
+
+
+def sae_codes(sae, X, *, batch_size: int = 4096) -> np.ndarray:
+    """``sae.encode`` on ``X`` in batches, without gradients, as float64 numpy."""
+    X = to_numpy(X, "X", ndim=2)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    param = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else "cpu"
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            xb = torch.as_tensor(X[start:start + batch_size], dtype=dtype, device=device)
+            out.append(to_numpy(sae.encode(xb), "sae.encode(x)", ndim=2))
+    return np.concatenate(out, axis=0)
+
+
+def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = False,
+                     unit_atol: float = UNIT_NORM_ATOL, tol: float = 1e-9,
+                     max_iter: int = 20000, batch_size: int = 4096) -> AmortisationReport:
+    """Compare the encoder's codes with optimal codes for the SAE's own dictionary.
+
+    Parameters
+    ----------
+    sae : torch module with ``.encode(x)``, ``.dictionary`` (width, d) and
+        optionally ``.b_dec`` (d,). X : (n_samples, d). lam : penalty, > 0.
+    normalize : accept a decoder whose rows are not unit norm by rescaling
+        rows to unit norm and code columns by the old norms (reconstruction
+        unchanged), as SAE objectives with a norm-weighted penalty do.
+    tol, max_iter : FISTA settings of the float64 re-solve.
+    """
+    lam = check_float(lam, "lam", minimum=0.0, min_inclusive=False)
+    X = to_numpy(X, "X", ndim=2)
+    D, b = sae_dictionary(sae)
+    p = make_problem(X, D, sae_codes(sae, X, batch_size=batch_size), lam, nonneg=nonneg,
+                     bias=b, normalize=normalize, unit_atol=unit_atol)
+    Z_sae = p.Z.toarray()
+    target = p.X if b is None else p.X - b
+    sol = sparse_code(target, p.D, lam, method="fista", nonneg=nonneg, dtype=torch.float64,
+                      tol=tol, max_iter=max_iter)
+    Z_opt = np.asarray(sol.codes, dtype=np.float64)
+
+    def per_sample(Z):
+        R = target - Z @ p.D
+        return 0.5 * np.einsum("ij,ij->i", R, R) + lam * np.abs(Z).sum(axis=1)
+
+    sae_loss, opt_loss = per_sample(Z_sae), per_sample(Z_opt)
+    on_sae, on_opt = Z_sae != 0, Z_opt != 0
+    union = (on_sae | on_opt).sum(axis=1)
+    inter = (on_sae & on_opt).sum(axis=1)
+    jaccard = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    opt_total = float(opt_loss.sum())
+    gap = float(sae_loss.sum()) - opt_total
+    norm_opt = float(np.linalg.norm(Z_opt))
+    return AmortisationReport(
+        sae_objective=float(sae_loss.sum()), optimal_objective=opt_total, gap=gap,
+        relative_gap=gap / opt_total if opt_total > 0 else 0.0,
+        code_relative_error=float(np.linalg.norm(Z_sae - Z_opt)) / max(norm_opt, 1e-300),
+        support_jaccard=float(jaccard.mean()), sae_l0=float(on_sae.sum(axis=1).mean()),
+        optimal_l0=float(on_opt.sum(axis=1).mean()),
+        sae_kkt_violation=_code_kkt(p, 0.0, False, 1).max_violation,
+        solver_converged=bool(sol.converged), solver_kkt_gap=float(sol.kkt_gap),
+        solver_message=str(sol.message), per_sample_gap=sae_loss - opt_loss,
+        sae_codes=Z_sae, optimal_codes=Z_opt)
+
+
+def check_sae(sae, X, lam, *, nonneg: bool = True, decoder_bias: bool | None = None,
+              tolerances: Tolerances | None = None, pairs="all", normalize: bool = False,
+              tol: float = 1e-9, max_iter: int = 20000, batch_size: int = 4096,
+              max_steps: int = 200) -> SAEOptimalityReport:
+    """Amortisation gap of ``sae`` and :func:`check_optimality` of its dictionary.
+
+    The checks use the re-solved (optimal) codes, so they judge the
+    dictionary, not the encoder. ``decoder_bias`` defaults to whether the SAE
+    has a ``b_dec``; then ``sum_n r_n = 0`` is checked too.
+    """
+    tolerances = Tolerances() if tolerances is None else tolerances
+    amort = amortisation_gap(sae, X, lam, nonneg=nonneg, normalize=normalize,
+                             unit_atol=tolerances.unit_norm, tol=tol, max_iter=max_iter,
+                             batch_size=batch_size)
+    D, b = sae_dictionary(sae)
+    if normalize:
+        D = D / np.linalg.norm(D, axis=1, keepdims=True)
+    if decoder_bias is None:
+        decoder_bias = b is not None
+    report = check_optimality(X, D, amort.optimal_codes, lam, nonneg=nonneg,
+                              decoder_bias=bool(decoder_bias), bias=b, tolerances=tolerances,
+                              pairs=pairs, max_steps=max_steps)
+    return SAEOptimalityReport(passed=report.passed, amortisation=amort, optimality=report)
