@@ -92,17 +92,17 @@ def prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
     z = z_all
     zG = z @ G
     # Converged-at-start samples (e.g. a perfect warm start) do no iterations.
-    kkt0 = kkt_violation(z, c - zG, lam, nonneg, msk) / scale
+    kkt_now = kkt_violation(z, c - zG, lam, nonneg, msk) / scale
     z_prev, zG_prev = z, zG
     t = torch.ones(n, 1, dtype=C.dtype, device=C.device)
     it = 0
-    finished = kkt0 <= tol
+    finished = kkt_now <= tol
     while True:
         if bool(finished.any()) or it == max_iter:
             stop = finished if it < max_iter else torch.ones_like(finished)
             idx = active[stop]
             z_all[idx] = z[stop]
-            kkt_all[idx] = kkt0[stop] if it == 0 else kkt_now[stop]
+            kkt_all[idx] = kkt_now[stop]
             iters_all[idx] = it
             done_all[idx] = finished[stop]
             keep = ~stop

@@ -1,0 +1,206 @@
+"""sparse_code: FISTA/ISTA/OMP against the exact cvxpy reference and each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toysae.dictlearn import ConvergenceWarning, SparseCodeResult, kkt_gap, sparse_code
+
+
+def random_problem(seed: int, d: int = 16, k: int = 32, n: int = 20, density: float = 0.1,
+                   noise: float = 0.02, signed: bool = False):
+    rng = np.random.default_rng(seed)
+    D = rng.standard_normal((k, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = (rng.random((n, k)) < density) * rng.uniform(0.5, 1.5, (n, k))
+    if signed:
+        Z *= rng.choice([-1.0, 1.0], size=(n, k))
+    X = Z @ D + noise * rng.standard_normal((n, d))
+    return X, D, Z
+
+
+def support(Z, thresh=1e-7):
+    return np.abs(Z) > thresh
+
+
+@pytest.mark.parametrize("nonneg", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fista_matches_cvxpy_objective_and_support(seed, nonneg):
+    X, D, _ = random_problem(seed, signed=not nonneg)
+    lam = 0.1
+    ref = sparse_code(X, D, lam, method="cvxpy", nonneg=nonneg, dtype=torch.float64)
+    assert ref.converged, ref.message
+    fista = sparse_code(X, D, lam, nonneg=nonneg)  # the float32 default
+    assert fista.converged, fista.message
+    assert abs(fista.objective - ref.objective) <= 1e-4 * ref.objective
+    # Support of the float64 solve matches exactly; float32 entries are ~1e-7 accurate.
+    fista64 = sparse_code(X, D, lam, nonneg=nonneg, dtype=torch.float64, tol=1e-10)
+    assert np.array_equal(support(fista64.codes), support(ref.codes))
+    np.testing.assert_allclose(fista64.codes, ref.codes, atol=1e-6)
+    strong = np.abs(ref.codes) > 1e-3
+    assert np.array_equal(support(fista.codes)[strong], strong[strong])
+    assert not support(fista.codes)[np.abs(ref.codes) == 0].any() or \
+        np.abs(fista.codes[np.abs(ref.codes) == 0]).max() < 1e-3
+
+
+def test_float64_reaches_tight_kkt_gap():
+    X, D, _ = random_problem(3, d=12, k=24, n=10)
+    res = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-11)
+    assert res.converged
+    assert res.kkt_gap <= 1e-10
+    assert res.codes.dtype == np.float64
+    # The independent checker agrees with the reported gap.
+    assert kkt_gap(X, D, res.codes, 0.05) <= 1e-10
+
+
+def test_kkt_gap_flags_suboptimal_codes():
+    X, D, _ = random_problem(4)
+    res = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-10)
+    Z = res.codes.copy()
+    assert kkt_gap(X, D, Z, 0.1) < 1e-8
+    Z[Z > 0] *= 1.1
+    assert kkt_gap(X, D, Z, 0.1) > 1e-2
+
+
+@pytest.mark.parametrize("nonneg", [True, False])
+def test_ista_agrees_with_fista(nonneg):
+    X, D, _ = random_problem(5, signed=not nonneg)
+    fista = sparse_code(X, D, 0.1, nonneg=nonneg, dtype=torch.float64, tol=1e-9)
+    ista = sparse_code(X, D, 0.1, method="ista", nonneg=nonneg, dtype=torch.float64,
+                       tol=1e-9)
+    assert ista.converged and fista.converged
+    np.testing.assert_allclose(ista.codes, fista.codes, atol=1e-6)
+    assert ista.n_iter > fista.n_iter  # momentum is doing something
+
+
+@pytest.mark.parametrize("nonneg", [True, False])
+def test_omp_exact_recovery_noiseless(nonneg):
+    rng = np.random.default_rng(6)
+    d, k, n, s = 40, 60, 30, 3
+    D = rng.standard_normal((k, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = np.zeros((n, k))
+    for i in range(n):
+        idx = rng.choice(k, s, replace=False)
+        Z[i, idx] = rng.uniform(0.5, 1.5, s) * (1 if nonneg else rng.choice([-1, 1], s))
+    X = Z @ D
+    res = sparse_code(X, D, 0.0, method="omp", n_nonzero=s, nonneg=nonneg,
+                      dtype=torch.float64)
+    assert res.converged
+    np.testing.assert_allclose(res.codes, Z, atol=1e-8)
+    assert res.objective < 1e-12
+    # More atoms than needed: the exact fit stops the greedy loop early.
+    more = sparse_code(X, D, 0.0, method="omp", n_nonzero=s + 3, nonneg=nonneg,
+                       dtype=torch.float64)
+    np.testing.assert_allclose(more.codes, Z, atol=1e-8)
+
+
+def test_omp_nonneg_never_negative():
+    X, D, _ = random_problem(7, signed=True, noise=0.1)
+    res = sparse_code(X, D, 0.0, method="omp", n_nonzero=4, nonneg=True, dtype=torch.float64)
+    assert (res.codes >= 0).all()
+    assert (np.count_nonzero(res.codes, axis=1) <= 4).all()
+
+
+def test_signed_vs_nonneg():
+    X, D, _ = random_problem(8, signed=True)
+    pos = sparse_code(X, D, 0.1, nonneg=True, dtype=torch.float64)
+    sgn = sparse_code(X, D, 0.1, nonneg=False, dtype=torch.float64)
+    assert (pos.codes >= 0).all()
+    assert (sgn.codes < 0).any()
+    # A larger feasible set gives a strictly lower optimum on signed data.
+    assert sgn.objective < pos.objective - 1e-3
+    # Negated data: signed codes flip sign exactly, nonneg codes are a different problem.
+    flip = sparse_code(-X, D, 0.1, nonneg=False, dtype=torch.float64)
+    np.testing.assert_allclose(flip.codes, -sgn.codes, atol=1e-7)
+
+
+def test_warm_start_reduces_iterations():
+    X, D, _ = random_problem(9, n=40)
+    cold = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-9)
+    near = sparse_code(X + 1e-3, D, 0.1, dtype=torch.float64, tol=1e-9)
+    warm = sparse_code(X + 1e-3, D, 0.1, dtype=torch.float64, tol=1e-9, init=cold.codes)
+    assert warm.converged and near.converged
+    assert warm.n_iter < near.n_iter
+    np.testing.assert_allclose(warm.codes, near.codes, atol=1e-6)
+    exact = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-8, init=cold.codes)
+    assert exact.n_iter == 0
+
+
+def test_non_convergence_is_reported():
+    X, D, _ = random_problem(10)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        res = sparse_code(X, D, 0.1, max_iter=1)
+    assert not res.converged
+    assert "max_iter=1" in res.message
+    assert res.n_iter == 1
+    assert res.kkt_gap > 1e-4
+
+
+def test_result_prints_and_serialises():
+    X, D, _ = random_problem(11, n=5)
+    res = sparse_code(X, D, 0.1)
+    assert isinstance(res, SparseCodeResult)
+    text = repr(res)
+    for field in ("codes", "objective", "converged", "n_iter", "kkt_gap", "method", "message"):
+        assert f"{field}:" in text
+    assert '"method": "fista"' in res.to_json()
+
+
+def test_accepts_torch_tensors():
+    X, D, _ = random_problem(12)
+    a = sparse_code(torch.tensor(X), torch.tensor(D), 0.1, dtype=torch.float64)
+    b = sparse_code(X, D, 0.1, dtype=torch.float64)
+    np.testing.assert_array_equal(a.codes, b.codes)
+
+
+def test_cvxpy_other_solver_agrees():
+    X, D, _ = random_problem(13, n=4)
+    a = sparse_code(X, D, 0.1, method="cvxpy", dtype=torch.float64)
+    b = sparse_code(X, D, 0.1, method="cvxpy", solver="SCS", dtype=torch.float64,
+                    solver_options={"eps": 1e-9})
+    assert abs(a.objective - b.objective) <= 1e-5 * a.objective
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"lam": -0.1}, "lam"),
+        ({"method": "lars"}, "method"),
+        ({"D": "zero_row"}, "D"),
+        ({"D": "nan_row"}, "D"),
+        ({"D": "wrong_d"}, "D"),
+        ({"X": "nan"}, "X"),
+        ({"X": "inf"}, "X"),
+        ({"method": "omp", "n_nonzero": 33}, "n_nonzero"),
+        ({"method": "omp"}, "n_nonzero"),
+        ({"init": "wrong_shape"}, "init"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": 0.0}, "tol"),
+        ({"method": "cvxpy", "solver": "NOPE"}, "solver"),
+        ({"dtype": torch.float16}, "dtype"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_argument(kwargs, name):
+    X, D, _ = random_problem(14, n=3)
+    kwargs = dict(kwargs)
+    if kwargs.get("D") == "zero_row":
+        D = D.copy()
+        D[2] = 0.0
+    elif kwargs.get("D") == "nan_row":
+        D = D.copy()
+        D[1, 3] = np.nan
+    elif kwargs.get("D") == "wrong_d":
+        D = D[:, :-1]
+    if kwargs.get("X") in ("nan", "inf"):
+        X = X.copy()
+        X[0, 0] = np.nan if kwargs["X"] == "nan" else np.inf
+    if kwargs.get("init") == "wrong_shape":
+        kwargs["init"] = np.zeros((3, 5))
+    kwargs.pop("D", None)
+    kwargs.pop("X", None)
+    lam = kwargs.pop("lam", 0.1)
+    with pytest.raises(ValueError, match=name):
+        sparse_code(X, D, lam, **kwargs)
