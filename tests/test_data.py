@@ -1,0 +1,223 @@
+"""Ground-truth generator: rates, correlation, structure, reproducibility, bad input."""
+
+import numpy as np
+import pytest
+
+from toysae.data import Batch, SyntheticConfig, SyntheticData
+
+
+def _rates_within(codes, p, n_se=4.0):
+    measured = (codes != 0).mean(axis=0)
+    se = np.sqrt(p * (1 - p) / codes.shape[0])
+    return np.abs(measured - p) <= n_se * se + 1e-12
+
+
+@pytest.mark.parametrize("correlation", ["none", "random", "low_rank"])
+def test_marginal_rates_match_probabilities(correlation):
+    data = SyntheticData(SyntheticConfig(correlation=correlation, seed=3))
+    codes = data.sample(200_000).codes
+    ok = _rates_within(codes, data.probabilities)
+    assert ok.all(), f"features off by > 4 SE: {np.flatnonzero(~ok)}"
+
+
+def test_rates_detect_a_wrong_rate():
+    # the check above must be able to fail: compare against rates off by 20%
+    data = SyntheticData(SyntheticConfig(correlation="none", seed=3))
+    codes = data.sample(200_000).codes
+    assert not _rates_within(codes, data.probabilities * 1.2).all()
+
+
+@pytest.mark.parametrize("correlation", ["none", "random", "low_rank"])
+def test_mean_active_count(correlation):
+    cfg = SyntheticConfig(correlation=correlation, mean_active=5.0, seed=1)
+    counts = (SyntheticData(cfg).sample(100_000).codes != 0).sum(axis=1)
+    assert abs(counts.mean() - 5.0) <= 4 * counts.std() / np.sqrt(len(counts))
+    assert np.isclose(SyntheticData(cfg).probabilities.sum(), 5.0)
+
+
+def test_probabilities_decay_by_index():
+    p = SyntheticData(SyntheticConfig(decay=0.9, n_features=20, d=8, mean_active=2)).probabilities
+    assert np.allclose(p[1:] / p[:-1], 0.9)
+
+
+def test_user_correlation_sign_gives_cofiring_sign():
+    n = 6
+    C = np.eye(n)
+    C[0, 1] = C[1, 0] = 0.8
+    C[2, 3] = C[3, 2] = -0.6
+    cfg = SyntheticConfig(d=8, n_features=n, mean_active=1.2, decay=1.0,
+                          correlation="matrix", correlation_matrix=C, seed=0)
+    data = SyntheticData(cfg)
+    fire = (data.sample(100_000).codes != 0).astype(float)
+    R = np.corrcoef(fire.T)
+    assert R[0, 1] > 0.2
+    assert R[2, 3] < -0.02
+    assert abs(R[4, 5]) < 0.02
+    assert _rates_within(fire, data.probabilities).all()
+
+
+def test_low_rank_correlation_matrix_is_a_correlation():
+    data = SyntheticData(SyntheticConfig(correlation="low_rank", correlation_rank=5,
+                                         correlation_strength=0.6, n_features=40, d=10))
+    C = data.correlation
+    assert np.allclose(np.diag(C), 1.0)
+    assert np.linalg.eigvalsh(C)[0] > -1e-10
+    assert np.linalg.matrix_rank(C - 0.4 * np.eye(40)) == 5
+
+
+def test_low_rank_cofiring_follows_correlation():
+    data = SyntheticData(SyntheticConfig(correlation="low_rank", correlation_rank=2,
+                                         correlation_strength=0.9, n_features=12, d=6,
+                                         mean_active=3, decay=1.0))
+    fire = (data.sample(100_000).codes != 0).astype(float)
+    R = np.corrcoef(fire.T)[np.triu_indices(12, 1)]
+    C = data.correlation[np.triu_indices(12, 1)]
+    assert np.corrcoef(R, C)[0, 1] > 0.9
+
+
+def test_child_never_fires_without_parent():
+    cfg = SyntheticConfig(d=16, n_features=10, mean_active=3, decay=1.0,
+                          hierarchy=((0, 1), (0, 2), (1, 3)), correlation="random")
+    codes = SyntheticData(cfg).sample(50_000).codes
+    on = codes != 0
+    for parent, child in cfg.hierarchy:
+        assert on[:, child].any()
+        assert not (on[:, child] & ~on[:, parent]).any()
+
+
+def test_exclusive_group_never_cofires():
+    cfg = SyntheticConfig(d=16, n_features=10, mean_active=5, decay=1.0,
+                          exclusive_groups=((0, 1, 2), (5, 6)))
+    on = SyntheticData(cfg).sample(50_000).codes != 0
+    for group in cfg.exclusive_groups:
+        assert on[:, list(group)].sum(axis=1).max() == 1
+        assert on[:, list(group)].any(axis=0).all()
+    assert on[:, [3, 4]].all(axis=1).any()  # features outside groups still co-fire
+
+
+def test_same_seed_identical_different_seed_differs():
+    cfg = SyntheticConfig(d=32, n_features=64, correlation="random", noise=0.1)
+    a, b = SyntheticData(cfg), SyntheticData(cfg)
+    for _ in range(2):  # the stream stays in step
+        x, y = a.sample(5000), b.sample(5000)
+        assert np.array_equal(x.x, y.x) and np.array_equal(x.codes, y.codes)
+    assert np.array_equal(a.features, b.features)
+    c = SyntheticData(SyntheticConfig(d=32, n_features=64, correlation="random", noise=0.1,
+                                      seed=1))
+    assert not np.array_equal(c.features, a.features)
+    assert not np.array_equal(c.sample(100).codes, SyntheticData(cfg).sample(100).codes)
+
+
+def test_seeded_sample_is_independent_of_stream():
+    data = SyntheticData(SyntheticConfig(d=8, n_features=16, mean_active=2))
+    first = data.sample(1000, seed=7)
+    data.sample(10)
+    again = data.sample(1000, seed=7)
+    assert np.array_equal(first.codes, again.codes)
+    assert not np.array_equal(data.sample(1000).codes, first.codes)
+
+
+def test_batches_iterate_and_reproduce():
+    cfg = SyntheticConfig(d=8, n_features=16, mean_active=2)
+    got = list(SyntheticData(cfg).batches(100, n_batches=3, seed=5))
+    assert len(got) == 3 and all(isinstance(b, Batch) and b.x.shape == (100, 8) for b in got)
+    again = list(SyntheticData(cfg).batches(100, n_batches=3, seed=5))
+    assert all(np.array_equal(a.x, b.x) for a, b in zip(got, again, strict=True))
+    assert not np.array_equal(got[0].x, got[1].x)
+
+
+def test_x_is_codes_times_features_plus_noise():
+    clean = SyntheticData(SyntheticConfig(d=32, n_features=64))
+    b = clean.sample(40_000)  # crosses a chunk boundary
+    assert np.allclose(b.x, b.codes @ clean.features, atol=1e-5)
+    noisy = SyntheticData(SyntheticConfig(d=32, n_features=64, noise=0.3))
+    b = noisy.sample(20_000)
+    assert abs((b.x - b.codes @ noisy.features).std() - 0.3) < 0.01
+
+
+def test_features_unit_and_orthogonal_option():
+    F = SyntheticData(SyntheticConfig(d=20, n_features=50)).features
+    assert F.shape == (50, 20) and np.allclose(np.linalg.norm(F, axis=1), 1, atol=1e-6)
+    Q = SyntheticData(SyntheticConfig(d=20, n_features=12, orthogonal=True)).features
+    assert np.allclose(Q @ Q.T, np.eye(12), atol=1e-6)
+
+
+@pytest.mark.parametrize("law,mean", [("uniform", 0.5), ("constant", 1.0),
+                                      ("exponential", 1.0), ("folded_normal", np.sqrt(2 / np.pi))])
+def test_magnitude_laws(law, mean):
+    codes = SyntheticData(SyntheticConfig(d=16, n_features=32, mean_active=4, magnitude=law,
+                                          magnitude_scale=2.0)).sample(20_000).codes
+    m = codes[codes != 0] / 2.0
+    assert abs(m.mean() - mean) < 0.02
+    if law == "uniform":
+        assert m.max() < 1.0
+    if law == "constant":
+        assert np.all(m == 1.0)
+
+
+def test_min_active():
+    cfg = SyntheticConfig(d=16, n_features=32, mean_active=0.5, min_active=1)
+    counts = (SyntheticData(cfg).sample(20_000).codes != 0).sum(axis=1)
+    assert counts.min() >= 1
+    unconstrained = SyntheticConfig(d=16, n_features=32, mean_active=0.5)
+    assert ((SyntheticData(unconstrained).sample(20_000).codes != 0).sum(1) == 0).any()
+
+
+def test_toy_3d_and_json_round_trip():
+    cfg = SyntheticConfig.toy_3d(seed=4)
+    assert (cfg.d, cfg.n_features, cfg.seed) == (3, 6, 4)
+    for c in [cfg, SyntheticConfig(hierarchy=((0, 1),), exclusive_groups=((2, 3),)),
+              SyntheticConfig(d=3, n_features=2, correlation="matrix", decay=1.0,
+                              mean_active=1, correlation_matrix=[[1, 0.5], [0.5, 1]])]:
+        assert SyntheticConfig.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"d": 0}, "d must be >= 1"),
+    ({"n_features": 0}, "n_features must be >= 1"),
+    ({"mean_active": 0.0}, "mean_active"),
+    ({"mean_active": -1.0}, "mean_active"),
+    ({"mean_active": 200.0}, "mean_active=200.0 cannot be reached"),
+    ({"decay": 0.0}, "decay"),
+    ({"decay": 1.2}, "decay"),
+    ({"noise": -0.1}, "noise"),
+    ({"hierarchy": ((0, 1), (1, 0))}, "cycle"),
+    ({"hierarchy": ((0, 600),)}, "hierarchy index 600"),
+    ({"hierarchy": ((0, 2), (1, 2))}, "two parents"),
+    ({"hierarchy": ((0, 1),), "exclusive_groups": ((1, 0),)}, "ancestor"),
+    ({"exclusive_groups": ((0, 999),)}, "exclusive_groups index 999"),
+    ({"magnitude": "gamma"}, "magnitude"),
+    ({"correlation": "weird"}, "correlation"),
+    ({"orthogonal": True}, "orthogonal"),
+    ({"correlation": "matrix"}, "correlation_matrix"),
+])
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(**kwargs)
+
+
+@pytest.mark.parametrize("matrix,match", [
+    ([[1, 0.5], [0.2, 1]], "symmetric"),
+    ([[2, 0.5], [0.5, 1]], "unit diagonal"),
+    ([[1, 1.5], [1.5, 1]], "positive semi-definite"),
+    ([[1, 0], [0, 1], [0, 0]], "shape"),
+    ([[1, np.nan], [np.nan, 1]], "NaN"),
+])
+def test_bad_correlation_matrix_raises(matrix, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(d=2, n_features=2, mean_active=1, decay=1.0, correlation="matrix",
+                        correlation_matrix=matrix)
+
+
+def test_bad_arguments_raise():
+    data = SyntheticData(SyntheticConfig(d=4, n_features=8, mean_active=1))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        data.sample(0)
+    with pytest.raises(TypeError, match="n must be an int"):
+        data.sample(2.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(data.batches(0))
+    with pytest.raises(TypeError, match="config"):
+        SyntheticData("reference")
+    with pytest.raises(TypeError, match="seed"):
+        SyntheticConfig(seed=1.5)
