@@ -50,8 +50,12 @@ class Problem:
         width = self.n_atoms if width is None else width
         return int(max(64, min(self.n_samples, _CHUNK_ENTRIES // max(1, width))))
 
-    def chunks(self, rows: int | None = None) -> Iterator[Chunk]:
-        """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time."""
+    def chunks(self, rows: int | None = None, *, responses: bool = True) -> Iterator[Chunk]:
+        """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time.
+
+        ``responses=False`` skips ``S`` (then ``None``): the (n, d) x (d, n_atoms)
+        product is the dominant cost of every checker that needs it.
+        """
         rows = self.chunk_rows() if rows is None else rows
         for start in range(0, self.n_samples, rows):
             stop = min(self.n_samples, start + rows)
@@ -59,7 +63,7 @@ class Problem:
             R = self.X[start:stop] - Zc @ self.D
             if self.bias is not None:
                 R -= self.bias
-            S = (R @ self.D.T) / self.lam
+            S = (R @ self.D.T) / self.lam if responses else None
             yield Chunk(start, stop, Zc, R, S)
 
     def dense_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -72,7 +76,7 @@ class Chunk(NamedTuple):
     stop: int
     Z: sp.csr_matrix  # (m, k) codes of the chunk
     R: np.ndarray  # (m, d) residuals r_n = x_n - z_n D (- b)
-    S: np.ndarray  # (m, k) scaled responses s_nk = d_k . r_n / lam
+    S: np.ndarray | None  # (m, k) scaled responses s_nk = d_k . r_n / lam
 
 
 def _codes(Z, name: str) -> sp.csr_matrix:

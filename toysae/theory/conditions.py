@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from toysae._validation import check_float
-from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
+from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
 from toysae.theory._result import ReportMixin
 
 #: Default tolerances, in the units of each violation (see the reports).
@@ -101,52 +101,65 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return idx[np.argsort(-flat[idx], kind="stable")]
 
 
-def _code_kkt(p: Problem, tol: float, keep_matrix: bool | None, n_worst: int) -> CodeKKTReport:
-    n, k = p.n_samples, p.n_atoms
-    keep = (n * k <= _KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
-    matrix = np.zeros((n, k)) if keep else None
-    per_sample = np.zeros(n)
-    per_atom = np.zeros(k)
-    total = 0.0
-    n_viol = 0
-    on_max = off_max = 0.0
-    cand_vals: list[np.ndarray] = []
-    cand_rows: list[np.ndarray] = []
-    cand_cols: list[np.ndarray] = []
-    for c in p.chunks():
-        S = c.S
+class CodeKKTSums:
+    """Accumulates the code-KKT violations over sample chunks (see :class:`CodeKKTReport`)."""
+
+    def __init__(self, p: Problem, tol: float, keep_matrix: bool | None, n_worst: int):
+        n, k = p.n_samples, p.n_atoms
+        keep = (n * k <= _KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
+        self.p, self.tol, self.n_worst = p, tol, n_worst
+        self.matrix = np.zeros((n, k)) if keep else None
+        self.per_sample = np.zeros(n)
+        self.per_atom = np.zeros(k)
+        self.total = 0.0
+        self.n_viol = 0
+        self.on_max = self.off_max = 0.0
+        self.cand: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, c: Chunk) -> None:
+        S, k = c.S, self.p.n_atoms
         rows = np.repeat(np.arange(c.Z.shape[0]), np.diff(c.Z.indptr))
         cols = c.Z.indices
-        if p.nonneg:
-            V = np.maximum(S - 1.0, 0.0)
-            on = np.abs(S[rows, cols] - 1.0)
+        if self.p.nonneg:
+            V = S - 1.0
+            on = np.abs(V[rows, cols])
         else:
-            V = np.maximum(np.abs(S) - 1.0, 0.0)
+            V = np.abs(S) - 1.0
             on = np.abs(S[rows, cols] - np.sign(c.Z.data))
-        off_max = max(off_max, float(V.max()))
+        np.maximum(V, 0.0, out=V)
+        self.off_max = max(self.off_max, float(V.max()))
         V[rows, cols] = on
         if on.size:
-            on_max = max(on_max, float(on.max()))
-        per_sample[c.start:c.stop] = V.max(axis=1)
-        np.maximum(per_atom, V.max(axis=0), out=per_atom)
-        total += float(V.sum())
-        n_viol += int((V > tol).sum())
-        top = _top(V, n_worst)
-        cand_vals.append(V.ravel()[top])
-        cand_rows.append(top // k + c.start)
-        cand_cols.append(top % k)
-        if matrix is not None:
-            matrix[c.start:c.stop] = V
-    vals = np.concatenate(cand_vals)
-    order = _top(vals, n_worst)
-    rows_all, cols_all = np.concatenate(cand_rows), np.concatenate(cand_cols)
-    worst = tuple((int(rows_all[i]), int(cols_all[i]), float(vals[i])) for i in order)
-    max_v = float(per_sample.max())
-    return CodeKKTReport(
-        passed=max_v <= tol, max_violation=max_v, mean_violation=total / (n * k),
-        n_violations=n_viol, n_entries=n * k, tol=tol, nonneg=p.nonneg,
-        on_support_max=on_max, off_support_max=off_max, worst=worst,
-        per_atom=per_atom, per_sample=per_sample, violation=matrix)
+            self.on_max = max(self.on_max, float(on.max()))
+        self.per_sample[c.start:c.stop] = V.max(axis=1)
+        np.maximum(self.per_atom, V.max(axis=0), out=self.per_atom)
+        self.total += float(V.sum())
+        self.n_viol += int(np.count_nonzero(V > self.tol))
+        top = _top(V, self.n_worst)
+        self.cand.append((V.ravel()[top], top // k + c.start, top % k))
+        if self.matrix is not None:
+            self.matrix[c.start:c.stop] = V
+
+    def result(self) -> CodeKKTReport:
+        vals = np.concatenate([v for v, _, _ in self.cand])
+        rows = np.concatenate([r for _, r, _ in self.cand])
+        cols = np.concatenate([c for _, _, c in self.cand])
+        order = _top(vals, self.n_worst)
+        worst = tuple((int(rows[i]), int(cols[i]), float(vals[i])) for i in order)
+        max_v = float(self.per_sample.max())
+        n_entries = self.p.n_samples * self.p.n_atoms
+        return CodeKKTReport(
+            passed=max_v <= self.tol, max_violation=max_v, mean_violation=self.total / n_entries,
+            n_violations=self.n_viol, n_entries=n_entries, tol=self.tol, nonneg=self.p.nonneg,
+            on_support_max=self.on_max, off_support_max=self.off_max, worst=worst,
+            per_atom=self.per_atom, per_sample=self.per_sample, violation=self.matrix)
+
+
+def _code_kkt(p: Problem, tol: float, keep_matrix: bool | None, n_worst: int) -> CodeKKTReport:
+    sums = CodeKKTSums(p, tol, keep_matrix, n_worst)
+    for c in p.chunks():
+        sums.add(c)
+    return sums.result()
 
 
 def code_kkt(X, D, Z, lam, *, nonneg: bool = True, tol: float = CODE_TOL, bias=None,
@@ -177,7 +190,7 @@ def residual_moments(p: Problem) -> tuple[np.ndarray, np.ndarray]:
     """``R = Z^T r`` (n_atoms, d) and the residual sum ``sum_n r_n`` (d,)."""
     R = np.zeros((p.n_atoms, p.X.shape[1]))
     total = np.zeros(p.X.shape[1])
-    for c in p.chunks():
+    for c in p.chunks(responses=False):
         R += c.Z.T @ c.R
         total += c.R.sum(axis=0)
     return R, total

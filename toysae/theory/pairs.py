@@ -93,8 +93,8 @@ def _check_pairs(pairs, n_atoms: int) -> np.ndarray:
 class _PairSums:
     """Accumulates the (|I|, |J|) sums of the pair conditions over sample chunks."""
 
-    def __init__(self, p: Problem, I: np.ndarray, J: np.ndarray):
-        self.p, self.I, self.J = p, I, J
+    def __init__(self, p: Problem, I: np.ndarray, J: np.ndarray, sel):
+        self.p, self.I, self.J, self.sel = p, I, J, sel
         self.all_atoms = len(I) == p.n_atoms and len(J) == p.n_atoms
         shape = (len(I), len(J))
         self.lhs = np.zeros(shape)
@@ -132,26 +132,33 @@ class _PairSums:
         self.high[atoms] = np.maximum(self.high[atoms], np.maximum.reduceat(T, starts, axis=0))
 
 
-def _pair_sums(p: Problem, I: np.ndarray, J: np.ndarray) -> _PairSums:
-    sums = _PairSums(p, I, J)
+def pair_chunk_rows(p: Problem, width: int) -> int:
+    """Samples per chunk so the gathered (nnz in chunk, width) hull block stays small."""
     per_row = 1 + p.Z.nnz / p.n_samples
-    rows = int(max(16, min(p.n_samples, _CHUNK_ENTRIES // max(1, int(len(J) * per_row)))))
-    for c in p.chunks(rows):
-        sums.add(c.Z, c.S)
-    return sums
+    return int(max(16, min(p.n_samples, _CHUNK_ENTRIES // max(1, int(width * per_row)))))
+
+
+def pair_sums(p: Problem, pairs) -> tuple[_PairSums, np.ndarray | None]:
+    """Empty accumulators for all pairs (``pairs=None``) or the given ordered pairs."""
+    k = p.n_atoms
+    if pairs is None:
+        return _PairSums(p, np.arange(k), np.arange(k), None), None
+    pairs = _check_pairs(pairs, k)
+    I, inv_i = np.unique(pairs[:, 0], return_inverse=True)
+    J, inv_j = np.unique(pairs[:, 1], return_inverse=True)
+    return _PairSums(p, I, J, (inv_i, inv_j)), pairs
 
 
 def _pair_conditions(p: Problem, pairs, tol: float, n_worst: int) -> PairReport:
+    sums, pairs = pair_sums(p, pairs)
+    for c in p.chunks(pair_chunk_rows(p, len(sums.J))):
+        sums.add(c.Z, c.S)
+    return pair_report(p, sums, pairs, tol, n_worst)
+
+
+def pair_report(p: Problem, sums: _PairSums, pairs, tol: float, n_worst: int) -> PairReport:
     k = p.n_atoms
-    if pairs is None:
-        I = J = np.arange(k)
-        sel = None
-    else:
-        pairs = _check_pairs(pairs, k)
-        I, inv_i = np.unique(pairs[:, 0], return_inverse=True)
-        J, inv_j = np.unique(pairs[:, 1], return_inverse=True)
-        sel = (inv_i, inv_j)
-    sums = _pair_sums(p, I, J)
+    I, J, sel = sums.I, sums.J, sums.sel
     mass = np.asarray(abs(p.Z).sum(axis=0)).ravel()
     count = np.diff(p.Z.tocsc().indptr).astype(float)
     alive = mass > 0

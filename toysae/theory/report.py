@@ -17,13 +17,13 @@ from toysae.theory.conditions import (
     AtomStationarityReport,
     BiasReport,
     CodeKKTReport,
+    CodeKKTSums,
     _atom_stationarity,
     _bias_report,
-    _code_kkt,
-    residual_moments,
 )
 from toysae.theory.hierarchy import HierarchyReport, _hierarchy
-from toysae.theory.pairs import PAIR_TOL, PairReport, _pair_conditions
+from toysae.theory.pairs import PAIR_TOL, PairReport, pair_chunk_rows, pair_sums
+from toysae.theory.pairs import pair_report as _pair_report
 
 
 @dataclass(frozen=True)
@@ -138,29 +138,36 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
     n_worst = check_int(n_worst, "n_worst", minimum=0)
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=tolerances.unit_norm)
-    code = _code_kkt(p, tolerances.code, None, n_worst)
-    R, residual_sum = residual_moments(p)
-    atoms = _atom_stationarity(p, R, tolerances.atom, n_worst)
-    pair_report = None
+    # one pass over the samples feeds every accumulator: the response product
+    # r D^T, the dominant cost, is computed once
+    code_sums = CodeKKTSums(p, tolerances.code, None, n_worst)
+    psums, pair_list = (None, None)
+    rows = p.chunk_rows()
     if pairs is not None:
-        pair_report = _pair_conditions(p, None if isinstance(pairs, str) else pairs,
-                                       tolerances.pair, n_worst)
+        psums, pair_list = pair_sums(p, None if isinstance(pairs, str) else pairs)
+        rows = pair_chunk_rows(p, len(psums.J))
+    R = np.zeros((p.n_atoms, p.X.shape[1]))
+    residual_sum = np.zeros(p.X.shape[1])
+    sq_residual = 0.0
+    for c in p.chunks(rows):
+        code_sums.add(c)
+        R += c.Z.T @ c.R
+        residual_sum += c.R.sum(axis=0)
+        sq_residual += float(np.einsum("ij,ij->", c.R, c.R))
+        if psums is not None:
+            psums.add(c.Z, c.S)
+    code = code_sums.result()
+    atoms = _atom_stationarity(p, R, tolerances.atom, n_worst)
+    pair_report = (None if psums is None
+                   else _pair_report(p, psums, pair_list, tolerances.pair, n_worst))
     hierarchy = _hierarchy(p, max_steps)
     bias_report = _bias_report(p, residual_sum, tolerances.bias) if decoder_bias else None
     parts = [code.passed, atoms.passed, hierarchy.passed]
     parts += [pair_report.passed] if pair_report is not None else []
     parts += [bias_report.passed] if bias_report is not None else []
-    objective = _objective(p)
+    objective = 0.5 * sq_residual + p.lam * float(abs(p.Z).sum())
     return OptimalityReport(
         passed=all(parts), summary=_summary(code, atoms, pair_report, hierarchy, bias_report),
         n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,
         objective=objective, tolerances=tolerances, code=code, atoms=atoms,
         pairs=pair_report, hierarchy=hierarchy, bias=bias_report)
-
-
-def _objective(p) -> float:
-    """The objective of ``toysae.objective``, chunked so a sparse Z is never densified."""
-    total = 0.0
-    for c in p.chunks():
-        total += 0.5 * float(np.einsum("ij,ij->", c.R, c.R))
-    return total + p.lam * float(abs(p.Z).sum())
