@@ -1,0 +1,256 @@
+"""The base class every SAE architecture derives from, and the architecture registry.
+
+Conventions (DESIGN.md): inputs ``x`` are ``(n, d)``, codes are ``(n, width)``,
+the decoder's atoms are the ROWS of a ``(width, d)`` matrix, and
+``sae.dictionary`` returns them as unit rows so that metrics and checkers treat
+an SAE like any other dictionary.
+
+Loss scaling, shared by every architecture, is the dictionary-learning
+objective of DESIGN.md divided by the number of samples::
+
+    loss = mean_n [ 1/2 ||x_n - x_hat_n||^2 ] + coef * mean_n [ penalty(f_n) ]
+
+so for the L1 architectures ``coef`` is exactly the ``lam`` of
+``toysae.objective.dictionary_objective`` (per sample), and the optimality
+checkers can be run at the same ``lam``. The penalty is NOT divided by the
+width (the seed's replication code did, which makes the same coefficient mean
+a weaker penalty for a wider dictionary); here one coefficient means one
+trade-off whatever the width. Decoder rows are kept at unit norm by the
+trainer, so ``sum_i f_i`` equals Anthropic's ``sum_i f_i ||W_dec,i||``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from toysae._validation import check_int
+
+ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {}
+
+
+def register(name: str):
+    """Class decorator: make an SAE class constructible by ``make_sae(name, ...)``."""
+    def wrap(cls):
+        if name in ARCHITECTURES and ARCHITECTURES[name] is not cls:
+            raise RuntimeError(f"architecture {name!r} is registered twice")
+        cls.architecture = name
+        ARCHITECTURES[name] = cls
+        return cls
+    return wrap
+
+
+def make_sae(name: str, d: int, width: int, **kwargs) -> SparseAutoencoder:
+    """Construct the registered architecture ``name`` (``ARCHITECTURES`` lists them)."""
+    if not isinstance(name, str):
+        raise TypeError(f"architecture must be a str, got {type(name).__name__}")
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {name!r}")
+    return ARCHITECTURES[name](d, width, **kwargs)
+
+
+class SAEOutput(NamedTuple):
+    """What a forward pass computes.
+
+    x_hat : (n, d) reconstruction.
+    codes : (n, width) latent activations ``f``.
+    pre_acts : (n, width) what the nonlinearity sees (ghost grads and AuxK use
+        it for dead latents; for the gated SAE it is the gate's pre-activation).
+    """
+
+    x_hat: Tensor
+    codes: Tensor
+    pre_acts: Tensor
+
+
+class SAELoss(NamedTuple):
+    """Loss parts, each a scalar tensor averaged over the batch.
+
+    total = reconstruction + sparsity + auxiliary.
+    reconstruction : mean of ``1/2 ||x - x_hat||^2``.
+    sparsity : coefficient times the mean penalty (L1, or L0 for JumpReLU).
+    auxiliary : ghost-grad, AuxK or gated auxiliary loss (0 when unused).
+    """
+
+    total: Tensor
+    reconstruction: Tensor
+    sparsity: Tensor
+    auxiliary: Tensor
+
+
+class SparseAutoencoder(nn.Module, abc.ABC):
+    """Base class: ``encode``, ``decode``, ``forward``, ``loss`` and the decoder's geometry.
+
+    Subclasses define ``encode_pre(x) -> pre_acts``, ``activate(pre_acts) -> codes``,
+    ``decoder_weight`` (the ``(width, d)`` parameter whose rows are atoms),
+    ``decode`` and ``penalty(out)``; and, if their parameters differ from the
+    ``W_enc (d, width), b_enc (width,), W_dec (width, d), b_dec (d,)`` layout,
+    ``latent_parameters`` / ``reinit_latents_`` / ``encoder_norms``.
+    """
+
+    architecture: str = "base"
+    # Which extra loss revives dead latents: "ghost" (ghost grads) or "auxk".
+    dead_latent_loss: str = "ghost"
+
+    def __init__(self, d: int, width: int, *, seed: int = 0):
+        super().__init__()
+        self.d = check_int(d, "d", minimum=1)
+        self.width = check_int(width, "width", minimum=1)
+        self.seed = check_int(seed, "seed", minimum=0)
+
+    # -- construction ---------------------------------------------------
+    def config(self) -> dict:
+        """Constructor arguments; ``make_sae(self.architecture, **self.config())`` rebuilds it."""
+        return {"d": self.d, "width": self.width, "seed": self.seed}
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def _random_atoms(self, gen: torch.Generator) -> Tensor:
+        atoms = torch.randn(self.width, self.d, generator=gen)
+        return atoms / atoms.norm(dim=1, keepdim=True)
+
+    # -- the model ------------------------------------------------------
+    def check_input(self, x) -> Tensor:
+        """``x`` as a float32 tensor of shape (n, d); TypeError/ValueError naming ``x``."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch tensor or numpy array, got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ValueError(f"x must have shape (n, {self.d}) for this SAE (d={self.d}), "
+                             f"got {tuple(x.shape)}")
+        if x.dtype != torch.float32:
+            x = x.float()
+        return x
+
+    @abc.abstractmethod
+    def encode_pre(self, x: Tensor) -> Tensor:
+        """(n, d) checked input -> (n, width) pre-activations."""
+
+    @abc.abstractmethod
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        """(n, width) pre-activations -> (n, width) codes."""
+
+    def encode(self, x) -> Tensor:
+        """(n, d) -> (n, width) codes."""
+        return self.activate(self.encode_pre(self.check_input(x)))
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """(n, width) -> (n, d): ``codes @ W_dec + b_dec``."""
+        return torch.addmm(self.b_dec, codes, self.W_dec)
+
+    def forward(self, x) -> SAEOutput:
+        x = self.check_input(x)
+        pre = self.encode_pre(x)
+        codes = self.activate(pre)
+        return SAEOutput(self.decode(codes), codes, pre)
+
+    # -- the loss -------------------------------------------------------
+    def penalty(self, out: SAEOutput) -> Tensor:
+        """Mean over the batch of the sparsity penalty (default: L1 of the codes)."""
+        return out.codes.sum() / out.codes.shape[0]
+
+    def loss(self, x, coef: float = 0.0, *, dead: Tensor | None = None,
+             aux_coef: float = 1.0) -> SAELoss:
+        """Loss parts on a batch ``x`` (n, d).
+
+        coef : sparsity coefficient (the ``lam`` of DESIGN.md's objective, per sample).
+        dead : optional (width,) bool mask of dead latents; when it has any
+            True entry the architecture's dead-latent loss (ghost grads or
+            AuxK) is added, weighted by ``aux_coef``.
+        """
+        x = self.check_input(x)
+        return self.loss_from_output(x, self(x), coef, dead=dead, aux_coef=aux_coef)
+
+    def loss_from_output(self, x: Tensor, out: SAEOutput, coef: float = 0.0, *,
+                         dead: Tensor | None = None, aux_coef: float = 1.0) -> SAELoss:
+        """:meth:`loss` for a checked ``x`` whose forward output ``out`` is already computed."""
+        recon = 0.5 * (out.x_hat - x).pow(2).sum() / x.shape[0]
+        sparsity = coef * self.penalty(out) if coef else recon.new_zeros(())
+        aux = self.auxiliary_loss(x, out, dead, aux_coef)
+        return SAELoss(recon + sparsity + aux, recon, sparsity, aux)
+
+    def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None,
+                       aux_coef: float) -> Tensor:
+        if dead is None or not bool(dead.any()):
+            return x.new_zeros(())
+        if self.dead_latent_loss == "auxk":
+            return aux_coef * self.aux_k_loss(x, out, dead)
+        return aux_coef * self.ghost_grad_loss(x, out, dead)
+
+    def ghost_grad_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        """Ghost grads (Anthropic, "Circuits Updates", Feb 2024).
+
+        Dead latents get the activation ``exp(pre_acts)`` and try to reconstruct
+        the (detached) residual through their decoder rows; the ghost output is
+        rescaled to half the residual's norm and the loss to the size of the
+        reconstruction loss, so it only moves dead latents and never dominates.
+        """
+        residual = (x - out.x_hat).detach()
+        ghost_acts = torch.exp(out.pre_acts[:, dead])
+        ghost_out = ghost_acts @ self.decoder_weight[dead]
+        scale = residual.norm(dim=1, keepdim=True) / (2 * ghost_out.norm(dim=1, keepdim=True)
+                                                      + 1e-6)
+        ghost_out = ghost_out * scale.detach()
+        ghost_mse = 0.5 * (ghost_out - residual).pow(2).sum() / x.shape[0]
+        recon = 0.5 * residual.pow(2).sum() / x.shape[0]
+        return (recon / (ghost_mse.detach() + 1e-6)) * ghost_mse
+
+    # -- decoder geometry -------------------------------------------------
+    @property
+    def decoder_weight(self) -> Tensor:
+        """The (width, d) parameter whose rows are the decoder's atoms."""
+        return self.W_dec
+
+    @property
+    def dictionary(self) -> Tensor:
+        """(width, d) decoder atoms as unit rows; a detached float32 copy."""
+        W = self.decoder_weight.detach().float()
+        return (W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)).clone()
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Scale every decoder row to unit L2 norm, in place."""
+        W = self.decoder_weight
+        W.div_(W.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Remove from the decoder's gradient the component parallel to each (unit) row.
+
+        On the unit sphere only the tangential part of the gradient moves an
+        atom; the radial part would be undone by the next normalisation and,
+        through Adam's per-element scaling, would distort the step.
+        """
+        W, g = self.decoder_weight, self.decoder_weight.grad
+        if g is None:
+            return
+        g.sub_((g * W).sum(dim=1, keepdim=True) * W)
+
+    # -- latent bookkeeping used by resampling ----------------------------
+    def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        """(parameter, axis) pairs: the slices along ``axis`` that belong to each latent."""
+        return [(self.W_enc, 1), (self.b_enc, 0), (self.W_dec, 0)]
+
+    def encoder_norms(self) -> Tensor:
+        """(width,) L2 norm of each latent's encoder vector."""
+        return self.W_enc.detach().norm(dim=0)
+
+    @torch.no_grad()
+    def reinit_latents_(self, idx: Tensor, directions: Tensor, encoder_norm: float) -> None:
+        """Point latents ``idx`` at unit ``directions`` (len(idx), d) (Anthropic resampling).
+
+        The decoder row becomes the direction, the encoder vector the direction
+        scaled to ``encoder_norm``, the encoder bias 0.
+        """
+        self.W_dec[idx] = directions
+        self.W_enc[:, idx] = directions.T * encoder_norm
+        self.b_enc[idx] = 0.0
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())

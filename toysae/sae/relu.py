@@ -1,0 +1,84 @@
+"""ReLU + L1 SAE, untied, in Anthropic's pre-bias form.
+
+    f = ReLU((x - b_dec) @ W_enc + b_enc)        W_enc (d, width), b_enc (width,)
+    x_hat = f @ W_dec + b_dec                     W_dec (width, d), b_dec (d,)
+
+(Bricken et al. 2023, "Towards Monosemanticity"). Row ``i`` of ``W_dec`` is
+latent ``i``'s atom. Besides the autograd path, :meth:`ReLUSAE.loss_and_grad_`
+computes the loss and every gradient by hand with five matmuls and in-place
+element-wise work; the trainer uses it because autograd's bookkeeping costs a
+noticeable share of a CPU step at these sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from toysae.sae.base import SparseAutoencoder, register
+
+
+@register("relu")
+class ReLUSAE(SparseAutoencoder):
+    """Untied ReLU SAE with an L1 penalty.
+
+    Init (seeded): decoder rows uniform on the unit sphere, ``W_enc = W_dec^T``
+    (the tied initialisation of Conerly et al. 2024 and Gao et al. 2024, which
+    starts every latent as a matched filter of its atom), zero biases.
+    """
+
+    def __init__(self, d: int, width: int, *, seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        atoms = self._random_atoms(self._generator())
+        self.W_enc = nn.Parameter(atoms.T.contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(width))
+        self.W_dec = nn.Parameter(atoms.clone())
+        self.b_dec = nn.Parameter(torch.zeros(d))
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        return torch.relu(pre_acts)
+
+    @torch.no_grad()
+    def loss_and_grad_(self, x: Tensor, coef: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Loss parts and hand-written gradients, written into each parameter's ``.grad``.
+
+        Same loss as :meth:`loss` without a dead-latent term (``mean 1/2
+        ||x - x_hat||^2 + coef * mean ||f||_1``). Returns tensors
+        ``(total, reconstruction, sparsity, codes)`` without synchronising;
+        ``codes`` is (n, width) and is overwritten by the next call's work only
+        through fresh allocations, so callers may keep it. ``x`` must already
+        be a checked (n, d) float32 tensor. With r = x_hat - x and n samples:
+
+            dL/dW_dec = f^T r / n            dL/df = r W_dec^T / n + coef / n
+            dL/dpre = dL/df * [pre > 0]      dL/dW_enc = (x - b_dec)^T dL/dpre
+            dL/db_enc = sum_n dL/dpre        dL/db_dec = sum_n r / n - W_enc dL/db_enc
+        """
+        n = x.shape[0]
+        xc = x - self.b_dec
+        codes = torch.addmm(self.b_enc, xc, self.W_enc).clamp_min_(0.0)
+        residual = torch.addmm(self.b_dec, codes, self.W_dec).sub_(x)
+        recon = residual.pow(2).sum().mul_(0.5 / n)
+        sparsity = codes.sum().mul_(coef / n)
+        residual.div_(n)  # from here on: dL/dx_hat
+        grads = _grads(self)
+        torch.mm(codes.T, residual, out=grads["W_dec"])
+        grad_codes = torch.mm(residual, self.W_dec.T).add_(coef / n)
+        grad_codes.masked_fill_(codes <= 0, 0.0)
+        torch.mm(xc.T, grad_codes, out=grads["W_enc"])
+        torch.sum(grad_codes, dim=0, out=grads["b_enc"])
+        torch.sum(residual, dim=0, out=grads["b_dec"])
+        grads["b_dec"].sub_(self.W_enc @ grads["b_enc"])
+        return recon + sparsity, recon, sparsity, codes
+
+
+def _grads(module: nn.Module) -> dict[str, Tensor]:
+    """Each parameter's ``.grad``, allocated (zeros) on first use and reused after."""
+    out = {}
+    for name, p in module.named_parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        out[name] = p.grad
+    return out
