@@ -1,4 +1,8 @@
-"""Sparse autoencoders: one module per architecture behind one base class; trainer; checkpoints."""
+"""Sparse autoencoders: one module per architecture behind one base class; trainer; checkpoints.
+
+``make_sae(name, d, width, **kwargs)`` builds any registered architecture
+(``ARCHITECTURES``): relu, tied, topk, batchtopk, jumprelu, gated.
+"""
 
 from toysae.sae.base import (
     ARCHITECTURES,
@@ -8,8 +12,22 @@ from toysae.sae.base import (
     make_sae,
     register,
 )
+from toysae.sae.batchtopk import BatchTopKSAE
+from toysae.sae.checkpoint import load, save
+from toysae.sae.gated import GatedSAE
+from toysae.sae.jumprelu import JumpReLUSAE
 from toysae.sae.relu import ReLUSAE
-from toysae.sae.trainer import TrainConfig, TrainingDiverged, TrainResult, train_sae
+from toysae.sae.tied import TiedSAE
+from toysae.sae.topk import TopKSAE
+from toysae.sae.trainer import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    resample_dead_latents_,
+    train_sae,
+)
 
-__all__ = ["ARCHITECTURES", "ReLUSAE", "SAELoss", "SAEOutput", "SparseAutoencoder", "make_sae",
-           "register", "TrainConfig", "TrainResult", "TrainingDiverged", "train_sae"]
+__all__ = ["ARCHITECTURES", "BatchTopKSAE", "GatedSAE", "JumpReLUSAE", "ReLUSAE", "SAELoss",
+           "SAEOutput", "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
+           "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
+           "train_sae"]

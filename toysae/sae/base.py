@@ -114,6 +114,19 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         atoms = torch.randn(self.width, self.d, generator=gen)
         return atoms / atoms.norm(dim=1, keepdim=True)
 
+    def _init_untied_(self, gen: torch.Generator | None = None) -> None:
+        """The ``W_enc, b_enc, W_dec, b_dec`` layout with the tied initialisation.
+
+        Decoder rows uniform on the unit sphere, ``W_enc = W_dec^T`` (Conerly
+        et al. 2024, Gao et al. 2024: every latent starts as a matched filter
+        of its own atom), zero biases. Seeded by ``self.seed``.
+        """
+        atoms = self._random_atoms(self._generator() if gen is None else gen)
+        self.W_enc = nn.Parameter(atoms.T.contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(self.width))
+        self.W_dec = nn.Parameter(atoms.clone())
+        self.b_dec = nn.Parameter(torch.zeros(self.d))
+
     # -- the model ------------------------------------------------------
     def check_input(self, x) -> Tensor:
         """``x`` as a float32 tensor of shape (n, d); TypeError/ValueError naming ``x``."""

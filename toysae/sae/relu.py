@@ -20,20 +20,11 @@ from toysae.sae.base import SparseAutoencoder, register
 
 @register("relu")
 class ReLUSAE(SparseAutoencoder):
-    """Untied ReLU SAE with an L1 penalty.
-
-    Init (seeded): decoder rows uniform on the unit sphere, ``W_enc = W_dec^T``
-    (the tied initialisation of Conerly et al. 2024 and Gao et al. 2024, which
-    starts every latent as a matched filter of its atom), zero biases.
-    """
+    """Untied ReLU SAE with an L1 penalty; seeded tied initialisation (``W_enc = W_dec^T``)."""
 
     def __init__(self, d: int, width: int, *, seed: int = 0):
         super().__init__(d, width, seed=seed)
-        atoms = self._random_atoms(self._generator())
-        self.W_enc = nn.Parameter(atoms.T.contiguous())
-        self.b_enc = nn.Parameter(torch.zeros(width))
-        self.W_dec = nn.Parameter(atoms.clone())
-        self.b_dec = nn.Parameter(torch.zeros(d))
+        self._init_untied_()
 
     def encode_pre(self, x: Tensor) -> Tensor:
         return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)

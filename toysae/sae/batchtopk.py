@@ -1,0 +1,68 @@
+"""BatchTopK SAE (Bussmann et al. 2024).
+
+In training, the ``k * batch_size`` largest ReLU'd pre-activations of the whole
+batch are kept, so samples share a budget of ``k`` per sample on average. That
+rule needs a batch, so inference uses a threshold instead: ``f = pre * [pre >
+threshold]``, with ``threshold`` a running average (momentum ``momentum``) of
+the smallest positive activation kept in each training batch. Before any
+training step the threshold is 0, i.e. a plain ReLU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from toysae._validation import check_float
+from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+from toysae.sae.topk import aux_k_loss, check_k
+
+
+@register("batchtopk")
+class BatchTopKSAE(SparseAutoencoder):
+    """``k`` active latents per sample on average over a training batch; thresholded at eval."""
+
+    dead_latent_loss = "auxk"
+
+    def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
+                 momentum: float = 0.01, seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        self.k = check_k(k, self.width)
+        self.aux_k = check_k(min(self.width, max(1, self.d // 2)) if aux_k is None else aux_k,
+                             self.width, "aux_k")
+        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
+                                    min_inclusive=False)
+        self._init_untied_()
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
+
+    def config(self) -> dict:
+        return {**super().config(), "k": self.k, "aux_k": self.aux_k, "momentum": self.momentum}
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        if not self.training:
+            return pre_acts * (pre_acts > self.threshold.clamp_min(0.0))
+        flat = torch.relu(pre_acts).flatten()
+        values, idx = flat.topk(min(self.k * pre_acts.shape[0], flat.numel()))
+        self._update_threshold(values.detach())
+        return torch.zeros_like(flat).scatter_(0, idx, values).view_as(pre_acts)
+
+    @torch.no_grad()
+    def _update_threshold(self, kept: Tensor) -> None:
+        positive = kept[kept > 0]
+        if positive.numel() == 0:
+            return
+        smallest = positive.min()
+        # The first batch sets it; after that an exponential moving average.
+        weight = 1.0 if int(self.threshold_updates) == 0 else self.momentum
+        self.threshold.add_(weight * (smallest - self.threshold))
+        self.threshold_updates.add_(1)
+
+    def penalty(self, out: SAEOutput) -> Tensor:
+        return out.codes.new_zeros(())
+
+    def aux_k_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        return aux_k_loss(self, x, out, dead, self.aux_k)

@@ -1,0 +1,67 @@
+"""Gated SAE (Rajamanoharan et al. 2024, "Improving Dictionary Learning with Gated SAEs").
+
+One encoder matrix, two uses: the gate decides WHICH latents fire, the
+magnitude path HOW MUCH, so the L1 penalty (on the gate only) no longer
+shrinks the magnitudes::
+
+    proj = (x - b_dec) W_gate
+    pi_gate = proj + b_gate                  f = [pi_gate > 0] * ReLU(pi_mag)
+    pi_mag = proj * exp(r_mag) + b_mag       x_hat = f W_dec + b_dec
+
+The step [pi_gate > 0] passes no gradient, so the gate learns from the L1
+term on ReLU(pi_gate) and from the auxiliary loss: reconstructing x from
+ReLU(pi_gate) through a frozen (detached) copy of the decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+
+
+@register("gated")
+class GatedSAE(SparseAutoencoder):
+    """Gated SAE with weight-shared gate and magnitude paths (``r_mag`` rescales per latent)."""
+
+    def __init__(self, d: int, width: int, *, seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        atoms = self._random_atoms(self._generator())
+        self.W_gate = nn.Parameter(atoms.T.contiguous())
+        self.b_gate = nn.Parameter(torch.zeros(width))
+        self.r_mag = nn.Parameter(torch.zeros(width))
+        self.b_mag = nn.Parameter(torch.zeros(width))
+        self.W_dec = nn.Parameter(atoms.clone())
+        self.b_dec = nn.Parameter(torch.zeros(d))
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        """The gate's pre-activation ``pi_gate``."""
+        return torch.addmm(self.b_gate, x - self.b_dec, self.W_gate)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        # proj = pi_gate - b_gate, so the magnitude path needs nothing but pi_gate.
+        magnitude = torch.relu((pre_acts - self.b_gate) * self.r_mag.exp() + self.b_mag)
+        return (pre_acts > 0).to(magnitude.dtype) * magnitude
+
+    def penalty(self, out: SAEOutput) -> Tensor:
+        return torch.relu(out.pre_acts).sum() / out.pre_acts.shape[0]
+
+    def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead, aux_coef: float) -> Tensor:
+        gate_x_hat = torch.relu(out.pre_acts) @ self.W_dec.detach() + self.b_dec.detach()
+        gate_aux = 0.5 * (gate_x_hat - x).pow(2).sum() / x.shape[0]
+        return gate_aux + super().auxiliary_loss(x, out, dead, aux_coef)
+
+    def latent_parameters(self):
+        return [(self.W_gate, 1), (self.b_gate, 0), (self.r_mag, 0), (self.b_mag, 0),
+                (self.W_dec, 0)]
+
+    def encoder_norms(self) -> Tensor:
+        return self.W_gate.detach().norm(dim=0)
+
+    @torch.no_grad()
+    def reinit_latents_(self, idx: Tensor, directions: Tensor, encoder_norm: float) -> None:
+        self.W_dec[idx] = directions
+        self.W_gate[:, idx] = directions.T * encoder_norm
+        for bias in (self.b_gate, self.r_mag, self.b_mag):
+            bias[idx] = 0.0

@@ -1,0 +1,104 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024, "Jumping Ahead").
+
+``f = pre * H(pre - theta)`` with a learned per-latent threshold
+``theta = exp(log_threshold)``, and an L0 penalty ``coef * sum_i H(pre_i - theta_i)``.
+The step function has zero derivative almost everywhere, so the threshold
+learns through straight-through pseudo-derivatives with a rectangle kernel
+``K(u) = [|u| < 1/2]`` of width ``bandwidth``:
+
+    d JumpReLU / d theta = -(theta / bandwidth) K((pre - theta) / bandwidth)
+    d H / d theta        = -(1 / bandwidth)     K((pre - theta) / bandwidth)
+
+(the L0 term sends no gradient to ``pre``). Pre-activations within
+``bandwidth / 2`` of a threshold therefore push it: down where reconstruction
+wants the latent on, up where the L0 penalty wants it off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from toysae._validation import check_float
+from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+
+
+def _window(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, threshold = ctx.saved_tensors
+        grad_pre = grad * (pre > threshold)
+        grad_threshold = -(threshold / ctx.bandwidth) * _window(pre, threshold, ctx.bandwidth)
+        return grad_pre, (grad * grad_threshold).sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, threshold = ctx.saved_tensors
+        grad_threshold = -_window(pre, threshold, ctx.bandwidth) / ctx.bandwidth
+        return None, (grad * grad_threshold).sum(0), None
+
+
+@register("jumprelu")
+class JumpReLUSAE(SparseAutoencoder):
+    """Per-latent learned threshold; the sparsity coefficient weighs an L0 penalty.
+
+    ``threshold_init`` and ``bandwidth`` are in the units of the data (the
+    toys' active magnitudes are ~U[0, 1)).
+    """
+
+    def __init__(self, d: int, width: int, *, threshold_init: float = 0.05,
+                 bandwidth: float = 0.05, seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        self.threshold_init = check_float(threshold_init, "threshold_init", minimum=0.0,
+                                          min_inclusive=False)
+        self.bandwidth = check_float(bandwidth, "bandwidth", minimum=0.0, min_inclusive=False)
+        self._init_untied_()
+        self.log_threshold = nn.Parameter(torch.full((width,), math.log(self.threshold_init)))
+
+    def config(self) -> dict:
+        return {**super().config(), "threshold_init": self.threshold_init,
+                "bandwidth": self.bandwidth}
+
+    @property
+    def threshold(self) -> Tensor:
+        """(width,) current thresholds ``exp(log_threshold)``."""
+        return self.log_threshold.exp()
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        return _JumpReLU.apply(pre_acts, self.threshold, self.bandwidth)
+
+    def penalty(self, out: SAEOutput) -> Tensor:
+        """Mean L0 of the codes, differentiable in the thresholds."""
+        steps = _Step.apply(out.pre_acts, self.threshold, self.bandwidth)
+        return steps.sum() / steps.shape[0]
+
+    def latent_parameters(self):
+        return [*super().latent_parameters(), (self.log_threshold, 0)]
+
+    @torch.no_grad()
+    def reinit_latents_(self, idx: Tensor, directions: Tensor, encoder_norm: float) -> None:
+        super().reinit_latents_(idx, directions, encoder_norm)
+        self.log_threshold[idx] = math.log(self.threshold_init)

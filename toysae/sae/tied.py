@@ -1,0 +1,48 @@
+"""Tied SAE (Cunningham et al. 2023): ``x_hat = M^T ReLU(M x + b)``.
+
+One matrix ``M`` (width, d) is both encoder and decoder, so the weights cannot
+come untied: a latent reads its input along exactly the atom it writes back.
+There is no decoder bias, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from toysae.sae.base import SparseAutoencoder, register
+
+
+@register("tied")
+class TiedSAE(SparseAutoencoder):
+    """``f = ReLU(x M^T + b)``, ``x_hat = f M``; rows of ``M`` are the atoms."""
+
+    def __init__(self, d: int, width: int, *, seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        self.M = nn.Parameter(self._random_atoms(self._generator()))
+        self.b = nn.Parameter(torch.zeros(width))
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.b, x, self.M.T)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        return torch.relu(pre_acts)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        return codes @ self.M
+
+    @property
+    def decoder_weight(self) -> Tensor:
+        return self.M
+
+    def latent_parameters(self):
+        return [(self.M, 0), (self.b, 0)]
+
+    def encoder_norms(self) -> Tensor:
+        return self.M.detach().norm(dim=1)
+
+    @torch.no_grad()
+    def reinit_latents_(self, idx: Tensor, directions: Tensor, encoder_norm: float) -> None:
+        # The encoder IS the unit decoder row, so encoder_norm cannot apply.
+        self.M[idx] = directions
+        self.b[idx] = 0.0

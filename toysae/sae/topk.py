@@ -1,0 +1,68 @@
+"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+
+``f = ReLU(TopK(pre))`` with ``pre = (x - b_dec) W_enc + b_enc``: the ``k``
+largest pre-activations of each sample are kept, everything else is 0, so
+sparsity is set by ``k`` and no penalty is needed. Dead latents are revived by
+AuxK: the ``aux_k`` largest dead pre-activations try to reconstruct the
+residual (its loss is normalised by the residual's variance).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from toysae._validation import check_int
+from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+
+
+def check_k(k, width: int, name: str = "k") -> int:
+    k = check_int(k, name, minimum=1)
+    if k > width:
+        raise ValueError(f"{name} must be <= width ({width}), got {k}")
+    return k
+
+
+def aux_k_loss(sae: SparseAutoencoder, x: Tensor, out: SAEOutput, dead: Tensor,
+               aux_k: int) -> Tensor:
+    """Normalised MSE of the residual reconstructed by the top ``aux_k`` dead latents."""
+    residual = (x - out.x_hat).detach()
+    k = min(aux_k, int(dead.sum()))
+    dead_pre = out.pre_acts.masked_fill(~dead, float("-inf"))
+    values, idx = dead_pre.topk(k, dim=1)
+    acts = torch.zeros_like(out.pre_acts).scatter_(1, idx, torch.relu(values))
+    residual_hat = acts @ sae.decoder_weight
+    variance = (residual - residual.mean(0)).pow(2).sum().clamp_min(1e-12)
+    return (residual_hat - residual).pow(2).sum() / variance
+
+
+@register("topk")
+class TopKSAE(SparseAutoencoder):
+    """Exactly ``k`` latents selected per sample (fewer nonzero only where a selected
+    pre-activation is <= 0). ``aux_k`` defaults to ``min(width, max(1, d // 2))``."""
+
+    dead_latent_loss = "auxk"
+
+    def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
+                 seed: int = 0):
+        super().__init__(d, width, seed=seed)
+        self.k = check_k(k, self.width)
+        self.aux_k = check_k(min(self.width, max(1, self.d // 2)) if aux_k is None else aux_k,
+                             self.width, "aux_k")
+        self._init_untied_()
+
+    def config(self) -> dict:
+        return {**super().config(), "k": self.k, "aux_k": self.aux_k}
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+
+    def activate(self, pre_acts: Tensor) -> Tensor:
+        values, idx = pre_acts.topk(self.k, dim=1)
+        return torch.zeros_like(pre_acts).scatter_(1, idx, torch.relu(values))
+
+    def penalty(self, out: SAEOutput) -> Tensor:
+        return out.codes.new_zeros(())
+
+    def aux_k_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        return aux_k_loss(self, x, out, dead, self.aux_k)
