@@ -25,6 +25,7 @@ from toysae.theory import (
     wide_limit,
     wide_limit_gap,
 )
+from toysae.theory._threads import torch_threads
 
 LAM = 0.1
 
@@ -332,11 +333,13 @@ def test_amortisation_gap_is_zero_for_exact_codes_and_positive_for_an_sae():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(60, 4))
     D = unit_rows(rng.normal(size=(6, 4)))
-    oracle = amortisation_gap(_OracleSAE(D, np.full(4, 0.1)), X, LAM, tol=1e-10)
+    with torch_threads(1):
+        oracle = amortisation_gap(_OracleSAE(D, np.full(4, 0.1)), X, LAM, tol=1e-10)
     assert oracle.solver_converged and abs(oracle.gap) < 1e-6 * oracle.optimal_objective
     assert oracle.support_jaccard > 0.99 and oracle.sae_kkt_violation < 1e-6
     sae = make_sae("relu", 4, 6, seed=0)
-    rep = check_sae(sae, X.astype(np.float32), LAM, normalize=True)
+    with torch_threads(1):
+        rep = check_sae(sae, X.astype(np.float32), LAM, normalize=True)
     assert rep.amortisation.gap > 0 and rep.amortisation.sae_kkt_violation > 0.01
     assert rep.optimality.code.passed  # re-solved codes are optimal ...
     assert not rep.optimality.passed  # ... but an untrained decoder is not stationary

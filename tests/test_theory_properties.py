@@ -33,6 +33,7 @@ from toysae.theory import (
     wide_limit,
     wide_limit_gap,
 )
+from toysae.theory._threads import torch_threads
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIGHT = Tolerances(code=1e-8, atom=1e-7, pair=1e-7, bias=1e-7)
@@ -51,8 +52,9 @@ def test_sparse_code_solutions_satisfy_code_kkt():
     rng = np.random.default_rng(0)
     X, D = rng.normal(size=(20, 4)), unit_rows(rng.normal(size=(5, 4)))
     for nonneg in (True, False):
-        sol = sparse_code(X, D, 0.2, method="fista", nonneg=nonneg, dtype=torch.float64,
-                          tol=1e-10, max_iter=20000)
+        with torch_threads(1):
+            sol = sparse_code(X, D, 0.2, method="fista", nonneg=nonneg, dtype=torch.float64,
+                              tol=1e-10, max_iter=20000)
         assert sol.converged
         assert code_kkt(X, D, sol.codes, 0.2, nonneg=nonneg, tol=1e-8).passed
         # the same codes, perturbed, are flagged
