@@ -69,8 +69,10 @@ cells = [
         "print(f'eps* = {step.eps:.3f}, predicted drop {step.predicted_drop:.4f}, '\n"
         "      f'recomputed drop {drop:.4f}')\n"
         "print('reconstruction unchanged:', np.allclose(Z2 @ D2, Z @ F))\n"
-        "print('parent switched off on', len(step.absorbed_samples), 'sample(s): absorption starts')"),
-    nbf.v4.new_markdown_cell("## Everything at once\n\n`check_optimality` runs all checks in one pass."),
+        "print('parent switched off on', len(step.absorbed_samples),\n"
+        "      'sample(s): absorption starts')"),
+    nbf.v4.new_markdown_cell(
+        "## Everything at once\n\n`check_optimality` runs all checks in one pass."),
     nbf.v4.new_code_cell(
         "report = check_optimality(X, F, Z, lam)\n"
         "print(report.summary)"),
