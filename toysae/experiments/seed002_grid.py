@@ -1,0 +1,289 @@
+"""Seed 002 (probabilistic disentanglement, part 1): SAE grids over L1 penalty x dictionary size.
+
+(a) The 3-D toy (6 true features in 3-D): 12 ReLU+L1 SAEs, 4 penalties x 3
+dictionary sizes, trained as one batched model; the four heat-maps of the
+seed (reconstruction loss, MMCS with the true features, mean MMCS with the
+larger dictionaries of the same penalty, dead latents), PCA's MMCS as the
+baseline (the seed quotes 0.42 for PCA), and a GIF of the atoms moving toward
+the true features during training.
+(b) The reference toy (256-d, 512 features, 5 active on average) over an
+L1 x width-ratio grid, with the same four heat-maps.
+
+Scores are measured on held-out samples. Penalties follow the package's loss
+(``mean 1/2 ||x - x_hat||^2 + l1 * mean ||f||_1``, not divided by the width as
+in the seed's code), so the seed's numeric penalties do not carry over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toysae import metrics
+from toysae._config import JsonMixin
+from toysae._io import atomic_path, write_text
+from toysae._validation import check_float, check_int
+from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae.grid import GridResult, train_grid
+from toysae.sae.trainer import TrainConfig
+
+NAME = "seed002-grid"
+DESCRIPTION = ("SAE grids over L1 x dictionary size on the 3-D toy (12 SAEs, one batched "
+               "model, four heat-maps, PCA baseline, training GIF) and on the reference toy.")
+
+
+def _toy_train() -> TrainConfig:
+    return TrainConfig(n_samples=768_000, batch_size=256, lr=7e-3, log_every=100)
+
+
+def _reference_train() -> TrainConfig:
+    return TrainConfig(n_samples=500_000, batch_size=256, lr=7e-3, log_every=200)
+
+
+@dataclass(frozen=True)
+class Config(JsonMixin):
+    """Defaults: the full experiment. ``Config.quick()`` is the small version."""
+
+    toy: SyntheticConfig = field(default_factory=SyntheticConfig.toy_3d)
+    toy_l1_values: tuple = (0.01, 0.03, 0.1, 0.3)
+    toy_widths: tuple = (6, 12, 24)
+    toy_train: TrainConfig = field(default_factory=_toy_train)
+    reference: SyntheticConfig = field(default_factory=SyntheticConfig)
+    reference_l1_values: tuple = (0.01, 0.04, 0.16)
+    reference_width_ratios: tuple = (0.5, 1.0, 2.0, 4.0)
+    reference_train: TrainConfig = field(default_factory=_reference_train)
+    n_eval: int = 10_000
+    gif_frames: int = 30
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("toy", "reference"):
+            if not isinstance(getattr(self, name), SyntheticConfig):
+                raise TypeError(f"{name} must be a SyntheticConfig, got "
+                                f"{type(getattr(self, name)).__name__}")
+        if self.toy.d != 3:
+            raise ValueError(f"toy must be 3-dimensional (the GIF draws 3-D arrows), "
+                             f"got d={self.toy.d}")
+        for name in ("toy_train", "reference_train"):
+            if not isinstance(getattr(self, name), TrainConfig):
+                raise TypeError(f"{name} must be a TrainConfig, got "
+                                f"{type(getattr(self, name)).__name__}")
+        for name in ("toy_l1_values", "reference_l1_values", "reference_width_ratios"):
+            values = tuple(getattr(self, name))
+            if not values:
+                raise ValueError(f"{name} must not be empty")
+            for k, v in enumerate(values):
+                check_float(v, f"{name}[{k}]", minimum=0.0,
+                            min_inclusive=name != "reference_width_ratios")
+        if not self.toy_widths:
+            raise ValueError("toy_widths must not be empty")
+        for k, w in enumerate(self.toy_widths):
+            check_int(w, f"toy_widths[{k}]", minimum=1)
+        if list(self.toy_widths) != sorted(set(self.toy_widths)):
+            raise ValueError(f"toy_widths must be strictly increasing, got {self.toy_widths}")
+        widths = self.reference_widths
+        if min(widths) < 1 or list(widths) != sorted(set(widths)):
+            raise ValueError(f"reference_width_ratios must give strictly increasing widths "
+                             f">= 1, got {widths} from {self.reference_width_ratios}")
+        check_int(self.n_eval, "n_eval", minimum=2)
+        check_int(self.gif_frames, "gif_frames", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+
+    @property
+    def reference_widths(self) -> tuple[int, ...]:
+        return tuple(int(round(r * self.reference.n_features))
+                     for r in self.reference_width_ratios)
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(toy_train=TrainConfig(n_samples=256 * 400, batch_size=256, lr=1e-2,
+                                         log_every=50, resample_every=50),
+                   reference_l1_values=(0.02, 0.08),
+                   reference_width_ratios=(0.5, 1.0),
+                   reference_train=TrainConfig(n_samples=256 * 40, batch_size=256, lr=1e-2,
+                                               log_every=10, resample_every=0),
+                   n_eval=4096, gif_frames=8)
+
+
+@dataclass(frozen=True)
+class GridScores(JsonMixin):
+    """Scores of one grid; every array is (n_l1, n_widths), measured on held-out samples.
+
+    reconstruction : mean over samples of ``||x - x_hat||^2``.
+    mmcs : MMCS from the true features to the dictionary.
+    mmcs_larger : mean MMCS of the dictionary with the larger ones of the same
+        penalty (None in the largest column, which has none).
+    dead : latents that never fire on the held-out samples.
+    l0 : mean active latents; fvu : fraction of variance unexplained.
+    pca_mmcs : MMCS of the PCA dictionary (top ``min(d, n_features)`` directions,
+        signs pointed along the data) with the true features.
+    """
+
+    l1_values: tuple
+    widths: tuple
+    reconstruction: np.ndarray
+    mmcs: np.ndarray
+    mmcs_larger: tuple
+    dead: np.ndarray
+    l0: np.ndarray
+    fvu: np.ndarray
+    pca_mmcs: float
+    pca_atoms: int
+    layout: str
+    wall_time: float
+
+
+@dataclass(frozen=True)
+class Result(JsonMixin):
+    config: Config
+    toy: GridScores
+    reference: GridScores
+    toy_features: np.ndarray  # (n_features, 3)
+    toy_frame_steps: tuple  # training step of each GIF frame
+    toy_frames: tuple  # per SAE (row-major), (n_frames, width, 3) unit atoms
+
+
+def _pca_dictionary(X: np.ndarray, n_atoms: int) -> np.ndarray:
+    from toysae.dictlearn.baselines import pca_dictionary
+
+    return pca_dictionary(X, n_atoms)
+
+
+def _score(grid: GridResult, data: SyntheticData, n_eval: int, seed: int) -> GridScores:
+    batch = data.sample(n_eval, seed=seed)
+    X, F = batch.x, data.features
+    shape = grid.shape
+    recon, mm, dead, l0, fvu = (np.zeros(shape) for _ in range(5))
+    for m in grid.members:
+        with torch.no_grad():
+            out = m.sae(X)
+        x_hat, codes = out.x_hat.numpy(), out.codes.numpy()
+        recon[m.index] = float(((X - x_hat) ** 2).sum(axis=1).mean())
+        mm[m.index] = metrics.mmcs(F, m.sae.dictionary)
+        dead[m.index] = int(metrics.dead_latents(codes).sum())
+        l0[m.index] = metrics.l0(codes)
+        fvu[m.index] = metrics.fvu(X, x_hat)
+    larger = tuple(tuple(metrics.mmcs_with_larger(row)) for row in grid.dictionaries())
+    n_pca = min(data.config.d, data.config.n_features)
+    pca = metrics.mmcs(F, _pca_dictionary(X, n_pca))
+    return GridScores(grid.l1_values, grid.widths, recon, mm, larger, dead, l0, fvu, pca, n_pca,
+                      grid.layout, grid.wall_time)
+
+
+def run(config: Config) -> Result:
+    toy = SyntheticData(config.toy)
+    grid = train_grid(toy, config.toy_l1_values, config.toy_widths, config.toy_train,
+                      progress=False, seed=config.seed, record_dictionaries=True)
+    steps = grid.members[0].history["step"]
+    keep = np.unique(np.linspace(0, len(steps) - 1, min(config.gif_frames, len(steps)))
+                     .round().astype(int))
+    frames = tuple(np.stack([m.dictionary_history[k] for k in keep]) for m in grid.members)
+    toy_scores = _score(grid, toy, config.n_eval, config.seed)
+    ref = SyntheticData(config.reference)
+    ref_grid = train_grid(ref, config.reference_l1_values, config.reference_widths,
+                          config.reference_train, progress=False, seed=config.seed)
+    ref_scores = _score(ref_grid, ref, config.n_eval, config.seed)
+    return Result(config, toy_scores, ref_scores, toy.features,
+                  tuple(int(steps[k]) for k in keep), frames)
+
+
+# -- figures ----------------------------------------------------------------------
+def _heatmaps(scores: GridScores, title: str, col_title: str, col_labels):
+    import matplotlib.pyplot as plt
+
+    from toysae.plotting import heatmap
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    rows = [f"{v:g}" for v in scores.l1_values]
+    common = {"row_labels": rows, "col_labels": col_labels, "row_title": "L1 penalty (l1)",
+              "col_title": col_title}
+    panels = [
+        (scores.reconstruction, "Reconstruction loss (held out)", "{:.3g}", "mean ||x - x̂||²"),
+        (scores.mmcs, f"MMCS with the true features (PCA: {scores.pca_mmcs:.2f})", "{:.3f}",
+         "mean max cosine"),
+        (np.array(scores.mmcs_larger, dtype=float),
+         "Mean MMCS with larger dictionaries\n(same penalty; the largest has none)",
+         "{:.3f}", "mean max cosine"),
+        (scores.dead, "Dead latents (never fire, held out)", "{:.0f}", "latents"),
+    ]
+    for ax, (values, panel_title, fmt, label) in zip(axes.flat, panels, strict=True):
+        heatmap(ax, values, title=panel_title, fmt=fmt, colorbar_label=label, **common)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _gif(result: Result, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    scores, F = result.toy, np.asarray(result.toy_features)
+    n_rows, n_cols = len(scores.l1_values), len(scores.widths)
+    fig = plt.figure(figsize=(2.4 * n_cols, 2.4 * n_rows + 0.4))
+    atom_lines = []
+
+    def segments(D):
+        return [np.array([[0.0, 0.0, 0.0], a]) for a in np.asarray(D)]
+
+    for k, frames in enumerate(result.toy_frames):
+        i, j = divmod(k, n_cols)
+        ax = fig.add_subplot(n_rows, n_cols, k + 1, projection="3d")
+        # Axis panes and ticks dominate the render time of 3-D frames; draw the
+        # coordinate axes as labelled lines instead.
+        ax.set_axis_off()
+        for e, name in zip(np.eye(3), ("x1", "x2", "x3"), strict=True):
+            ax.plot(*np.stack([-e, e]).T, color="0.75", lw=0.6)
+            ax.text(*(1.08 * e), name, fontsize=6, color="0.4")
+        ax.add_collection3d(Line3DCollection(segments(F), colors="tab:green", linewidths=2.2))
+        lines = Line3DCollection(segments(frames[0]), colors="tab:orange", linewidths=1.2)
+        ax.add_collection3d(lines)
+        atom_lines.append(lines)
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
+        ax.set_box_aspect(None, zoom=1.45)
+        ax.set_title(f"l1={scores.l1_values[i]:g}, {scores.widths[j]} atoms", fontsize=9,
+                     y=0.92)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.94, wspace=0, hspace=0.02)
+    title = fig.suptitle("", fontsize=10)
+
+    def draw(t):
+        for lines, frames in zip(atom_lines, result.toy_frames, strict=True):
+            lines.set_segments(segments(frames[t]))
+        title.set_text(f"3-D toy: learned atoms (orange) vs the {len(F)} true features "
+                       f"(green)\ntraining step {result.toy_frame_steps[t]}")
+        return atom_lines
+
+    anim = FuncAnimation(fig, draw, frames=len(result.toy_frame_steps), blit=False)
+    with atomic_path(path) as tmp:
+        anim.save(tmp, writer=PillowWriter(fps=3), dpi=72)
+    plt.close(fig)
+    return path
+
+
+def save(result: Result, out_dir: Path) -> list[Path]:
+    from toysae.plotting import save_figure, style
+
+    style()
+    out_dir = Path(out_dir)
+    toy, ref, cfg = result.toy, result.reference, result.config
+    paths = [
+        save_figure(_heatmaps(toy, f"3-D toy: {len(toy.l1_values) * len(toy.widths)} SAEs, "
+                                   f"{cfg.toy.n_features} true features in 3-D "
+                                   f"({cfg.toy_train.n_samples:,} samples each)",
+                              "dictionary size (atoms)", list(toy.widths)),
+                    out_dir / f"{NAME}-toy3d.png"),
+        save_figure(_heatmaps(ref, f"Reference toy: d={cfg.reference.d}, "
+                                   f"{cfg.reference.n_features} features, "
+                                   f"{cfg.reference.mean_active:g} active "
+                                   f"({cfg.reference_train.n_samples:,} samples each)",
+                              "width / n_features (atoms)",
+                              [f"{r:g} ({w})" for r, w in zip(cfg.reference_width_ratios,
+                                                               ref.widths, strict=True)]),
+                    out_dir / f"{NAME}-reference.png"),
+        _gif(result, out_dir / f"{NAME}-toy3d-atoms.gif"),
+    ]
+    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
+    return paths
