@@ -56,8 +56,10 @@ class ReLUSAE(SparseAutoencoder):
         residual.div_(n)  # from here on: dL/dx_hat
         grads = _grads(self)
         torch.mm(codes.T, residual, out=grads["W_dec"])
-        grad_codes = torch.mm(residual, self.W_dec.T).add_(coef / n)
-        grad_codes.masked_fill_(codes <= 0, 0.0)
+        # addmm's broadcast input folds the L1 gradient into the product (no extra pass).
+        grad_codes = torch.addmm(residual.new_full((1,), coef / n).expand(self.width),
+                                 residual, self.W_dec.T)
+        grad_codes.mul_(codes > 0)
         torch.mm(xc.T, grad_codes, out=grads["W_enc"])
         torch.sum(grad_codes, dim=0, out=grads["b_enc"])
         torch.sum(residual, dim=0, out=grads["b_dec"])

@@ -389,7 +389,8 @@ class _Trainer:
                                                                aux_coef=self.aux_coef)
             total.backward()
             codes = out.codes.detach()
-        self.silent.add_(1).masked_fill_((codes > 0).any(0), 0)
+        # Codes are >= 0 for every architecture, so a latent fired iff its column max is > 0.
+        self.silent.add_(1).masked_fill_(codes.amax(0) > 0, 0)
         sae.remove_parallel_grad_()
         self.optimizer.step()
         sae.normalize_decoder_()
