@@ -30,7 +30,7 @@ import torch
 from toysae._config import JsonMixin
 from toysae._validation import check_choice, check_float, check_int, to_numpy
 from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
-from toysae.dictlearn._fista import kkt_violation, prox_grad
+from toysae.dictlearn._fista import kkt_violation, solve_lasso, sparse_times
 from toysae.dictlearn._omp import omp
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
@@ -266,7 +266,7 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
                        if converged else
                        "OMP's nonnegative least-squares refit hit its iteration limit")
         else:
-            res = prox_grad(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
+            res = solve_lasso(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
                             max_iter=max_iter, tol=tol, init=init_t, scale=scale)
             Z = res.codes
             n_bad = int((~res.converged).sum())
@@ -275,13 +275,16 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
             message = (f"KKT gap <= tol={tol:g} for all {n} samples" if converged else
                        f"max_iter={max_iter} reached before the KKT gap fell below tol={tol:g}"
                        f" on {n_bad} of {n} samples")
-    # One consistent objective and KKT gap for every method, from the returned codes.
-    R = Xt - Z @ Dt
+    # The objective from the residual of the returned codes (not the Gram identity,
+    # which cancels badly in float32); fista/ista already know their KKT gaps.
+    R = Xt - sparse_times(Z, Dt)
     objective = float(0.5 * (R.double() ** 2).sum() + lam * Z.double().abs().sum())
-    if n:
-        gap = float(kkt_violation(Z, R @ Dt.T, lam, nonneg).max()) / scale
-    else:
+    if not n:
         gap = 0.0
+    elif method in ("fista", "ista"):
+        gap = float(res.kkt.max())
+    else:
+        gap = float(kkt_violation(Z, R @ Dt.T, lam, nonneg).max()) / scale
     elapsed = time.perf_counter() - start
     if not converged:
         warnings.warn(f"sparse_code({method!r}): {message}", ConvergenceWarning, stacklevel=2)
