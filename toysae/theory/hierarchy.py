@@ -117,10 +117,14 @@ def _verify(p: Problem, i: int, j: int, rows, zi, zj, s, c, eps, u, rho, predict
     new_zj[at_min] = 0.0  # exactly off where the ratio attains eps*
     X = p.X[rows]
     Zr = p.dense_rows(rows)
-    before = dictionary_objective(X, p.D, Zr, p.lam, bias=p.bias)
-    D2 = p.D.copy()
-    D2[i] = new_atom
-    Zr[:, i], Zr[:, j] = new_zi, new_zj
+    # atoms silent on these samples contribute exactly nothing: leave them out
+    used = np.flatnonzero(Zr.any(axis=0))
+    ci, cj = int(np.searchsorted(used, i)), int(np.searchsorted(used, j))
+    Zr, D = Zr[:, used], p.D[used]
+    before = dictionary_objective(X, D, Zr, p.lam, bias=p.bias)
+    D2 = D.copy()
+    D2[ci] = new_atom
+    Zr[:, ci], Zr[:, cj] = new_zi, new_zj
     after = dictionary_objective(X, D2, Zr, p.lam, bias=p.bias)
     return HierarchyStep(
         child=i, parent=j, sign=s, cos=c, eps=eps, norm=rho, predicted_drop=predicted,
