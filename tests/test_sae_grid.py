@@ -1,0 +1,224 @@
+"""Batched SAE grids: same SAEs as sequential training, padding never leaks, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
+from toysae.sae.grid import (
+    GridResult,
+    member_seed,
+    plan_layout,
+    train_grid,
+    train_grid_sequential,
+)
+from toysae.sae.relu import ReLUSAE
+from toysae.sae.trainer import TrainConfig, TrainingDiverged
+
+TOY = SyntheticData(SyntheticConfig.toy_3d())
+# Short runs with frequent resampling so that the resampling path is compared too.
+CFG = TrainConfig(n_samples=128 * 120, batch_size=128, lr=1e-2, l1_warmup=0.1,
+                  dead_window=10, resample_every=30, log_every=40)
+
+
+def _params(sae):
+    return {k: v.detach() for k, v in sae.state_dict().items()}
+
+
+def _assert_same_saes(a: GridResult, b: GridResult, atol: float):
+    assert a.shape == b.shape
+    for ma, mb in zip(a.members, b.members, strict=True):
+        assert (ma.l1, ma.width, ma.index) == (mb.l1, mb.width, mb.index)
+        pa, pb = _params(ma.sae), _params(mb.sae)
+        for name in pa:
+            torch.testing.assert_close(pa[name], pb[name], atol=atol, rtol=0, msg=name)
+        assert ma.n_resampled == mb.n_resampled
+        np.testing.assert_allclose(ma.history["loss"], mb.history["loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["pad", "group"])
+def test_batched_grid_matches_sequential(layout):
+    l1_values, widths = [0.003, 0.1, 0.5], [3, 8]
+    batched = train_grid(TOY, l1_values, widths, CFG, progress=False, layout=layout)
+    sequential = train_grid_sequential(TOY, l1_values, widths, CFG, progress=False)
+    assert batched.layout == layout and sequential.layout == "sequential"
+    # the comparison covers resampling: some member must have resampled
+    assert sum(m.n_resampled for m in sequential.members) > 0
+    _assert_same_saes(batched, sequential, atol=1e-4)
+
+
+def test_batched_grid_is_reproducible_and_seeded():
+    a = train_grid(TOY, [0.05], [4, 6], CFG, progress=False, seed=3)
+    b = train_grid(TOY, [0.05], [4, 6], CFG, progress=False, seed=3)
+    c = train_grid(TOY, [0.05], [4, 6], CFG, progress=False, seed=4)
+    for ma, mb in zip(a.members, b.members, strict=True):
+        for name, value in _params(ma.sae).items():
+            assert torch.equal(value, _params(mb.sae)[name])
+    assert a[0, 0].seed == member_seed(3, 4) != c[0, 0].seed
+    assert not torch.equal(a[0, 0].sae.W_dec, c[0, 0].sae.W_dec)
+
+
+def test_padding_never_leaks():
+    widths = [2, 9]
+    ens = ReLUSAEEnsemble(3, widths, seeds=[0, 1])
+    res = train_ensembles(ens, [0.05, 0.05], TOY, CFG, progress=False)
+    # padded slices of the small member stay exactly zero, grads included
+    for tensor in (ens.W_enc[0, :, 2:], ens.b_enc[0, 2:], ens.W_dec[0, 2:],
+                   ens.W_enc.grad[0, :, 2:], ens.W_dec.grad[0, 2:], ens.b_enc.grad[0, 2:]):
+        assert torch.count_nonzero(tensor) == 0
+    _, codes = ens(TOY.sample(500, seed=9).x)
+    assert torch.count_nonzero(codes[0, :, 2:]) == 0
+    assert max(res.histories[0]["dead"]) <= 2  # padded latents are never counted dead
+    # the small member trains exactly as it does without a wider neighbour
+    alone = train_ensembles(ReLUSAEEnsemble(3, [2], seeds=[0]), [0.05], TOY, CFG,
+                            progress=False)
+    for name, value in _params(alone.member(0)).items():
+        torch.testing.assert_close(_params(res.member(0))[name], value, atol=1e-5, rtol=0)
+
+
+def test_padding_is_masked_even_when_padded_parameters_are_garbage():
+    ens = ReLUSAEEnsemble(3, [2, 9], seeds=[0, 1])
+    with torch.no_grad():  # fill the small member's padded slices with junk
+        ens.W_enc[0, :, 2:] = 5.0
+        ens.b_enc[0, 2:] = 3.0
+        ens.W_dec[0, 2:] = 7.0
+    junk_enc = ens.W_enc[0, :, 2:].detach().clone()
+    res = train_ensembles(ens, [0.05, 0.05], TOY, CFG, progress=False)
+    assert torch.equal(ens.W_enc[0, :, 2:], junk_enc)  # zero gradient: Adam never moved it
+    assert torch.count_nonzero(ens.W_enc.grad[0, :, 2:]) == 0
+    _, codes = ens(TOY.sample(500, seed=9).x)
+    assert torch.count_nonzero(codes[0, :, 2:]) == 0
+    alone = train_ensembles(ReLUSAEEnsemble(3, [2], seeds=[0]), [0.05], TOY, CFG,
+                            progress=False)
+    for name, value in _params(alone.member(0)).items():
+        torch.testing.assert_close(_params(res.member(0))[name], value, atol=1e-5, rtol=0)
+    assert res.member(0).width == 2
+
+
+def test_dead_member_does_not_affect_others():
+    # a member with an enormous penalty goes silent; its neighbour trains as if alone
+    grid = train_grid(TOY, [50.0, 0.05], [6], CFG, progress=False, layout="pad")
+    assert grid[0, 0].final["l0"] == 0
+    alone = train_grid(TOY, [0.05], [6], CFG, progress=False)
+    for name, value in _params(alone[0, 0].sae).items():
+        torch.testing.assert_close(_params(grid[1, 0].sae)[name], value, atol=1e-5, rtol=0)
+
+
+def test_decoder_rows_unit_norm_and_members_are_plain_relu_saes():
+    grid = train_grid(TOY, [0.01, 0.2], [3, 5, 7], CFG, progress=False, layout="pad")
+    for m in grid.members:
+        assert type(m.sae) is ReLUSAE and m.sae.width == m.width and m.sae.d == 3
+        norms = m.sae.W_dec.detach().norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones_like(norms), atol=1e-5, rtol=0)
+
+
+def test_results_indexed_correctly():
+    grid = train_grid(TOY, [1e-4, 1.0], [4, 8], CFG, progress=False)
+    assert [(m.l1, m.width, m.index) for m in grid.members] == [
+        (1e-4, 4, (0, 0)), (1e-4, 8, (0, 1)), (1.0, 4, (1, 0)), (1.0, 8, (1, 1))]
+    l0 = grid.metric("l0")
+    assert l0.shape == (2, 2)
+    assert (l0[1] < 0.5 * l0[0]).all()  # a huge penalty ends much sparser, column by column
+    x = TOY.sample(2000, seed=5).x
+    measured = grid.array(lambda m: (m.sae.encode(x) > 0).float().sum(1).mean().item())
+    assert (measured[1] < measured[0]).all()
+    assert grid.array(lambda m: m.width).tolist() == [[4, 8], [4, 8]]
+    data = json.loads(grid.to_json())
+    assert data["members"][2]["l1"] == 1.0 and data["members"][2]["index"] == [1, 0]
+    with pytest.raises(ValueError, match="name"):
+        grid.metric("no-such-metric")
+
+
+def test_eval_fn_and_recorded_dictionaries():
+    seen = []
+
+    def eval_fn(sae):
+        seen.append(sae.width)
+        return {"norm": float(sae.dictionary.norm(dim=1).mean())}
+
+    grid = train_grid(TOY, [0.05], [3, 5], CFG, progress=False, eval_fn=eval_fn,
+                      record_dictionaries=True)
+    n_logs = len(grid[0, 0].history["step"])
+    assert sorted(seen) == [3] * n_logs + [5] * n_logs
+    np.testing.assert_allclose(grid.metric("norm"), 1.0, atol=1e-5)
+    frames = grid[0, 1].dictionary_history
+    assert len(frames) == n_logs and frames[-1].shape == (5, 3)
+    np.testing.assert_allclose(frames[-1], grid[0, 1].sae.dictionary.numpy(), atol=1e-6)
+
+
+def test_divergence_names_the_member():
+    ens = ReLUSAEEnsemble(3, [3, 4], seeds=[0, 1])
+    with torch.no_grad():
+        ens.b_dec[1] = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"member 1 \(l1=0.1, width=4\)"):
+        train_ensembles(ens, [0.1, 0.1], TOY, CFG, progress=False)
+
+
+def test_plan_layout():
+    assert plan_layout([6, 12, 24] * 4, 3, 256) == ("pad", [list(range(12))])
+    layout, groups = plan_layout([512, 1024, 2048] * 3, 256, 1024)
+    assert layout == "group" and groups == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert plan_layout([512] * 3, 256, 1024)[0] == "pad"
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"l1_values": []}, ValueError, "l1_values must not be empty"),
+    ({"l1_values": [0.1, -0.1]}, ValueError, r"l1_values\[1\] must be >= 0"),
+    ({"l1_values": [0.1, 0.1]}, ValueError, "l1_values must not repeat"),
+    ({"widths": []}, ValueError, "widths must not be empty"),
+    ({"widths": [4, 0]}, ValueError, r"widths\[1\] must be >= 1"),
+    ({"widths": [2.5]}, TypeError, r"widths\[0\] must be an int"),
+    ({"d": 5}, ValueError, "data has d=3 but the SAE has d=5"),
+    ({"layout": "diagonal"}, ValueError, "layout must be one of"),
+    ({"config": {"lr": 1}}, TypeError, "config must be a TrainConfig"),
+    ({"seed": -1}, ValueError, "seed must be >= 0"),
+])
+def test_bad_input(kwargs, error, match):
+    args = {"data": TOY, "l1_values": [0.1], "widths": [4], "config": CFG, **kwargs}
+    with pytest.raises(error, match=match):
+        train_grid(**args, progress=False)
+
+
+def test_bad_data():
+    with pytest.raises(ValueError, match=r"data has 4 columns but the SAE has d=3"):
+        train_grid(np.zeros((100, 4), np.float32), [0.1], [4], CFG, progress=False, d=3)
+    batches = [np.ones((8, 3), np.float32), np.ones((8, 4), np.float32)]
+    with pytest.raises(ValueError, match=r"data batch 1 must have shape \(n, 3\)"):
+        train_grid(batches, [0.1], [4], CFG, progress=False, d=3)
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        train_grid_sequential(iter(batches), [0.1], [4], CFG, progress=False, d=3)
+    with pytest.raises(ValueError, match="ghost_grads"):
+        train_grid(TOY, [0.1], [4], TrainConfig(ghost_grads=True), progress=False)
+    ens = ReLUSAEEnsemble(3, [4])
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 3\)"):
+        ens(np.zeros((5, 2), np.float32))
+    with pytest.raises(ValueError, match="one entry per member"):
+        train_ensembles(ens, [0.1, 0.2], TOY, CFG, progress=False)
+
+
+def test_quick_experiment_runs_and_writes_its_files(tmp_path):
+    from PIL import Image
+
+    from toysae.experiments import get
+
+    module = get("seed002-grid")
+    config = module.Config.quick()
+    result = module.run(config)
+    paths = module.save(result, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["seed002-grid-reference.png", "seed002-grid-toy3d-atoms.gif",
+                     "seed002-grid-toy3d.png", "seed002-grid.json"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    with Image.open(tmp_path / "seed002-grid-toy3d-atoms.gif") as gif:
+        assert gif.n_frames == len(result.toy_frame_steps) > 1
+    data = json.loads((tmp_path / "seed002-grid.json").read_text())
+    toy = data["toy"]
+    assert np.array(toy["mmcs"]).shape == (4, 3) and len(toy["widths"]) == 3
+    assert all(row[-1] is None for row in toy["mmcs_larger"])  # the largest has no larger
+    assert 0 < toy["pca_mmcs"] < max(max(row) for row in toy["mmcs"])
+    assert np.array(data["reference"]["dead"]).shape == (2, 2)
+    assert module.Config.from_json(json.dumps(data["config"])) == config
