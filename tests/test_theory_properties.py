@@ -35,7 +35,7 @@ from toysae.theory import (
 )
 from toysae.theory._threads import torch_threads
 
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIGHT = Tolerances(code=1e-8, atom=1e-7, pair=1e-7, bias=1e-7)
 
 

@@ -97,10 +97,18 @@ def _summary(code, atoms, pairs, hierarchy, bias) -> str:
             f"[{mark(pairs.passed)}] pair identity: max violation {pairs.max_violation:.3g} "
             f"(tol {pairs.tol:g}); {pairs.n_violations} pair(s) above tol, "
             f"{pairs.n_hull_failures} with c_ij outside [min s_nj, 1]")
+    if pairs is not None and pairs.worst and not pairs.passed:
+        i, j, v, c, low, mean = pairs.worst[0]
+        lines.append(f"       worst pair ({i}, {j}): mean s_nj over supp z_{i} is {mean:.3f}, "
+                     f"c_ij = {c:.3f}, hull [{low:.3f}, 1]")
     lines.append(
         f"[{mark(hierarchy.passed)}] hierarchy: {hierarchy.n_nested} nested pair(s), "
         f"{hierarchy.n_certified} certified descent step(s), max verified drop "
         f"{hierarchy.max_drop:.3g}")
+    if hierarchy.steps:
+        st = hierarchy.steps[0]
+        lines.append(f"       atom {st.child} fires only with atom {st.parent}: rotating it by "
+                     f"eps* = {st.eps:.3g} lowers the loss by {st.verified_drop:.4g}")
     if bias is not None:
         lines.append(f"[{mark(bias.passed)}] decoder bias: ||mean residual|| / lam = "
                      f"{bias.violation:.3g} (tol {bias.tol:g})")
