@@ -63,11 +63,12 @@ class JumpReLUSAE(SparseAutoencoder):
     """Per-latent learned threshold; the sparsity coefficient weighs an L0 penalty.
 
     ``threshold_init`` and ``bandwidth`` are in the units of the data (the
-    toys' active magnitudes are ~U[0, 1)).
+    toys' active magnitudes are ~U[0, 1)); the defaults recover the tiny toys of
+    the tests, where 0.05 / 0.05 left thresholds too low to sparsify in time.
     """
 
-    def __init__(self, d: int, width: int, *, threshold_init: float = 0.05,
-                 bandwidth: float = 0.05, seed: int = 0):
+    def __init__(self, d: int, width: int, *, threshold_init: float = 0.1,
+                 bandwidth: float = 0.1, seed: int = 0):
         super().__init__(d, width, seed=seed)
         self.threshold_init = check_float(threshold_init, "threshold_init", minimum=0.0,
                                           min_inclusive=False)

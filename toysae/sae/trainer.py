@@ -265,8 +265,13 @@ def resample_dead_latents_(sae: SparseAutoencoder, optimizer: torch.optim.Optimi
         return 0
     x_hat = torch.cat([sae(chunk).x_hat for chunk in inputs.split(4096)])
     weights = (x_hat - inputs).pow(2).sum(1).pow(2)
+    # An all-zero input (no feature active) has no direction: it would make a zero atom.
+    has_direction = inputs.norm(dim=1) > 1e-6
+    if not bool(has_direction.any()):
+        return 0
+    weights = torch.where(has_direction, weights, 0.0)
     if not bool(weights.sum() > 0):
-        weights = torch.ones_like(weights)
+        weights = has_direction.to(weights.dtype)
     replace = idx.numel() > int((weights > 0).sum())
     pick = torch.multinomial(weights.cpu(), idx.numel(), replacement=replace,
                              generator=generator).to(inputs.device)

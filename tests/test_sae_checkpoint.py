@@ -1,0 +1,106 @@
+"""Checkpoints: bit-exact round trips, and every way a file can be wrong."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from toysae.sae import ARCHITECTURES, load, make_sae, save
+
+KWARGS = {"topk": {"k": 3, "aux_k": 5}, "batchtopk": {"k": 3, "momentum": 0.2},
+          "jumprelu": {"threshold_init": 0.02, "bandwidth": 0.03}}
+
+
+def _trained_looking(name, seed=5):
+    sae = make_sae(name, 7, 11, seed=seed, **KWARGS.get(name, {}))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(torch.randn(p.shape, generator=gen))
+    sae.train()
+    sae(torch.rand(9, 7, generator=gen))  # BatchTopK: moves its threshold buffer
+    return sae
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_round_trip_is_bit_exact(tmp_path, name):
+    sae = _trained_looking(name)
+    path = save(sae, tmp_path / "sae.safetensors")
+    back = load(path)
+    assert type(back) is type(sae) and back.config() == sae.config()
+    assert not back.training
+    a, b = sae.state_dict(), back.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    if name == "batchtopk":
+        assert float(back.threshold) != 0.0
+    sae.eval()
+    x = torch.rand(5, 7)
+    assert torch.equal(sae(x).x_hat, back(x).x_hat)
+    assert load(path, architecture=name).config() == sae.config()
+    assert [p.name for p in tmp_path.iterdir()] == ["sae.safetensors"]  # no temp files left
+
+
+def test_other_architecture_is_refused(tmp_path):
+    path = save(_trained_looking("relu"), tmp_path / "relu.safetensors")
+    with pytest.raises(ValueError, match="architecture: asked for 'topk'"):
+        load(path, architecture="topk")
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        load(path, architecture="nope")
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = save(_trained_looking("gated"), tmp_path / "g.safetensors")
+    data = path.read_bytes()
+    for cut in (len(data) - 7, len(data) // 2, 20, 3):
+        broken = tmp_path / f"cut{cut}.safetensors"
+        broken.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="not a readable safetensors file"):
+            load(broken)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(3)}, str(plain))
+    with pytest.raises(ValueError, match="not a toysae SAE checkpoint"):
+        load(plain)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x80\x04\x95 pickle-ish bytes, certainly not safetensors" * 3)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load(junk)
+    meta = {"format": "toysae-sae", "version": "1", "architecture": "relu",
+            "config": json.dumps({"d": 7, "width": 11, "seed": 0})}
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"W_enc": torch.zeros(7, 11)}, str(wrong), metadata=meta)
+    with pytest.raises(ValueError, match="do not match a relu SAE"):
+        load(wrong)
+    meta_bad = {**meta, "config": "{not json"}
+    save_file({"W_enc": torch.zeros(7, 11)}, str(wrong), metadata=meta_bad)
+    with pytest.raises(ValueError, match="corrupt config"):
+        load(wrong)
+    with pytest.raises(ValueError, match="version"):
+        save_file({"W_enc": torch.zeros(7, 11)}, str(wrong), metadata={**meta, "version": "9"})
+        load(wrong)
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.safetensors")
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    path = save(_trained_looking("relu", seed=1), tmp_path / "keep.safetensors")
+    before = path.read_bytes()
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("toysae.sae.checkpoint.save_file", explode)
+    with pytest.raises(OSError, match="disk full"):
+        save(_trained_looking("relu", seed=2), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.safetensors"]
+
+
+def test_save_rejects_non_sae(tmp_path):
+    with pytest.raises(TypeError, match="sae"):
+        save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")

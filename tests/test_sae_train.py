@@ -1,0 +1,264 @@
+"""The trainer: recovery of a tiny toy, constraints kept, resampling, divergence, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from toysae.data import SyntheticConfig, SyntheticData
+from toysae.metrics import mmcs
+from toysae.sae import (
+    ARCHITECTURES,
+    ReLUSAE,
+    TrainConfig,
+    TrainingDiverged,
+    make_sae,
+    resample_dead_latents_,
+    train_sae,
+)
+from toysae.sae.trainer import _l1_factor, _lr_factor
+
+D = 12
+TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
+                       orthogonal=True, seed=0)
+FAST = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2, l1=0.05, log_every=25)
+KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return SyntheticData(TINY)
+
+
+def test_relu_recovers_a_tiny_toy(toy):
+    res = train_sae("relu", toy, FAST, width=16, progress=False,
+                    eval_fn=lambda s: {"mmcs": mmcs(toy.features, s.dictionary)})
+    assert res.history["mmcs"][-1] >= 0.95
+    assert res.history["mmcs"][-1] > res.history["mmcs"][0]
+    assert res.history["step"][-1] == res.n_steps == FAST.n_steps
+    assert res.n_samples == FAST.n_steps * FAST.batch_size
+    assert res.history["loss"][-1] < res.history["loss"][0]
+    assert set(res.history) >= {"step", "samples", "loss", "reconstruction", "sparsity",
+                                "auxiliary", "l0", "dead", "lr", "l1", "mmcs"}
+    assert len({len(v) for v in res.history.values()}) == 1
+    assert not res.sae.training and res.wall_time > 0
+    payload = json.loads(res.to_json())
+    assert payload["architecture"] == "relu" and payload["history"]["mmcs"] == res.history["mmcs"]
+    assert "relu d=12 width=16" in repr(res)
+
+
+@pytest.mark.parametrize("name", ["tied", "topk", "batchtopk", "jumprelu", "gated"])
+def test_every_architecture_learns_the_tiny_toy(toy, name):
+    # gated penalises ReLU(pi_gate), which runs larger than the codes: a larger coefficient
+    cfg = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2,
+                      l1={"gated": 0.2}.get(name, 0.05), log_every=50)
+    sae = make_sae(name, D, 16, seed=0, **KWARGS.get(name, {}))
+    res = train_sae(sae, toy, cfg, progress=False)
+    assert mmcs(toy.features, res.sae.dictionary) >= 0.9
+    W = res.sae.decoder_weight.detach()
+    torch.testing.assert_close(W.norm(dim=1), torch.ones(16))
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_decoder_rows_stay_unit_norm(toy, name):
+    sae = make_sae(name, D, 16, seed=1, **KWARGS.get(name, {}))
+    with torch.no_grad():
+        sae.decoder_weight.mul_(3.0)  # off the sphere before training: the first step fixes it
+    train_sae(sae, toy, TrainConfig(n_samples=640, batch_size=64, lr=3e-2, l1=0.1),
+              progress=False)
+    torch.testing.assert_close(sae.decoder_weight.detach().norm(dim=1), torch.ones(16))
+
+
+def test_same_seed_same_weights(toy):
+    cfg = TrainConfig(n_samples=2560, batch_size=64, seed=3)
+    a = train_sae("relu", toy, cfg, width=16, progress=False).sae
+    b = train_sae("relu", toy, cfg, width=16, progress=False).sae
+    c = train_sae("relu", toy, TrainConfig(n_samples=2560, batch_size=64, seed=4), width=16,
+                  progress=False).sae
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert not torch.equal(a.W_dec, c.W_dec)
+
+
+def test_array_tensor_and_iterator_data(toy):
+    X = toy.sample(4096, seed=1).x
+    cfg = TrainConfig(n_samples=2048, batch_size=256)
+    from_numpy = train_sae("relu", X, cfg, width=16, progress=False).sae
+    from_torch = train_sae("relu", torch.from_numpy(X), cfg, width=16, progress=False).sae
+    assert torch.equal(from_numpy.W_dec, from_torch.W_dec)
+    batches = iter([toy.sample(100, seed=s) for s in range(5)])  # Batch objects, then it ends
+    res = train_sae(ReLUSAE(D, 16), batches, cfg, progress=False)
+    assert res.n_steps == 5 and res.n_samples == 500
+    assert res.history["step"] == [5]  # logged at the end although the log step was not reached
+
+
+def test_schedules():
+    assert _lr_factor(0, 100, 0.1, 0.2) == pytest.approx(0.1)
+    assert _lr_factor(9, 100, 0.1, 0.2) == pytest.approx(1.0)
+    assert _lr_factor(50, 100, 0.1, 0.2) == 1.0
+    assert _lr_factor(90, 100, 0.1, 0.2) == pytest.approx(0.5)
+    assert _lr_factor(99, 100, 0.1, 0.2) == pytest.approx(0.05)
+    assert _l1_factor(4, 100, 0.1) == pytest.approx(0.5)
+    assert _l1_factor(50, 100, 0.1) == 1.0 and _l1_factor(0, 100, 0.0) == 1.0
+
+
+def test_l1_warmup_is_logged(toy):
+    res = train_sae("relu", toy, TrainConfig(n_samples=6400, batch_size=64, l1=0.2,
+                                             l1_warmup=0.5, log_every=10), width=16,
+                    progress=False)
+    l1 = res.history["l1"]
+    assert l1[0] == pytest.approx(0.2 * 10 / 50) and l1[-1] == 0.2
+    assert all(a <= b for a, b in zip(l1, l1[1:], strict=False))
+
+
+# -- dead latents ---------------------------------------------------------------
+def test_resampling_revives_dead_latents(toy):
+    sae = ReLUSAE(D, 16, seed=0)
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[:5] = True
+    with torch.no_grad():
+        sae.b_enc[:5] = -100.0
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    x = torch.from_numpy(toy.sample(512, seed=2).x)
+    assert (x.norm(dim=1) == 0).any()  # empty samples must never become atoms
+    sae.loss(x, 0.1).total.backward()
+    opt.step()
+    sae.normalize_decoder_()
+    assert (sae(x).codes[:, :5] == 0).all()
+    alive_norm = float(sae.encoder_norms()[5:].mean())
+    moved = resample_dead_latents_(sae, opt, dead, x, encoder_scale=0.2,
+                                   generator=torch.Generator().manual_seed(0))
+    assert moved == 5
+    assert (sae(x).codes[:, :5] > 0).any(0).all()  # every one fires again
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(16))
+    torch.testing.assert_close(sae.encoder_norms()[:5], torch.full((5,), 0.2 * alive_norm))
+    assert (sae.b_enc[:5] == 0).all()
+    # each new atom is one of the inputs, normalised
+    cos = (sae.W_dec[:5].detach() @ (x / x.norm(dim=1, keepdim=True).clamp_min(1e-9)).T)
+    cos = cos.max(1).values
+    torch.testing.assert_close(cos, torch.ones(5))
+    state = opt.state[sae.W_enc]
+    assert (state["exp_avg"][:, :5] == 0).all() and (state["exp_avg_sq"][:, :5] == 0).all()
+    assert (state["exp_avg_sq"][:, 5:] != 0).any()
+    assert (opt.state[sae.W_dec]["exp_avg"][:5] == 0).all()
+
+
+def test_trainer_resamples_latents_that_stay_dead(toy):
+    sae = ReLUSAE(D, 16, seed=0)
+    with torch.no_grad():
+        sae.b_enc[:4] = -100.0
+    cfg = TrainConfig(n_samples=64 * 60, batch_size=64, dead_window=10, resample_every=20,
+                      resample_until=0.5, l1=0.01)
+    res = train_sae(sae, toy, cfg, progress=False)
+    assert res.n_resampled >= 4
+    codes = sae(toy.sample(2048, seed=7).x).codes
+    assert (codes[:, :4] > 0).any(0).all()
+    off = TrainConfig(n_samples=64 * 60, batch_size=64, dead_window=10, resample_every=0)
+    sae2 = ReLUSAE(D, 16, seed=0)
+    with torch.no_grad():
+        sae2.b_enc[:4] = -100.0
+    res2 = train_sae(sae2, toy, off, progress=False)
+    assert res2.n_resampled == 0 and res2.history["dead"][-1] >= 4
+
+
+def test_ghost_grads_move_dead_latents_in_training(toy):
+    def run(ghost):
+        sae = ReLUSAE(D, 16, seed=0)
+        with torch.no_grad():
+            sae.b_enc[:4] = -3.0
+        before = sae.W_enc.detach()[:, :4].clone()
+        cfg = TrainConfig(n_samples=64 * 30, batch_size=64, dead_window=5, resample_every=0,
+                          ghost_grads=ghost)
+        res = train_sae(sae, toy, cfg, progress=False)
+        return (sae.W_enc.detach()[:, :4] - before).abs().sum(), res
+
+    still, res_off = run(False)
+    moved, res_on = run(True)
+    assert still == 0 and moved > 0
+    assert max(res_on.history["auxiliary"]) > 0 and max(res_off.history["auxiliary"]) == 0
+
+
+# -- failures -------------------------------------------------------------------
+def test_divergence_raises_and_keeps_the_last_good_state(toy):
+    sae = ReLUSAE(D, 16, seed=0)
+    cfg = TrainConfig(n_samples=64 * 40, batch_size=64, lr=1e30, lr_warmup=0.0, log_every=1)
+    with pytest.raises(TrainingDiverged, match="NaN or Inf") as info:
+        train_sae(sae, toy, cfg, progress=False)
+    assert isinstance(info.value, RuntimeError) and isinstance(info.value, ValueError)
+    assert info.value.result.sae is sae
+    for p in sae.parameters():
+        assert torch.isfinite(p).all()
+
+
+def test_nan_in_data_is_rejected(toy):
+    X = toy.sample(256, seed=0).x.copy()
+    X[7, 3] = np.nan
+    with pytest.raises(ValueError, match="data contains 1 NaN"):
+        train_sae("relu", X, FAST, width=16, progress=False)
+    good = toy.sample(64, seed=1).x
+    batches = [good, good.copy(), good.copy()]
+    batches[2][0, 0] = np.inf
+    with pytest.raises(ValueError, match="data batch 2 contains NaN or Inf"):
+        train_sae(ReLUSAE(D, 16), iter(batches), FAST, progress=False)
+
+
+def test_bad_training_input(toy):
+    with pytest.raises(ValueError, match="d=13"):
+        train_sae(ReLUSAE(13, 16), toy, FAST, progress=False)
+    with pytest.raises(ValueError, match="columns"):
+        train_sae(ReLUSAE(D, 16), np.zeros((10, D + 1), np.float32), FAST, progress=False)
+    with pytest.raises(ValueError, match=r"data batch 0 must have shape \(n, 12\)"):
+        train_sae(ReLUSAE(D, 16), iter([np.zeros((4, 3))]), FAST, progress=False)
+    with pytest.raises(ValueError, match="architecture"):
+        train_sae("mlp", toy, FAST, width=16, progress=False)
+    with pytest.raises(ValueError, match="width is required"):
+        train_sae("relu", toy, FAST, progress=False)
+    with pytest.raises(ValueError, match="width"):
+        train_sae("relu", toy, FAST, width=0, progress=False)
+    with pytest.raises(ValueError, match="k must be <= width"):
+        train_sae("topk", toy, FAST, width=4, sae_kwargs={"k": 5}, progress=False)
+    with pytest.raises(TypeError, match="config"):
+        train_sae("relu", toy, {"lr": 1.0}, width=16, progress=False)
+    with pytest.raises(TypeError, match="eval_fn"):
+        train_sae("relu", toy, FAST, width=16, eval_fn=3, progress=False)
+    with pytest.raises(TypeError, match="data"):
+        train_sae(ReLUSAE(D, 16), 3.0, FAST, progress=False)
+    with pytest.raises(TypeError, match="sae"):
+        train_sae(object(), toy, FAST, progress=False)
+    with pytest.raises(ValueError, match="eval_fn returned 'loss'"):
+        train_sae("relu", toy, TrainConfig(n_samples=128, batch_size=64), width=16,
+                  eval_fn=lambda s: {"loss": 0.0}, progress=False)
+
+
+@pytest.mark.parametrize("field, value, kind", [
+    ("lr", -1e-3, ValueError), ("lr", 0.0, ValueError), ("l1", -0.1, ValueError),
+    ("batch_size", 0, ValueError), ("batch_size", 2.0, TypeError), ("n_samples", 0, ValueError),
+    ("lr_warmup", 1.5, ValueError), ("beta2", 1.0, ValueError), ("dead_window", 0, ValueError),
+    ("resample_every", -1, ValueError), ("aux_k_coef", -1.0, ValueError),
+    ("ghost_grads", 1, TypeError), ("seed", -1, ValueError),
+])
+def test_train_config_validation_names_the_field(field, value, kind):
+    with pytest.raises(kind, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_json_round_trip():
+    cfg = TrainConfig(lr=3e-3, l1=0.2, ghost_grads=True)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="lr_warmup \\+ lr_decay"):
+        TrainConfig(lr_warmup=0.6, lr_decay=0.6)
+
+
+def test_progress_bar_runs(toy, capsys):
+    res = train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5),
+                    width=16, progress=True)
+    assert res.n_steps == 10
