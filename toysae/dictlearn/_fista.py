@@ -190,8 +190,9 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
     eigen-solve), then the full KKT gap is checked with one sparse product
     ``z G``. The answer is exact (the stopping rule is the full-problem KKT
     gap); only the iterations are cheap (``m**2`` per sample instead of
-    ``k**2``). Samples whose support fills ``max_set`` atoms are handed to
-    the plain solver, warm-started.
+    ``k**2``). Samples whose support fills ``max_set`` atoms are handed,
+    warm-started, to a working set four times as large, and past ``k/8`` to
+    the plain solver.
     """
     n, k = C.shape
     dev = C.device
@@ -259,9 +260,14 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
         g = c - sparse_times(z, G)
         kkt = _full_kkt(out.codes, g, S, lam, nonneg) / scale
     for idx, z0, used0 in big_rows:
-        budget = max_iter - int(used0.max())
-        out = prox_grad(C[idx], G, lam, nonneg=nonneg, accelerate=accelerate,
-                        max_iter=max(budget, 1), tol=tol, init=z0, scale=scale)
+        budget = max(max_iter - int(used0.max()), 1)
+        if 8 * max_set <= k:  # a bigger cap before the (eigen-solve + k**2) plain solver
+            out = working_set_prox_grad(C[idx], G, lam, nonneg=nonneg, accelerate=accelerate,
+                                        max_iter=budget, tol=tol, init=z0, scale=scale,
+                                        max_set=4 * max_set, max_rounds=max_rounds)
+        else:
+            out = prox_grad(C[idx], G, lam, nonneg=nonneg, accelerate=accelerate,
+                            max_iter=budget, tol=tol, init=z0, scale=scale)
         z_all[idx] = out.codes
         kkt_all[idx] = out.kkt
         iters_all[idx] = used0 + out.n_iter

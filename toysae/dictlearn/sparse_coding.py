@@ -32,6 +32,7 @@ from toysae._validation import check_choice, check_float, check_int, to_numpy
 from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
 from toysae.dictlearn._fista import kkt_violation, solve_lasso, sparse_times
 from toysae.dictlearn._omp import omp
+from toysae.dictlearn._threads import single_thread_if_small
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
 DEFAULT_SOLVER = "CLARABEL"
@@ -234,6 +235,16 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         raise ValueError(f"solver/solver_options are only used by method='cvxpy', got "
                          f"solver={solver!r} with method={method!r}")
 
+    with single_thread_if_small(n * k * k, device):
+        return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter, tol=tol,
+                      init_t=init_t, n_nonzero=n_nonzero, solver=solver,
+                      solver_options=solver_options, dtype=dtype)
+
+
+def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, solver,
+           solver_options, dtype) -> SparseCodeResult:
+    n = Xt.shape[0]
+    device = Xt.device
     scale = lam if lam > 0 else 1.0
     start = time.perf_counter()
     if method == "cvxpy":
@@ -287,7 +298,7 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         gap = float(kkt_violation(Z, R @ Dt.T, lam, nonneg).max()) / scale
     elapsed = time.perf_counter() - start
     if not converged:
-        warnings.warn(f"sparse_code({method!r}): {message}", ConvergenceWarning, stacklevel=2)
+        warnings.warn(f"sparse_code({method!r}): {message}", ConvergenceWarning, stacklevel=3)
     return SparseCodeResult(codes=Z.cpu().numpy(), objective=objective, converged=converged,
                             n_iter=n_iter, kkt_gap=gap, method=method,
                             message=f"{message} ({elapsed:.3g} s)")
