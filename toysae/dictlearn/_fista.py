@@ -191,7 +191,8 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
     ``z G``. The answer is exact (the stopping rule is the full-problem KKT
     gap); only the iterations are cheap (``m**2`` per sample instead of
     ``k**2``). Samples whose support fills ``max_set`` atoms are handed,
-    warm-started, to a working set four times as large, and past ``k/8`` to
+    warm-started, to a working set four times as large (while that is at most
+    ``k/4`` atoms), otherwise to
     the plain solver.
     """
     n, k = C.shape
@@ -261,7 +262,7 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
         kkt = _full_kkt(out.codes, g, S, lam, nonneg) / scale
     for idx, z0, used0 in big_rows:
         budget = max(max_iter - int(used0.max()), 1)
-        if 8 * max_set <= k:  # a bigger cap before the (eigen-solve + k**2) plain solver
+        if 16 * max_set <= k:  # a bigger cap before the (eigen-solve + k**2) plain solver
             out = working_set_prox_grad(C[idx], G, lam, nonneg=nonneg, accelerate=accelerate,
                                         max_iter=budget, tol=tol, init=z0, scale=scale,
                                         max_set=4 * max_set, max_rounds=max_rounds)

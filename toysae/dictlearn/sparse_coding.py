@@ -29,7 +29,6 @@ import torch
 
 from toysae._config import JsonMixin
 from toysae._validation import check_choice, check_float, check_int, to_numpy
-from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
 from toysae.dictlearn._fista import kkt_violation, solve_lasso, sparse_times
 from toysae.dictlearn._omp import omp
 from toysae.dictlearn._threads import single_thread_if_small
@@ -248,6 +247,9 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     scale = lam if lam > 0 else 1.0
     start = time.perf_counter()
     if method == "cvxpy":
+        # Imported here: cvxpy is slow to import and only the reference path needs it.
+        from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
+
         out = cvxpy_code(Xt.cpu().double().numpy(), Dt.cpu().double().numpy(), lam,
                          nonneg=nonneg, solver=solver, solver_options=solver_options,
                          init=None if init_t is None else init_t.cpu().double().numpy(),
