@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae import ensemble
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
 from toysae.sae.grid import (
     GridResult,
@@ -37,6 +38,28 @@ def _assert_same_saes(a: GridResult, b: GridResult, atol: float):
             torch.testing.assert_close(pa[name], pb[name], atol=atol, rtol=0, msg=name)
         assert ma.n_resampled == mb.n_resampled
         np.testing.assert_allclose(ma.history["loss"], mb.history["loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("loop_work", [2 ** 40, 0])  # one bmm call / a loop of 2-D matmuls
+def test_batched_gradients_equal_single_sae_gradients(monkeypatch, loop_work):
+    monkeypatch.setattr(ensemble, "_LOOP_WORK", loop_work)
+    saes = [ReLUSAE(5, w, seed=s) for s, w in enumerate([3, 7, 4])]
+    with torch.no_grad():
+        for sae in saes:  # nonzero biases so that every gradient term is exercised
+            sae.b_enc.normal_()
+            sae.b_dec.normal_()
+    ens = ReLUSAEEnsemble.from_saes(saes)
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    coefs = torch.tensor([0.1, 0.5, 0.01])
+    out = ens.loss_and_grad_(x, coefs)
+    for m, sae in enumerate(saes):
+        total, _, _, codes = sae.loss_and_grad_(x, float(coefs[m]))
+        w = sae.width
+        torch.testing.assert_close(out.total[m], total)
+        torch.testing.assert_close(out.codes[m, :, :w], codes)
+        for name, grad in (("W_enc", ens.W_enc.grad[m, :, :w]), ("b_enc", ens.b_enc.grad[m, :w]),
+                           ("W_dec", ens.W_dec.grad[m, :w]), ("b_dec", ens.b_dec.grad[m])):
+            torch.testing.assert_close(grad, getattr(sae, name).grad, msg=name)
 
 
 @pytest.mark.parametrize("layout", ["pad", "group"])
@@ -72,6 +95,9 @@ def test_padding_never_leaks():
     _, codes = ens(TOY.sample(500, seed=9).x)
     assert torch.count_nonzero(codes[0, :, 2:]) == 0
     assert max(res.histories[0]["dead"]) <= 2  # padded latents are never counted dead
+    single = res.train_result(1)  # train_sae's result form, for code that expects it
+    assert single.sae.width == 9 and single.config.l1 == 0.05
+    assert single.history is res.histories[1] and single.n_steps == CFG.n_steps
     # the small member trains exactly as it does without a wider neighbour
     alone = train_ensembles(ReLUSAEEnsemble(3, [2], seeds=[0]), [0.05], TOY, CFG,
                             progress=False)

@@ -165,7 +165,7 @@ class ReLUSAEEnsemble(nn.Module):
     # -- the model --------------------------------------------------------------
     def check_input(self, x) -> Tensor:
         """``x`` as a float32 (n, d) tensor, shared by every member."""
-        return ReLUSAE.check_input(self, x)
+        return ReLUSAE.check_input(self, x)  # the single SAE's checks; they only read self.d
 
     def forward(self, x) -> tuple[Tensor, Tensor]:
         """(n, d) -> (x_hat (n_models, n, d), codes (n_models, n, max_width))."""
@@ -185,18 +185,17 @@ class ReLUSAEEnsemble(nn.Module):
         """
         n = x.shape[0]
         xc = x[None] - self.b_dec[:, None, :]
-        codes = torch.baddbmm(self.b_enc[:, None, :], xc, self.W_enc).clamp_min_(0.0)
+        codes = _baddbmm(self.b_enc[:, None, :], xc, self.W_enc).clamp_min_(0.0)
         codes.mul_(self.mask[:, None, :])  # padded latents: exactly 0, hence zero gradient
-        residual = torch.baddbmm(self.b_dec[:, None, :], codes, self.W_dec).sub_(x)
+        residual = _baddbmm(self.b_dec[:, None, :], codes, self.W_dec).sub_(x)
         recon = residual.pow(2).sum((1, 2)).mul_(0.5 / n)
         sparsity = codes.sum((1, 2)).mul_(coefs / n)
         residual.div_(n)  # from here on: dL/dx_hat
         grads = _grads(self)
-        torch.bmm(codes.transpose(1, 2), residual, out=grads["W_dec"])
-        grad_codes = torch.bmm(residual, self.W_dec.transpose(1, 2)).add_((coefs / n)[:, None,
-                                                                                         None])
-        grad_codes.masked_fill_(codes <= 0, 0.0)
-        torch.bmm(xc.transpose(1, 2), grad_codes, out=grads["W_enc"])
+        _bmm(codes.transpose(1, 2), residual, out=grads["W_dec"])
+        grad_codes = _bmm(residual, self.W_dec.transpose(1, 2))
+        grad_codes.add_((coefs / n)[:, None, None]).masked_fill_(codes <= 0, 0.0)
+        _bmm(xc.transpose(1, 2), grad_codes, out=grads["W_enc"])
         torch.sum(grad_codes, dim=1, out=grads["b_enc"])
         torch.sum(residual, dim=1, out=grads["b_dec"])
         grads["b_dec"].sub_(torch.bmm(self.W_enc, grads["b_enc"][:, :, None]).squeeze(2))
@@ -217,6 +216,34 @@ class ReLUSAEEnsemble(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d={self.d}, widths={self.widths}"
+
+
+# torch's CPU bmm splits its threads over the model axis: with 3 members on 2 cores one
+# core does two matrices while the other idles, and each matrix runs single-threaded.
+# Past this many multiply-adds per member a loop of 2-D (threaded BLAS) matmuls into
+# the stacked output is faster; below it, one bmm call saves the per-call overhead.
+_LOOP_WORK = 2 ** 22
+
+
+def _bmm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``torch.bmm(a, b)``, as one call for small matrices and a loop of ``mm`` for large."""
+    if a.shape[1] * a.shape[2] * b.shape[2] < _LOOP_WORK:
+        return torch.bmm(a, b, out=out)
+    if out is None:
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+    for m in range(a.shape[0]):
+        torch.mm(a[m], b[m], out=out[m])
+    return out
+
+
+def _baddbmm(bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``torch.baddbmm(bias, a, b)`` with the dispatch of :func:`_bmm`."""
+    if a.shape[1] * a.shape[2] * b.shape[2] < _LOOP_WORK:
+        return torch.baddbmm(bias, a, b)
+    out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+    for m in range(a.shape[0]):
+        torch.addmm(bias[m], a[m], b[m], out=out[m])
+    return out
 
 
 def _grads(module: nn.Module) -> dict[str, Tensor]:
