@@ -124,7 +124,7 @@ def coding_part(args):
 
     ours = fista[2]
     print(f"\nPart 1: sparse coding, {X.shape[0]} samples, D 512 x 256, lam={lam}, nonneg, "
-          f"target relative accuracy {args.accuracy:g} vs the cvxpy optimum")
+          f"target relative accuracy {args.accuracy:g} vs the reference optimum")
     print(f"{'method':36s} {'setting':14s} {'rel. acc.':>10s} {'us/sample':>11s} "
           f"{'ratio vs FISTA CPU':>19s}")
     for name, setting, acc, per in rows:
