@@ -1,4 +1,7 @@
-"""Build notebooks/03_classical_dictionary_learning.ipynb (run: .venv/bin/python notebooks/make_03.py)."""
+"""Build notebooks/03_classical_dictionary_learning.ipynb.
+
+Run: .venv/bin/python notebooks/make_03.py
+"""
 
 from pathlib import Path
 
@@ -8,7 +11,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 cells = [
     new_markdown_cell("""# 03 · Classical dictionary learning
 
-The problem SAEs approximate: find a dictionary `D` (n_atoms × d, unit rows) and codes `Z >= 0` minimising
+The problem SAEs approximate: find a dictionary `D` (n_atoms × d, unit rows) and codes
+`Z >= 0` minimising
 
 `L(D, Z) = 1/2 Σ_n ||x_n − z_n D||² + λ Σ_n ||z_n||_1`  (DESIGN.md).
 
@@ -66,7 +70,8 @@ for name, est in learners.items():
     est.callback = lambda l: {"mmcs": mmcs(truth, l.dictionary)}
     est.fit(X3)
     scores[name] = est.history["mmcs"][-1]
-    ax.plot(est.history["samples"], est.history["objective"], label=f"{name} (MMCS {scores[name]:.3f})")
+    ax.plot(est.history["samples"], est.history["objective"],
+            label=f"{name} (MMCS {scores[name]:.3f})")
 ax.set_xlabel("training samples seen")
 ax.set_ylabel("objective per sample (batch, before update)")
 ax.set_title("3-D toy: learning curves of the three update rules")
@@ -97,11 +102,12 @@ axes[1].set_ylabel("objective per sample"); axes[1].set_xlabel("method")
 axes[1].set_title(f"Objective with optimal codes (λ = {lam})")
 plt.tight_layout(); plt.show()
 best_learned = min(r[3] for r in rows if r[0] in learners)
-print("a learner beats PCA on the objective:", best_learned < dict((r[0], r[3]) for r in rows)["pca"])"""),
+pca_objective = dict((r[0], r[3]) for r in rows)["pca"]
+print("a learner beats PCA on the objective:", best_learned < pca_objective)"""),
 ]
 
-nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                         "language": "python"}})
+kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb = new_notebook(cells=cells, metadata={"kernelspec": kernel})
 path = Path(__file__).with_name("03_classical_dictionary_learning.ipynb")
 nbformat.write(nb, path)
 print(path)
