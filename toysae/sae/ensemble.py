@@ -3,10 +3,16 @@
 Every member has the pre-bias form of :class:`toysae.sae.relu.ReLUSAE`
 (``f = ReLU((x - b_dec) W_enc + b_enc)``, ``x_hat = f W_dec + b_dec``); the
 ensemble stacks the members' parameters along a leading model axis so that
-one ``torch.baddbmm`` per layer computes all of them at once:
+one batched matmul (``torch.bmm``/``baddbmm``) per layer computes all of them:
 
     W_enc (n_models, d, max_width)     b_enc (n_models, max_width)
     W_dec (n_models, max_width, d)     b_dec (n_models, d)
+
+(For large members, past ``_LOOP_WORK`` multiply-adds per matrix, the batched
+matmul is a loop of threaded 2-D matmuls into the same stacked tensors: torch's
+CPU bmm parallelises over the model axis, which wastes cores when there are
+few members. Everything else stays batched: one batch, one Adam step, one
+normalisation for all members.)
 
 Members may have different widths. The stack is padded to the largest width
 and a fixed mask ``(n_models, max_width)`` marks each member's real latents.
@@ -18,8 +24,8 @@ Padding cannot leak into results, because
   biases and decoder rows get exactly zero gradient (and Adam, whose moments
   then stay 0, moves them by exactly 0), and the decoder normalisation maps
   a zero row to a zero row, so padded slices stay exactly 0 for good;
-* every per-member statistic (loss, L1 normalisation by width, dead counts,
-  resampling, the exported SAE) uses the member's own width only.
+* every per-member statistic (loss, dead counts, L0, resampling, the
+  exported SAE) uses the member's own latents only.
 
 Padding spends ``max_width - width`` wasted columns per member; when widths
 differ a lot, :func:`toysae.sae.grid.train_grid` instead builds one ensemble
@@ -183,23 +189,40 @@ class ReLUSAEEnsemble(nn.Module):
         the gradients that method would give it alone. ``x`` is a checked
         (n, d) float32 tensor, ``coefs`` an (n_models,) float32 tensor.
         """
-        n = x.shape[0]
-        xc = x[None] - self.b_dec[:, None, :]
-        codes = _baddbmm(self.b_enc[:, None, :], xc, self.W_enc).clamp_min_(0.0)
-        codes.mul_(self.mask[:, None, :])  # padded latents: exactly 0, hence zero gradient
-        residual = _baddbmm(self.b_dec[:, None, :], codes, self.W_dec).sub_(x)
-        recon = residual.pow(2).sum((1, 2)).mul_(0.5 / n)
-        sparsity = codes.sum((1, 2)).mul_(coefs / n)
-        residual.div_(n)  # from here on: dL/dx_hat
+        n, M = x.shape[0], self.n_models
         grads = _grads(self)
-        _bmm(codes.transpose(1, 2), residual, out=grads["W_dec"])
-        grad_codes = _bmm(residual, self.W_dec.transpose(1, 2))
-        grad_codes.add_((coefs / n)[:, None, None]).masked_fill_(codes <= 0, 0.0)
-        _bmm(xc.transpose(1, 2), grad_codes, out=grads["W_enc"])
-        torch.sum(grad_codes, dim=1, out=grads["b_enc"])
-        torch.sum(residual, dim=1, out=grads["b_dec"])
-        grads["b_dec"].sub_(torch.bmm(self.W_enc, grads["b_enc"][:, :, None]).squeeze(2))
+        codes = x.new_empty(M, n, self.max_width)
+        recon, sparsity = x.new_empty(M), x.new_empty(M)
+        # Large members go one at a time: each then has a single SAE's working set
+        # (its (n, width) temporaries stay in cache) and threaded 2-D matmuls.
+        block = 1 if n * self.d * self.max_width >= _LOOP_WORK else M
+        for start in range(0, M, block):
+            m = slice(start, start + block)
+            self._block_loss_and_grad_(x, coefs[m], m, grads, codes[m], recon[m], sparsity[m])
         return EnsembleLoss(recon + sparsity, recon, sparsity, codes)
+
+    def _block_loss_and_grad_(self, x: Tensor, coefs: Tensor, m: slice, grads: dict,
+                              codes: Tensor, recon: Tensor, sparsity: Tensor) -> None:
+        """:meth:`loss_and_grad_` for members ``m``, writing into the given output slices."""
+        n = x.shape[0]
+        W_enc, b_enc, W_dec, b_dec = self.W_enc[m], self.b_enc[m], self.W_dec[m], self.b_dec[m]
+        xc = x[None] - b_dec[:, None, :]
+        _baddbmm(b_enc[:, None, :], xc, W_enc, out=codes).clamp_min_(0.0)
+        codes.mul_(self.mask[m, None, :])  # padded latents: exactly 0, hence zero gradient
+        residual = _baddbmm(b_dec[:, None, :], codes, W_dec).sub_(x)
+        torch.sum(residual.pow(2), dim=(1, 2), out=recon).mul_(0.5 / n)
+        torch.sum(codes, dim=(1, 2), out=sparsity).mul_(coefs / n)
+        residual.div_(n)  # from here on: dL/dx_hat
+        _bmm(codes.transpose(1, 2), residual, out=grads["W_dec"][m])
+        # The L1 gradient rides in as the broadcast input of the product (no extra pass),
+        # and ReLU's fused backward keeps the gradient where codes > 0 (as in ReLUSAE).
+        l1_grad = (coefs / n)[:, None, None].expand(-1, 1, codes.shape[2])
+        grad_codes = _baddbmm(l1_grad, residual, W_dec.transpose(1, 2))
+        grad_codes = torch.ops.aten.threshold_backward(grad_codes, codes, 0.0)
+        _bmm(xc.transpose(1, 2), grad_codes, out=grads["W_enc"][m])
+        torch.sum(grad_codes, dim=1, out=grads["b_enc"][m])
+        torch.sum(residual, dim=1, out=grads["b_dec"][m])
+        grads["b_dec"][m].sub_(torch.bmm(W_enc, grads["b_enc"][m][:, :, None]).squeeze(2))
 
     # -- decoder geometry ---------------------------------------------------------
     @torch.no_grad()
@@ -236,11 +259,12 @@ def _bmm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     return out
 
 
-def _baddbmm(bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """``torch.baddbmm(bias, a, b)`` with the dispatch of :func:`_bmm`."""
     if a.shape[1] * a.shape[2] * b.shape[2] < _LOOP_WORK:
-        return torch.baddbmm(bias, a, b)
-    out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+        return torch.baddbmm(bias, a, b, out=out)
+    if out is None:
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
     for m in range(a.shape[0]):
         torch.addmm(bias[m], a[m], b[m], out=out[m])
     return out
@@ -420,7 +444,7 @@ class _EnsembleTrainer:
         parts = []
         for ens, l1, silent in zip(self.groups, self.l1, self.silent, strict=True):
             out = ens.loss_and_grad_(x, l1 * l1_factor)
-            silent.add_(1).masked_fill_((out.codes > 0).any(1), 0)
+            silent.add_(1).masked_fill_(out.codes.amax(1) > 0, 0)
             ens.remove_parallel_grad_()
             parts.append(out)
         self.optimizer.step()
