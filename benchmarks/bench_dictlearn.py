@@ -206,7 +206,7 @@ def main():
     parser.add_argument("--skip-learning", action="store_true")
     args = parser.parse_args()
     args.sk_settings = [(256, 0.1, "cd", True), (1024, 0.1, "cd", True),
-                        (256, 0.1, "lars", True), (256, 0.05, "cd", True),
+                        (256, 0.1, "lars", False), (256, 0.05, "cd", True),
                         (256, 0.1, "cd", False)]
     if args.quick:
         args.n_samples, args.n_cvxpy, args.n_learn, args.sk_cap = 512, 20, 20_480, 10.0
