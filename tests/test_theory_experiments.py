@@ -24,7 +24,7 @@ def test_hull_panels_a_and_c_pass_b_fails(tmp_path):
     assert not b.in_hull_12 and b.hull_low_12 > b.cos  # the missing chunk
     assert max(a.atom_violation + c.atom_violation) < 1e-10  # exactly stationary
     paths = hull_panels.save(result, tmp_path)
-    assert {p.name for p in paths} == {"hull_panels.png", "hull-panels.json"}
+    assert {p.name for p in paths} == {"hull-panels.png", "hull-panels.json"}
     data = json.loads((tmp_path / "hull-panels.json").read_text())
     assert [p["passed"] for p in data["panels"]] == [True, False, True]
     config = hull_panels.Config.quick()

@@ -182,6 +182,6 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle(f"Dense antipodal pair in 1-D (lam = {lam:g}); pair passes all checks: "
                  f"{result.pair_passed} (no bias), {result.pair_bias_passed} (bias)")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / "dense_1d.png")]
+    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths

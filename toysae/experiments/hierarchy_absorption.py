@@ -212,7 +212,7 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle("Parent/child hierarchy: the checker flags the true dictionary (certified "
                  "step) and explains what learning does instead")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / "hierarchy_absorption.png")]
+    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths
 

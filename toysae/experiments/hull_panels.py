@@ -200,6 +200,6 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle("Convex-hull condition: c must lie in how each feature's response varies "
                  "while the other is off")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / "hull_panels.png")]
+    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths

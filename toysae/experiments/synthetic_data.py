@@ -116,6 +116,6 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.subplots_adjust(wspace=0.5)
     fig.suptitle(f"Synthetic data: d={cfg.data.d}, {cfg.data.n_features} features, "
                  f"correlation={cfg.data.correlation}")
-    paths = [save_figure(fig, out_dir / "synthetic-data.png")]
-    paths.append(write_text(out_dir / "synthetic-data.json", result.to_json()))
+    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
+    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths

@@ -170,6 +170,6 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.suptitle("Wide limit: splitting toward one atom per data ray")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / "wide_limit.png")]
+    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths
