@@ -24,12 +24,12 @@ import scipy.sparse
 import torch
 from tqdm.auto import tqdm
 
+from toysae._threads import single_thread_if_small
 from toysae._validation import check_choice, check_float, check_int, to_numpy
 from toysae.dictlearn._fista import solve_lasso
 from toysae.dictlearn._omp import omp
-from toysae.dictlearn._threads import single_thread_if_small
 from toysae.dictlearn.history import History
-from toysae.dictlearn.sparse_coding import sparse_code
+from toysae.dictlearn.sparse_coding import SMALL_WORK, sparse_code
 from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
 
 UPDATES = ("bcd", "mod", "ksvd")
@@ -194,7 +194,7 @@ class DictionaryLearner:
         return out.codes, int(out.n_iter.max()), int((~out.converged).sum())
 
     def _step(self, Xb: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
-        with single_thread_if_small(Xb.shape[0] * self.n_atoms**2, self.device):
+        with single_thread_if_small(Xb.shape[0] * self.n_atoms**2, SMALL_WORK, self.device):
             return self._step_inner(Xb, init)
 
     def _step_inner(self, Xb: np.ndarray, init: np.ndarray | None) -> np.ndarray:

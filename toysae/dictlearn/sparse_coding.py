@@ -28,15 +28,17 @@ import numpy as np
 import torch
 
 from toysae._config import JsonMixin
+from toysae._threads import single_thread_if_small
 from toysae._validation import check_choice, check_float, check_int, to_numpy
 from toysae.dictlearn._fista import kkt_violation, solve_lasso, sparse_times
 from toysae.dictlearn._omp import omp
-from toysae.dictlearn._threads import single_thread_if_small
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
 DEFAULT_SOLVER = "CLARABEL"
 CLARABEL_REFERENCE_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 _DEFAULT_TOL = {torch.float32: 1e-4, torch.float64: 1e-9}
+# Below this many multiply-adds per dense iteration (n * k * k) the solve runs on one thread.
+SMALL_WORK = 2**22
 _DEFAULT_MAX_ITER = {"fista": 2000, "ista": 20000, "omp": 0, "cvxpy": 0}
 
 
@@ -234,7 +236,7 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         raise ValueError(f"solver/solver_options are only used by method='cvxpy', got "
                          f"solver={solver!r} with method={method!r}")
 
-    with single_thread_if_small(n * k * k, device):
+    with single_thread_if_small(n * k * k, SMALL_WORK, device):
         return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter, tol=tol,
                       init_t=init_t, n_nonzero=n_nonzero, solver=solver,
                       solver_options=solver_options, dtype=dtype)

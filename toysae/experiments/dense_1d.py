@@ -22,11 +22,11 @@ from scipy.optimize import minimize_scalar
 
 from toysae._config import JsonMixin
 from toysae._io import write_text
+from toysae._threads import torch_threads
 from toysae._validation import check_float, check_int
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.theory import check_optimality, wide_limit, wide_limit_gap
-from toysae.theory._threads import torch_threads
 
 NAME = "dense-1d"
 DESCRIPTION = ("1-D data straddling zero: the dense antipodal pair (+1, -1) is optimal, with "

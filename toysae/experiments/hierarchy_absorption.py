@@ -27,13 +27,13 @@ import torch
 
 from toysae._config import JsonMixin
 from toysae._io import write_text
+from toysae._threads import torch_threads
 from toysae._validation import check_float, check_int
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.sae import TrainConfig, train_sae
 from toysae.theory import check_optimality, check_sae
-from toysae.theory._threads import torch_threads
 
 NAME = "hierarchy-absorption"
 DESCRIPTION = ("Parent/child features: the true dictionary gets a certified descent step; "

@@ -12,7 +12,6 @@ d atoms, ICA at most ``ica_max_atoms``, so their MMCS(truth -> learned) is cappe
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -24,6 +23,7 @@ import torch
 
 from toysae._config import JsonMixin
 from toysae._io import save_figure, write_text
+from toysae._threads import torch_threads
 from toysae._validation import check_float, check_int
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import (
@@ -122,18 +122,6 @@ class Result(JsonMixin):
         return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    # The solvers here are chains of small ops; one thread avoids waiting on a busy
-    # shared machine's descheduled threads (see toysae/dictlearn/_threads.py).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _toy(name: str, seed: int) -> SyntheticConfig:
     if name == "reference":
         return SyntheticConfig(seed=seed)
@@ -181,7 +169,7 @@ def _fit(method: str, data: SyntheticData, X: np.ndarray, n_atoms: int, config: 
 
 def run(config: Config) -> Result:
     result = Result(config=config)
-    with _one_thread():
+    with torch_threads(1):
         for toy in config.toys:
             data = SyntheticData(_toy(toy, config.seed))
             X = data.sample(config.n_train, seed=config.seed + 1).x.astype(np.float64)

@@ -17,12 +17,12 @@ import torch
 
 from toysae._config import JsonMixin
 from toysae._io import write_text
+from toysae._threads import torch_threads
 from toysae._validation import check_float, check_int
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.theory import wide_limit, wide_limit_gap
-from toysae.theory._threads import torch_threads
 
 NAME = "wide-limit"
 DESCRIPTION = ("Gap of learned dictionaries to the wide-limit lower bound as the number of "

@@ -17,7 +17,6 @@ penalty per latent as the dictionary grows, so sweeps over width at one
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -30,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from toysae._config import JsonMixin
+from toysae._threads import single_thread_if_small
 from toysae._validation import check_float, check_int, to_numpy
 from toysae.sae.base import SparseAutoencoder, make_sae
 from toysae.sae.relu import ReLUSAE
@@ -331,26 +331,8 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
     elif width is not None or sae_kwargs:
         raise ValueError("width and sae_kwargs only apply when sae is an architecture name")
     batches, n_steps = _batches(data, sae.d, config)
-    with _threads_for(2 * config.batch_size * sae.d * sae.width):
+    with single_thread_if_small(2 * config.batch_size * sae.d * sae.width, 10_000_000):
         return _Trainer(sae, config, eval_fn, progress).run(batches, n_steps)
-
-
-@contextlib.contextmanager
-def _threads_for(flops_per_matmul: int):
-    """Run small problems on one thread, restoring the thread count afterwards.
-
-    Below ~10 MFLOP per matmul, OpenMP's fork/join costs more than the work,
-    and on a busy machine every parallel region waits for a descheduled
-    thread: a 128x12x16 product took 22 ms on 2 threads and 3 us on 1 on the
-    shared 2-core box.
-    """
-    before = torch.get_num_threads()
-    if flops_per_matmul < 10_000_000 and before > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _data_dim(data) -> int:
