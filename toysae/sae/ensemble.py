@@ -104,6 +104,7 @@ class ReLUSAEEnsemble(nn.Module):
                              f"got {len(seeds)}")
         self.widths, self.seeds = widths, seeds
         self.max_width = max(widths)
+        self.padded = min(widths) < self.max_width  # else the mask is all ones: skip it
         M, W = len(widths), self.max_width
         self.register_buffer("mask", torch.arange(W)[None, :] < torch.tensor(widths)[:, None])
         self.W_enc = nn.Parameter(torch.zeros(M, d, W))
@@ -208,7 +209,8 @@ class ReLUSAEEnsemble(nn.Module):
         W_enc, b_enc, W_dec, b_dec = self.W_enc[m], self.b_enc[m], self.W_dec[m], self.b_dec[m]
         xc = x[None] - b_dec[:, None, :]
         _baddbmm(b_enc[:, None, :], xc, W_enc, out=codes).clamp_min_(0.0)
-        codes.mul_(self.mask[m, None, :])  # padded latents: exactly 0, hence zero gradient
+        if self.padded:  # padded latents: exactly 0, hence zero gradient
+            codes.mul_(self.mask[m, None, :])
         residual = _baddbmm(b_dec[:, None, :], codes, W_dec).sub_(x)
         torch.sum(residual.pow(2), dim=(1, 2), out=recon).mul_(0.5 / n)
         torch.sum(codes, dim=(1, 2), out=sparsity).mul_(coefs / n)
