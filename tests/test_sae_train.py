@@ -17,7 +17,7 @@ from toysae.sae import (
     resample_dead_latents_,
     train_sae,
 )
-from toysae.sae.trainer import _l1_factor, _lr_factor
+from toysae.sae.trainer import l1_schedule, lr_schedule
 
 D = 12
 TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
@@ -102,13 +102,13 @@ def test_array_tensor_and_iterator_data(toy):
 
 
 def test_schedules():
-    assert _lr_factor(0, 100, 0.1, 0.2) == pytest.approx(0.1)
-    assert _lr_factor(9, 100, 0.1, 0.2) == pytest.approx(1.0)
-    assert _lr_factor(50, 100, 0.1, 0.2) == 1.0
-    assert _lr_factor(90, 100, 0.1, 0.2) == pytest.approx(0.5)
-    assert _lr_factor(99, 100, 0.1, 0.2) == pytest.approx(0.05)
-    assert _l1_factor(4, 100, 0.1) == pytest.approx(0.5)
-    assert _l1_factor(50, 100, 0.1) == 1.0 and _l1_factor(0, 100, 0.0) == 1.0
+    assert lr_schedule(0, 100, 0.1, 0.2) == pytest.approx(0.1)
+    assert lr_schedule(9, 100, 0.1, 0.2) == pytest.approx(1.0)
+    assert lr_schedule(50, 100, 0.1, 0.2) == 1.0
+    assert lr_schedule(90, 100, 0.1, 0.2) == pytest.approx(0.5)
+    assert lr_schedule(99, 100, 0.1, 0.2) == pytest.approx(0.05)
+    assert l1_schedule(4, 100, 0.1) == pytest.approx(0.5)
+    assert l1_schedule(50, 100, 0.1) == 1.0 and l1_schedule(0, 100, 0.0) == 1.0
 
 
 def test_l1_warmup_is_logged(toy):

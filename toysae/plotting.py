@@ -46,8 +46,9 @@ def heatmap(ax, values: np.ndarray, row_labels: Sequence, col_labels: Sequence, 
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             v = values[i, j]
+            # NaN cells are left blank by imshow: draw their "-" in black to be seen
             ax.text(j, i, fmt.format(v) if np.isfinite(v) else "-", ha="center", va="center",
-                    fontsize=8, color="black" if v > mid else "white")
+                    fontsize=8, color="white" if np.isfinite(v) and v <= mid else "black")
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if colorbar_label:
         cb.set_label(colorbar_label)

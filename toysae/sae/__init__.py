@@ -1,4 +1,5 @@
-"""Sparse autoencoders: one module per architecture behind one base class; trainer; checkpoints.
+"""Sparse autoencoders: one module per architecture behind one base class; trainer;
+checkpoints; batched ensembles and penalty x width grid sweeps.
 
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
 (``ARCHITECTURES``): relu, tied, topk, batchtopk, jumprelu, gated.
@@ -14,7 +15,9 @@ from toysae.sae.base import (
 )
 from toysae.sae.batchtopk import BatchTopKSAE
 from toysae.sae.checkpoint import load, save
+from toysae.sae.ensemble import EnsembleTrainResult, ReLUSAEEnsemble, train_ensembles
 from toysae.sae.gated import GatedSAE
+from toysae.sae.grid import GridMember, GridResult, train_grid, train_grid_sequential
 from toysae.sae.jumprelu import JumpReLUSAE
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.tied import TiedSAE
@@ -27,7 +30,8 @@ from toysae.sae.trainer import (
     train_sae,
 )
 
-__all__ = ["ARCHITECTURES", "BatchTopKSAE", "GatedSAE", "JumpReLUSAE", "ReLUSAE", "SAELoss",
-           "SAEOutput", "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
+__all__ = ["ARCHITECTURES", "BatchTopKSAE", "EnsembleTrainResult", "GatedSAE", "GridMember",
+           "GridResult", "JumpReLUSAE", "ReLUSAE", "ReLUSAEEnsemble", "SAELoss", "SAEOutput",
+           "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
            "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
-           "train_sae"]
+           "train_ensembles", "train_grid", "train_grid_sequential", "train_sae"]

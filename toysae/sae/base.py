@@ -267,3 +267,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+
+def parameter_grads(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Each parameter's ``.grad`` by name, allocated (zeros) on first use and reused after,
+    for the hand-written backward passes that fill them in place."""
+    out = {}
+    for name, p in module.named_parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        out[name] = p.grad
+    return out

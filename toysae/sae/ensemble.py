@@ -51,18 +51,20 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from toysae._threads import single_thread_if_small
 from toysae._validation import check_float, check_int
+from toysae.sae.base import parameter_grads
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.trainer import (
     TrainConfig,
     TrainingDiverged,
     TrainResult,
-    _adam_speedup,
-    _batches,
-    _l1_factor,
-    _lr_factor,
-    _seed_for,
+    derived_seed,
+    fused_adam_options,
+    l1_schedule,
+    lr_schedule,
     resample_dead_latents_,
+    training_batches,
 )
 
 __all__ = ["EnsembleLoss", "EnsembleTrainResult", "ReLUSAEEnsemble", "train_ensembles"]
@@ -191,7 +193,7 @@ class ReLUSAEEnsemble(nn.Module):
         (n, d) float32 tensor, ``coefs`` an (n_models,) float32 tensor.
         """
         n, M = x.shape[0], self.n_models
-        grads = _grads(self)
+        grads = parameter_grads(self)
         codes = x.new_empty(M, n, self.max_width)
         recon, sparsity = x.new_empty(M), x.new_empty(M)
         # Large members go one at a time: each then has a single SAE's working set
@@ -269,15 +271,6 @@ def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> T
         out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
     for m in range(a.shape[0]):
         torch.addmm(bias[m], a[m], b[m], out=out[m])
-    return out
-
-
-def _grads(module: nn.Module) -> dict[str, Tensor]:
-    out = {}
-    for name, p in module.named_parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        out[name] = p.grad
     return out
 
 
@@ -394,10 +387,12 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
     for name, flag in (("record_dictionaries", record_dictionaries), ("progress", progress)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
-    batches, n_steps = _batches(data, ensembles[0].d, config)
+    batches, n_steps = training_batches(data, ensembles[0].d, config)
     trainer = _EnsembleTrainer(list(ensembles), l1_values, config, eval_fn,
                                record_dictionaries, progress)
-    return trainer.run(batches, n_steps)
+    work = max(e.n_models * e.d * e.max_width for e in ensembles) * config.batch_size
+    with single_thread_if_small(work, _SINGLE_THREAD_WORK):
+        return trainer.run(batches, n_steps)
 
 
 class _MemberOptimizerView:
@@ -418,7 +413,7 @@ class _MemberOptimizerView:
 # Below this many multiply-adds per batched matmul, intra-op threads cost more in
 # synchronisation than they save (tiny bmm calls parallelise over the model axis; on a
 # busy 2-core machine one step took 40x longer with 2 threads than with 1), so such
-# ensembles train single-threaded. The previous thread count is restored afterwards.
+# ensembles train single-threaded.
 _SINGLE_THREAD_WORK = 2 ** 22
 
 
@@ -434,10 +429,10 @@ class _EnsembleTrainer:
         params = [p for e in ensembles for p in e.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=config.lr,
                                           betas=(config.beta1, config.beta2), eps=config.eps,
-                                          **_adam_speedup())
+                                          **fused_adam_options())
         self.silent = [torch.zeros(e.n_models, e.max_width, dtype=torch.int64) for e in ensembles]
         # One generator per member, seeded like train_sae's, so resampling draws the same inputs.
-        self.gens = [torch.Generator().manual_seed(_seed_for(config.seed, 3)) for _ in range(n)]
+        self.gens = [torch.Generator().manual_seed(derived_seed(config.seed, 3)) for _ in range(n)]
         self.result = EnsembleTrainResult(ensembles, config, tuple(l1_values),
                                           [{} for _ in range(n)], [[] for _ in range(n)],
                                           [0] * n, _where=self.where)
@@ -477,16 +472,12 @@ class _EnsembleTrainer:
         finite = [torch.ones(e.n_models, dtype=torch.bool) for e in self.groups]
         bar = tqdm(total=n_steps, disable=not self.progress, unit="step", leave=False,
                    desc=f"{len(self.where)} SAEs")
-        work = max(e.n_models * e.d * e.max_width for e in self.groups) * cfg.batch_size
-        threads = torch.get_num_threads()
-        if work < _SINGLE_THREAD_WORK:
-            torch.set_num_threads(1)
         start = time.perf_counter()
         step = -1
         try:
             for step, x in enumerate(batches):
-                lr = cfg.lr * _lr_factor(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
-                l1_factor = _l1_factor(step, n_steps, cfg.l1_warmup)
+                lr = cfg.lr * lr_schedule(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
+                l1_factor = l1_schedule(step, n_steps, cfg.l1_warmup)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 parts = self.step(x, l1_factor)
@@ -507,7 +498,6 @@ class _EnsembleTrainer:
                 self._check(finite, good, step)  # the data ran out between logging steps
                 self._log(step, parts, lr, l1_factor, bar)
         finally:
-            torch.set_num_threads(threads)
             bar.close()
             res.wall_time = time.perf_counter() - start
         if step < 0:

@@ -38,7 +38,7 @@ from toysae.sae.ensemble import (
     train_ensembles,
 )
 from toysae.sae.relu import ReLUSAE
-from toysae.sae.trainer import TrainConfig, _data_dim, _seed_for, train_sae
+from toysae.sae.trainer import TrainConfig, data_dim, derived_seed, train_sae
 
 __all__ = ["GridMember", "GridResult", "member_seed", "train_grid", "train_grid_sequential"]
 
@@ -47,7 +47,7 @@ LAYOUTS = ("auto", "pad", "group")
 
 def member_seed(seed: int, width: int) -> int:
     """Init seed of a grid's width-``width`` SAEs for grid seed ``seed``."""
-    return _seed_for(check_int(seed, "seed", minimum=0), 4, check_int(width, "width", minimum=1))
+    return derived_seed(check_int(seed, "seed", minimum=0), 4, check_int(width, "width", minimum=1))
 
 
 @dataclass
@@ -167,7 +167,7 @@ def _check_grid(l1_values, widths, config, seed) -> tuple[tuple, tuple, int]:
 
 
 def _dim(data, d) -> int:
-    return _data_dim(data) if d is None else check_int(d, "d", minimum=1)
+    return data_dim(data) if d is None else check_int(d, "d", minimum=1)
 
 
 def plan_layout(widths: Sequence[int], d: int, batch_size: int, layout: str = "auto"

@@ -13,9 +13,9 @@ noticeable share of a CPU step at these sizes.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from toysae.sae.base import SparseAutoencoder, register
+from toysae.sae.base import SparseAutoencoder, parameter_grads, register
 
 
 @register("relu")
@@ -54,7 +54,7 @@ class ReLUSAE(SparseAutoencoder):
         recon = residual.pow(2).sum().mul_(0.5 / n)
         sparsity = codes.sum().mul_(coef / n)
         residual.div_(n)  # from here on: dL/dx_hat
-        grads = _grads(self)
+        grads = parameter_grads(self)
         torch.mm(codes.T, residual, out=grads["W_dec"])
         # addmm's broadcast input folds the L1 gradient into the product (no extra pass).
         grad_codes = torch.addmm(residual.new_full((1,), coef / n).expand(self.width),
@@ -67,13 +67,3 @@ class ReLUSAE(SparseAutoencoder):
         torch.sum(residual, dim=0, out=grads["b_dec"])
         grads["b_dec"].sub_(self.W_enc @ grads["b_enc"])
         return recon + sparsity, recon, sparsity, codes
-
-
-def _grads(module: nn.Module) -> dict[str, Tensor]:
-    """Each parameter's ``.grad``, allocated (zeros) on first use and reused after."""
-    out = {}
-    for name, p in module.named_parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        out[name] = p.grad
-    return out

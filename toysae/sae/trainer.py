@@ -165,11 +165,11 @@ class TrainResult:
 
 
 # -- data -------------------------------------------------------------------
-def _seed_for(seed: int, *key: int) -> int:
+def derived_seed(seed: int, *key: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
 
 
-def _batches(data, d: int, config: TrainConfig) -> tuple[Iterator[torch.Tensor], int]:
+def training_batches(data, d: int, config: TrainConfig) -> tuple[Iterator[torch.Tensor], int]:
     """(iterator of float32 (B, d) tensors, planned number of steps)."""
     from toysae.data import SyntheticData  # data is the layer below; imported lazily
 
@@ -195,12 +195,12 @@ def _synthetic_batches(data, B: int, n_steps: int, seed: int) -> Iterator[torch.
     per_chunk = max(1, 65536 // B)
     for chunk, start in enumerate(range(0, n_steps, per_chunk)):
         count = min(per_chunk, n_steps - start)
-        X = torch.from_numpy(data.sample(count * B, seed=_seed_for(seed, 1, chunk)).x)
+        X = torch.from_numpy(data.sample(count * B, seed=derived_seed(seed, 1, chunk)).x)
         yield from X.split(B)
 
 
 def _array_batches(X: torch.Tensor, B: int, n_steps: int, seed: int) -> Iterator[torch.Tensor]:
-    gen = torch.Generator().manual_seed(_seed_for(seed, 2))
+    gen = torch.Generator().manual_seed(derived_seed(seed, 2))
     n, step = X.shape[0], 0
     while True:
         order = torch.randperm(n, generator=gen)
@@ -231,7 +231,7 @@ def _checked_batches(it: Iterator, d: int, n_samples: int) -> Iterator[torch.Ten
 
 
 # -- schedules and dead latents ---------------------------------------------
-def _lr_factor(step: int, n_steps: int, warmup: float, decay: float) -> float:
+def lr_schedule(step: int, n_steps: int, warmup: float, decay: float) -> float:
     factor = 1.0
     warm = round(warmup * n_steps)
     if warm and step < warm:
@@ -242,7 +242,7 @@ def _lr_factor(step: int, n_steps: int, warmup: float, decay: float) -> float:
     return factor
 
 
-def _l1_factor(step: int, n_steps: int, warmup: float) -> float:
+def l1_schedule(step: int, n_steps: int, warmup: float) -> float:
     warm = round(warmup * n_steps)
     return min(1.0, (step + 1) / warm) if warm else 1.0
 
@@ -323,19 +323,19 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
     if isinstance(sae, str):
         if width is None:
             raise ValueError("width is required when sae is an architecture name")
-        d = _data_dim(data)
+        d = data_dim(data)
         sae = make_sae(sae, d, width, **(sae_kwargs or {}))
     elif not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder or an architecture name, "
                         f"got {type(sae).__name__}")
     elif width is not None or sae_kwargs:
         raise ValueError("width and sae_kwargs only apply when sae is an architecture name")
-    batches, n_steps = _batches(data, sae.d, config)
+    batches, n_steps = training_batches(data, sae.d, config)
     with single_thread_if_small(2 * config.batch_size * sae.d * sae.width, 10_000_000):
         return _Trainer(sae, config, eval_fn, progress).run(batches, n_steps)
 
 
-def _data_dim(data) -> int:
+def data_dim(data) -> int:
     from toysae.data import SyntheticData
 
     if isinstance(data, SyntheticData):
@@ -351,7 +351,7 @@ class _Trainer:
         self.sae, self.cfg, self.eval_fn, self.progress = sae, config, eval_fn, progress
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr,
                                           betas=(config.beta1, config.beta2), eps=config.eps,
-                                          **_adam_speedup())
+                                          **fused_adam_options())
         uses_auxk = sae.dead_latent_loss == "auxk"
         self.dead_loss = config.aux_k_coef > 0 if uses_auxk else config.ghost_grads
         self.aux_coef = config.aux_k_coef if uses_auxk else 1.0
@@ -359,7 +359,7 @@ class _Trainer:
         self.fast = type(sae) is ReLUSAE and not self.dead_loss
         self.device = sae.decoder_weight.device
         self.silent = torch.zeros(sae.width, dtype=torch.int64, device=self.device)
-        self.gen = torch.Generator().manual_seed(_seed_for(config.seed, 3))
+        self.gen = torch.Generator().manual_seed(derived_seed(config.seed, 3))
         self.history: dict[str, list[float]] = {}
         self.result = TrainResult(sae, config, self.history)
 
@@ -395,8 +395,8 @@ class _Trainer:
         try:
             for step, x in enumerate(batches):
                 x = x.to(self.device, non_blocking=True)
-                lr = cfg.lr * _lr_factor(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
-                coef = cfg.l1 * _l1_factor(step, n_steps, cfg.l1_warmup)
+                lr = cfg.lr * lr_schedule(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
+                coef = cfg.l1 * l1_schedule(step, n_steps, cfg.l1_warmup)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 parts = self.step(x, coef)
@@ -465,7 +465,7 @@ def _snapshot(sae: SparseAutoencoder) -> dict:
     return {k: v.detach().clone() for k, v in sae.state_dict().items()}
 
 
-def _adam_speedup() -> dict:
+def fused_adam_options() -> dict:
     """Fused Adam (one kernel for all parameters) where this torch build has it on the CPU."""
     try:
         torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
