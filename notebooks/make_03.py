@@ -33,7 +33,7 @@ from toysae.metrics import mmcs
 from toysae.plotting import style
 
 style()
-torch.set_num_threads(1)  # small solves: one thread (see toysae/dictlearn/_threads.py)
+torch.set_num_threads(1)  # small solves: one thread (see toysae/_threads.py)
 N = int(os.environ.get("TOYSAE_NOTEBOOK_SAMPLES", "6000"))"""),
     new_markdown_cell("""## 1. Sparse coding for a fixed dictionary
 

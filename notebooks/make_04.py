@@ -21,7 +21,6 @@ cells = [
         "from toysae.objective import dictionary_objective\n"
         "from toysae.theory import (atom_stationarity, check_optimality, code_kkt,\n"
         "                           hierarchy_certificate, pair_conditions, wide_limit_gap)\n"
-        "from toysae.theory._threads import torch_threads\n"
         "torch.set_num_threads(1)  # tiny solves: one thread is fastest\n"
         "N = int(os.environ.get('TOYSAE_NOTEBOOK_N', 4000))\n"
         "lam = 0.1\n"

@@ -11,6 +11,7 @@ import torch
 from scipy.optimize import minimize
 from test_theory_helpers import learn_dictionary, objective, solve_codes, unit_rows
 
+from toysae._threads import torch_threads
 from toysae.objective import dictionary_objective
 from toysae.theory import (
     Tolerances,
@@ -25,7 +26,6 @@ from toysae.theory import (
     wide_limit,
     wide_limit_gap,
 )
-from toysae.theory._threads import torch_threads
 
 LAM = 0.1
 

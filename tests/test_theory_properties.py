@@ -23,6 +23,7 @@ from test_theory_helpers import (
     unit_rows,
 )
 
+from toysae._threads import torch_threads
 from toysae.dictlearn import sparse_code
 from toysae.objective import dictionary_objective
 from toysae.theory import (
@@ -33,7 +34,6 @@ from toysae.theory import (
     wide_limit,
     wide_limit_gap,
 )
-from toysae.theory._threads import torch_threads
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIGHT = Tolerances(code=1e-8, atom=1e-7, pair=1e-7, bias=1e-7)
