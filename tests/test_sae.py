@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from toysae._threads import torch_threads
 from toysae.sae import (
     ARCHITECTURES,
     BatchTopKSAE,
@@ -21,10 +22,8 @@ KWARGS = {"topk": {"k": 3}, "batchtopk": {"k": 3}}
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Tiny tensors: a second thread only adds fork/join waits on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def _sae(name, seed=0):

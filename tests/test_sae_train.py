@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import (
@@ -28,10 +29,9 @@ KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2}}
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    # Tiny tensors: a second thread only adds fork/join waits on a busy machine.
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
