@@ -7,6 +7,7 @@ its offending value *before* any work starts (DESIGN.md, Conventions).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,16 @@ def check_float(value: Any, name: str, *, minimum: float | None = None,
         op = "<=" if max_inclusive else "<"
         raise ValueError(f"{name} must be {op} {maximum}, got {value}")
     return value
+
+
+def check_tuple(values: Any, name: str, check, **bounds) -> tuple:
+    """A non-empty sequence checked element-wise by ``check`` (``check_int`` or
+    ``check_float``, with its bounds), as a tuple; elements named ``name[k]``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence, got {type(values).__name__}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty")
+    return tuple(check(v, f"{name}[{k}]", **bounds) for k, v in enumerate(values))
 
 
 def check_choice(value: Any, name: str, choices) -> Any:

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from toysae._threads import single_thread_if_small
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_tuple
 from toysae.sae.base import parameter_grads
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.trainer import (
@@ -98,9 +98,11 @@ class ReLUSAEEnsemble(nn.Module):
     def __init__(self, d: int, widths: Sequence[int], *, seeds: Sequence[int] | None = None):
         super().__init__()
         self.d = check_int(d, "d", minimum=1)
-        widths = _int_tuple(widths, "widths", minimum=1)
-        seeds = tuple(range(len(widths))) if seeds is None else _int_tuple(seeds, "seeds",
-                                                                           minimum=0)
+        widths = check_tuple(widths, "widths", check_int, minimum=1)
+        if seeds is None:
+            seeds = tuple(range(len(widths)))
+        else:
+            seeds = check_tuple(seeds, "seeds", check_int, minimum=0)
         if len(seeds) != len(widths):
             raise ValueError(f"seeds must have one entry per member ({len(widths)}), "
                              f"got {len(seeds)}")
@@ -274,22 +276,6 @@ def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> T
     return out
 
 
-def _int_tuple(values, name: str, *, minimum: int) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__}")
-    if len(values) == 0:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(check_int(v, f"{name}[{k}]", minimum=minimum) for k, v in enumerate(values))
-
-
-def _float_tuple(values, name: str, *, minimum: float) -> tuple[float, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
-    if len(values) == 0:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(check_float(v, f"{name}[{k}]", minimum=minimum) for k, v in enumerate(values))
-
-
 # -- training -------------------------------------------------------------------
 @dataclass
 class EnsembleTrainResult:
@@ -378,7 +364,7 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
         raise ValueError("config.ghost_grads=True is not supported by the batched ensemble; "
                          "train those SAEs with train_sae")
     n_members = sum(e.n_models for e in ensembles)
-    l1_values = _float_tuple(l1_values, "l1_values", minimum=0.0)
+    l1_values = check_tuple(l1_values, "l1_values", check_float, minimum=0.0)
     if len(l1_values) != n_members:
         raise ValueError(f"l1_values must have one entry per member ({n_members}), "
                          f"got {len(l1_values)}")

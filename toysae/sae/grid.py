@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from toysae._validation import check_choice, check_int
+from toysae._validation import check_choice, check_float, check_int, check_tuple
 from toysae.sae.ensemble import (
     ReLUSAEEnsemble,
-    _float_tuple,
-    _int_tuple,
     _replace_l1,
     train_ensembles,
 )
@@ -156,8 +154,8 @@ class GridResult:
 
 
 def _check_grid(l1_values, widths, config, seed) -> tuple[tuple, tuple, int]:
-    l1_values = _float_tuple(l1_values, "l1_values", minimum=0.0)
-    widths = _int_tuple(widths, "widths", minimum=1)
+    l1_values = check_tuple(l1_values, "l1_values", check_float, minimum=0.0)
+    widths = check_tuple(widths, "widths", check_int, minimum=1)
     for name, values in (("l1_values", l1_values), ("widths", widths)):
         if len(set(values)) != len(values):
             raise ValueError(f"{name} must not repeat a value, got {values}")
