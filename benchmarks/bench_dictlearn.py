@@ -115,7 +115,7 @@ def coding_part(args):
         gpu = cheapest("fista-gpu", [3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4], on_gpu)
         rows.append(("FISTA (ours, GPU, float32)", f"tol={gpu[0]:g}", gpu[1], gpu[2]))
     for algorithm in ("lasso_cd", "lasso_lars"):
-        sk = cheapest(algorithm, [1, 2, 3, 5, 10, 20, 50, 100, 1000],
+        sk = cheapest(algorithm, [1, 2, 3, 4, 5, 10, 20, 50, 100, 1000],
                       lambda it, a=algorithm: sparse_encode(X, D, algorithm=a, alpha=lam,
                                                             positive=True, max_iter=it))
         rows.append((f"sklearn sparse_encode {algorithm}", f"max_iter={sk[0]}", sk[1], sk[2]))

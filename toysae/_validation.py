@@ -28,8 +28,10 @@ def to_numpy(x: Any, name: str, *, dtype=np.float64, ndim: int | None = None,
              finite: bool = True) -> np.ndarray:
     """Return ``x`` (numpy array, torch tensor or nested sequence) as a numpy array.
 
-    Raises ``TypeError`` for things that are not array-like and ``ValueError``
-    for a wrong number of dimensions or non-finite entries.
+    ``dtype=None`` keeps a float32/float64 array as it is (no copy) and makes
+    anything else float64. Raises ``TypeError`` for things that are not
+    array-like and ``ValueError`` for a wrong number of dimensions or
+    non-finite entries.
     """
     if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -37,6 +39,8 @@ def to_numpy(x: Any, name: str, *, dtype=np.float64, ndim: int | None = None,
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
     try:
         arr = np.asarray(x, dtype=dtype)
+        if dtype is None and arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from err
     if ndim is not None and arr.ndim != ndim:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from toysae._buffers import host_copy, host_empty
 from toysae._config import JsonMixin
 from toysae._threads import single_thread_if_small
 from toysae._validation import check_choice, check_float, check_int, to_numpy
-from toysae.dictlearn._fista import kkt_violation, solve_lasso, sparse_times
+from toysae.dictlearn._fista import kkt_violation, set_times, solve_lasso, sparse_times
 from toysae.dictlearn._omp import omp
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
@@ -103,8 +104,9 @@ def _as_tensor(value, name: str, dtype: torch.dtype, device) -> torch.Tensor:
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(f"{name} contains {bad} NaN or Inf value(s)")
         return t
-    arr = to_numpy(value, name, ndim=2)
-    return torch.as_tensor(arr, dtype=dtype, device=device if device is not None else "cpu")
+    # May share memory with the caller's array: no solver writes into its inputs.
+    arr = to_numpy(value, name, ndim=2, dtype=None)
+    return host_copy(arr, dtype).to(device if device is not None else "cpu")
 
 
 def validate_dictionary(D: torch.Tensor, name: str = "D") -> None:
@@ -268,7 +270,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                    f"{solver} status not optimal on {len(bad)} of {n} samples "
                    f"(e.g. sample {bad[0]}: {out.statuses[bad[0]]})")
     else:
-        C = Xt @ Dt.T
+        C = torch.mm(Xt, Dt.T, out=host_empty((Xt.shape[0], Dt.shape[0]), Xt.dtype, Xt.device))
         G = Dt @ Dt.T
         if method == "omp":
             rel_tol = 1e-10 if dtype == torch.float64 else 1e-5
@@ -291,9 +293,21 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                        f"max_iter={max_iter} reached before the KKT gap fell below tol={tol:g}"
                        f" on {n_bad} of {n} samples")
     # The objective from the residual of the returned codes (not the Gram identity,
-    # which cancels badly in float32); fista/ista already know their KKT gaps.
-    R = Xt - sparse_times(Z, Dt)
-    objective = float(0.5 * (R.double() ** 2).sum() + lam * Z.double().abs().sum())
+    # which cancels badly in float32); torch's sums are pairwise, accurate to ~1e-7
+    # in float32. fista/ista already know their KKT gaps.
+    sets = res.sets if method in ("fista", "ista") else None
+    if sets is not None:
+        l1 = float(sets[1].abs().sum())
+        squares = 0.0
+        for i in range(0, n, 1024):  # row blocks keep torch's temporaries small
+            # Minus the residual: the same norm, and no copy of X.
+            R = set_times(sets[0][i:i + 1024], sets[1][i:i + 1024], Dt).sub_(Xt[i:i + 1024])
+            squares += float(R.square_().sum())
+    else:
+        R = Xt - sparse_times(Z, Dt)
+        l1 = float(Z.abs().sum())
+        squares = float(R.square().sum())
+    objective = 0.5 * squares + lam * l1
     if not n:
         gap = 0.0
     elif method in ("fista", "ista"):

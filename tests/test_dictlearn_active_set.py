@@ -1,0 +1,154 @@
+"""The working-set lasso solver's parts: exact refits, set products, host buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toysae._buffers import host_copy, host_empty, host_zeros
+from toysae._validation import to_numpy
+from toysae.dictlearn import sparse_code
+from toysae.dictlearn._fista import (
+    prox_grad,
+    refit_on_support,
+    set_times,
+    working_set_prox_grad,
+)
+
+
+def _problem(seed, n=40, d=48, k=256, density=0.02, signed=False):
+    rng = np.random.default_rng(seed)
+    D = rng.standard_normal((k, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = (rng.random((n, k)) < density) * rng.uniform(0.3, 1.5, (n, k))
+    if signed:
+        Z *= rng.choice([-1.0, 1.0], size=(n, k))
+    X = Z @ D + 0.02 * rng.standard_normal((n, d))
+    Xt, Dt = torch.tensor(X), torch.tensor(D)
+    return Xt @ Dt.T, Dt @ Dt.T
+
+
+def _blocks(C, G, S):
+    return C.gather(1, S), G[S[:, :, None], S[:, None, :]]
+
+
+def test_refit_on_the_optimal_support_is_the_optimum():
+    C, G = _problem(0)
+    lam = 0.1
+    opt = prox_grad(C, G, lam, nonneg=True, accelerate=True, max_iter=50_000, tol=1e-12,
+                    init=None, scale=lam)
+    assert bool(opt.converged.all())
+    m = int((opt.codes != 0).sum(dim=1).max())
+    S = opt.codes.abs().topk(m, dim=1).indices
+    c, Gs = _blocks(C, G, S)
+    support = opt.codes.gather(1, S) != 0
+    z, consistent, dropped = refit_on_support(c, Gs, support, torch.ones_like(c), lam)
+    assert bool(consistent.all()) and not bool(dropped.any())
+    np.testing.assert_allclose(z.numpy(), opt.codes.gather(1, S).numpy(), atol=1e-9)
+
+
+def test_refit_flags_and_drops_an_atom_that_would_turn_negative():
+    # Two nearly parallel atoms and x along the first: the refit on both gives the
+    # second a negative code.
+    G = torch.tensor([[[1.0, 0.9], [0.9, 1.0]]], dtype=torch.float64)
+    c = torch.tensor([[1.0, 0.9]], dtype=torch.float64)  # x = d_0
+    support = torch.tensor([[True, True]])
+    sign = torch.ones_like(c)
+    z, consistent, dropped = refit_on_support(c, G, support, sign, 0.1, max_drops=0)
+    assert not bool(consistent[0]) and float(z[0, 1]) < 0
+    z, consistent, dropped = refit_on_support(c, G, support, sign, 0.1, max_drops=1)
+    assert bool(consistent[0]) and bool(dropped[0])
+    np.testing.assert_allclose(z.numpy(), [[0.9, 0.0]], atol=1e-12)
+
+
+def test_refit_reports_a_singular_block():
+    G = torch.ones(1, 2, 2, dtype=torch.float64)  # two identical atoms
+    c = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    _, consistent, _ = refit_on_support(c, G, torch.ones(1, 2, dtype=torch.bool),
+                                        torch.ones_like(c), 0.1, max_drops=0)
+    assert not bool(consistent[0])
+
+
+def test_set_times_is_the_dense_product():
+    rng = np.random.default_rng(1)
+    M = torch.tensor(rng.standard_normal((30, 7)))
+    S = torch.tensor(rng.integers(0, 30, (5, 4)))
+    values = torch.tensor(rng.standard_normal((5, 4)))
+    values[:, -1] = 0.0  # padding
+    S[:, -1] = 0
+    dense = torch.zeros(5, 30, dtype=torch.float64).index_put_(
+        (torch.arange(5)[:, None], S), values, accumulate=True)
+    np.testing.assert_allclose(set_times(S, values, M).numpy(), (dense @ M).numpy(),
+                               atol=1e-12)
+    target = torch.tensor(rng.standard_normal((5, 7)))
+    expected = target - dense @ M
+    out = set_times(S, values, M, subtract_from=target)
+    assert out.data_ptr() == target.data_ptr()  # in place
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("nonneg", [True, False])
+def test_working_sets_match_the_dense_solver_on_many_atoms(nonneg):
+    C, G = _problem(2, signed=not nonneg, density=0.03)
+    lam = 0.05
+    kw = dict(nonneg=nonneg, accelerate=True, max_iter=50_000, tol=1e-10, init=None,
+              scale=lam)
+    ws = working_set_prox_grad(C, G, lam, **kw)
+    dense = prox_grad(C, G, lam, **kw)
+    assert bool(ws.converged.all()) and float(ws.kkt.max()) <= 1e-10
+    np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-7)
+    S, values = ws.sets
+    rebuilt = torch.zeros_like(C).index_put_((torch.arange(C.shape[0])[:, None], S), values,
+                                             accumulate=True)
+    assert torch.equal(rebuilt, ws.codes)
+
+
+def test_working_sets_from_a_warm_start_agree():
+    C, G = _problem(3)
+    lam = 0.1
+    kw = dict(nonneg=True, accelerate=True, max_iter=50_000, tol=1e-10, scale=lam)
+    cold = working_set_prox_grad(C, G, lam, init=None, **kw)
+    rough = prox_grad(C, G, lam, init=None, **{**kw, "tol": 0.3})
+    warm = working_set_prox_grad(C, G, lam, init=rough.codes, **kw)
+    assert bool(warm.converged.all())
+    np.testing.assert_allclose(warm.codes.numpy(), cold.codes.numpy(), atol=1e-7)
+
+
+def test_float32_sparse_code_on_many_atoms_is_exact_to_rounding():
+    # Refits make float32 codes exact up to rounding, far below the default tol.
+    rng = np.random.default_rng(4)
+    D = rng.standard_normal((300, 40))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = ((rng.random((64, 300)) < 0.02) * rng.uniform(0.5, 1.5, (64, 300))) @ D
+    ref = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-12)
+    res = sparse_code(X, D, 0.1)  # float32, tol 1e-4
+    assert res.converged and res.kkt_gap <= 1e-5
+    assert abs(res.objective - ref.objective) <= 1e-6 * ref.objective
+
+
+def test_host_buffers_are_aligned_and_sized():
+    for dtype in (torch.float32, torch.float64):
+        buf = host_empty((33, 17), dtype)
+        assert buf.shape == (33, 17) and buf.dtype == dtype
+        assert buf.data_ptr() % 64 == 0
+        assert bool((host_zeros((5, 3), dtype) == 0).all())
+
+
+def test_host_copy_shares_aligned_input_and_converts_the_rest():
+    aligned = host_empty((4, 6), torch.float32).numpy()
+    aligned[:] = 1.5
+    shared = host_copy(aligned, torch.float32)
+    assert shared.data_ptr() == aligned.ctypes.data
+    x64 = np.arange(24, dtype=np.float64).reshape(4, 6)
+    converted = host_copy(x64, torch.float32)
+    assert converted.dtype == torch.float32 and converted.data_ptr() % 64 == 0
+    np.testing.assert_array_equal(converted.numpy(), x64.astype(np.float32))
+
+
+def test_to_numpy_keeps_float_dtypes_when_asked():
+    x32 = np.ones((2, 2), dtype=np.float32)
+    assert to_numpy(x32, "x", dtype=None) is x32
+    assert to_numpy([[1, 2]], "x", dtype=None).dtype == np.float64
+    with pytest.raises(TypeError, match="x"):
+        to_numpy([["a"]], "x", dtype=None)
