@@ -16,12 +16,14 @@ loss of ``Lasso``/``LassoLars``); the benchmark checks it: sklearn's codes at
 ``alpha=lam`` reach our optimum to the printed accuracy.
 
 Part 2, learning (same reference toy, fresh samples, 1024 atoms = 2 x the
-features, nonnegative codes): ``DictionaryLearner(update="bcd")`` against
-scikit-learn's ``MiniBatchDictionaryLearning`` fed the same mini-batches in the
-same order through ``partial_fit``; a small sweep of its settings
-(batch size, alpha, fit algorithm, positive_code) each with a wall-time cap, the
-best one reported. Wall time counts only the learners' own calls (MMCS is
-evaluated between them, off the clock).
+features, nonnegative codes): ``DictionaryLearner(update="bcd", batch_size=1024,
+coding_tol=0.3, coding_max_iter=50)``, one pass, against scikit-learn's
+``MiniBatchDictionaryLearning`` fed the same samples in the same order through
+``partial_fit``; a sweep of its settings (batch size 128-1024, alpha, fit
+algorithm, positive_code), each with a wall-time cap, the one that reaches the
+target soonest reported. Wall time counts only the learners' own calls (MMCS
+is evaluated between them, off the clock: ours after every step, scikit-learn's
+every 1024 samples).
 
 Everything runs on ONE thread (torch, and BLAS through threadpoolctl):
 scikit-learn's per-sample solvers are single-threaded, and the shared 2-core
@@ -140,44 +142,50 @@ def learning_part(args):
     X = data.sample(args.n_learn, seed=2).x.astype(np.float64)
     n_atoms, lam, target = 1024, 0.1, 0.95
 
-    def first_time(history_t, history_m):
-        hit = [t for t, m in zip(history_t, history_m, strict=True) if m >= target]
-        return hit[0] if hit else float("nan")
+    def first_hit(history_t, history_m, history_n):
+        for t, m, n in zip(history_t, history_m, history_n, strict=True):
+            if m >= target:
+                return t, int(n)
+        return float("nan"), None
 
+    # Above 96 atoms every code is refit exactly on its support, so a loose
+    # coding rule (KKT gap 0.3 lam, 50 iterations) costs the learning little.
     ours = DictionaryLearner(n_atoms, lam, batch_size=1024, max_epochs=1, seed=0,
-                             progress=False, callback=lambda l: {"mmcs": mmcs(F, l.dictionary)},
-                             callback_every=2)
+                             coding_tol=0.3, coding_max_iter=50, progress=False,
+                             callback=lambda l: {"mmcs": mmcs(F, l.dictionary)})
     ours.fit(X)
-    m = ours.history["mmcs"]
-    ok = ~np.isnan(m)
-    t_ours = first_time(ours.history["time"][ok], m[ok])
-    final_ours = float(m[ok][-1])
+    h = ours.history
+    t_ours, n_ours = first_hit(h["time"], h["mmcs"], h["samples"])
+    final_ours = float(h["mmcs"][-1])
     print(f"\nPart 2: learning on {X.shape[0]} samples of the uncorrelated reference toy, "
           f"{n_atoms} atoms, MMCS target {target}")
-    print(f"ours (bcd, lam={lam}, batch 1024): MMCS {target} at {t_ours:.1f} s, final "
-          f"{final_ours:.4f} after {ours.history['time'][-1]:.1f} s")
+    print(f"ours (bcd, lam={lam}, batch 1024, forget_rate {ours.forget_rate:g}, coding_tol 0.3,"
+          f" coding_max_iter 50): MMCS {target} at {t_ours:.2f} s ({n_ours} samples), final "
+          f"{final_ours:.4f} after {h['time'][-1]:.1f} s")
 
     best = None
     for batch, alpha, algo, positive in args.sk_settings:
         mb = MiniBatchDictionaryLearning(n_components=n_atoms, alpha=alpha, batch_size=batch,
                                          fit_algorithm=algo, positive_code=positive,
                                          random_state=0)
-        clock, times, scores = 0.0, [], []
+        clock, times, scores, seen = 0.0, [], [], []
         for i in range(0, X.shape[0] - batch + 1, batch):
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mb.partial_fit(X[i:i + batch])
             clock += time.perf_counter() - start
-            if (i // batch) % max(1, 2048 // batch) == 0:
+            # Scored every 1024 samples (every step for larger batches), off the clock.
+            if (i // batch) % max(1, 1024 // batch) == 0:
                 times.append(clock)
                 scores.append(mmcs(F, mb.components_))
+                seen.append(i + batch)
             if clock > args.sk_cap or (scores and scores[-1] >= args.sk_stop):
                 break
-        t_hit = first_time(times, scores)
+        t_hit, n_hit = first_hit(times, scores, seen)
         print(f"  sklearn batch={batch} alpha={alpha} fit_algorithm={algo} positive_code="
-              f"{positive}: MMCS {target} at {t_hit:.1f} s, last MMCS {scores[-1]:.4f} "
-              f"after {clock:.1f} s ({i + batch} samples)")
+              f"{positive}: MMCS {target} at {t_hit:.1f} s ({n_hit} samples), last MMCS "
+              f"{scores[-1]:.4f} after {clock:.1f} s ({i + batch} samples)")
         key = (np.isnan(t_hit), t_hit if not np.isnan(t_hit) else -scores[-1])
         if best is None or key < best[0]:
             best = (key, (batch, alpha, algo, positive), t_hit, scores[-1], clock)
@@ -200,13 +208,14 @@ def main():
     parser.add_argument("--n-cvxpy", type=int, default=100)
     parser.add_argument("--accuracy", type=float, default=1e-6)
     parser.add_argument("--n-learn", type=int, default=200_000)
-    parser.add_argument("--sk-cap", type=float, default=120.0,
+    parser.add_argument("--sk-cap", type=float, default=90.0,
                         help="wall-time cap (s) of each scikit-learn setting")
     parser.add_argument("--sk-stop", type=float, default=0.99)
     parser.add_argument("--skip-learning", action="store_true")
     args = parser.parse_args()
-    args.sk_settings = [(256, 0.1, "cd", True), (1024, 0.1, "cd", True),
-                        (256, 0.1, "lars", False), (256, 0.05, "cd", True),
+    args.sk_settings = [(128, 0.1, "cd", True), (256, 0.1, "cd", True), (512, 0.1, "cd", True),
+                        (1024, 0.1, "cd", True), (256, 0.1, "lars", False),
+                        (256, 0.05, "cd", True), (256, 0.2, "cd", True),
                         (256, 0.1, "cd", False)]
     if args.quick:
         args.n_samples, args.n_cvxpy, args.n_learn, args.sk_cap = 512, 20, 20_480, 10.0

@@ -24,6 +24,7 @@ import scipy.sparse
 import torch
 from tqdm.auto import tqdm
 
+from toysae._buffers import host_empty
 from toysae._threads import single_thread_if_small
 from toysae._validation import check_choice, check_float, check_int, to_numpy
 from toysae.dictlearn._fista import solve_lasso
@@ -53,10 +54,15 @@ class DictionaryLearner:
     n_nonzero : atoms per sample for OMP; required by "ksvd", unused otherwise.
     forget_rate : ``rho`` of the statistics' forgetting factor
         ``beta_t = (1 - 1/t)**rho`` (Mairal et al. 2010, section 3.4): the weight
-        of step s in the statistics at step t grows like ``s**rho``.
+        of step s in the statistics at step t grows like ``s**rho``. The default
+        3 forgets the poor codes of the first steps quickly: on the reference
+        toy (1024 atoms, batch 1024) it reaches MMCS 0.95 after about 12k
+        samples where ``rho = 1`` needs about 16k.
     coding_tol, coding_max_iter : FISTA stopping rule during learning (KKT gap
         scaled by lam). Steps whose codes did not all converge are counted in
-        ``history["unconverged"]``.
+        ``history["unconverged"]``. Above 96 atoms each code is also refit
+        exactly on its support, so a loose rule (0.3, 50) loses little and is
+        about twice as fast; below, codes are as accurate as the rule.
     dead_after : an atom unused for this many consecutive samples is
         re-initialised (default ``max(20 * n_atoms, 4 * batch_size)``).
     resample_dead : turn re-initialisation off with False.
@@ -81,7 +87,7 @@ class DictionaryLearner:
 
     def __init__(self, n_atoms: int, lam: float, *, update: str = "bcd", nonneg: bool = True,
                  batch_size: int = 256, max_epochs: int = 10, n_nonzero: int | None = None,
-                 forget_rate: float = 1.0, coding_tol: float = 1e-2, coding_max_iter: int = 200,
+                 forget_rate: float = 3.0, coding_tol: float = 1e-2, coding_max_iter: int = 200,
                  dead_after: int | None = None, resample_dead: bool = True, init="data",
                  seed: int = 0, device=None, dtype: torch.dtype = torch.float32,
                  progress: bool = True, callback: Callable | None = None,
@@ -181,46 +187,60 @@ class DictionaryLearner:
 
     # ------------------------------------------------------------------ steps
     def _code(self, Xb: torch.Tensor, D: torch.Tensor, init: torch.Tensor | None):
-        C = Xb @ D.T
-        G = D @ D.T
+        """Codes of the batch as a scipy CSR matrix (float64), iterations, unconverged."""
+        C = torch.mm(Xb, D.T, out=host_empty((Xb.shape[0], self.n_atoms), self.dtype, self.device))
+        G = torch.mm(D, D.T, out=host_empty((self.n_atoms, self.n_atoms), self.dtype, self.device))
         if self.update == "ksvd":
             out = omp(C, G, torch.linalg.vector_norm(Xb, dim=1), self.n_nonzero,
                       nonneg=self.nonneg,
                       rel_tol=1e-10 if self.dtype == torch.float64 else 1e-5)
-            return out.codes, int(out.n_steps.max()), 0 if out.nnls_converged else Xb.shape[0]
+            Z = scipy.sparse.csr_matrix(out.codes.cpu().double().numpy())
+            return Z, int(out.n_steps.max()), 0 if out.nnls_converged else Xb.shape[0]
         out = solve_lasso(C, G, self.lam, nonneg=self.nonneg, accelerate=True,
-                        max_iter=self.coding_max_iter, tol=self.coding_tol, init=init,
-                        scale=self.lam)
-        return out.codes, int(out.n_iter.max()), int((~out.converged).sum())
+                          max_iter=self.coding_max_iter, tol=self.coding_tol, init=init,
+                          scale=self.lam)
+        if out.sets is None:
+            Z = scipy.sparse.csr_matrix(out.codes.cpu().double().numpy())
+        else:  # straight from the solver's index sets, without scanning dense codes
+            S, values = (t.cpu().numpy() for t in out.sets)
+            nonzero = values != 0
+            indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))])
+            Z = scipy.sparse.csr_matrix(
+                (values[nonzero].astype(np.float64), S[nonzero], indptr),
+                shape=(Xb.shape[0], self.n_atoms))
+        return Z, int(out.n_iter.max()), int((~out.converged).sum())
 
-    def _step(self, Xb: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+    def _step(self, Xb: np.ndarray, init: np.ndarray | None = None) -> scipy.sparse.csr_matrix:
         with single_thread_if_small(Xb.shape[0] * self.n_atoms**2, SMALL_WORK, self.device):
             return self._step_inner(Xb, init)
 
-    def _step_inner(self, Xb: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+    def _step_inner(self, Xb: np.ndarray, init: np.ndarray | None) -> scipy.sparse.csr_matrix:
         start = time.perf_counter()
         nb = Xb.shape[0]
         Xt = torch.as_tensor(Xb, dtype=self.dtype, device=self.device)
         Dt = torch.as_tensor(self._D, dtype=self.dtype, device=self.device)
         init_t = None if init is None else torch.as_tensor(init, dtype=self.dtype,
                                                            device=self.device)
-        Zt, iters, unconverged = self._code(Xt, Dt, init_t)
-        Z = Zt.cpu().double().numpy()
         # Codes are mostly exact zeros: sparse products for the statistics.
-        Zs = scipy.sparse.csr_matrix(Z)
+        Zs, iters, unconverged = self._code(Xt, Dt, init_t)
         R = Xb - Zs @ self._D
         objective = (0.5 * np.einsum("ij,ij->", R, R) + self.lam * np.abs(Zs.data).sum()) / nb
 
         self.n_steps_ += 1
         t = self.n_steps_
         if self.update == "ksvd":
-            self._D, Z = ksvd_update(self._D, Xb, Z, nonneg=self.nonneg)
+            self._D, Z = ksvd_update(self._D, Xb, Zs.toarray(), nonneg=self.nonneg)
+            Zs = scipy.sparse.csr_matrix(Z)
         else:
             beta = (1.0 - 1.0 / t) ** self.forget_rate
-            self._A = beta * self._A + (Zs.T @ Zs).toarray() / nb
-            self._B = beta * self._B + np.asarray(Zs.T @ Xb) / nb
+            self._A *= beta
+            self._A += (Zs.T @ Zs / nb).toarray()
+            self._B *= beta
+            self._B += Zs.T @ Xb / nb
             if self.update == "bcd":
-                self._D = bcd_update(self._D, self._A, self._B)
+                # Statistics accumulate in float64; a sweep reads them in float32.
+                f32 = (a.astype(np.float32) for a in (self._D, self._A, self._B))
+                self._D = bcd_update(*f32).astype(np.float64)
             else:
                 self._D = mod_update(self._D, self._A, self._B)
 
@@ -238,7 +258,7 @@ class DictionaryLearner:
             if extra:
                 record.update({str(k): float(v) for k, v in extra.items()})
         self.history.append(record)
-        return Z
+        return Zs
 
     def _resample(self, Xb: np.ndarray, Z) -> int:
         dead = np.flatnonzero(self.n_samples_seen_ - self._last_used >= self.dead_after)
@@ -282,8 +302,9 @@ class DictionaryLearner:
             for b in range(n_batches):
                 idx = perm[b * bs:(b + 1) * bs]
                 warm = None if codes is None else codes[idx]
-                Z = self._step(X[idx], warm)
+                Zs = self._step(X[idx], warm)
                 if codes is not None:
+                    Z = Zs.toarray()
                     codes[idx] = Z
                     # Codes of re-initialised atoms belong to the old atom: drop them.
                     fresh = self._last_used == self.n_samples_seen_
