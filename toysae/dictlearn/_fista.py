@@ -8,6 +8,10 @@ Momentum is kept per sample: each sample has its own ``t`` and restarts on its
 own (the gradient restart test of O'Donoghue & Candes, "Adaptive restart for
 accelerated gradient schemes", 2015), and a sample leaves the active batch as
 soon as its KKT gap is below ``tol``.
+
+For large dictionaries :func:`working_set_prox_grad` wraps this in an active-set
+method: each sample works on a few atoms at a time, and an exact Cholesky refit
+on the support (:func:`refit_on_support`) replaces FISTA's slow last digits.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from typing import NamedTuple
 import torch
 
 from toysae._buffers import host_empty, host_zeros
+
+# Rows per block where an (n, k) result is built piecewise, so that torch's own
+# temporaries stay small (see toysae._buffers).
+_ROW_BLOCK = 1024
 
 
 class ProxGradOutput(NamedTuple):
@@ -240,9 +248,6 @@ def _refit_if_better(c: torch.Tensor, G: torch.Tensor, z: torch.Tensor, lam: flo
         keep[check] = set_objective(c_d, G_d, refit[check], lam) <= set_objective(
             c_d, G_d, z[check], lam)
     return torch.where(keep[:, None], refit, z)
-
-
-_ROW_BLOCK = 1024
 
 
 def set_times(S: torch.Tensor, values: torch.Tensor, M: torch.Tensor,

@@ -8,7 +8,11 @@ with one of
 
 - ``"fista"``: batched accelerated proximal gradient in torch (CPU or GPU),
   per-sample adaptive restart, step ``1/L`` with ``L`` the top eigenvalue of
-  ``G = D D^T``, stopped on the KKT gap;
+  ``G = D D^T``, stopped on the KKT gap. Above 96 atoms it runs inside an
+  active-set method (``_fista.working_set_prox_grad``): FISTA solves each
+  sample's problem on a small working set of atoms, an exact Cholesky refit on
+  the support found replaces the slow last iterations, and the stopping rule
+  is still the full KKT gap over all atoms;
 - ``"ista"``: the same without momentum (slow; a cross-check);
 - ``"omp"``: orthogonal matching pursuit with ``n_nonzero`` atoms (ignores lam
   when choosing atoms; its ``kkt_gap`` is that of the lasso at lam and is
