@@ -152,3 +152,18 @@ def test_to_numpy_keeps_float_dtypes_when_asked():
     assert to_numpy([[1, 2]], "x", dtype=None).dtype == np.float64
     with pytest.raises(TypeError, match="x"):
         to_numpy([["a"]], "x", dtype=None)
+
+
+def test_pooled_buffers_are_reused_only_once_nothing_references_them():
+    from toysae import _buffers
+
+    shape = (_buffers.MIN_POOLED // 4 + 64, 1)  # just above the pooling threshold
+    first = host_empty(shape, torch.float32)
+    address = first.data_ptr()
+    assert host_empty(shape, torch.float32).data_ptr() != address  # first is alive
+    view = first.numpy()
+    del first
+    assert host_empty(shape, torch.float32).data_ptr() != address  # its view is alive
+    del view
+    assert host_empty(shape, torch.float32).data_ptr() == address  # now idle: reused
+
