@@ -57,7 +57,7 @@ class DictionaryLearner:
         of step s in the statistics at step t grows like ``s**rho``. The default
         3 forgets the poor codes of the first steps quickly: on the reference
         toy (1024 atoms, batch 1024) it reaches MMCS 0.95 after about 12k
-        samples where ``rho = 1`` needs about 16k.
+        samples where ``rho = 1`` needs about 14k.
     coding_tol, coding_max_iter : FISTA stopping rule during learning (KKT gap
         scaled by lam). Steps whose codes did not all converge are counted in
         ``history["unconverged"]``. Above 96 atoms each code is also refit
