@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from problems import random_problem
 
 from toysae._buffers import host_copy, host_empty, host_zeros
 from toysae._validation import to_numpy
@@ -17,14 +18,9 @@ from toysae.dictlearn._fista import (
 )
 
 
-def _problem(seed, n=40, d=48, k=256, density=0.02, signed=False):
-    rng = np.random.default_rng(seed)
-    D = rng.standard_normal((k, d))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    Z = (rng.random((n, k)) < density) * rng.uniform(0.3, 1.5, (n, k))
-    if signed:
-        Z *= rng.choice([-1.0, 1.0], size=(n, k))
-    X = Z @ D + 0.02 * rng.standard_normal((n, d))
+def _problem(seed, density=0.02, signed=False):
+    """(C, G) in float64 for 40 samples on 256 atoms in 48 dimensions (the working-set path)."""
+    X, D, _ = random_problem(seed, d=48, k=256, n=40, density=density, signed=signed)
     Xt, Dt = torch.tensor(X), torch.tensor(D)
     return Xt @ Dt.T, Dt @ Dt.T
 
