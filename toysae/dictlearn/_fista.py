@@ -381,7 +381,6 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
            _full_kkt(z_set, g, S, lam, nonneg) / scale)
     big_rows = []
     for round_ in range(max_rounds + 1):
-        # TICK start
         finished = kkt <= tol
         stop = finished | (used >= max_iter) | (round_ == max_rounds)
         # A support that fills the set cap leaves no room for new atoms.
@@ -406,7 +405,6 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
             if g is not None:
                 g = torch.index_select(g, 0, keep,
                                        out=host_empty((keep.numel(), k), dt, dev))
-        # TICK compact
         if g is None:
             # From zero codes nearly every atom with c_j > lam violates KKT: start
             # from the largest responses only.
@@ -417,11 +415,9 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
             S_new, valid = _next_sets(S, z_set, g, lam, nonneg, min(max_set, k))
             z_start = _move_to_sets(S, z_set, S_new, valid)  # every support atom stays
             S = S_new
-        # TICK sets
         m = S.shape[1]
         flat = (S[:, :, None] * k + S[:, None, :]).reshape(-1)
         Gs = G.reshape(-1).index_select(0, flat).view(-1, m, m)
-        # TICK blocks
         if g is None:
             # The first guess needs no iterations: refit on the atoms with c_j > lam,
             # dropping those that come out negative.
@@ -432,12 +428,11 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
             Gs = Gs * (valid[:, :, None] * valid[:, None, :])
             L = Gs.abs().sum(dim=2).amax(dim=1, keepdim=True)
             out = prox_grad(c_set, Gs, lam, nonneg=nonneg, accelerate=accelerate,
-                            max_iter=max_iter - int(used.max()), tol=max(tol, 0.1 ** round_),
+                            max_iter=max_iter - int(used.max()),
+                            tol=max(tol, 0.1 ** max(round_, 1)),
                             init=z_start, scale=scale, L=L, mask=valid)
             used = used + out.n_iter
-            # TICK fista
             z_set = _refit_if_better(c_set, Gs, out.codes, lam, nonneg)
-        # TICK refit
         # g = c - z G, from c on the first round, then updated in place by the change.
         if g is None:
             g = host_empty(C.shape, dt, dev)
@@ -447,7 +442,6 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
         else:
             g = set_times(S, z_set - z_start, G, subtract_from=g)
         kkt = _full_kkt(z_set, g, S, lam, nonneg) / scale
-        # TICK certify
     for idx, z0, used0 in big_rows:
         budget = max(max_iter - int(used0.max()), 1)
         if 16 * max_set <= k:  # a bigger cap before the (eigen-solve + k**2) plain solver
