@@ -25,7 +25,7 @@ from toysae._buffers import host_empty, host_zeros
 
 # Rows per block where an (n, k) result is built piecewise, so that torch's own
 # temporaries stay small (see toysae._buffers).
-_ROW_BLOCK = 1024
+ROW_BLOCK = 1024
 
 
 class ProxGradOutput(NamedTuple):
@@ -436,8 +436,8 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
         # g = c - z G, from c on the first round, then updated in place by the change.
         if g is None:
             g = host_empty(C.shape, dt, dev)
-            for i in range(0, n, _ROW_BLOCK):  # blocks: torch's temporaries stay small
-                rows = slice(i, i + _ROW_BLOCK)
+            for i in range(0, n, ROW_BLOCK):  # blocks: torch's temporaries stay small
+                rows = slice(i, i + ROW_BLOCK)
                 torch.sub(C[rows], set_times(S[rows], z_set[rows], G), out=g[rows])
         else:
             g = set_times(S, z_set - z_start, G, subtract_from=g)

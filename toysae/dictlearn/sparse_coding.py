@@ -35,7 +35,13 @@ from toysae._buffers import host_copy, host_empty
 from toysae._config import JsonMixin
 from toysae._threads import single_thread_if_small
 from toysae._validation import check_choice, check_float, check_int, to_numpy
-from toysae.dictlearn._fista import kkt_violation, set_times, solve_lasso, sparse_times
+from toysae.dictlearn._fista import (
+    ROW_BLOCK,
+    kkt_violation,
+    set_times,
+    solve_lasso,
+    sparse_times,
+)
 from toysae.dictlearn._omp import omp
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
@@ -303,9 +309,10 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     if sets is not None:
         l1 = float(sets[1].abs().sum())
         squares = 0.0
-        for i in range(0, n, 1024):  # row blocks keep torch's temporaries small
+        for i in range(0, n, ROW_BLOCK):  # row blocks keep torch's temporaries small
+            rows = slice(i, i + ROW_BLOCK)
             # Minus the residual: the same norm, and no copy of X.
-            R = set_times(sets[0][i:i + 1024], sets[1][i:i + 1024], Dt).sub_(Xt[i:i + 1024])
+            R = set_times(sets[0][rows], sets[1][rows], Dt).sub_(Xt[rows])
             squares += float(R.square_().sum())
     else:
         R = Xt - sparse_times(Z, Dt)
