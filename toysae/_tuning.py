@@ -1,0 +1,65 @@
+"""Tuning constants, in one place, each beside the measurement that set it.
+
+These are speed settings only: changing one never changes a result beyond
+float rounding. Each names the benchmark that measures its effect; re-run that
+benchmark before moving it. "Work" is multiply-adds of a step's dominant product.
+"""
+
+# -- threads --------------------------------------------------------------------
+# Below this much work per SAE step (2 * batch * d * width) one torch thread beats two:
+# a toy step is a chain of tiny ops and every parallel region waits for a thread the
+# OS may have descheduled (a busy 2-core box ran a 128x12x16 product in 22 ms on 2
+# threads and 3 us on 1). benchmarks/bench_sae_grid.py ("sequential, 1 thread" row).
+SAE_SMALL_WORK = 10_000_000
+
+# The batched grid's per-step work (members * d * width * batch) below which it runs
+# on one thread: tiny bmm calls split threads over the model axis, and one step took
+# 40x longer with 2 threads than 1 on a busy 2-core machine. benchmarks/bench_sae_grid.py.
+GRID_SMALL_WORK = 2 ** 22
+
+# Sparse coding and dictionary learning run one thread below this n * k * k (one
+# dense FISTA iteration's product). benchmarks/bench_dictlearn.py.
+CODING_SMALL_WORK = 2 ** 22
+
+# -- batched matmuls --------------------------------------------------------------
+# torch's CPU bmm splits its threads over the model axis: with 3 members on 2 cores
+# one core does two matrices while the other idles. Past this many multiply-adds per
+# member a loop of threaded 2-D matmuls into the stacked output is faster, and the
+# members step one at a time (each keeps a single SAE's working set in cache).
+# benchmarks/bench_sae_grid.py (reference-size grid row).
+BMM_LOOP_WORK = 2 ** 22
+
+# The "auto" grid layout pads every member to the largest width when the padded
+# matmuls are this small anyway ((padded - real) latents * d * batch), where per-call
+# overhead, not arithmetic, sets the step time. benchmarks/bench_sae_grid.py.
+GRID_PAD_WORK = 2 ** 22
+# ... or when padding adds at most this fraction of latents.
+GRID_PAD_FRACTION = 0.25
+
+# -- sparse coding ------------------------------------------------------------------
+# Rows per block where an (n, n_atoms) result is built piecewise, so torch's own
+# temporaries stay small. benchmarks/bench_dictlearn.py.
+ROW_BLOCK = 1024
+# Above this many atoms the lasso runs in the active-set solver; below, dense FISTA
+# (its k**2 iteration is cheap and the set bookkeeping would dominate).
+# benchmarks/bench_dictlearn.py (sparse coding rows).
+WORKING_SET_ABOVE = 96
+# The active-set solver's first working set: the largest responses. torch's CPU topk
+# is ~3x slower for k >= 9 than for k <= 8; on the reference toy 2/3 of the optimal
+# supports lie in the 8 largest responses. benchmarks/bench_dictlearn.py.
+FIRST_SET = 8
+# The working-set cap of later rounds (support + KKT violators); a sample whose
+# support fills it moves to a set four times as large. benchmarks/bench_dictlearn.py.
+MAX_SET = 16
+
+# DictionaryLearner.fit keeps the previous epoch's codes as warm starts while
+# n_samples * n_atoms is at most this (80 MB of float32).
+MAX_WARM_ENTRIES = 20_000_000
+
+# -- checkers ---------------------------------------------------------------------
+# Entries of the dense (chunk, n_atoms) float64 response block a checker builds per
+# chunk of samples (32 MB). benchmarks/bench_theory.py.
+CHECK_CHUNK_ENTRIES = 1 << 22
+# The dense (n_samples, n_atoms) code-KKT violation matrix is kept in a report only
+# below this size unless asked (40 MB of float64).
+KEEP_MATRIX_ENTRIES = 5_000_000
