@@ -99,15 +99,39 @@ def check_choice(value: Any, name: str, choices) -> Any:
     return value
 
 
-def check_unit_rows(D: np.ndarray, name: str = "D", *, atol: float = 1e-4) -> None:
-    """Check that every row of ``D`` has unit L2 norm; say how far the worst one is."""
+def check_problem_shapes(X_shape, D_shape, Z_shape=None, bias_shape=None) -> None:
+    """The one shape check of a dictionary-learning state: ``X`` (n_samples, d), ``D``
+    (n_atoms, d), ``Z`` (n_samples, n_atoms), ``bias`` (d,). Shapes are tuples."""
+    n, d = X_shape
+    if D_shape[1] != d:
+        raise ValueError(f"D has {D_shape[1]} columns but X has {d}; they must match "
+                         "(D is (n_atoms, d), X is (n_samples, d))")
+    if Z_shape is not None and tuple(Z_shape) != (n, D_shape[0]):
+        raise ValueError(f"Z must have shape (n_samples, n_atoms) = {(n, D_shape[0])}, "
+                         f"got {tuple(Z_shape)}")
+    if bias_shape is not None and tuple(bias_shape) != (d,):
+        raise ValueError(f"bias must have shape {(d,)}, got {tuple(bias_shape)}")
+
+
+def unit_row_deviation(D: np.ndarray, name: str = "D") -> np.ndarray:
+    """Row norms of ``D``; ``ValueError`` naming ``name`` if any row is zero."""
     norms = np.linalg.norm(D, axis=1)
     if norms.size and (norms == 0).any():
-        raise ValueError(f"{name} has {int((norms == 0).sum())} zero row(s)")
+        raise ValueError(f"{name} has {int((norms == 0).sum())} zero row(s) (first: row "
+                         f"{int(np.argmin(norms))}); every atom needs a nonzero norm")
+    return norms
+
+
+def check_unit_rows(D: np.ndarray, name: str = "D", *, atol: float = 1e-4,
+                    hint: str = "Normalise the rows first.") -> np.ndarray:
+    """The one unit-row check: every row of ``D`` has unit L2 norm within ``atol``;
+    says how many rows are off and how far the worst one is. Returns the norms."""
+    norms = unit_row_deviation(D, name)
     dev = np.abs(norms - 1.0)
     if dev.size and dev.max() > atol:
         k = int(dev.argmax())
         raise ValueError(
-            f"{name} rows must have unit L2 norm (tolerance {atol}); row {k} has norm "
-            f"{norms[k]:.6g} (off by {dev[k]:.3g}). Normalise the rows first."
-        )
+            f"{name} rows must have unit L2 norm (tolerance {atol:g}); "
+            f"{int((dev > atol).sum())} row(s) are off, worst row {k} has norm "
+            f"{norms[k]:.6g} (off by {dev[k]:.3g}). {hint}")
+    return norms
