@@ -2,7 +2,7 @@
 
 Run: ``flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_theory.py``
 (``--n`` to change the sample count). Data and codes are the reference toy's
-ground truth (d=256, 512 features, ~5 active per sample; DESIGN.md), the
+ground truth (d=256, 512 features, ~5 active per sample; `SyntheticConfig()`), the
 dictionary its true features, lam = 0.1: a realistic sparse Z. Prints, per
 checker, our time, the 60 s target and two references measured in the same
 run: one float64 ``X^T X`` (n x 256) as the machine's rate, and a naive
@@ -105,7 +105,7 @@ def main() -> None:
           f"to {k * (k - 1)} pairs")
     print(f"planted hierarchies: {hier.n_nested} nested pairs, {hier.n_candidates} with a "
           f"positive drop, {hier.n_certified} verified (max_steps=200)")
-    print("\n" + report.summary)
+    print("\n" + report.message)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,15 @@ def test_bad_input_is_refused_with_the_argument_named(fn, learned):
         fn(X, Dinf, Z, LAM)
     with pytest.raises(ValueError, match=r"row 2 has norm 1\.5 \(off by 0\.5\)"):
         fn(X, D * np.array([[1], [1], [1.5], [1]]), Z, LAM)
+    with pytest.raises(ValueError, match=r"pass normalize=True to rescale rows and code"):
+        fn(X, D * 1.01, Z, LAM)
+    Dzero = D.copy()
+    Dzero[1] = 0.0
+    for normalize in (False, True):
+        with pytest.raises(ValueError, match=r"D has 1 zero row\(s\) \(first: row 1\)"):
+            fn(X, Dzero, Z, LAM, normalize=normalize)
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\), got \(2,\)"):
+        fn(X, D, Z, LAM, bias=np.zeros(2))
 
 
 def test_normalize_rescales_rows_and_codes_together(learned):
@@ -148,7 +157,7 @@ def test_learned_dictionary_passes_everything(learned):
     X, D, Z = learned
     tight = Tolerances(code=1e-8, atom=1e-7, pair=1e-7)
     rep = check_optimality(X, D, Z, LAM, tolerances=tight)
-    assert rep.passed, rep.summary
+    assert rep.passed, rep.message
     assert "FAIL" not in str(rep)
     out = json.loads(rep.to_json())
     assert out["passed"] is True and out["tolerances"]["atom"] == 1e-7
@@ -303,7 +312,7 @@ def test_one_dimensional_data_gives_the_antipodal_pair():
     assert wide_limit_gap(x, D, Z, LAM).gap == pytest.approx(0, abs=1e-12)
     rep = check_optimality(x, D, Z, LAM, tolerances=Tolerances(code=1e-9, atom=1e-9,
                                                                pair=1e-9))
-    assert rep.passed, rep.summary
+    assert rep.passed, rep.message
     # the pair sits on the boundary of its hull: c = -1 = min s_nj
     assert rep.pairs.cos[0, 1] == -1 and rep.pairs.hull_low[0, 1] == pytest.approx(-1)
 
@@ -335,7 +344,7 @@ def test_amortisation_gap_is_zero_for_exact_codes_and_positive_for_an_sae():
     D = unit_rows(rng.normal(size=(6, 4)))
     with torch_threads(1):
         oracle = amortisation_gap(_OracleSAE(D, np.full(4, 0.1)), X, LAM, tol=1e-10)
-    assert oracle.solver_converged and abs(oracle.gap) < 1e-6 * oracle.optimal_objective
+    assert oracle.solver_success and abs(oracle.gap) < 1e-6 * oracle.optimal_objective
     assert oracle.support_jaccard > 0.99 and oracle.sae_kkt_violation < 1e-6
     sae = make_sae("relu", 4, 6, seed=0)
     with torch_threads(1):

@@ -72,7 +72,7 @@ def test_converged_dictionaries_pass_every_check(problem, nonneg):
     # at a stationary point no nested pair can exist either (its step is a
     # feasible direction of first-order decrease lam * mass_i * (1 - c_ij))
     assert rep.atoms.passed and rep.code.passed and rep.pairs.passed and rep.hierarchy.passed, (
-        rep.summary)
+        rep.message)
 
 
 @st.composite
@@ -138,7 +138,7 @@ def exclusive(draw):
 def test_mutually_exclusive_features_are_never_flagged(case):
     X, F, Z, lam = case
     rep = check_optimality(X, F, Z, lam, tolerances=TIGHT)
-    assert rep.passed, rep.summary
+    assert rep.passed, rep.message
     assert rep.hierarchy.n_nested == 0 and not rep.pairs.nested.any()
 
 
@@ -149,7 +149,7 @@ def test_no_dictionary_beats_the_wide_limit(problem, nonneg, seed, with_bias):
     X, D, lam = problem
     rng = np.random.default_rng(seed)
     bound = wide_limit(X, lam, bias=with_bias)
-    assert bound.converged
+    assert bound.success
     bias = rng.normal(size=X.shape[1]) if with_bias else None
     Z_rand = rng.exponential(size=(len(X), len(D))) * (rng.uniform(size=(len(X), len(D))) < .4)
     if not nonneg:

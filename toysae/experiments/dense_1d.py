@@ -107,7 +107,7 @@ def _run(config: Config) -> Result:
     Z = _codes(x, lam)
     rep = check_optimality(X, pair, Z, lam)
     limit_b = wide_limit(X, lam, bias=True)
-    if not limit_b.converged:
+    if not limit_b.success:
         raise RuntimeError(f"optimal bias did not converge: {limit_b.message}")
     b = float(limit_b.bias[0])
     Zb = _codes(x - b, lam)

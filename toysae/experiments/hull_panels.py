@@ -138,7 +138,7 @@ def run(config: Config) -> Result:
             hull_low_21=float(p.hull_low[1, 0]),
             identity_violation_12=float(p.identity_violation[0, 1]),
             identity_violation_21=float(p.identity_violation[1, 0]),
-            atom_violation=tuple(float(v) for v in rep.atoms.violation), summary=rep.summary))
+            atom_violation=tuple(float(v) for v in rep.atoms.violation), summary=rep.message))
         data.append((X, Z, S))
     a, b, c = panels
     expected = (a.passed and c.passed and a.in_hull_12 and a.in_hull_21 and c.in_hull_12

@@ -1,7 +1,7 @@
 """Validated inputs shared by every checker, and the chunked pass over samples.
 
 Every checker works on the same ``(X, D, Z, lam)`` in the package layout
-(DESIGN.md, Conventions): ``X`` (n_samples, d), ``D`` (n_atoms, d) with unit
+(docs/design.md, "Conventions"): ``X`` (n_samples, d), ``D`` (n_atoms, d) with unit
 rows, ``Z`` (n_samples, n_atoms), reconstruction ``Z @ D (+ bias)``. Arrays are
 converted to float64 once, here, and ``Z`` is kept as a CSR matrix because
 every quantity the checkers need is a sum over the support of ``Z``.
@@ -16,14 +16,17 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from toysae._validation import check_float, to_numpy
+from toysae._tuning import CHECK_CHUNK_ENTRIES
+from toysae._validation import (
+    check_float,
+    check_problem_shapes,
+    check_unit_rows,
+    to_numpy,
+    unit_row_deviation,
+)
 
 #: Default distance from unit norm tolerated in a dictionary row.
 UNIT_NORM_ATOL = 1e-5
-
-# A chunk of samples is processed at once; the dense (chunk, n_atoms) response
-# block is the largest temporary, so cap its number of entries.
-_CHUNK_ENTRIES = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +51,7 @@ class Problem:
     def chunk_rows(self, width: int | None = None) -> int:
         """Samples per chunk so that a (chunk, width) float64 block stays small."""
         width = self.n_atoms if width is None else width
-        return int(max(64, min(self.n_samples, _CHUNK_ENTRIES // max(1, width))))
+        return int(max(64, min(self.n_samples, CHECK_CHUNK_ENTRIES // max(1, width))))
 
     def chunks(self, rows: int | None = None, *, responses: bool = True) -> Iterator[Chunk]:
         """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time.
@@ -112,37 +115,23 @@ def make_problem(X, D, Z, lam, *, nonneg: bool = True, bias=None, normalize: boo
     X = to_numpy(X, "X", ndim=2)
     D = to_numpy(D, "D", ndim=2).copy()
     Zc = _codes(Z, "Z")
-    n, d = X.shape
-    if D.shape[1] != d:
-        raise ValueError(f"D has {D.shape[1]} columns but X has {d}; D must be (n_atoms, d)")
-    if Zc.shape != (n, D.shape[0]):
-        raise ValueError(f"Z must have shape (n_samples, n_atoms) = {(n, D.shape[0])}, "
-                         f"got {Zc.shape}")
-    if n == 0 or D.shape[0] == 0:
+    if bias is not None:
+        bias = to_numpy(bias, "bias", ndim=1)
+    check_problem_shapes(X.shape, D.shape, Zc.shape, None if bias is None else bias.shape)
+    if X.shape[0] == 0 or D.shape[0] == 0:
         raise ValueError(f"X and D must be non-empty, got X {X.shape} and D {D.shape}")
     if nonneg and Zc.data.size and Zc.data.min() < 0:
         neg = int((Zc.data < 0).sum())
         raise ValueError(f"Z has {neg} negative code(s) (min {Zc.data.min():.3g}) but "
                          "nonneg=True; pass nonneg=False for signed codes")
-    if bias is not None:
-        bias = to_numpy(bias, "bias", ndim=1)
-        if bias.shape != (d,):
-            raise ValueError(f"bias must have shape {(d,)}, got {bias.shape}")
-    norms = np.linalg.norm(D, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"D has {int((norms == 0).sum())} zero row(s) "
-                         f"(first: row {int(np.argmin(norms))}); atoms must have unit norm")
-    off = np.abs(norms - 1.0)
-    if off.max() > unit_atol:
-        if not normalize:
-            k = int(off.argmax())
-            raise ValueError(
-                f"D rows must have unit L2 norm (tolerance unit_atol={unit_atol:g}); "
-                f"{int((off > unit_atol).sum())} row(s) are off, worst row {k} has norm "
-                f"{norms[k]:.6g} (off by {off[k]:.3g}). Normalise the rows, or pass "
-                "normalize=True to rescale rows and code columns together")
+    if not normalize:
+        check_unit_rows(D, "D", atol=unit_atol, hint=(
+            "Normalise the rows, or pass normalize=True to rescale rows and code columns "
+            f"together (or loosen unit_atol={unit_atol:g})"))
+        return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)
+    norms = unit_row_deviation(D, "D")
+    if np.abs(norms - 1.0).max() > unit_atol:
         D /= norms[:, None]
-        Zc = Zc @ sp.diags(norms)
-        Zc = sp.csr_matrix(Zc)
+        Zc = sp.csr_matrix(Zc @ sp.diags(norms))
         Zc.sort_indices()
     return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)

@@ -10,31 +10,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toysae._result import Result
+from toysae._tuning import KEEP_MATRIX_ENTRIES
 from toysae._validation import check_float
 from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
-from toysae.theory._result import ReportMixin
 
 #: Default tolerances, in the units of each violation (see the reports).
 CODE_TOL = 1e-3
 ATOM_TOL = 1e-2
 BIAS_TOL = 1e-3
 
-# Keep the dense (n_samples, n_atoms) violation matrix only below this size
-# unless asked; the summaries are always kept.
-_KEEP_MATRIX_ENTRIES = 5_000_000
+#: Continuation lines of a report's ``message`` are indented this far, so that they
+#: line up under the text after ``check_optimality``'s ``[FAIL] `` marks.
+INDENT = " " * 7
+
+
+def holds(passed: bool) -> str:
+    return "holds" if passed else "fails"
 
 
 @dataclass(repr=False)
-class CodeKKTReport(ReportMixin):
+class CodeKKTReport(Result):
     """Per-sample, per-atom violation of the code optimality conditions, in units of ``lam``.
 
     Nonnegative codes: ``|s_nk - 1|`` where ``z_nk > 0`` and ``(s_nk - 1)_+``
     where ``z_nk = 0``. Signed: ``|s_nk - sign z_nk|`` and ``(|s_nk| - 1)_+``.
     Moving the codes by ``E`` (feasibly) lowers the loss at a rate of at most
-    ``lam * sum_nk violation_nk * |E_nk|``.
+    ``lam * sum_nk violation_nk * |E_nk|``. ``passed``: every entry is within
+    ``tol``, i.e. the codes are the optimal codes for ``D`` (the lasso is convex).
     """
 
     passed: bool
+    message: str
     max_violation: float
     mean_violation: float
     n_violations: int  # entries above tol
@@ -52,7 +59,7 @@ class CodeKKTReport(ReportMixin):
 
 
 @dataclass(repr=False)
-class AtomStationarityReport(ReportMixin):
+class AtomStationarityReport(Result):
     """Feature-residual condition: ``R_k = sum_n z_nk r_n`` must equal ``lam (sum_n |z_nk|) d_k``.
 
     ``violation_k = ||R_k - (R_k . d_k) d_k|| / (lam sum_n |z_nk|)``: the
@@ -61,10 +68,12 @@ class AtomStationarityReport(ReportMixin):
     ``direction_k`` lowers the loss by ``t * gradient_norm_k`` to first order.
     ``nearest_atom_k`` is the other atom closest to that direction: the
     "labrador" a "dog" atom leaves in its residuals. Dead atoms (no code
-    mass) satisfy the condition vacuously and have violation 0.
+    mass) satisfy the condition vacuously and have violation 0. ``passed``:
+    every atom's violation is within ``tol``.
     """
 
     passed: bool
+    message: str
     max_violation: float
     n_violations: int
     tol: float
@@ -82,10 +91,14 @@ class AtomStationarityReport(ReportMixin):
 
 
 @dataclass(repr=False)
-class BiasReport(ReportMixin):
-    """Decoder-bias stationarity ``sum_n r_n = 0``; ``violation = ||mean_n r_n|| / lam``."""
+class BiasReport(Result):
+    """Decoder-bias stationarity ``sum_n r_n = 0``; ``violation = ||mean_n r_n|| / lam``.
+
+    ``passed``: ``violation <= tol``.
+    """
 
     passed: bool
+    message: str
     violation: float
     tol: float
     mean_residual: np.ndarray  # (d,)
@@ -106,7 +119,7 @@ class CodeKKTSums:
 
     def __init__(self, p: Problem, tol: float, keep_matrix: bool | None, n_worst: int):
         n, k = p.n_samples, p.n_atoms
-        keep = (n * k <= _KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
+        keep = (n * k <= KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
         self.p, self.tol, self.n_worst = p, tol, n_worst
         self.matrix = np.zeros((n, k)) if keep else None
         self.per_sample = np.zeros(n)
@@ -148,8 +161,18 @@ class CodeKKTSums:
         worst = tuple((int(rows[i]), int(cols[i]), float(vals[i])) for i in order)
         max_v = float(self.per_sample.max())
         n_entries = self.p.n_samples * self.p.n_atoms
+        passed = max_v <= self.tol
+        message = (f"code KKT {holds(passed)}: max violation {max_v:.3g} "
+                   f"{'<=' if passed else '>'} tol {self.tol:g} (units of lam); "
+                   f"{self.n_viol} of {n_entries} entries above tol")
+        if worst and not passed:
+            n, k, _ = worst[0]
+            where = "on its support" if self.p.Z[n, k] != 0 else "off its support"
+            message += (f"\n{INDENT}worst: sample {n}, atom {k} ({where}); largest "
+                        f"on-support {self.on_max:.3g}, off-support {self.off_max:.3g}")
         return CodeKKTReport(
-            passed=max_v <= self.tol, max_violation=max_v, mean_violation=self.total / n_entries,
+            passed=passed, message=message, max_violation=max_v,
+            mean_violation=self.total / n_entries,
             n_violations=self.n_viol, n_entries=n_entries, tol=self.tol, nonneg=self.p.nonneg,
             on_support_max=self.on_max, off_support_max=self.off_max, worst=worst,
             per_atom=self.per_atom, per_sample=self.per_sample, violation=self.matrix)
@@ -220,8 +243,17 @@ def _atom_stationarity(p: Problem, R: np.ndarray, tol: float,
     worst = tuple((int(a), float(violation[a]), int(nearest[a]), float(nearest_cos[a]))
                   for a in order if violation[a] > 0)
     max_v = float(violation.max())
+    passed = max_v <= tol
+    n_viol = int((violation > tol).sum())
+    message = (f"atom stationarity {holds(passed)}: max relative tangential force "
+               f"{max_v:.3g} {'<=' if passed else '>'} tol {tol:g}; {n_viol} of "
+               f"{p.n_atoms} atom(s) above tol ({int(alive.sum())} alive)")
+    if worst and not passed:
+        a, _, near, cos = worst[0]
+        toward = f": its residual points toward atom {near} (cos {cos:.3f})" if near >= 0 else ""
+        message += f"\n{INDENT}worst atom {a}{toward}"
     return AtomStationarityReport(
-        passed=max_v <= tol, max_violation=max_v, n_violations=int((violation > tol).sum()),
+        passed=passed, message=message, max_violation=max_v, n_violations=n_viol,
         tol=tol, worst=worst, violation=violation, gradient_norm=gnorm,
         normal_violation=normal_violation, mass=mass, alive=alive, direction=direction,
         nearest_atom=nearest, nearest_cos=nearest_cos)
@@ -243,7 +275,10 @@ def atom_stationarity(X, D, Z, lam, *, nonneg: bool = True, tol: float = ATOM_TO
 def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:
     mean = residual_sum / p.n_samples
     violation = float(np.linalg.norm(mean) / p.lam)
-    return BiasReport(passed=violation <= tol, violation=violation, tol=tol,
+    passed = violation <= tol
+    message = (f"decoder bias condition {holds(passed)}: ||mean residual|| / lam = "
+               f"{violation:.3g} {'<=' if passed else '>'} tol {tol:g}")
+    return BiasReport(passed=passed, message=message, violation=violation, tol=tol,
                       mean_residual=mean)
 
 

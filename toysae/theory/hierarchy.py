@@ -25,16 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toysae._result import Result
 from toysae._validation import check_int
 from toysae.objective import dictionary_objective
 from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
-from toysae.theory._result import ReportMixin
+from toysae.theory.conditions import INDENT
 
 
 @dataclass(repr=False)
-class HierarchyStep(ReportMixin):
-    """One certified descent step for a nested pair (child ``i`` inside parent ``j``)."""
+class HierarchyStep(Result):
+    """One descent step for a nested pair (child ``i`` inside parent ``j``), built and verified.
 
+    ``passed``: the step passed its verification, i.e. recomputing the objective
+    after applying it confirms a strict drop (``verified_drop > 0``). A step
+    that passes is a certificate that ``(D, Z)`` is not a local optimum.
+    """
+
+    passed: bool
+    message: str
     child: int
     parent: int
     sign: int  # s in d_i + s eps d_j
@@ -63,7 +71,7 @@ class HierarchyStep(ReportMixin):
 
 
 @dataclass(repr=False)
-class HierarchyReport(ReportMixin):
+class HierarchyReport(Result):
     """All nested pairs and their certified steps (largest drop first).
 
     ``passed`` is True when no pair has a nested support with ``s c_ij < 1``:
@@ -71,6 +79,7 @@ class HierarchyReport(ReportMixin):
     """
 
     passed: bool
+    message: str
     n_nested: int  # ordered pairs (i, j), i != j, with supp i inside supp j
     n_certified: int  # nested pairs whose step strictly lowers the recomputed loss
     n_candidates: int  # nested pairs with a positive predicted drop
@@ -126,10 +135,16 @@ def _verify(p: Problem, i: int, j: int, rows, zi, zj, s, c, eps, u, rho, predict
     D2[ci] = new_atom
     Zr[:, ci], Zr[:, cj] = new_zi, new_zj
     after = dictionary_objective(X, D2, Zr, p.lam, bias=p.bias)
+    drop = before - after
+    absorbed = rows[at_min]
+    message = (f"atom {i} fires only with atom {j}: rotating it toward atom {j} by "
+               f"eps* = {eps:.3g} {'lowers' if drop > 0 else 'does not lower'} the loss "
+               f"(verified drop {drop:.4g}, predicted {predicted:.4g}); atom {j} switches "
+               f"off on {len(absorbed)} of atom {i}'s {len(rows)} sample(s)")
     return HierarchyStep(
-        child=i, parent=j, sign=s, cos=c, eps=eps, norm=rho, predicted_drop=predicted,
-        verified_drop=before - after, n_child_samples=len(rows),
-        absorbed_samples=rows[at_min], rows=rows, new_atom=new_atom,
+        passed=bool(drop > 0), message=message, child=i, parent=j, sign=s, cos=c, eps=eps,
+        norm=rho, predicted_drop=predicted, verified_drop=drop, n_child_samples=len(rows),
+        absorbed_samples=absorbed, rows=rows, new_atom=new_atom,
         new_child_codes=new_zi, new_parent_codes=new_zj)
 
 
@@ -153,11 +168,24 @@ def _hierarchy(p: Problem, max_steps: int) -> HierarchyReport:
     candidates.sort(key=lambda t: -t[0])
     steps = [_verify(p, i, j, rows, zi, zj, *cand)
              for _, i, j, rows, zi, zj, cand in candidates[:max_steps]]
-    certified = [s for s in steps if s.verified_drop > 0]
+    certified = [s for s in steps if s.passed]
+    max_drop = max((s.verified_drop for s in steps), default=0.0)
+    passed = not candidates
+    if passed:
+        message = "hierarchy holds: no nested pair offers a descent step"
+        if len(pairs):
+            message += (f" ({len(pairs)} nested pair(s): {len(duplicates)} of duplicate "
+                        f"atoms, {len(mixed)} with mixed code signs)")
+    else:
+        message = (f"hierarchy fails: {len(pairs)} nested pair(s), {len(candidates)} with a "
+                   f"descent step, {len(certified)} of {len(steps)} built step(s) verified; "
+                   f"max verified drop {max_drop:.4g}")
+        if steps:
+            message += f"\n{INDENT}{steps[0].message}"
     return HierarchyReport(
-        passed=not candidates, n_nested=len(pairs), n_certified=len(certified),
+        passed=passed, message=message, n_nested=len(pairs), n_certified=len(certified),
         n_candidates=len(candidates), duplicates=tuple(duplicates), mixed_sign=tuple(mixed),
-        max_drop=max((s.verified_drop for s in steps), default=0.0), steps=tuple(steps))
+        max_drop=max_drop, steps=tuple(steps))
 
 
 def hierarchy_certificate(X, D, Z, lam, *, nonneg: bool = True, bias=None,

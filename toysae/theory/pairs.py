@@ -8,7 +8,7 @@ nonnegative codes) a stationary point satisfies the pair identity
 i.e. the ``|z_i|``-weighted mean of ``t_.ij`` over the support of ``i`` is
 ``c_ij``. A weighted mean lies between the smallest and largest value, so
 ``c_ij`` must lie in ``[min_{supp i} t_nij, max_{supp i} t_nij]``, which is
-inside ``[min_{supp i} s_nj, 1]`` (DESIGN.md) because ``s_nj <= 1`` under the
+inside ``[min_{supp i} s_nj, 1]`` (docs/theory.md, section 3) because ``s_nj <= 1`` under the
 code KKT conditions and ``s_nj = 1`` where ``j`` is co-active.
 """
 
@@ -19,15 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from toysae._result import Result
+from toysae._tuning import CHECK_CHUNK_ENTRIES
 from toysae._validation import check_float
-from toysae.theory._problem import _CHUNK_ENTRIES, UNIT_NORM_ATOL, Problem, make_problem
-from toysae.theory._result import ReportMixin
+from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
+from toysae.theory.conditions import INDENT, holds
 
 PAIR_TOL = 1e-2
 
 
 @dataclass(repr=False)
-class PairReport(ReportMixin):
+class PairReport(Result):
     """Pair identity, hull intervals and the co-active / alone-firing split, per ordered pair.
 
     All-pairs mode (``pairs is None``): every array is (n_atoms, n_atoms),
@@ -38,12 +40,14 @@ class PairReport(ReportMixin):
     holds); it bounds ``attained_hull_violation``. The split is exact for any
     ``(D, Z)``: ``alone_lhs + coactive_lhs = mass_i - lhs`` and the identity
     holds iff ``alone_lhs + coactive_lhs = split_rhs``; at code-KKT codes
-    ``coactive_lhs = 0`` (nonnegative codes), which leaves DESIGN.md's
-    ``sum_{n in E} z_ni (1 - s_nj) = (1 - c_ij) sum_n z_ni``.
+    ``coactive_lhs = 0`` (nonnegative codes), which leaves the alone-firing form
+    ``sum_{n in E} z_ni (1 - s_nj) = (1 - c_ij) sum_n z_ni`` (docs/theory.md, section 3).
     Pairs of a dead atom ``i`` are vacuous: lhs = rhs = 0, mean = hull = cos.
+    ``passed``: every pair identity holds within ``tol`` (then every hull holds too).
     """
 
     passed: bool
+    message: str
     max_violation: float
     n_violations: int  # pairs with identity_violation > tol
     n_hull_failures: int  # pairs with cos outside [hull_low - tol, 1]
@@ -58,7 +62,7 @@ class PairReport(ReportMixin):
     identity_violation: np.ndarray
     hull_low: np.ndarray  # min over supp i of t_nij
     hull_high: np.ndarray  # max over supp i of t_nij (1 if ever co-active at KKT)
-    in_hull: np.ndarray  # bool: cos in [hull_low, 1] (DESIGN.md), within tol
+    in_hull: np.ndarray  # bool: cos in [hull_low, 1] (the hull form), within tol
     in_attained_hull: np.ndarray  # bool: cos in [hull_low, hull_high], within tol
     hull_violation: np.ndarray  # (hull_low - cos)_+
     attained_hull_violation: np.ndarray  # distance of cos from [hull_low, hull_high]
@@ -135,7 +139,7 @@ class _PairSums:
 def pair_chunk_rows(p: Problem, width: int) -> int:
     """Samples per chunk so the gathered (nnz in chunk, width) hull block stays small."""
     per_row = 1 + p.Z.nnz / p.n_samples
-    return int(max(16, min(p.n_samples, _CHUNK_ENTRIES // max(1, int(width * per_row)))))
+    return int(max(16, min(p.n_samples, CHECK_CHUNK_ENTRIES // max(1, int(width * per_row)))))
 
 
 def pair_sums(p: Problem, pairs) -> tuple[_PairSums, np.ndarray | None]:
@@ -203,9 +207,19 @@ def pair_report(p: Problem, sums: _PairSums, pairs, tol: float, n_worst: int) ->
         worst.append((i, j, float(violation.flat[flat]), float(cos.flat[flat]),
                       float(low.flat[flat]), float(mean.flat[flat])))
     max_v = float(violation.max()) if violation.size else 0.0
+    passed = max_v <= tol
+    n_viol, n_hull = int((violation > tol).sum()), int((hull_violation > tol).sum())
+    n_pairs = k * (k - 1) if sel is None else len(pairs)
+    message = (f"pair identity {holds(passed)}: max violation {max_v:.3g} "
+               f"{'<=' if passed else '>'} tol {tol:g} (units of lam); {n_viol} of {n_pairs} "
+               f"pair(s) above tol, {n_hull} with c_ij outside [min s_nj, 1]")
+    if worst and not passed:
+        i, j, _, c, lo, m = worst[0]
+        message += (f"\n{INDENT}worst pair ({i}, {j}): mean s_nj over supp z_{i} is {m:.3f}, "
+                    f"c_ij = {c:.3f}, hull [{lo:.3f}, 1]")
     return PairReport(
-        passed=max_v <= tol, max_violation=max_v, n_violations=int((violation > tol).sum()),
-        n_hull_failures=int((hull_violation > tol).sum()), n_nested=int(nested.sum()), tol=tol,
+        passed=passed, message=message, max_violation=max_v, n_violations=n_viol,
+        n_hull_failures=n_hull, n_nested=int(nested.sum()), tol=tol,
         worst=tuple(worst), pairs=pairs, cos=cos, lhs=lhs, rhs=rhs, weighted_mean=mean,
         identity_violation=violation, hull_low=low, hull_high=high,
         in_hull=hull_violation <= tol, in_attained_hull=attained <= tol,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from toysae._config import JsonMixin
+from toysae._result import Result
 from toysae._validation import check_float, check_int
 from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
-from toysae.theory._result import ReportMixin
 from toysae.theory.conditions import (
     ATOM_TOL,
     BIAS_TOL,
@@ -47,11 +47,17 @@ class Tolerances(JsonMixin):
 
 
 @dataclass(repr=False)
-class OptimalityReport(ReportMixin):
-    """Everything :func:`check_optimality` found. ``passed``: no condition is violated."""
+class OptimalityReport(Result):
+    """Everything :func:`check_optimality` found.
+
+    ``passed``: no condition is violated (code KKT, atom stationarity, the pair
+    identity when checked, no certified hierarchy step, the decoder bias when
+    trainable). ``message`` has one ``[ok  ]``/``[FAIL]`` line per check, with
+    the numbers and the worst offender of each failed one.
+    """
 
     passed: bool
-    summary: str
+    message: str
     n_samples: int
     n_atoms: int
     lam: float
@@ -64,55 +70,13 @@ class OptimalityReport(ReportMixin):
     hierarchy: HierarchyReport
     bias: BiasReport | None
 
-    def __str__(self) -> str:
-        lines = [(k, v) for k, v in self._lines() if k != "summary"]
-        width = max(len(k) for k, _ in lines)
-        body = "\n".join(f"{k.rjust(width)}: {v}" for k, v in lines)
-        return f"{type(self).__name__}\n{body}\n{self.summary}"
 
-    __repr__ = __str__
-
-    def to_dict(self, include_arrays: bool = False) -> dict:
-        out = super().to_dict(include_arrays)
-        out["tolerances"] = self.tolerances.to_dict()
-        return out
-
-
-def _summary(code, atoms, pairs, hierarchy, bias) -> str:
-    def mark(ok):
-        return "ok  " if ok else "FAIL"
-
-    lines = [
-        f"[{mark(code.passed)}] code KKT: max violation {code.max_violation:.3g} "
-        f"(tol {code.tol:g}); {code.n_violations} of {code.n_entries} entries above tol",
-        f"[{mark(atoms.passed)}] atom stationarity: max relative tangential force "
-        f"{atoms.max_violation:.3g} (tol {atoms.tol:g}); {atoms.n_violations} atom(s) above tol",
-    ]
-    if atoms.worst and not atoms.passed:
-        a, v, near, cos = atoms.worst[0]
-        lines.append(f"       worst atom {a}: residual points toward atom {near} "
-                     f"(cos {cos:.3f})")
-    if pairs is not None:
-        lines.append(
-            f"[{mark(pairs.passed)}] pair identity: max violation {pairs.max_violation:.3g} "
-            f"(tol {pairs.tol:g}); {pairs.n_violations} pair(s) above tol, "
-            f"{pairs.n_hull_failures} with c_ij outside [min s_nj, 1]")
-    if pairs is not None and pairs.worst and not pairs.passed:
-        i, j, v, c, low, mean = pairs.worst[0]
-        lines.append(f"       worst pair ({i}, {j}): mean s_nj over supp z_{i} is {mean:.3f}, "
-                     f"c_ij = {c:.3f}, hull [{low:.3f}, 1]")
-    lines.append(
-        f"[{mark(hierarchy.passed)}] hierarchy: {hierarchy.n_nested} nested pair(s), "
-        f"{hierarchy.n_certified} certified descent step(s), max verified drop "
-        f"{hierarchy.max_drop:.3g}")
-    if hierarchy.steps:
-        st = hierarchy.steps[0]
-        lines.append(f"       atom {st.child} fires only with atom {st.parent}: rotating it by "
-                     f"eps* = {st.eps:.3g} lowers the loss by {st.verified_drop:.4g}")
-    if bias is not None:
-        lines.append(f"[{mark(bias.passed)}] decoder bias: ||mean residual|| / lam = "
-                     f"{bias.violation:.3g} (tol {bias.tol:g})")
-    return "\n".join(lines)
+def _summary(parts: list[Result]) -> str:
+    n_failed = sum(not part.passed for part in parts)
+    head = (f"all {len(parts)} checks pass" if n_failed == 0
+            else f"{n_failed} of {len(parts)} checks fail")
+    lines = [f"[{'ok  ' if part.passed else 'FAIL'}] {part.message}" for part in parts]
+    return "\n".join([head, *lines])
 
 
 def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = False,
@@ -170,12 +134,11 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
                    else _pair_report(p, psums, pair_list, tolerances.pair, n_worst))
     hierarchy = _hierarchy(p, max_steps)
     bias_report = _bias_report(p, residual_sum, tolerances.bias) if decoder_bias else None
-    parts = [code.passed, atoms.passed, hierarchy.passed]
-    parts += [pair_report.passed] if pair_report is not None else []
-    parts += [bias_report.passed] if bias_report is not None else []
+    parts = [code, atoms, *([pair_report] if pair_report is not None else []), hierarchy,
+             *([bias_report] if bias_report is not None else [])]
     objective = 0.5 * sq_residual + p.lam * float(abs(p.Z).sum())
     return OptimalityReport(
-        passed=all(parts), summary=_summary(code, atoms, pair_report, hierarchy, bias_report),
+        passed=all(part.passed for part in parts), message=_summary(parts),
         n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,
         objective=objective, tolerances=tolerances, code=code, atoms=atoms,
         pairs=pair_report, hierarchy=hierarchy, bias=bias_report)

@@ -20,15 +20,22 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from toysae._result import Result
 from toysae._validation import check_float, to_numpy
 from toysae.objective import dictionary_objective
-from toysae.theory._result import ReportMixin
 
 
 @dataclass(repr=False)
-class WideLimitResult(ReportMixin):
-    """Per-sample closed form of the wide limit and its loss (the lower bound)."""
+class WideLimitResult(Result):
+    """Per-sample closed form of the wide limit and its loss (the lower bound).
 
+    ``success``: the bound is exact. Always True without a bias (closed form);
+    with ``bias=True`` it says whether L-BFGS found the optimal bias, and
+    ``message`` says how it went.
+    """
+
+    success: bool
+    message: str
     bound: float  # sum of per-sample losses: no dictionary does better
     loss: np.ndarray  # (n_samples,) h(||x_n - b||)
     reconstruction: np.ndarray  # (n_samples, d) y_n (+ b)
@@ -36,16 +43,19 @@ class WideLimitResult(ReportMixin):
     active: np.ndarray  # (n_samples,) bool, ||x_n - b|| > lam: samples that get an atom
     bias: np.ndarray | None  # (d,) optimal decoder bias, if asked for
     lam: float
-    converged: bool
-    message: str
 
     _ARRAY_FIELDS = ("loss", "reconstruction", "code", "active")
 
 
 @dataclass(repr=False)
-class WideLimitGap(ReportMixin):
-    """Objective of ``(D, Z)`` minus the wide-limit bound (>= 0 for every dictionary)."""
+class WideLimitGap(Result):
+    """Objective of ``(D, Z)`` minus the wide-limit bound (>= 0 for every dictionary).
 
+    ``success``: the bound was computed exactly (see :class:`WideLimitResult`).
+    """
+
+    success: bool
+    message: str
     objective: float
     bound: float
     gap: float
@@ -84,23 +94,26 @@ def wide_limit(X, lam, *, bias: bool = False) -> WideLimitResult:
     X : (n_samples, d) data. lam : penalty, > 0.
     bias : also optimise a decoder bias (then the bound holds for every
         dictionary with a free decoder bias); solved with L-BFGS, and
-        ``converged``/``message`` say how that went.
+        ``success``/``message`` say how that went.
     """
     X = to_numpy(X, "X", ndim=2)
     lam = check_float(lam, "lam", minimum=0.0, min_inclusive=False)
     if not isinstance(bias, (bool, np.bool_)):
         raise TypeError(f"bias must be a bool, got {bias!r}")
-    b, converged, message = None, True, "closed form"
+    b, success, how = None, True, "closed form"
     V = X
     if bias:
-        b, converged, message = _optimal_bias(X, lam)
+        b, success, how = _optimal_bias(X, lam)
+        how = f"optimal bias by L-BFGS: {how}"
         V = X - b
     loss, Y, code, active = _per_sample(V, lam)
     if b is not None:
         Y = Y + b
-    return WideLimitResult(bound=float(loss.sum()), loss=loss, reconstruction=Y, code=code,
-                           active=active, bias=b, lam=lam, converged=converged,
-                           message=message)
+    message = (f"wide-limit bound {float(loss.sum()):.6g} over {len(X)} sample(s), "
+               f"{int(active.sum())} of them get an atom ({how})")
+    return WideLimitResult(success=success, message=message, bound=float(loss.sum()),
+                           loss=loss, reconstruction=Y, code=code, active=active, bias=b,
+                           lam=lam)
 
 
 def wide_limit_gap(X, D, Z, lam, *, bias=None) -> WideLimitGap:
@@ -117,5 +130,10 @@ def wide_limit_gap(X, D, Z, lam, *, bias=None) -> WideLimitGap:
     objective = dictionary_objective(X, D_arr, Z, lam, bias=bias)
     limit = wide_limit(X, lam, bias=bias is not None)
     gap = objective - limit.bound
-    return WideLimitGap(objective=objective, bound=limit.bound, gap=gap,
-                        relative_gap=gap / objective if objective > 0 else 0.0)
+    relative = gap / objective if objective > 0 else 0.0
+    message = (f"objective {objective:.6g} is {gap:.4g} above the wide-limit bound "
+               f"{limit.bound:.6g} (relative {relative:.3g})")
+    if not limit.success:
+        message += f"; the bound is not exact: {limit.message}"
+    return WideLimitGap(success=limit.success, message=message, objective=objective,
+                        bound=limit.bound, gap=gap, relative_gap=relative)
