@@ -113,9 +113,10 @@ def _codes(codes) -> np.ndarray:
 
 
 def dead_latents(codes) -> np.ndarray:
-    """(n_latents,) bool mask of latents that are zero on every sample of ``codes``.
+    """(n_atoms,) bool mask of latents that are zero on every sample of ``codes``.
 
-    ``codes`` is (n_samples, n_latents); ``dead_latents(codes).sum()`` counts them.
+    ``codes`` is (n_samples, n_atoms) (an SAE's: (n_samples, width));
+    ``dead_latents(codes).sum()`` counts them.
     """
     return ~(_codes(codes) != 0).any(axis=0)
 
