@@ -24,8 +24,8 @@ import argparse
 import torch
 
 from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae.config import TrainConfig
 from toysae.sae.grid import plan_layout, train_grid, train_grid_sequential
-from toysae.sae.trainer import TrainConfig
 
 
 def best_of(repeats: int, runs: dict) -> dict[str, float]:
@@ -45,23 +45,23 @@ def sequential_one_thread(*args, **kwargs) -> float:
         torch.set_num_threads(threads)
 
 
-def case(label: str, data, l1_values, widths, config: TrainConfig, repeats: int,
+def case(label: str, data, coefs, widths, config: TrainConfig, repeats: int,
          target: float, layouts=("auto",), one_thread: bool = False) -> list[tuple]:
     d = data.config.d if isinstance(data, SyntheticData) else data.shape[1]
     runs = {}
     for layout in layouts:
-        runs[layout] = (lambda lay=layout: train_grid(data, l1_values, widths, config,
+        runs[layout] = (lambda lay=layout: train_grid(data, coefs, widths, config,
                                                       progress=False, layout=lay).wall_time)
-    runs["sequential"] = lambda: train_grid_sequential(data, l1_values, widths, config,
+    runs["sequential"] = lambda: train_grid_sequential(data, coefs, widths, config,
                                                        progress=False).wall_time
     if one_thread:
         runs["sequential, 1 thread"] = lambda: sequential_one_thread(
-            data, l1_values, widths, config, progress=False)
+            data, coefs, widths, config, progress=False)
     best = best_of(repeats, runs)
     reference = min(v for k, v in best.items() if k.startswith("sequential"))
     rows = []
     for layout in layouts:
-        used = plan_layout([w for _ in l1_values for w in widths], d, config.batch_size,
+        used = plan_layout([w for _ in coefs for w in widths], d, config.batch_size,
                            layout)[0]
         rows.append((f"{label} [{used}]", best[layout], reference, reference / best[layout],
                      target))

@@ -21,7 +21,7 @@ cells = [
         "from toysae.data import SyntheticConfig, SyntheticData\n"
         "from toysae.plotting import heatmap, style\n"
         "from toysae.sae.grid import train_grid, train_grid_sequential\n"
-        "from toysae.sae.trainer import TrainConfig\n"
+        "from toysae.sae.config import TrainConfig\n"
         "style()\n"
         "STEPS = int(os.environ.get('TOYSAE_NOTEBOOK_STEPS', 2000))"),
     nbf.v4.new_markdown_cell(
@@ -32,8 +32,8 @@ cells = [
         "data = SyntheticData(SyntheticConfig.toy_3d())\n"
         "config = TrainConfig(n_samples=256 * STEPS, batch_size=256, lr=1e-2,\n"
         "                     log_every=max(1, STEPS // 10), resample_every=50)\n"
-        "l1_values, widths = [0.01, 0.05, 0.25], [6, 12, 24]\n"
-        "grid = train_grid(data, l1_values, widths, config, progress=False)\n"
+        "coefs, widths = [0.01, 0.05, 0.25], [6, 12, 24]\n"
+        "grid = train_grid(data, coefs, widths, config, progress=False)\n"
         "grid"),
     nbf.v4.new_markdown_cell(
         "## Score every SAE on held-out samples\n\n"
@@ -60,7 +60,7 @@ cells = [
     nbf.v4.new_markdown_cell("## The four heat-maps of the seed"),
     nbf.v4.new_code_cell(
         "fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))\n"
-        "common = dict(row_labels=l1_values, col_labels=widths, row_title='L1 penalty',\n"
+        "common = dict(row_labels=coefs, col_labels=widths, row_title='L1 penalty',\n"
         "              col_title='dictionary size (atoms)')\n"
         "heatmap(axes[0, 0], recon, title='Reconstruction loss', fmt='{:.3g}',\n"
         "        colorbar_label='mean ||x - x̂||²', **common)\n"

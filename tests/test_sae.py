@@ -47,7 +47,9 @@ def test_shapes_dictionary_and_config_round_trip(name):
     sae = _sae(name, seed=3)
     out = sae(_x())
     assert out.x_hat.shape == (64, D) and out.codes.shape == (64, WIDTH)
-    assert out.pre_acts.shape == (64, WIDTH)
+    pre = sae.encode_pre(sae.check_input(_x()))  # relu's fused forward keeps no pre_acts
+    assert (out.pre_acts if out.pre_acts is not None else pre).shape == (64, WIDTH)
+    assert out.pre_acts is not None or name == "relu"
     assert (out.codes >= 0).all()
     D_ = sae.dictionary
     assert D_.shape == (WIDTH, D) and D_.dtype == torch.float32 and not D_.requires_grad
@@ -70,25 +72,51 @@ def test_seeded_init_is_reproducible_and_seed_dependent(name):
     assert not torch.equal(a.dictionary, c.dictionary)
 
 
+def _autograd_grads(sae, out_fn, x, coef, *, x_grad=False):
+    x = x.clone().requires_grad_(x_grad)
+    out = out_fn(x)
+    # any objective: a weighted squared error on x_hat plus the L1 penalty on the codes
+    weights = torch.linspace(0.5, 2.0, x.shape[1])
+    loss = (weights * (out.x_hat - x) ** 2).sum() / x.shape[0] + coef * out.codes.sum()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    if x_grad:
+        grads["x"] = x.grad.clone()
+    for p in sae.parameters():
+        p.grad = None
+    return loss.detach(), out, grads
+
+
 def test_relu_hand_written_backward_matches_autograd():
     sae = ReLUSAE(D, WIDTH, seed=4)
     with torch.no_grad():
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(0))
         sae.b_enc.normal_(generator=torch.Generator().manual_seed(1))
     x = _x(48, seed=5)
-    loss = sae.loss(x, 0.3)
-    loss.total.backward()
-    auto = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    # the fused autograd.Function against the same formula in plain autograd ops
+    loss, out, fused = _autograd_grads(sae, sae, x, 0.3, x_grad=True)
+    ref_loss, ref, auto = _autograd_grads(sae, sae.reference_forward, x, 0.3, x_grad=True)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(out.x_hat, ref.x_hat)
+    torch.testing.assert_close(out.codes, sae.encode(x))
+    assert out.pre_acts is None and ref.pre_acts.shape == (48, WIDTH)
+    for n in auto:
+        assert auto[n].abs().max() > 0, n
+        torch.testing.assert_close(fused[n], auto[n], rtol=1e-5, atol=1e-6, msg=n)
+    # and under the trainer's own loss parts
+    parts = sae.loss(x, 0.3)
+    parts.total.backward()
+    fused = {n: p.grad.clone() for n, p in sae.named_parameters()}
     for p in sae.parameters():
         p.grad = None
-    total, recon, sparsity, codes = sae.loss_and_grad_(x, 0.3)
-    torch.testing.assert_close(total, loss.total.detach())
-    torch.testing.assert_close(recon, loss.reconstruction.detach())
-    torch.testing.assert_close(sparsity, loss.sparsity.detach())
-    torch.testing.assert_close(codes, sae.encode(x))
+    xc = x - sae.b_dec
+    codes = torch.relu(xc @ sae.W_enc + sae.b_enc)
+    x_hat = codes @ sae.W_dec + sae.b_dec
+    plain = 0.5 * ((x - x_hat) ** 2).sum(1).mean() + 0.3 * codes.sum(1).mean()
+    plain.backward()
+    torch.testing.assert_close(parts.total.detach(), plain.detach())
     for n, p in sae.named_parameters():
-        assert auto[n].abs().max() > 0, n
-        torch.testing.assert_close(p.grad, auto[n], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fused[n], p.grad, rtol=1e-5, atol=1e-6, msg=n)
 
 
 def test_loss_parts_follow_the_design_objective():
@@ -184,8 +212,9 @@ def test_jumprelu_threshold_moves_under_training():
 
     sae = JumpReLUSAE(D, WIDTH, threshold_init=0.1, bandwidth=0.1, seed=0)
     before = sae.threshold.detach().clone()
-    train_sae(sae, _x(2048).numpy(), TrainConfig(n_samples=4096, batch_size=128, lr=1e-2,
-                                                 l1=0.05, resample_every=0), progress=False)
+    cfg = TrainConfig(n_samples=4096, batch_size=128, lr=1e-2, sparsity_coef=0.05,
+                      resample_every=0)
+    train_sae(sae, _x(2048).numpy(), cfg, progress=False)
     moved = (sae.threshold.detach() - before).abs()
     assert moved.max() > 1e-3
     assert (moved > 1e-4).float().mean() > 0.3
@@ -196,7 +225,7 @@ def test_tied_weights_stay_tied():
 
     sae = TiedSAE(D, WIDTH, seed=0)
     train_sae(sae, _x(1024).numpy(), TrainConfig(n_samples=4096, batch_size=64, lr=1e-2,
-                                                 l1=0.01), progress=False)
+                                                 sparsity_coef=0.01), progress=False)
     assert [n for n, _ in sae.named_parameters()] == ["M", "b"]
     x = _x(1, seed=3)[0]
     codes = sae.encode(x[None])[0]
@@ -258,7 +287,7 @@ def test_aux_k_reaches_dead_latents(name):
     sae.loss(x).total.backward()
     assert sae.W_dec.grad[:6].abs().max() == 0
     sae.zero_grad()
-    parts = sae.loss(x, dead=dead, aux_coef=1 / 32)
+    parts = sae.loss(x, dead=dead, dead_latent_coef=1 / 32)
     assert parts.auxiliary > 0
     parts.total.backward()
     assert (sae.W_dec.grad[:6].abs().sum(1) > 0).all()

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from toysae import _tuning
 from toysae.data import SyntheticConfig, SyntheticData
-from toysae.sae import ensemble
+from toysae.sae.config import TrainConfig
+from toysae.sae.engine import TrainingDiverged
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
 from toysae.sae.grid import (
     GridResult,
@@ -17,11 +19,10 @@ from toysae.sae.grid import (
     train_grid_sequential,
 )
 from toysae.sae.relu import ReLUSAE
-from toysae.sae.trainer import TrainConfig, TrainingDiverged
 
 TOY = SyntheticData(SyntheticConfig.toy_3d())
 # Short runs with frequent resampling so that the resampling path is compared too.
-CFG = TrainConfig(n_samples=128 * 120, batch_size=128, lr=1e-2, l1_warmup=0.1,
+CFG = TrainConfig(n_samples=128 * 120, batch_size=128, lr=1e-2, sparsity_warmup=0.1,
                   dead_window=10, resample_every=30, log_every=40)
 
 
@@ -31,8 +32,9 @@ def _params(sae):
 
 def _assert_same_saes(a: GridResult, b: GridResult, atol: float):
     assert a.shape == b.shape
-    for ma, mb in zip(a.members, b.members, strict=True):
-        assert (ma.l1, ma.width, ma.index) == (mb.l1, mb.width, mb.index)
+    for k, (ma, mb) in enumerate(zip(a.members, b.members, strict=True)):
+        assert (ma.sparsity_coef, ma.sae.width, a.index(k)) == (mb.sparsity_coef, mb.sae.width,
+                                                                b.index(k))
         pa, pb = _params(ma.sae), _params(mb.sae)
         for name in pa:
             torch.testing.assert_close(pa[name], pb[name], atol=atol, rtol=0, msg=name)
@@ -42,7 +44,7 @@ def _assert_same_saes(a: GridResult, b: GridResult, atol: float):
 
 @pytest.mark.parametrize("loop_work", [2 ** 40, 0])  # one bmm call / a loop of 2-D matmuls
 def test_batched_gradients_equal_single_sae_gradients(monkeypatch, loop_work):
-    monkeypatch.setattr(ensemble, "_LOOP_WORK", loop_work)
+    monkeypatch.setattr(_tuning, "BMM_LOOP_WORK", loop_work)
     saes = [ReLUSAE(5, w, seed=s) for s, w in enumerate([3, 7, 4])]
     with torch.no_grad():
         for sae in saes:  # nonzero biases so that every gradient term is exercised
@@ -51,22 +53,33 @@ def test_batched_gradients_equal_single_sae_gradients(monkeypatch, loop_work):
     ens = ReLUSAEEnsemble.from_saes(saes)
     x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
     coefs = torch.tensor([0.1, 0.5, 0.01])
-    out = ens.loss_and_grad_(x, coefs)
+    out, native = ens(x)
+    totals = (0.5 * (out.x_hat - x).square().sum((1, 2)) / 64 + coefs * ens.penalties(native))
+    totals.sum().backward()
     for m, sae in enumerate(saes):
-        total, _, _, codes = sae.loss_and_grad_(x, float(coefs[m]))
+        parts = sae.loss(x, float(coefs[m]))
+        parts.total.backward()  # the single SAE's fused autograd.Function
+        xc = x - sae.b_dec  # and the same formula in plain autograd ops
         w = sae.width
-        torch.testing.assert_close(out.total[m], total)
-        torch.testing.assert_close(out.codes[m, :, :w], codes)
+        torch.testing.assert_close(totals[m], parts.total.detach())
+        torch.testing.assert_close(out.codes[m, :, :w], torch.relu(xc @ sae.W_enc + sae.b_enc))
         for name, grad in (("W_enc", ens.W_enc.grad[m, :, :w]), ("b_enc", ens.b_enc.grad[m, :w]),
                            ("W_dec", ens.W_dec.grad[m, :w]), ("b_dec", ens.b_dec.grad[m])):
             torch.testing.assert_close(grad, getattr(sae, name).grad, msg=name)
+    # the input gradient (an SAE inside a model) matches plain autograd too
+    x_req = x.clone().requires_grad_(True)
+    out, _ = ens(x_req)
+    out.x_hat.square().sum().backward()
+    x_ref = x.clone().requires_grad_(True)
+    sum(saes[m].reference_forward(x_ref).x_hat.square().sum() for m in range(3)).backward()
+    torch.testing.assert_close(x_req.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("layout", ["pad", "group"])
 def test_batched_grid_matches_sequential(layout):
-    l1_values, widths = [0.003, 0.1, 0.5], [3, 8]
-    batched = train_grid(TOY, l1_values, widths, CFG, progress=False, layout=layout)
-    sequential = train_grid_sequential(TOY, l1_values, widths, CFG, progress=False)
+    coefs, widths = [0.003, 0.1, 0.5], [3, 8]
+    batched = train_grid(TOY, coefs, widths, CFG, progress=False, layout=layout)
+    sequential = train_grid_sequential(TOY, coefs, widths, CFG, progress=False)
     assert batched.layout == layout and sequential.layout == "sequential"
     # the comparison covers resampling: some member must have resampled
     assert sum(m.n_resampled for m in sequential.members) > 0
@@ -80,7 +93,7 @@ def test_batched_grid_is_reproducible_and_seeded():
     for ma, mb in zip(a.members, b.members, strict=True):
         for name, value in _params(ma.sae).items():
             assert torch.equal(value, _params(mb.sae)[name])
-    assert a[0, 0].seed == member_seed(3, 4) != c[0, 0].seed
+    assert a[0, 0].sae.seed == member_seed(3, 4) != c[0, 0].sae.seed
     assert not torch.equal(a[0, 0].sae.W_dec, c[0, 0].sae.W_dec)
 
 
@@ -92,17 +105,18 @@ def test_padding_never_leaks():
     for tensor in (ens.W_enc[0, :, 2:], ens.b_enc[0, 2:], ens.W_dec[0, 2:],
                    ens.W_enc.grad[0, :, 2:], ens.W_dec.grad[0, 2:], ens.b_enc.grad[0, 2:]):
         assert torch.count_nonzero(tensor) == 0
-    _, codes = ens(TOY.sample(500, seed=9).x)
-    assert torch.count_nonzero(codes[0, :, 2:]) == 0
-    assert max(res.histories[0]["dead"]) <= 2  # padded latents are never counted dead
-    single = res.train_result(1)  # train_sae's result form, for code that expects it
-    assert single.sae.width == 9 and single.config.l1 == 0.05
-    assert single.history is res.histories[1] and single.n_steps == CFG.n_steps
+    out, _ = ens(TOY.sample(500, seed=9).x)
+    assert torch.count_nonzero(out.codes[0, :, 2:]) == 0
+    assert max(res[0].history["dead"]) <= 2  # padded latents are never counted dead
+    single = res[1]  # one TrainResult per member, the same type train_sae returns
+    assert single.sae.width == 9 and single.config.sparsity_coef == 0.05
+    assert single.history is res[1].history and single.n_iter == CFG.n_steps
+    assert not ens.training  # the engine leaves the ensemble in eval mode, as a single SAE
     # the small member trains exactly as it does without a wider neighbour
     alone = train_ensembles(ReLUSAEEnsemble(3, [2], seeds=[0]), [0.05], TOY, CFG,
                             progress=False)
-    for name, value in _params(alone.member(0)).items():
-        torch.testing.assert_close(_params(res.member(0))[name], value, atol=1e-5, rtol=0)
+    for name, value in _params(alone[0].sae).items():
+        torch.testing.assert_close(_params(res[0].sae)[name], value, atol=1e-5, rtol=0)
 
 
 def test_padding_is_masked_even_when_padded_parameters_are_garbage():
@@ -115,13 +129,13 @@ def test_padding_is_masked_even_when_padded_parameters_are_garbage():
     res = train_ensembles(ens, [0.05, 0.05], TOY, CFG, progress=False)
     assert torch.equal(ens.W_enc[0, :, 2:], junk_enc)  # zero gradient: Adam never moved it
     assert torch.count_nonzero(ens.W_enc.grad[0, :, 2:]) == 0
-    _, codes = ens(TOY.sample(500, seed=9).x)
-    assert torch.count_nonzero(codes[0, :, 2:]) == 0
+    out, _ = ens(TOY.sample(500, seed=9).x)
+    assert torch.count_nonzero(out.codes[0, :, 2:]) == 0
     alone = train_ensembles(ReLUSAEEnsemble(3, [2], seeds=[0]), [0.05], TOY, CFG,
                             progress=False)
-    for name, value in _params(alone.member(0)).items():
-        torch.testing.assert_close(_params(res.member(0))[name], value, atol=1e-5, rtol=0)
-    assert res.member(0).width == 2
+    for name, value in _params(alone[0].sae).items():
+        torch.testing.assert_close(_params(res[0].sae)[name], value, atol=1e-5, rtol=0)
+    assert res[0].sae.width == 2
 
 
 def test_dead_member_does_not_affect_others():
@@ -136,24 +150,26 @@ def test_dead_member_does_not_affect_others():
 def test_decoder_rows_unit_norm_and_members_are_plain_relu_saes():
     grid = train_grid(TOY, [0.01, 0.2], [3, 5, 7], CFG, progress=False, layout="pad")
     for m in grid.members:
-        assert type(m.sae) is ReLUSAE and m.sae.width == m.width and m.sae.d == 3
+        assert type(m.sae) is ReLUSAE and m.sae.width in (3, 5, 7) and m.sae.d == 3
         norms = m.sae.W_dec.detach().norm(dim=1)
         torch.testing.assert_close(norms, torch.ones_like(norms), atol=1e-5, rtol=0)
 
 
 def test_results_indexed_correctly():
     grid = train_grid(TOY, [1e-4, 1.0], [4, 8], CFG, progress=False)
-    assert [(m.l1, m.width, m.index) for m in grid.members] == [
-        (1e-4, 4, (0, 0)), (1e-4, 8, (0, 1)), (1.0, 4, (1, 0)), (1.0, 8, (1, 1))]
+    assert [(m.sparsity_coef, m.sae.width, grid.index(k)) for k, m in enumerate(grid.members)] \
+        == [(1e-4, 4, (0, 0)), (1e-4, 8, (0, 1)), (1.0, 4, (1, 0)), (1.0, 8, (1, 1))]
+    assert grid[1, 0] is grid.members[2] and grid.success
     l0 = grid.metric("l0")
     assert l0.shape == (2, 2)
     assert (l0[1] < 0.5 * l0[0]).all()  # a huge penalty ends much sparser, column by column
     x = TOY.sample(2000, seed=5).x
     measured = grid.array(lambda m: (m.sae.encode(x) > 0).float().sum(1).mean().item())
     assert (measured[1] < measured[0]).all()
-    assert grid.array(lambda m: m.width).tolist() == [[4, 8], [4, 8]]
+    assert grid.array(lambda m: m.sae.width).tolist() == [[4, 8], [4, 8]]
     data = json.loads(grid.to_json())
-    assert data["members"][2]["l1"] == 1.0 and data["members"][2]["index"] == [1, 0]
+    assert data["members"][2]["sparsity_coef"] == 1.0 and data["members"][2]["index"] == [1, 0]
+    assert "?" not in repr(grid) and "layout=" in repr(grid)
     with pytest.raises(ValueError, match="name"):
         grid.metric("no-such-metric")
 
@@ -179,7 +195,7 @@ def test_divergence_names_the_member():
     ens = ReLUSAEEnsemble(3, [3, 4], seeds=[0, 1])
     with torch.no_grad():
         ens.b_dec[1] = float("inf")
-    with pytest.raises(TrainingDiverged, match=r"member 1 \(l1=0.1, width=4\)"):
+    with pytest.raises(TrainingDiverged, match=r"member 1 \(sparsity_coef=0.1, width=4\)"):
         train_ensembles(ens, [0.1, 0.1], TOY, CFG, progress=False)
 
 
@@ -191,9 +207,9 @@ def test_plan_layout():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"l1_values": []}, ValueError, "l1_values must not be empty"),
-    ({"l1_values": [0.1, -0.1]}, ValueError, r"l1_values\[1\] must be >= 0"),
-    ({"l1_values": [0.1, 0.1]}, ValueError, "l1_values must not repeat"),
+    ({"sparsity_coefs": []}, ValueError, "sparsity_coefs must not be empty"),
+    ({"sparsity_coefs": [0.1, -0.1]}, ValueError, r"sparsity_coefs\[1\] must be >= 0"),
+    ({"sparsity_coefs": [0.1, 0.1]}, ValueError, "sparsity_coefs must not repeat"),
     ({"widths": []}, ValueError, "widths must not be empty"),
     ({"widths": [4, 0]}, ValueError, r"widths\[1\] must be >= 1"),
     ({"widths": [2.5]}, TypeError, r"widths\[0\] must be an int"),
@@ -203,7 +219,7 @@ def test_plan_layout():
     ({"seed": -1}, ValueError, "seed must be >= 0"),
 ])
 def test_bad_input(kwargs, error, match):
-    args = {"data": TOY, "l1_values": [0.1], "widths": [4], "config": CFG, **kwargs}
+    args = {"data": TOY, "sparsity_coefs": [0.1], "widths": [4], "config": CFG, **kwargs}
     with pytest.raises(error, match=match):
         train_grid(**args, progress=False)
 
@@ -216,8 +232,8 @@ def test_bad_data():
         train_grid(batches, [0.1], [4], CFG, progress=False, d=3)
     with pytest.raises(ValueError, match="one-shot iterator"):
         train_grid_sequential(iter(batches), [0.1], [4], CFG, progress=False, d=3)
-    with pytest.raises(ValueError, match="ghost_grads"):
-        train_grid(TOY, [0.1], [4], TrainConfig(ghost_grads=True), progress=False)
+    with pytest.raises(ValueError, match="dead_latent_coef"):
+        train_grid(TOY, [0.1], [4], TrainConfig(dead_latent_coef=1.0), progress=False)
     ens = ReLUSAEEnsemble(3, [4])
     with pytest.raises(ValueError, match=r"x must have shape \(n, 3\)"):
         ens(np.zeros((5, 2), np.float32))

@@ -11,6 +11,7 @@ from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import (
     ARCHITECTURES,
+    Objective,
     ReLUSAE,
     TrainConfig,
     TrainingDiverged,
@@ -18,12 +19,13 @@ from toysae.sae import (
     resample_dead_latents_,
     train_sae,
 )
-from toysae.sae.trainer import l1_schedule, lr_schedule
+from toysae.sae.engine import lr_schedule, sparsity_schedule
 
 D = 12
 TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
                        orthogonal=True, seed=0)
-FAST = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2, l1=0.05, log_every=25)
+FAST = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2, sparsity_coef=0.05,
+                   log_every=25)
 KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2}}
 
 
@@ -44,23 +46,24 @@ def test_relu_recovers_a_tiny_toy(toy):
                     eval_fn=lambda s: {"mmcs": mmcs(toy.features, s.dictionary)})
     assert res.history["mmcs"][-1] >= 0.95
     assert res.history["mmcs"][-1] > res.history["mmcs"][0]
-    assert res.history["step"][-1] == res.n_steps == FAST.n_steps
+    assert res.history["step"][-1] == res.n_iter == FAST.n_steps
     assert res.n_samples == FAST.n_steps * FAST.batch_size
     assert res.history["loss"][-1] < res.history["loss"][0]
     assert set(res.history) >= {"step", "samples", "loss", "reconstruction", "sparsity",
-                                "auxiliary", "l0", "dead", "lr", "l1", "mmcs"}
+                                "auxiliary", "l0", "dead", "lr", "sparsity_coef", "mmcs"}
     assert len({len(v) for v in res.history.values()}) == 1
     assert not res.sae.training and res.wall_time > 0
     payload = json.loads(res.to_json())
-    assert payload["architecture"] == "relu" and payload["history"]["mmcs"] == res.history["mmcs"]
-    assert "relu d=12 width=16" in repr(res)
+    assert payload["architecture"] == "relu"
+    assert payload["history"]["mmcs"] == res.history["mmcs"].tolist()
+    assert "ReLUSAE(d=12, width=16)" in repr(res) and res.success and "?" not in repr(res)
 
 
 @pytest.mark.parametrize("name", ["tied", "topk", "batchtopk", "jumprelu", "gated"])
 def test_every_architecture_learns_the_tiny_toy(toy, name):
     # gated penalises ReLU(pi_gate), which runs larger than the codes: a larger coefficient
     cfg = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2,
-                      l1={"gated": 0.2}.get(name, 0.05), log_every=50)
+                      sparsity_coef={"gated": 0.2}.get(name, 0.05), log_every=50)
     sae = make_sae(name, D, 16, seed=0, **KWARGS.get(name, {}))
     res = train_sae(sae, toy, cfg, progress=False)
     assert mmcs(toy.features, res.sae.dictionary) >= 0.9
@@ -73,7 +76,7 @@ def test_decoder_rows_stay_unit_norm(toy, name):
     sae = make_sae(name, D, 16, seed=1, **KWARGS.get(name, {}))
     with torch.no_grad():
         sae.decoder_weight.mul_(3.0)  # off the sphere before training: the first step fixes it
-    train_sae(sae, toy, TrainConfig(n_samples=640, batch_size=64, lr=3e-2, l1=0.1),
+    train_sae(sae, toy, TrainConfig(n_samples=640, batch_size=64, lr=3e-2, sparsity_coef=0.1),
               progress=False)
     torch.testing.assert_close(sae.decoder_weight.detach().norm(dim=1), torch.ones(16))
 
@@ -97,8 +100,9 @@ def test_array_tensor_and_iterator_data(toy):
     assert torch.equal(from_numpy.W_dec, from_torch.W_dec)
     batches = iter([toy.sample(100, seed=s) for s in range(5)])  # Batch objects, then it ends
     res = train_sae(ReLUSAE(D, 16), batches, cfg, progress=False)
-    assert res.n_steps == 5 and res.n_samples == 500
-    assert res.history["step"] == [5]  # logged at the end although the log step was not reached
+    assert res.n_iter == 5 and res.n_samples == 500
+    # logged at the end although the log step was not reached
+    assert res.history["step"].tolist() == [5]
 
 
 def test_schedules():
@@ -107,15 +111,15 @@ def test_schedules():
     assert lr_schedule(50, 100, 0.1, 0.2) == 1.0
     assert lr_schedule(90, 100, 0.1, 0.2) == pytest.approx(0.5)
     assert lr_schedule(99, 100, 0.1, 0.2) == pytest.approx(0.05)
-    assert l1_schedule(4, 100, 0.1) == pytest.approx(0.5)
-    assert l1_schedule(50, 100, 0.1) == 1.0 and l1_schedule(0, 100, 0.0) == 1.0
+    assert sparsity_schedule(4, 100, 0.1) == pytest.approx(0.5)
+    assert sparsity_schedule(50, 100, 0.1) == 1.0 and sparsity_schedule(0, 100, 0.0) == 1.0
 
 
-def test_l1_warmup_is_logged(toy):
-    res = train_sae("relu", toy, TrainConfig(n_samples=6400, batch_size=64, l1=0.2,
-                                             l1_warmup=0.5, log_every=10), width=16,
+def test_sparsity_warmup_is_logged(toy):
+    res = train_sae("relu", toy, TrainConfig(n_samples=6400, batch_size=64, sparsity_coef=0.2,
+                                             sparsity_warmup=0.5, log_every=10), width=16,
                     progress=False)
-    l1 = res.history["l1"]
+    l1 = res.history["sparsity_coef"]
     assert l1[0] == pytest.approx(0.2 * 10 / 50) and l1[-1] == 0.2
     assert all(a <= b for a, b in zip(l1, l1[1:], strict=False))
 
@@ -157,7 +161,7 @@ def test_trainer_resamples_latents_that_stay_dead(toy):
     with torch.no_grad():
         sae.b_enc[:4] = -100.0
     cfg = TrainConfig(n_samples=64 * 60, batch_size=64, dead_window=10, resample_every=20,
-                      resample_until=0.5, l1=0.01)
+                      resample_until=0.5, sparsity_coef=0.01)
     res = train_sae(sae, toy, cfg, progress=False)
     assert res.n_resampled >= 4
     codes = sae(toy.sample(2048, seed=7).x).codes
@@ -177,7 +181,7 @@ def test_ghost_grads_move_dead_latents_in_training(toy):
             sae.b_enc[:4] = -3.0
         before = sae.W_enc.detach()[:, :4].clone()
         cfg = TrainConfig(n_samples=64 * 30, batch_size=64, dead_window=5, resample_every=0,
-                          ghost_grads=ghost)
+                          dead_latent_coef=1.0 if ghost else None)
         res = train_sae(sae, toy, cfg, progress=False)
         return (sae.W_enc.detach()[:, :4] - before).abs().sum(), res
 
@@ -240,11 +244,12 @@ def test_bad_training_input(toy):
 
 
 @pytest.mark.parametrize("field, value, kind", [
-    ("lr", -1e-3, ValueError), ("lr", 0.0, ValueError), ("l1", -0.1, ValueError),
+    ("lr", -1e-3, ValueError), ("lr", 0.0, ValueError), ("sparsity_coef", -0.1, ValueError),
     ("batch_size", 0, ValueError), ("batch_size", 2.0, TypeError), ("n_samples", 0, ValueError),
     ("lr_warmup", 1.5, ValueError), ("beta2", 1.0, ValueError), ("dead_window", 0, ValueError),
-    ("resample_every", -1, ValueError), ("aux_k_coef", -1.0, ValueError),
-    ("ghost_grads", 1, TypeError), ("seed", -1, ValueError),
+    ("resample_every", -1, ValueError), ("dead_latent_coef", -1.0, ValueError),
+    ("dead_latent_coef", "on", TypeError), ("seed", -1, ValueError),
+    ("divergence_factor", 1.0, ValueError),
 ])
 def test_train_config_validation_names_the_field(field, value, kind):
     with pytest.raises(kind, match=field):
@@ -252,7 +257,7 @@ def test_train_config_validation_names_the_field(field, value, kind):
 
 
 def test_train_config_json_round_trip():
-    cfg = TrainConfig(lr=3e-3, l1=0.2, ghost_grads=True)
+    cfg = TrainConfig(lr=3e-3, sparsity_coef=0.2, dead_latent_coef=1.0)
     assert TrainConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ValueError, match="lr_warmup \\+ lr_decay"):
         TrainConfig(lr_warmup=0.6, lr_decay=0.6)
@@ -261,4 +266,82 @@ def test_train_config_json_round_trip():
 def test_progress_bar_runs(toy, capsys):
     res = train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5),
                     width=16, progress=True)
-    assert res.n_steps == 10
+    assert res.n_iter == 10
+
+
+# -- the engine: objectives, blow-up, threads ---------------------------------------
+class _FirstHalf(Objective):
+    """Reconstruct only the first half of the input's coordinates (a non-local objective)."""
+
+    def __call__(self, batch, sae_input, output):
+        half = sae_input.shape[1] // 2
+        err = (output.x_hat[..., :half] - sae_input[:, :half]).square()
+        return {"first_half": 0.5 * err.sum(dim=(1, 2)) / sae_input.shape[0]}
+
+
+def test_a_custom_objective_trains_through_the_fused_relu_path(toy, monkeypatch):
+    from toysae.sae.relu import ReLUForward
+
+    calls = []
+    backward = ReLUForward.backward
+
+    def counting_backward(ctx, *grads):
+        calls.append(1)
+        return backward(ctx, *grads)
+
+    monkeypatch.setattr(ReLUForward, "backward", staticmethod(counting_backward))
+    cfg = TrainConfig(n_samples=64 * 200, batch_size=64, lr=1e-2, sparsity_coef=0.01,
+                      log_every=50)
+    res = train_sae("relu", toy, cfg, width=16, objective=_FirstHalf(), progress=False)
+    assert len(calls) == res.n_iter == 200  # every step took the hand-written backward
+    assert "first_half" in res.history and "reconstruction" not in res.history
+    first = res.history["first_half"]
+    assert first[-1] < 0.5 * first[0]
+    np.testing.assert_allclose(res.history["loss"], first + res.history["sparsity"]
+                               + res.history["auxiliary"], rtol=1e-5)
+    X = torch.from_numpy(toy.sample(2000, seed=11).x)
+    err = (res.sae(X).x_hat - X).square().mean(0)
+    assert err[:D // 2].mean() < err[D // 2:].mean()  # it learned what it was asked
+    with pytest.raises(TypeError, match="objective"):
+        train_sae("relu", toy, cfg, width=16, objective=lambda *a: {}, progress=False)
+
+
+class _Exploding(Objective):
+    """The reconstruction times a factor that grows tenfold each step: finite, but diverging."""
+
+    def __init__(self):
+        self.scale = 1.0
+
+    def __call__(self, batch, sae_input, output):
+        self.scale *= 10.0
+        return {"reconstruction": self.scale * 0.5 * (output.x_hat - sae_input).square()
+                .sum(dim=(1, 2)) / sae_input.shape[0]}
+
+
+def test_a_finite_blow_up_stops_training(toy):
+    sae = ReLUSAE(D, 16, seed=0)
+    before = {k: v.clone() for k, v in sae.state_dict().items()}
+    cfg = TrainConfig(n_samples=64 * 40, batch_size=64, log_every=5, lr=1e-12)
+    with pytest.raises(TrainingDiverged, match="grew from .* divergence_factor") as info:
+        train_sae(sae, toy, cfg, objective=_Exploding(), progress=False)
+    result = info.value.result
+    # 10**4-fold by step 5 is not yet over the factor; by step 10 it is
+    assert not result.success and "grew" in result.message and result.n_iter == 10
+    assert "between step 6 and step 10" in result.message
+    for k, v in sae.state_dict().items():  # restored to step 5: at lr 1e-12, the start
+        torch.testing.assert_close(v, before[k])
+    # the same run with a normal objective trains to the end
+    assert train_sae(ReLUSAE(D, 16, seed=0), toy, cfg, progress=False).success
+
+
+def test_threads_is_an_argument_and_is_restored(toy):
+    seen = []
+    before = torch.get_num_threads()
+    cfg = TrainConfig(n_samples=256, batch_size=64, log_every=2)
+    train_sae("relu", toy, cfg, width=16, progress=False, threads=2,
+              eval_fn=lambda s: seen.append(torch.get_num_threads()) or {})
+    assert seen and set(seen) == {2} and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        train_sae("relu", toy, cfg, width=16, progress=False, threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        train_sae("relu", toy, cfg, width=16, progress=False, threads=1.5)

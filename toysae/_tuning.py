@@ -6,16 +6,13 @@ benchmark before moving it. "Work" is multiply-adds of a step's dominant product
 """
 
 # -- threads --------------------------------------------------------------------
-# Below this much work per SAE step (2 * batch * d * width) one torch thread beats two:
-# a toy step is a chain of tiny ops and every parallel region waits for a thread the
-# OS may have descheduled (a busy 2-core box ran a 128x12x16 product in 22 ms on 2
-# threads and 3 us on 1). benchmarks/bench_sae_grid.py ("sequential, 1 thread" row).
-SAE_SMALL_WORK = 10_000_000
-
-# The batched grid's per-step work (members * d * width * batch) below which it runs
-# on one thread: tiny bmm calls split threads over the model axis, and one step took
-# 40x longer with 2 threads than 1 on a busy 2-core machine. benchmarks/bench_sae_grid.py.
-GRID_SMALL_WORK = 2 ** 22
+# Below this much work per SAE step (batch * d * the width of all members together) the
+# engine runs on one torch thread: a toy step is a chain of tiny ops and every parallel
+# region waits for a thread the OS may have descheduled (a busy 2-core box ran a
+# 128x12x16 product in 22 ms on 2 threads and 3 us on 1; a tiny batched-grid step took
+# 40x longer on 2 threads than on 1). benchmarks/bench_sae_grid.py ("sequential,
+# 1 thread" row) and benchmarks/bench_sae.py.
+SAE_SMALL_WORK = 2 ** 22
 
 # Sparse coding and dictionary learning run one thread below this n * k * k (one
 # dense FISTA iteration's product). benchmarks/bench_dictlearn.py.

@@ -173,7 +173,7 @@ def _run(config: Config) -> Result:
     D = learner.fit(X).dictionary.astype(np.float64)
     D /= np.linalg.norm(D, axis=1, keepdims=True)
     verdicts.append(_verdict("dictionary learning", X, D, _codes(X, D, lam), lam, F, child_on))
-    sae_cfg = TrainConfig(n_samples=config.sae_samples, batch_size=256, l1=lam,
+    sae_cfg = TrainConfig(n_samples=config.sae_samples, batch_size=256, sparsity_coef=lam,
                           seed=config.seed)
     sae = train_sae("relu", X.astype(np.float32), sae_cfg, width=n_atoms,
                     progress=False).sae

@@ -10,7 +10,7 @@ the true features during training.
 L1 x width-ratio grid, with the same four heat-maps.
 
 Scores are measured on held-out samples. Penalties follow the package's loss
-(``mean 1/2 ||x - x_hat||^2 + l1 * mean ||f||_1``, not divided by the width as
+(``mean 1/2 ||x - x_hat||^2 + sparsity_coef * mean ||f||_1``, not divided by the width as
 in the seed's code), so the seed's numeric penalties do not carry over.
 """
 
@@ -27,8 +27,8 @@ from toysae._config import JsonMixin
 from toysae._io import atomic_path, write_text
 from toysae._validation import check_float, check_int
 from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae.config import TrainConfig
 from toysae.sae.grid import GridResult, train_grid
-from toysae.sae.trainer import TrainConfig
 
 NAME = "seed002-grid"
 DESCRIPTION = ("SAE grids over L1 x dictionary size on the 3-D toy (12 SAEs, one batched "
@@ -48,11 +48,11 @@ class Config(JsonMixin):
     """Defaults: the full experiment. ``Config.quick()`` is the small version."""
 
     toy: SyntheticConfig = field(default_factory=SyntheticConfig.toy_3d)
-    toy_l1_values: tuple = (0.01, 0.03, 0.1, 0.3)
+    toy_sparsity_coefs: tuple = (0.01, 0.03, 0.1, 0.3)
     toy_widths: tuple = (6, 12, 24)
     toy_train: TrainConfig = field(default_factory=_toy_train)
     reference: SyntheticConfig = field(default_factory=SyntheticConfig)
-    reference_l1_values: tuple = (0.01, 0.04, 0.16)
+    reference_sparsity_coefs: tuple = (0.01, 0.04, 0.16)
     reference_width_ratios: tuple = (0.5, 1.0, 2.0, 4.0)
     reference_train: TrainConfig = field(default_factory=_reference_train)
     n_eval: int = 10_000
@@ -71,7 +71,7 @@ class Config(JsonMixin):
             if not isinstance(getattr(self, name), TrainConfig):
                 raise TypeError(f"{name} must be a TrainConfig, got "
                                 f"{type(getattr(self, name)).__name__}")
-        for name in ("toy_l1_values", "reference_l1_values", "reference_width_ratios"):
+        for name in ("toy_sparsity_coefs", "reference_sparsity_coefs", "reference_width_ratios"):
             values = tuple(getattr(self, name))
             if not values:
                 raise ValueError(f"{name} must not be empty")
@@ -101,7 +101,7 @@ class Config(JsonMixin):
     def quick(cls) -> Config:
         return cls(toy_train=TrainConfig(n_samples=256 * 300, batch_size=256, lr=1e-2,
                                          log_every=50, resample_every=50),
-                   reference_l1_values=(0.02, 0.08),
+                   reference_sparsity_coefs=(0.02, 0.08),
                    reference_width_ratios=(0.5, 1.0),
                    reference_train=TrainConfig(n_samples=256 * 40, batch_size=256, lr=1e-2,
                                                log_every=10, resample_every=0),
@@ -122,7 +122,7 @@ class GridScores(JsonMixin):
         ``min(d, n_features)`` principal directions, signs pointed along the data).
     """
 
-    l1_values: tuple
+    sparsity_coefs: tuple
     widths: tuple
     reconstruction: np.ndarray
     mmcs: np.ndarray
@@ -166,25 +166,25 @@ def _score(grid: GridResult, data: SyntheticData, n_eval: int, seed: int) -> Gri
     X, F = batch.x, data.features
     shape = grid.shape
     recon, mm, dead, l0, fvu = (np.zeros(shape) for _ in range(5))
-    for m in grid.members:
+    for k, m in enumerate(grid.members):
         with torch.no_grad():
             out = m.sae(X)
         x_hat, codes = out.x_hat.numpy(), out.codes.numpy()
-        recon[m.index] = float(((X - x_hat) ** 2).sum(axis=1).mean())
-        mm[m.index] = metrics.mmcs(F, m.sae.dictionary)
-        dead[m.index] = int(metrics.dead_latents(codes).sum())
-        l0[m.index] = metrics.l0(codes)
-        fvu[m.index] = metrics.fvu(X, x_hat)
+        recon[grid.index(k)] = float(((X - x_hat) ** 2).sum(axis=1).mean())
+        mm[grid.index(k)] = metrics.mmcs(F, m.sae.dictionary)
+        dead[grid.index(k)] = int(metrics.dead_latents(codes).sum())
+        l0[grid.index(k)] = metrics.l0(codes)
+        fvu[grid.index(k)] = metrics.fvu(X, x_hat)
     larger = tuple(tuple(metrics.mmcs_with_larger(row)) for row in grid.dictionaries())
     n_pca = min(data.config.d, data.config.n_features)
     pca = metrics.mmcs(F, _pca_dictionary(X, n_pca))
-    return GridScores(grid.l1_values, grid.widths, recon, mm, larger, dead, l0, fvu, pca, n_pca,
-                      grid.layout, grid.wall_time)
+    return GridScores(grid.sparsity_coefs, grid.widths, recon, mm, larger, dead, l0, fvu, pca,
+                      n_pca, grid.layout, grid.wall_time)
 
 
 def run(config: Config) -> Result:
     toy = SyntheticData(config.toy)
-    grid = train_grid(toy, config.toy_l1_values, config.toy_widths, config.toy_train,
+    grid = train_grid(toy, config.toy_sparsity_coefs, config.toy_widths, config.toy_train,
                       progress=False, seed=config.seed, record_dictionaries=True)
     steps = grid.members[0].history["step"]
     keep = np.unique(np.linspace(0, len(steps) - 1, min(config.gif_frames, len(steps)))
@@ -192,7 +192,7 @@ def run(config: Config) -> Result:
     frames = tuple(np.stack([m.dictionary_history[k] for k in keep]) for m in grid.members)
     toy_scores = _score(grid, toy, config.n_eval, config.seed)
     ref = SyntheticData(config.reference)
-    ref_grid = train_grid(ref, config.reference_l1_values, config.reference_widths,
+    ref_grid = train_grid(ref, config.reference_sparsity_coefs, config.reference_widths,
                           config.reference_train, progress=False, seed=config.seed)
     ref_scores = _score(ref_grid, ref, config.n_eval, config.seed)
     return Result(config, toy_scores, ref_scores, toy.features,
@@ -206,7 +206,7 @@ def _heatmaps(scores: GridScores, title: str, col_title: str, col_labels):
     from toysae.plotting import heatmap
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
-    rows = [f"{v:g}" for v in scores.l1_values]
+    rows = [f"{v:g}" for v in scores.sparsity_coefs]
     common = {"row_labels": rows, "col_labels": col_labels, "row_title": "L1 penalty (l1)",
               "col_title": col_title}
     panels = [
@@ -231,7 +231,7 @@ def _gif(result: Result, path: Path) -> Path:
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
     scores, F = result.toy, np.asarray(result.toy_features)
-    n_rows, n_cols = len(scores.l1_values), len(scores.widths)
+    n_rows, n_cols = len(scores.sparsity_coefs), len(scores.widths)
     fig = plt.figure(figsize=(2.4 * n_cols, 2.4 * n_rows + 0.4))
     atom_lines = []
 
@@ -253,7 +253,7 @@ def _gif(result: Result, path: Path) -> Path:
         atom_lines.append(lines)
         ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
         ax.set_box_aspect(None, zoom=1.45)
-        ax.set_title(f"l1={scores.l1_values[i]:g}, {scores.widths[j]} atoms", fontsize=9,
+        ax.set_title(f"L1 coef {scores.sparsity_coefs[i]:g}, {scores.widths[j]} atoms", fontsize=9,
                      y=0.92)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.94, wspace=0, hspace=0.02)
     title = fig.suptitle("", fontsize=10)
@@ -279,7 +279,7 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     toy, ref, cfg = result.toy, result.reference, result.config
     paths = [
-        save_figure(_heatmaps(toy, f"3-D toy: {len(toy.l1_values) * len(toy.widths)} SAEs, "
+        save_figure(_heatmaps(toy, f"3-D toy: {len(toy.sparsity_coefs) * len(toy.widths)} SAEs, "
                                    f"{cfg.toy.n_features} true features in 3-D "
                                    f"({cfg.toy_train.n_samples:,} samples each)",
                               "dictionary size (atoms)", list(toy.widths)),

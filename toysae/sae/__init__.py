@@ -1,8 +1,9 @@
-"""Sparse autoencoders: one module per architecture behind one base class; trainer;
-checkpoints; batched ensembles and penalty x width grid sweeps.
+"""Sparse autoencoders: one module per architecture behind one base class, one training
+engine (``toysae.sae.engine``), checkpoints, batched ensembles and penalty x width grids.
 
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
 (``ARCHITECTURES``): relu, tied, topk, batchtopk, jumprelu, gated.
+``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
 """
 
 from toysae.sae.base import (
@@ -15,23 +16,28 @@ from toysae.sae.base import (
 )
 from toysae.sae.batchtopk import BatchTopKSAE
 from toysae.sae.checkpoint import load, save
-from toysae.sae.ensemble import EnsembleTrainResult, ReLUSAEEnsemble, train_ensembles
-from toysae.sae.gated import GatedSAE
-from toysae.sae.grid import GridMember, GridResult, train_grid, train_grid_sequential
-from toysae.sae.jumprelu import JumpReLUSAE
-from toysae.sae.relu import ReLUSAE
-from toysae.sae.tied import TiedSAE
-from toysae.sae.topk import TopKSAE
-from toysae.sae.trainer import (
-    TrainConfig,
+from toysae.sae.config import TrainConfig
+from toysae.sae.engine import (
+    MemberStack,
+    SingleSAE,
     TrainingDiverged,
     TrainResult,
     resample_dead_latents_,
+    train_members,
     train_sae,
 )
+from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
+from toysae.sae.gated import GatedSAE
+from toysae.sae.grid import GridResult, train_grid, train_grid_sequential
+from toysae.sae.jumprelu import JumpReLUSAE
+from toysae.sae.objectives import LocalReconstruction, Objective
+from toysae.sae.relu import ReLUSAE
+from toysae.sae.tied import TiedSAE
+from toysae.sae.topk import TopKSAE
 
-__all__ = ["ARCHITECTURES", "BatchTopKSAE", "EnsembleTrainResult", "GatedSAE", "GridMember",
-           "GridResult", "JumpReLUSAE", "ReLUSAE", "ReLUSAEEnsemble", "SAELoss", "SAEOutput",
-           "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
-           "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
-           "train_ensembles", "train_grid", "train_grid_sequential", "train_sae"]
+__all__ = ["ARCHITECTURES", "BatchTopKSAE", "GatedSAE", "GridResult", "JumpReLUSAE",
+           "LocalReconstruction", "MemberStack", "Objective", "ReLUSAE", "ReLUSAEEnsemble",
+           "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder", "TiedSAE", "TopKSAE",
+           "TrainConfig", "TrainResult", "TrainingDiverged", "load", "make_sae", "register",
+           "resample_dead_latents_", "save", "train_ensembles", "train_grid",
+           "train_grid_sequential", "train_members", "train_sae"]

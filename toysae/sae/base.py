@@ -1,22 +1,27 @@
 """The base class every SAE architecture derives from, and the architecture registry.
 
-Conventions (DESIGN.md): inputs ``x`` are ``(n, d)``, codes are ``(n, width)``,
+Conventions (docs/design.md): inputs ``x`` are ``(n, d)``, codes are ``(n, width)``,
 the decoder's atoms are the ROWS of a ``(width, d)`` matrix, and
 ``sae.dictionary`` returns them as unit rows so that metrics and checkers treat
 an SAE like any other dictionary.
 
 Loss scaling, shared by every architecture, is the dictionary-learning
-objective of DESIGN.md divided by the number of samples::
+objective divided by the number of samples::
 
-    loss = mean_n [ 1/2 ||x_n - x_hat_n||^2 ] + coef * mean_n [ penalty(f_n) ]
+    loss = mean_n [ 1/2 ||x_n - x_hat_n||^2 ] + sparsity_coef * mean_n [ penalty(f_n) ]
 
-so for the L1 architectures ``coef`` is exactly the ``lam`` of
-``toysae.objective.dictionary_objective`` (per sample), and the optimality
-checkers can be run at the same ``lam``. The penalty is NOT divided by the
-width (the seed's replication code did, which makes the same coefficient mean
-a weaker penalty for a wider dictionary); here one coefficient means one
-trade-off whatever the width. Decoder rows are kept at unit norm by the
-trainer, so ``sum_i f_i`` equals Anthropic's ``sum_i f_i ||W_dec,i||``.
+Each architecture declares what its penalty is (``penalty_kind``: ``"l1"``,
+``"l0"`` or ``"none"``), so ``sparsity_coef`` means one thing per
+architecture; for the L1 architectures it is exactly the per-sample ``lam`` of
+``toysae.objective.dictionary_objective``, and the optimality checkers run at
+that ``lam``. The penalty is NOT divided by the width (the seed's replication
+code did, which makes one coefficient a weaker penalty for a wider dictionary).
+Decoder rows are kept at unit norm by the engine, so ``sum_i f_i`` equals
+Anthropic's ``sum_i f_i ||W_dec,i||``.
+
+Dead latents: each architecture names its auxiliary loss for them
+(``dead_latent_loss``: ghost grads or AuxK) and that loss's default weight
+(``default_dead_latent_coef``; 0 means off unless a config turns it on).
 """
 
 from __future__ import annotations
@@ -59,12 +64,17 @@ class SAEOutput(NamedTuple):
     x_hat : (n, d) reconstruction.
     codes : (n, width) latent activations ``f``.
     pre_acts : (n, width) what the nonlinearity sees (ghost grads and AuxK use
-        it for dead latents; for the gated SAE it is the gate's pre-activation).
+        it for dead latents; for the gated SAE it is the gate's pre-activation),
+        or None where the forward pass does not keep them (the ReLU SAE's fused
+        forward; ``sae.encode_pre(x)`` computes them).
+
+    Inside the training engine the same tuple carries a leading member axis:
+    ``(M, n, d)``, ``(M, n, width)``.
     """
 
     x_hat: Tensor
     codes: Tensor
-    pre_acts: Tensor
+    pre_acts: Tensor | None
 
 
 class SAELoss(NamedTuple):
@@ -72,8 +82,9 @@ class SAELoss(NamedTuple):
 
     total = reconstruction + sparsity + auxiliary.
     reconstruction : mean of ``1/2 ||x - x_hat||^2``.
-    sparsity : coefficient times the mean penalty (L1, or L0 for JumpReLU).
-    auxiliary : ghost-grad, AuxK or gated auxiliary loss (0 when unused).
+    sparsity : ``sparsity_coef`` times the mean penalty (the architecture's ``penalty_kind``).
+    auxiliary : dead-latent loss (ghost grads or AuxK) plus the architecture's
+        own auxiliary term (the gated SAE's gate reconstruction); 0 when unused.
     """
 
     total: Tensor
@@ -93,8 +104,12 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     """
 
     architecture: str = "base"
-    # Which extra loss revives dead latents: "ghost" (ghost grads) or "auxk".
+    # What sparsity_coef weighs: "l1" (mean L1 of the codes), "l0", or "none".
+    penalty_kind: str = "l1"
+    # Which auxiliary loss revives dead latents ("ghost": ghost grads, "auxk": AuxK),
+    # and its weight when a TrainConfig leaves dead_latent_coef unset.
     dead_latent_loss: str = "ghost"
+    default_dead_latent_coef: float = 0.0
 
     def __init__(self, d: int, width: int, *, seed: int = 0):
         super().__init__()
@@ -168,33 +183,48 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         """Mean over the batch of the sparsity penalty (default: L1 of the codes)."""
         return out.codes.sum() / out.codes.shape[0]
 
-    def loss(self, x, coef: float = 0.0, *, dead: Tensor | None = None,
-             aux_coef: float = 1.0) -> SAELoss:
-        """Loss parts on a batch ``x`` (n, d).
+    def loss(self, x, sparsity_coef: float = 0.0, *, dead: Tensor | None = None,
+             dead_latent_coef: float | None = None) -> SAELoss:
+        """Loss parts on a batch ``x`` (n, d): the engine's local objective for one SAE.
 
-        coef : sparsity coefficient (the ``lam`` of DESIGN.md's objective, per sample).
+        sparsity_coef : weight of the architecture's penalty (``lam`` per sample
+            for the L1 architectures).
         dead : optional (width,) bool mask of dead latents; when it has any
             True entry the architecture's dead-latent loss (ghost grads or
-            AuxK) is added, weighted by ``aux_coef``.
+            AuxK) is added, weighted by ``dead_latent_coef`` (default: 1).
         """
         x = self.check_input(x)
-        return self.loss_from_output(x, self(x), coef, dead=dead, aux_coef=aux_coef)
+        return self.loss_from_output(x, self(x), sparsity_coef, dead=dead,
+                                     dead_latent_coef=dead_latent_coef)
 
-    def loss_from_output(self, x: Tensor, out: SAEOutput, coef: float = 0.0, *,
-                         dead: Tensor | None = None, aux_coef: float = 1.0) -> SAELoss:
+    def loss_from_output(self, x: Tensor, out: SAEOutput, sparsity_coef: float = 0.0, *,
+                         dead: Tensor | None = None,
+                         dead_latent_coef: float | None = None) -> SAELoss:
         """:meth:`loss` for a checked ``x`` whose forward output ``out`` is already computed."""
-        recon = 0.5 * (out.x_hat - x).pow(2).sum() / x.shape[0]
-        sparsity = coef * self.penalty(out) if coef else recon.new_zeros(())
-        aux = self.auxiliary_loss(x, out, dead, aux_coef)
+        if sparsity_coef < 0:
+            raise ValueError(f"sparsity_coef must be >= 0, got {sparsity_coef}")
+        recon = reconstruction_loss(x, out.x_hat)
+        sparsity = (sparsity_coef * self.penalty(out) if sparsity_coef
+                    else recon.new_zeros(()))
+        coef = 1.0 if dead_latent_coef is None else dead_latent_coef
+        aux = self.auxiliary_loss(x, out, dead, coef)
         return SAELoss(recon + sparsity + aux, recon, sparsity, aux)
 
     def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None,
-                       aux_coef: float) -> Tensor:
-        if dead is None or not bool(dead.any()):
+                       dead_latent_coef: float) -> Tensor:
+        """The dead-latent loss (0 without dead latents or with a zero coefficient);
+        architectures with an auxiliary term of their own add it here."""
+        if dead is None or not dead_latent_coef or not bool(dead.any()):
             return x.new_zeros(())
         if self.dead_latent_loss == "auxk":
-            return aux_coef * self.aux_k_loss(x, out, dead)
-        return aux_coef * self.ghost_grad_loss(x, out, dead)
+            return dead_latent_coef * self.aux_k_loss(x, out, dead)
+        return dead_latent_coef * self.ghost_grad_loss(x, out, dead)
+
+    def dead_pre_acts(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        """(n, n_dead) pre-activations of the dead latents (from ``out`` when it kept them)."""
+        if out.pre_acts is not None:
+            return out.pre_acts[:, dead]
+        return self.encode_pre(x)[:, dead]
 
     def ghost_grad_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
         """Ghost grads (Anthropic, "Circuits Updates", Feb 2024).
@@ -205,7 +235,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         reconstruction loss, so it only moves dead latents and never dominates.
         """
         residual = (x - out.x_hat).detach()
-        ghost_acts = torch.exp(out.pre_acts[:, dead])
+        ghost_acts = torch.exp(self.dead_pre_acts(x, out, dead))
         ghost_out = ghost_acts @ self.decoder_weight[dead]
         scale = residual.norm(dim=1, keepdim=True) / (2 * ghost_out.norm(dim=1, keepdim=True)
                                                       + 1e-6)
@@ -269,12 +299,9 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
 
-def parameter_grads(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Each parameter's ``.grad`` by name, allocated (zeros) on first use and reused after,
-    for the hand-written backward passes that fill them in place."""
-    out = {}
-    for name, p in module.named_parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        out[name] = p.grad
-    return out
+def reconstruction_loss(x: Tensor, x_hat: Tensor) -> Tensor:
+    """``mean_n 1/2 ||x_n - x_hat_n||^2`` over the last two axes: a scalar for (n, d),
+    one value per member for a stacked (M, n, d) ``x_hat``."""
+    if x_hat.ndim == 2:
+        return 0.5 * torch.nn.functional.mse_loss(x_hat, x, reduction="sum") / x.shape[0]
+    return 0.5 * (x_hat - x).square().sum(dim=(1, 2)) / x.shape[0]

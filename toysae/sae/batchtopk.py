@@ -22,7 +22,9 @@ from toysae.sae.topk import aux_k_loss, check_k
 class BatchTopKSAE(SparseAutoencoder):
     """``k`` active latents per sample on average over a training batch; thresholded at eval."""
 
+    penalty_kind = "none"
     dead_latent_loss = "auxk"
+    default_dead_latent_coef = 1 / 32  # as TopK (Gao et al. 2024)
 
     def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
                  momentum: float = 0.01, seed: int = 0):

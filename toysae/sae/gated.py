@@ -10,7 +10,8 @@ shrinks the magnitudes::
 
 The step [pi_gate > 0] passes no gradient, so the gate learns from the L1
 term on ReLU(pi_gate) and from the auxiliary loss: reconstructing x from
-ReLU(pi_gate) through a frozen (detached) copy of the decoder.
+ReLU(pi_gate) through a frozen (detached) copy of the decoder, weighted by
+``aux_weight`` (1 in the paper).
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+from toysae._validation import check_float
+from toysae.sae.base import SAEOutput, SparseAutoencoder, reconstruction_loss, register
 
 
 @register("gated")
 class GatedSAE(SparseAutoencoder):
     """Gated SAE with weight-shared gate and magnitude paths (``r_mag`` rescales per latent)."""
 
-    def __init__(self, d: int, width: int, *, seed: int = 0):
+    def __init__(self, d: int, width: int, *, aux_weight: float = 1.0, seed: int = 0):
         super().__init__(d, width, seed=seed)
+        self.aux_weight = check_float(aux_weight, "aux_weight", minimum=0.0)
         atoms = self._random_atoms(self._generator())
         self.W_gate = nn.Parameter(atoms.T.contiguous())
         self.b_gate = nn.Parameter(torch.zeros(width))
@@ -34,6 +37,9 @@ class GatedSAE(SparseAutoencoder):
         self.b_mag = nn.Parameter(torch.zeros(width))
         self.W_dec = nn.Parameter(atoms.clone())
         self.b_dec = nn.Parameter(torch.zeros(d))
+
+    def config(self) -> dict:
+        return {**super().config(), "aux_weight": self.aux_weight}
 
     def encode_pre(self, x: Tensor) -> Tensor:
         """The gate's pre-activation ``pi_gate``."""
@@ -47,10 +53,10 @@ class GatedSAE(SparseAutoencoder):
     def penalty(self, out: SAEOutput) -> Tensor:
         return torch.relu(out.pre_acts).sum() / out.pre_acts.shape[0]
 
-    def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead, aux_coef: float) -> Tensor:
+    def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead, dead_latent_coef: float) -> Tensor:
         gate_x_hat = torch.relu(out.pre_acts) @ self.W_dec.detach() + self.b_dec.detach()
-        gate_aux = 0.5 * (gate_x_hat - x).pow(2).sum() / x.shape[0]
-        return gate_aux + super().auxiliary_loss(x, out, dead, aux_coef)
+        gate_aux = self.aux_weight * reconstruction_loss(x, gate_x_hat)
+        return gate_aux + super().auxiliary_loss(x, out, dead, dead_latent_coef)
 
     def latent_parameters(self):
         return [(self.W_gate, 1), (self.b_gate, 0), (self.r_mag, 0), (self.b_mag, 0),

@@ -1,7 +1,7 @@
 """JumpReLU SAE (Rajamanoharan et al. 2024, "Jumping Ahead").
 
 ``f = pre * H(pre - theta)`` with a learned per-latent threshold
-``theta = exp(log_threshold)``, and an L0 penalty ``coef * sum_i H(pre_i - theta_i)``.
+``theta = exp(log_threshold)``, and an L0 penalty ``sparsity_coef * sum_i H(pre_i - theta_i)``.
 The step function has zero derivative almost everywhere, so the threshold
 learns through straight-through pseudo-derivatives with a rectangle kernel
 ``K(u) = [|u| < 1/2]`` of width ``bandwidth``:
@@ -66,6 +66,8 @@ class JumpReLUSAE(SparseAutoencoder):
     toys' active magnitudes are ~U[0, 1)); the defaults recover the tiny toys of
     the tests, where 0.05 / 0.05 left thresholds too low to sparsify in time.
     """
+
+    penalty_kind = "l0"
 
     def __init__(self, d: int, width: int, *, threshold_init: float = 0.1,
                  bandwidth: float = 0.1, seed: int = 0):

@@ -41,7 +41,9 @@ class TopKSAE(SparseAutoencoder):
     """Exactly ``k`` latents selected per sample (fewer nonzero only where a selected
     pre-activation is <= 0). ``aux_k`` defaults to ``min(width, max(1, d // 2))``."""
 
+    penalty_kind = "none"
     dead_latent_loss = "auxk"
+    default_dead_latent_coef = 1 / 32  # Gao et al. 2024's AuxK weight
 
     def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
                  seed: int = 0):

@@ -1,0 +1,100 @@
+"""``TrainConfig``: the hyperparameters of the training engine, one frozen dataclass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from toysae._config import JsonMixin
+from toysae._validation import check_float, check_int
+
+
+@dataclass(frozen=True)
+class TrainConfig(JsonMixin):
+    """Hyperparameters of :func:`toysae.sae.train_sae` and every batched run.
+
+    The defaults were tuned for the ReLU SAE at width 1024 on the uncorrelated
+    reference toy with 1M samples (a grid over lr x sparsity_coef x batch size x
+    resampling, 2-4 data seeds each; benchmarks/bench_sae_recovery.py
+    measures the result). Batch 256 beats 1024 at a fixed sample budget
+    because 4x the steps matter more than the less noisy gradient; lr above
+    ~1e-2 at this batch starts to lose rare features or collapse.
+
+    n_samples : training samples in total; steps = ceil(n_samples / batch_size).
+    batch_size : samples per step.
+    lr : peak Adam learning rate; ``beta1``, ``beta2``, ``eps`` are Adam's.
+    lr_warmup, lr_decay : fractions of the steps spent warming the LR up
+        linearly from 0, and decaying it linearly to 0 at the end.
+    sparsity_coef : weight of the architecture's penalty (its ``penalty_kind``:
+        L1 for relu/tied/gated, where it is the per-sample ``lam`` of the
+        dictionary-learning objective; L0 for jumprelu; unused by topk/batchtopk).
+    sparsity_warmup : fraction of the steps over which it ramps up linearly from 0.
+    dead_window : a latent that has not fired for this many steps is dead
+        (for the logged count, the dead-latent loss and resampling).
+    resample_every : resample dead latents every this many steps (0: never),
+        while ``step < resample_until * n_steps``.
+    resample_pool : how many recent training inputs are scored for resampling.
+    resample_encoder_scale : new encoder vectors get this times the mean alive
+        encoder norm (Anthropic used 0.2).
+    dead_latent_coef : weight of the architecture's dead-latent loss (ghost
+        grads for the L1 architectures, AuxK for topk/batchtopk); None takes
+        the architecture's default (ghost grads off, AuxK 1/32); 0 turns it off.
+    divergence_factor : training stops with ``TrainingDiverged`` when a
+        member's loss at a logging step exceeds this many times its loss at
+        the first step (a finite blow-up), as it does on NaN or Inf.
+    log_every : steps between history rows (and divergence checks).
+    seed : seeds the data order/stream and resampling.
+    """
+
+    n_samples: int = 1_000_000
+    batch_size: int = 256
+    lr: float = 7e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    lr_warmup: float = 0.02
+    lr_decay: float = 0.3
+    sparsity_coef: float = 0.04
+    sparsity_warmup: float = 0.05
+    dead_window: int = 200
+    resample_every: int = 250
+    resample_until: float = 0.6
+    resample_pool: int = 8192
+    resample_encoder_scale: float = 0.2
+    dead_latent_coef: float | None = None
+    divergence_factor: float = 1e4
+    log_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int(self.n_samples, "n_samples", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_float(self.lr, "lr", minimum=0.0, min_inclusive=False)
+        check_float(self.beta1, "beta1", minimum=0.0, maximum=1.0, max_inclusive=False)
+        check_float(self.beta2, "beta2", minimum=0.0, maximum=1.0, max_inclusive=False)
+        check_float(self.eps, "eps", minimum=0.0, min_inclusive=False)
+        for name in ("lr_warmup", "lr_decay", "sparsity_warmup", "resample_until"):
+            check_float(getattr(self, name), name, minimum=0.0, maximum=1.0)
+        if self.lr_warmup + self.lr_decay > 1:
+            raise ValueError(f"lr_warmup + lr_decay must be <= 1, got {self.lr_warmup} + "
+                             f"{self.lr_decay}")
+        check_float(self.sparsity_coef, "sparsity_coef", minimum=0.0)
+        check_int(self.dead_window, "dead_window", minimum=1)
+        check_int(self.resample_every, "resample_every", minimum=0)
+        check_int(self.resample_pool, "resample_pool", minimum=1)
+        check_float(self.resample_encoder_scale, "resample_encoder_scale", minimum=0.0)
+        if self.dead_latent_coef is not None:
+            check_float(self.dead_latent_coef, "dead_latent_coef", minimum=0.0)
+        check_float(self.divergence_factor, "divergence_factor", minimum=1.0,
+                    min_inclusive=False)
+        check_int(self.log_every, "log_every", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+
+    @property
+    def n_steps(self) -> int:
+        """Planned steps: ``ceil(n_samples / batch_size)``."""
+        return math.ceil(self.n_samples / self.batch_size)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied (validated like a new config)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
