@@ -6,7 +6,10 @@ count) on a pre-generated pool of batches, so data generation is not timed.
 A step is counted as 12 * d * width FLOPs per sample (the issue's convention;
 the hand-written step does 5 matmuls = 10 * d * width). The reference is the
 best float32 matmul rate measured in the same run: the five matmul shapes of a
-step, and a large square product.
+step, and a large square product. A second row trains the same SAE with its
+forward pass in plain autograd ops (``ReLUSAE.reference_forward``) instead of the
+hand-written ``autograd.Function``: the fused backward is kept only while that
+row shows it pays.
 
     flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_sae.py
 """
@@ -38,6 +41,13 @@ def matmul_rate(shapes, repeats: int) -> float:
     return flops * repeats / best
 
 
+class PlainAutogradReLU(ReLUSAE):
+    """The ReLU SAE with autograd's own backward (the fused Function's reference)."""
+
+    def forward(self, x):
+        return self.reference_forward(x)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
@@ -53,9 +63,9 @@ def main():
         for i in range(n):
             yield pool[i % len(pool)]
 
-    def run(steps):
+    def run(steps, cls=ReLUSAE):
         cfg = TrainConfig(batch_size=B, n_samples=steps * B, log_every=50)
-        sae = ReLUSAE(d, width, seed=0)
+        sae = cls(d, width, seed=0)
         start = time.perf_counter()
         train_sae(sae, batches(steps), cfg, progress=False)
         return time.perf_counter() - start
@@ -64,9 +74,10 @@ def main():
     # of load from other processes on a shared machine hits both sides alike.
     step_shapes = [(B, d, width), (B, width, d), (width, B, d), (B, d, width), (d, B, width)]
     run(20)  # warm-up: allocator, thread pool, Adam state
-    seconds, same_shapes, square = float("inf"), 0.0, 0.0
+    seconds, plain, same_shapes, square = float("inf"), float("inf"), 0.0, 0.0
     for _ in range(args.rounds):
         seconds = min(seconds, run(args.steps))
+        plain = min(plain, run(args.steps, PlainAutogradReLU))
         same_shapes = max(same_shapes, matmul_rate(step_shapes, repeats=10))
         square = max(square, matmul_rate([(2048, 2048, 2048)], repeats=3))
     samples_per_s = args.steps * B / seconds
@@ -80,6 +91,8 @@ def main():
           f"{ours / roofline:7.3f}")
     print(f"{'GFLOP/s (12*d*width per sample) vs roofline':44s} {ours / 1e9:12.1f} "
           f"{roofline / 1e9:12.1f} {ours / roofline:7.3f}")
+    print(f"{'samples/s: fused backward vs plain autograd':44s} {samples_per_s:12.0f} "
+          f"{args.steps * B / plain:12.0f} {plain / seconds:7.3f}")
     print(f"{'matmul GFLOP/s: step shapes vs 2048^3':44s} {same_shapes / 1e9:12.1f} "
           f"{square / 1e9:12.1f} {same_shapes / square:7.3f}")
     print(f"target: FLOP efficiency >= 0.70 of the roofline -> "

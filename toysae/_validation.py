@@ -1,7 +1,7 @@
 """Argument checks shared by every layer.
 
 Each check raises a ``ValueError``/``TypeError`` that names the argument and
-its offending value *before* any work starts (DESIGN.md, Conventions).
+its offending value *before* any work starts (docs/design.md, "Conventions").
 """
 
 from __future__ import annotations

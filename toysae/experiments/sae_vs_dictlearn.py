@@ -3,7 +3,7 @@
 On the reference toy and the 3-D toy, fit the default ReLU SAE, each
 ``DictionaryLearner`` update rule (bcd, mod, ksvd) and the PCA/ICA/k-means
 baselines, then score every learned dictionary the same way: MMCS in both
-directions, MCC, L0, FVU, dead atoms, wall time, and the objective of DESIGN.md
+directions, MCC, L0, FVU, dead atoms, wall time, and the objective of docs/design.md
 ``1/2||x - zD||^2 + lam||z||_1`` per sample with OPTIMAL codes (FISTA) at one
 common lam. L0/FVU/dead use the method's own codes for the SAE (its encoder)
 and the optimal codes at lam for every other dictionary (PCA/ICA give at most

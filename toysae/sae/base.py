@@ -273,7 +273,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         W, g = self.decoder_weight, self.decoder_weight.grad
         if g is None:
             return
-        g.sub_((g * W).sum(dim=1, keepdim=True) * W)
+        # In place, without (width, d) temporaries: g -= (g . W) W, row by row.
+        g.addcmul_(torch.linalg.vecdot(g, W)[:, None], W, value=-1.0)
 
     # -- latent bookkeeping used by resampling ----------------------------
     def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
@@ -304,4 +305,7 @@ def reconstruction_loss(x: Tensor, x_hat: Tensor) -> Tensor:
     one value per member for a stacked (M, n, d) ``x_hat``."""
     if x_hat.ndim == 2:
         return 0.5 * torch.nn.functional.mse_loss(x_hat, x, reduction="sum") / x.shape[0]
+    if x_hat.shape[0] == 1:  # one fused kernel each way, as for (n, d)
+        return (0.5 / x.shape[0]) * torch.nn.functional.mse_loss(
+            x_hat, x[None], reduction="sum").reshape(1)
     return 0.5 * (x_hat - x).square().sum(dim=(1, 2)) / x.shape[0]

@@ -82,7 +82,8 @@ class StackedReLUForward(torch.autograd.Function):
         grad_W_dec = _bmm(codes.transpose(1, 2), grad_x_hat)
         grad_f = (_bmm(grad_x_hat, W_dec.transpose(1, 2)) if grad_codes is None else
                   _baddbmm(grad_codes, grad_x_hat, W_dec.transpose(1, 2)))
-        grad_pre = torch.ops.aten.threshold_backward(grad_f, codes, 0.0)
+        grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
+                                                                grad_input=grad_f)
         grad_W_enc = _bmm(xc.transpose(1, 2), grad_pre)
         grad_b_enc = grad_pre.sum(dim=1)
         grad_b_dec = grad_x_hat.sum(dim=1).sub_(torch.bmm(W_enc, grad_b_enc[:, :, None])
@@ -229,7 +230,7 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         """Drop the decoder gradient's component along each row (see ``ReLUSAE``)."""
         W, g = self.W_dec, self.W_dec.grad
         if g is not None:
-            g.sub_((g * W).sum(dim=2, keepdim=True) * W)
+            g.addcmul_(torch.linalg.vecdot(g, W)[..., None], W, value=-1.0)
 
     def extra_repr(self) -> str:
         return f"d={self.d}, widths={self.widths}"

@@ -48,10 +48,12 @@ class ReLUForward(torch.autograd.Function):
         grad_W_dec = codes.T @ grad_x_hat
         # The penalty's gradient rides in as addmm's input (a broadcast constant for L1
         # costs no extra pass), and ReLU's own fused backward kernel keeps the gradient
-        # where codes > 0: ~10x faster than building a bool mask and multiplying by it.
+        # where codes > 0, in place: ~10x faster than a bool mask and a product, and no
+        # fresh (n, width) buffer (fresh multi-MB CPU buffers page-fault here).
         grad_f = (grad_x_hat @ W_dec.T if grad_codes is None
                   else torch.addmm(grad_codes, grad_x_hat, W_dec.T))
-        grad_pre = torch.ops.aten.threshold_backward(grad_f, codes, 0.0)
+        grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
+                                                                grad_input=grad_f)
         grad_W_enc = xc.T @ grad_pre
         grad_b_enc = grad_pre.sum(dim=0)
         grad_b_dec = grad_x_hat.sum(dim=0).sub_(W_enc @ grad_b_enc)
