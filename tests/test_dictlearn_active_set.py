@@ -1,4 +1,5 @@
-"""The working-set lasso solver's parts: exact refits, set products, host buffers."""
+"""The working-set lasso solver's parts: exact refits, set products, the row state, and the
+scratch-buffer workspace."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import pytest
 import torch
 from problems import random_problem
 
-from toysae._buffers import host_copy, host_empty, host_zeros
+from toysae._buffers import Workspace
 from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
-from toysae.dictlearn._fista import (
-    prox_grad,
+from toysae.dictlearn._active_set import (
+    RowState,
     refit_on_support,
     set_times,
     working_set_prox_grad,
 )
+from toysae.dictlearn._fista import prox_grad
 
 
 def _problem(seed, density=0.02, signed=False):
     """(C, G) in float64 for 40 samples on 256 atoms in 48 dimensions (the working-set path)."""
-    X, D, _ = random_problem(seed, d=48, k=256, n=40, density=density, signed=signed)
+    X, D, _ = random_problem(seed, d=48, n_atoms=256, n=40, density=density, signed=signed)
     Xt, Dt = torch.tensor(X), torch.tensor(D)
     return Xt @ Dt.T, Dt @ Dt.T
 
@@ -34,7 +36,7 @@ def test_refit_on_the_optimal_support_is_the_optimum():
     lam = 0.1
     opt = prox_grad(C, G, lam, nonneg=True, accelerate=True, max_iter=50_000, tol=1e-12,
                     init=None, scale=lam)
-    assert bool(opt.converged.all())
+    assert bool(opt.success.all())
     m = int((opt.codes != 0).sum(dim=1).max())
     S = opt.codes.abs().topk(m, dim=1).indices
     c, Gs = _blocks(C, G, S)
@@ -92,7 +94,7 @@ def test_working_sets_match_the_dense_solver_on_many_atoms(nonneg):
               scale=lam)
     ws = working_set_prox_grad(C, G, lam, **kw)
     dense = prox_grad(C, G, lam, **kw)
-    assert bool(ws.converged.all()) and float(ws.kkt.max()) <= 1e-10
+    assert bool(ws.success.all()) and float(ws.kkt.max()) <= 1e-10
     np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-7)
     S, values = ws.sets
     rebuilt = torch.zeros_like(C).index_put_((torch.arange(C.shape[0])[:, None], S), values,
@@ -107,7 +109,7 @@ def test_working_sets_from_a_warm_start_agree():
     cold = working_set_prox_grad(C, G, lam, init=None, **kw)
     rough = prox_grad(C, G, lam, init=None, **{**kw, "tol": 0.3})
     warm = working_set_prox_grad(C, G, lam, init=rough.codes, **kw)
-    assert bool(warm.converged.all())
+    assert bool(warm.success.all())
     np.testing.assert_allclose(warm.codes.numpy(), cold.codes.numpy(), atol=1e-7)
 
 
@@ -119,25 +121,28 @@ def test_float32_sparse_code_on_many_atoms_is_exact_to_rounding():
     X = ((rng.random((64, 300)) < 0.02) * rng.uniform(0.5, 1.5, (64, 300))) @ D
     ref = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-12)
     res = sparse_code(X, D, 0.1)  # float32, tol 1e-4
-    assert res.converged and res.kkt_gap <= 1e-5
+    assert res.success and res.kkt_gap <= 1e-5
     assert abs(res.objective - ref.objective) <= 1e-6 * ref.objective
 
 
-def test_host_buffers_are_aligned_and_sized():
+def test_workspace_buffers_are_aligned_and_sized():
+    ws = Workspace()
     for dtype in (torch.float32, torch.float64):
-        buf = host_empty((33, 17), dtype)
+        buf = ws.empty(f"a{dtype}", (33, 17), dtype)
         assert buf.shape == (33, 17) and buf.dtype == dtype
         assert buf.data_ptr() % 64 == 0
-        assert bool((host_zeros((5, 3), dtype) == 0).all())
+        assert bool((ws.zeros(f"z{dtype}", (5, 3), dtype) == 0).all())
 
 
-def test_host_copy_shares_aligned_input_and_converts_the_rest():
-    aligned = host_empty((4, 6), torch.float32).numpy()
+def test_workspace_copy_shares_aligned_input_and_converts_the_rest():
+    ws = Workspace()
+    aligned = ws.empty("aligned", (4, 6), torch.float32).numpy()
     aligned[:] = 1.5
-    shared = host_copy(aligned, torch.float32)
+    shared = ws.copy("x", aligned, torch.float32)
     assert shared.data_ptr() == aligned.ctypes.data
+    assert "x" not in ws.held()  # nothing was taken
     x64 = np.arange(24, dtype=np.float64).reshape(4, 6)
-    converted = host_copy(x64, torch.float32)
+    converted = ws.copy("x", x64, torch.float32)
     assert converted.dtype == torch.float32 and converted.data_ptr() % 64 == 0
     np.testing.assert_array_equal(converted.numpy(), x64.astype(np.float32))
 
@@ -150,16 +155,66 @@ def test_to_numpy_keeps_float_dtypes_when_asked():
         to_numpy([["a"]], "x", dtype=None)
 
 
-def test_pooled_buffers_are_reused_only_once_nothing_references_them():
-    from toysae import _buffers
-
-    shape = (_buffers.MIN_POOLED // 4 + 64, 1)  # just above the pooling threshold
-    first = host_empty(shape, torch.float32)
+def test_workspace_never_hands_out_a_buffer_twice_while_it_is_held():
+    ws = Workspace()
+    first = ws.empty("g", (1000, 8), torch.float32)
     address = first.data_ptr()
-    assert host_empty(shape, torch.float32).data_ptr() != address  # first is alive
-    view = first.numpy()
-    del first
-    assert host_empty(shape, torch.float32).data_ptr() != address  # its view is alive
-    del view
-    assert host_empty(shape, torch.float32).data_ptr() == address  # now idle: reused
+    with pytest.raises(RuntimeError, match="'g' is still in use"):
+        ws.empty("g", (1000, 8), torch.float32)
+    other = ws.empty("h", (1000, 8), torch.float32)  # another name: other memory
+    assert abs(other.data_ptr() - address) >= 1000 * 8 * 4
+    ws.release("g")
+    again = ws.empty("g", (500, 8), torch.float32)  # released: the same memory, reused
+    assert again.data_ptr() == address
+    bigger = ws.empty("big", (10, 10), torch.float64)
+    ws.release("big")
+    grown = ws.empty("big", (100, 100), torch.float64)  # too small: grown, not overrun
+    assert grown.numel() == 10_000 and grown.data_ptr() % 64 == 0
+    del bigger
+    # A session gives back exactly the names taken inside it.
+    with ws.session():
+        ws.empty("inner", (3,), torch.float32)
+        assert "inner" in ws.held()
+    assert ws.held() == {"g", "h", "big"}
+    plain = Workspace(reuse=False)
+    assert plain.empty("g", (4,), torch.float32).shape == (4,)
+    with pytest.raises(RuntimeError, match="still in use"):  # the same rule without reuse
+        plain.empty("g", (4,), torch.float32)
+    assert plain.nbytes == 0  # plain torch.empty: nothing kept
 
+
+def test_workspace_pickles_empty_and_solves_are_unchanged_by_reuse():
+    import pickle
+
+    C, G = _problem(5)
+    ws = Workspace()
+    kw = dict(nonneg=True, accelerate=True, max_iter=5000, tol=1e-10, init=None, scale=0.1)
+    a = working_set_prox_grad(C, G, 0.1, workspace=ws, **kw)
+    assert ws.held() == frozenset() and ws.nbytes > 0  # everything given back
+    b = working_set_prox_grad(C, G, 0.1, workspace=ws, **kw)
+    c = working_set_prox_grad(C, G, 0.1, workspace=Workspace(reuse=False), **kw)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.codes, c.codes)
+    copy = pickle.loads(pickle.dumps(ws))
+    assert isinstance(copy, Workspace) and copy.nbytes == 0
+
+
+def test_row_state_keep_compacts_every_field_with_one_index():
+    ws = Workspace()
+    n, n_atoms, m = 6, 10, 3
+    response = ws.empty("lasso.response.0", (n, n_atoms), torch.float64)
+    response.copy_(torch.arange(n * n_atoms, dtype=torch.float64).view(n, n_atoms))
+    state = RowState(sample=torch.arange(n) + 100,
+                     atoms=torch.arange(n * m).view(n, m) % n_atoms,
+                     codes=torch.arange(n * m, dtype=torch.float64).view(n, m),
+                     response=response, used=torch.arange(n) * 2,
+                     kkt=torch.linspace(0, 1, n, dtype=torch.float64), slot=0)
+    rows = torch.tensor([1, 4])
+    kept = state.keep(rows, ws)
+    assert len(kept) == 2 and kept.slot == 1
+    for field in ("sample", "atoms", "codes", "used", "kkt"):
+        assert torch.equal(getattr(kept, field), getattr(state, field)[rows]), field
+    assert torch.equal(kept.response, response[rows])
+    assert ws.held() == {"lasso.response.1"}  # the old buffer was given back
+    again = kept.keep(torch.tensor([0]), ws)
+    assert again.slot == 0 and torch.equal(again.sample, torch.tensor([101]))
+    assert ws.held() == {"lasso.response.0"}

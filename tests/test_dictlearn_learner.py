@@ -57,11 +57,12 @@ def test_update_rule_recovers_planted_dictionary_and_lowers_objective(update, no
     assert mmcs(F, D, absolute=not nonneg) >= 0.97
     # The optimal-code objective of the learned dictionary beats that of its start.
     init = learner(update, n_atoms=12, nonneg=nonneg, max_epochs=1)
+    init._check_params()
     init._reset(np.asarray(X))
     start = sparse_code(X, init._D, 0.1, nonneg=nonneg).objective
     end = sparse_code(X, D, 0.1, nonneg=nonneg).objective
     assert end < 0.7 * start
-    hist = est.history["objective"]
+    hist = est.history_["objective"]
     assert hist[-1] < hist[0]
 
 
@@ -108,8 +109,8 @@ def test_dead_atom_is_reinitialised():
     kw = dict(init=init, dead_after=300, max_epochs=2)
     on = learner("bcd", **kw).fit(X)
     off = learner("bcd", resample_dead=False, **kw).fit(X)
-    assert on.history["resampled"].sum() >= 1
-    assert off.history["resampled"].sum() == 0
+    assert on.history_["resampled"].sum() >= 1
+    assert off.history_["resampled"].sum() == 0
     assert abs(on.dictionary[7] @ unused) < 0.5
     np.testing.assert_allclose(off.dictionary[7], unused, atol=1e-6)
     # The re-initialised atom found the missing feature.
@@ -123,8 +124,8 @@ def test_partial_fit_transform_and_reproducibility():
     a = learner("bcd")
     for chunk in np.array_split(X, 6):
         a.partial_fit(chunk)
-    assert len(a.history) == 6
-    assert a.history["samples"][-1] == X.shape[0]
+    assert len(a.history_) == 6
+    assert a.history_["samples"][-1] == X.shape[0]
     Z = a.transform(X[:20])
     assert Z.shape == (20, 8) and (Z >= 0).all()
     b = learner("bcd")
@@ -140,7 +141,7 @@ def test_callback_values_land_in_history():
     X, F, _ = planted(6)
     est = learner("bcd", callback=lambda l: {"mmcs": mmcs(F, l.dictionary)},
                   callback_every=2, max_epochs=2).fit(X)
-    values = est.history["mmcs"]
+    values = est.history_["mmcs"]
     assert np.isnan(values[0]) and np.isfinite(values[1])
     assert values[-1] >= values[1]
 
@@ -151,7 +152,7 @@ def test_objective_in_history_matches_package_objective():
     est.fit(X)
     codes = sparse_code(X, F, 0.05, tol=1e-10, dtype=torch.float64).codes
     expected = dictionary_objective(X, F, codes, 0.05) / 256
-    assert est.history["objective"][0] == pytest.approx(expected, rel=1e-4)
+    assert est.history_["objective"][0] == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -171,9 +172,15 @@ def test_objective_in_history_matches_package_objective():
     ],
 )
 def test_learner_bad_arguments(kwargs, name):
+    # scikit-learn's contract: __init__ stores, fit and partial_fit validate (before work).
+    X, _, _ = planted(8, n=50)
     kw = {"lam": 0.1, "n_atoms": 8, "progress": False, **kwargs}
+    est = DictionaryLearner(kw.pop("n_atoms"), kw.pop("lam"), **kw)
     with pytest.raises(ValueError, match=name):
-        DictionaryLearner(kw.pop("n_atoms"), kw.pop("lam"), **kw)
+        est.fit(X)
+    with pytest.raises(ValueError, match=name):
+        est.partial_fit(X)
+    assert not hasattr(est, "components_")
 
 
 def test_learner_bad_data():

@@ -20,9 +20,9 @@ def test_fista_matches_cvxpy_objective_and_support(seed, nonneg):
     X, D, _ = random_problem(seed, signed=not nonneg)
     lam = 0.1
     ref = sparse_code(X, D, lam, method="cvxpy", nonneg=nonneg, dtype=torch.float64)
-    assert ref.converged, ref.message
+    assert ref.success, ref.message
     fista = sparse_code(X, D, lam, nonneg=nonneg)  # the float32 default
-    assert fista.converged, fista.message
+    assert fista.success, fista.message
     assert abs(fista.objective - ref.objective) <= 1e-4 * ref.objective
     # Support of the float64 solve matches exactly; float32 entries are ~1e-7 accurate.
     fista64 = sparse_code(X, D, lam, nonneg=nonneg, dtype=torch.float64, tol=1e-10)
@@ -35,9 +35,9 @@ def test_fista_matches_cvxpy_objective_and_support(seed, nonneg):
 
 
 def test_float64_reaches_tight_kkt_gap():
-    X, D, _ = random_problem(3, d=12, k=24, n=10)
+    X, D, _ = random_problem(3, d=12, n_atoms=24, n=10)
     res = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-11)
-    assert res.converged
+    assert res.success
     assert res.kkt_gap <= 1e-10
     assert res.codes.dtype == np.float64
     # The independent checker agrees with the reported gap.
@@ -59,7 +59,7 @@ def test_ista_agrees_with_fista(nonneg):
     fista = sparse_code(X, D, 0.1, nonneg=nonneg, dtype=torch.float64, tol=1e-9)
     ista = sparse_code(X, D, 0.1, method="ista", nonneg=nonneg, dtype=torch.float64,
                        tol=1e-9)
-    assert ista.converged and fista.converged
+    assert ista.success and fista.success
     np.testing.assert_allclose(ista.codes, fista.codes, atol=1e-6)
     assert ista.n_iter > fista.n_iter  # momentum is doing something
 
@@ -77,7 +77,7 @@ def test_omp_exact_recovery_noiseless(nonneg):
     X = Z @ D
     res = sparse_code(X, D, 0.0, method="omp", n_nonzero=s, nonneg=nonneg,
                       dtype=torch.float64)
-    assert res.converged
+    assert res.success
     np.testing.assert_allclose(res.codes, Z, atol=1e-8)
     assert res.objective < 1e-12
     # More atoms than needed: the exact fit stops the greedy loop early.
@@ -111,7 +111,7 @@ def test_warm_start_reduces_iterations():
     cold = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-9)
     near = sparse_code(X + 1e-3, D, 0.1, dtype=torch.float64, tol=1e-9)
     warm = sparse_code(X + 1e-3, D, 0.1, dtype=torch.float64, tol=1e-9, init=cold.codes)
-    assert warm.converged and near.converged
+    assert warm.success and near.success
     assert warm.n_iter < near.n_iter
     np.testing.assert_allclose(warm.codes, near.codes, atol=1e-6)
     exact = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-8, init=cold.codes)
@@ -122,7 +122,7 @@ def test_non_convergence_is_reported():
     X, D, _ = random_problem(10)
     with pytest.warns(ConvergenceWarning, match="max_iter"):
         res = sparse_code(X, D, 0.1, max_iter=1)
-    assert not res.converged
+    assert not res.success
     assert "max_iter=1" in res.message
     assert res.n_iter == 1
     assert res.kkt_gap > 1e-4
@@ -133,9 +133,12 @@ def test_result_prints_and_serialises():
     res = sparse_code(X, D, 0.1)
     assert isinstance(res, SparseCodeResult)
     text = repr(res)
-    for field in ("codes", "objective", "converged", "n_iter", "kkt_gap", "method", "message"):
+    for field in ("codes", "objective", "success", "n_iter", "kkt_gap", "method"):
         assert f"{field}:" in text
+    # The shared Result repr prints the message as its own closing line.
+    assert text.splitlines()[-1] == res.message and "?" not in text
     assert '"method": "fista"' in res.to_json()
+    assert "codes" not in res.to_dict() and res.to_dict(include_arrays=True)["codes"]
 
 
 def test_accepts_torch_tensors():
@@ -197,14 +200,15 @@ def test_bad_input_raises_value_error_naming_argument(kwargs, name):
 
 @pytest.mark.parametrize("nonneg", [True, False])
 def test_working_set_path_matches_cvxpy_and_dense(nonneg):
-    # k > 96 takes the working-set solver; the plain solver and cvxpy must agree with it.
-    from toysae.dictlearn._fista import prox_grad, working_set_prox_grad
+    # n_atoms > 96 takes the working-set solver; the plain solver and cvxpy must agree with it.
+    from toysae.dictlearn._active_set import working_set_prox_grad
+    from toysae.dictlearn._fista import prox_grad
 
-    X, D, _ = random_problem(15, d=24, k=128, n=12, density=0.03, signed=not nonneg)
+    X, D, _ = random_problem(15, d=24, n_atoms=128, n=12, density=0.03, signed=not nonneg)
     lam = 0.05  # small: many atoms violate KKT at z = 0, so sets get capped and refreshed
     ref = sparse_code(X, D, lam, method="cvxpy", nonneg=nonneg, dtype=torch.float64)
     res = sparse_code(X, D, lam, nonneg=nonneg, dtype=torch.float64, tol=1e-10)
-    assert res.converged and res.kkt_gap <= 1e-10
+    assert res.success and res.kkt_gap <= 1e-10
     assert abs(res.objective - ref.objective) <= 1e-8 * ref.objective
     assert np.array_equal(support(res.codes), support(ref.codes))
     Xt, Dt = torch.tensor(X), torch.tensor(D)
@@ -212,5 +216,5 @@ def test_working_set_path_matches_cvxpy_and_dense(nonneg):
     kw = dict(nonneg=nonneg, accelerate=True, max_iter=5000, tol=1e-10, init=None, scale=lam)
     ws = working_set_prox_grad(C, G, lam, max_set=4, **kw)  # tiny cap: forces many rounds
     dense = prox_grad(C, G, lam, **kw)
-    assert bool(ws.converged.all())
+    assert bool(ws.success.all())
     np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-8)

@@ -55,7 +55,7 @@ def test_sparse_code_solutions_satisfy_code_kkt():
         with torch_threads(1):
             sol = sparse_code(X, D, 0.2, method="fista", nonneg=nonneg, dtype=torch.float64,
                               tol=1e-10, max_iter=20000)
-        assert sol.converged
+        assert sol.success
         assert code_kkt(X, D, sol.codes, 0.2, nonneg=nonneg, tol=1e-8).passed
         # the same codes, perturbed, are flagged
         assert not code_kkt(X, D, sol.codes * 0.9, 0.2, nonneg=nonneg).passed

@@ -16,7 +16,7 @@ OPTIMAL = (cp.OPTIMAL,)
 
 
 class CvxpyOutput(NamedTuple):
-    codes: np.ndarray  # (n, k)
+    codes: np.ndarray  # (n, n_atoms)
     statuses: list[str]
     n_iter: int  # largest solver iteration count over samples
 

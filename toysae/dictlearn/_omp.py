@@ -18,25 +18,25 @@ from toysae.dictlearn._fista import prox_grad
 
 
 class OmpOutput(NamedTuple):
-    codes: torch.Tensor  # (n, k)
+    codes: torch.Tensor  # (n, n_atoms)
     n_steps: torch.Tensor  # (n,) atoms selected per sample
-    nnls_converged: bool
+    success: bool  # every nonnegative least-squares refit met its tolerance
 
 
 def omp(C: torch.Tensor, G: torch.Tensor, x_norms: torch.Tensor, n_nonzero: int, *,
         nonneg: bool, rel_tol: float) -> OmpOutput:
     """Greedy coding with at most ``n_nonzero`` atoms per sample.
 
-    C : (n, k) correlations ``X D^T``; G : (k, k) Gram ``D D^T``;
+    C : (n, n_atoms) correlations ``X D^T``; G : (n_atoms, n_atoms) Gram ``D D^T``;
     x_norms : (n,) data norms (a sample stops once its best correlation is
     below ``rel_tol * ||x||``).
     """
-    n, k = C.shape
+    n, n_atoms = C.shape
     dev, dt = C.device, C.dtype
     support = torch.zeros(n, n_nonzero, dtype=torch.long, device=dev)
     valid = torch.zeros(n, n_nonzero, dtype=torch.bool, device=dev)
     z = torch.zeros_like(C)
-    chosen = torch.zeros(n, k, dtype=torch.bool, device=dev)
+    chosen = torch.zeros(n, n_atoms, dtype=torch.bool, device=dev)
     rows = torch.arange(n, device=dev)
     nnls_ok = True
     eye = torch.eye(n_nonzero, dtype=dt, device=dev)
@@ -62,13 +62,13 @@ def omp(C: torch.Tensor, G: torch.Tensor, x_norms: torch.Tensor, n_nonzero: int,
         coef = torch.linalg.solve(Gs, cs.unsqueeze(-1)).squeeze(-1) * V
         if nonneg and bool((coef < 0).any()):
             bad = (coef < 0).any(dim=1)
-            mask = torch.zeros(int(bad.sum()), k, dtype=dt, device=dev)
+            mask = torch.zeros(int(bad.sum()), n_atoms, dtype=dt, device=dev)
             mask.scatter_add_(1, S[bad], V[bad])
             init = torch.zeros_like(mask).scatter_add_(1, S[bad], coef[bad].clamp(min=0.0))
             tol = 1e-12 if dt == torch.float64 else 1e-6
             fit = prox_grad(C[bad], G, 0.0, nonneg=True, accelerate=True, max_iter=5000,
                             tol=tol, init=init, scale=1.0, mask=mask)
-            nnls_ok &= bool(fit.converged.all())
+            nnls_ok &= bool(fit.success.all())
             coef[bad] = fit.codes.gather(1, S[bad]) * V[bad]
         # scatter_add: padding entries point at atom 0 but carry exact zeros.
         z = torch.zeros_like(C).scatter_add_(1, S, coef)

@@ -1,7 +1,8 @@
-"""``DictionaryLearner``: alternate sparse coding and a dictionary update, sklearn style.
+"""``DictionaryLearner``: alternate sparse coding and a dictionary update, a scikit-learn
+estimator.
 
 Each step codes a mini-batch with the current dictionary (batched FISTA on the
-lasso objective of DESIGN.md, or OMP for K-SVD) and then updates the
+lasso objective of docs/design.md, or OMP for K-SVD) and then updates the
 dictionary with the chosen rule (see :mod:`toysae.dictlearn.updates`):
 
 - ``"bcd"``: Mairal et al.'s online method: accumulate ``A = sum z z^T`` and
@@ -12,6 +13,12 @@ dictionary with the chosen rule (see :mod:`toysae.dictlearn.updates`):
 
 Atoms that no sample has used for ``dead_after`` samples are re-initialised
 from the worst-reconstructed samples of the current batch.
+
+The estimator follows scikit-learn's contract: ``__init__`` stores its
+parameters, ``fit``/``partial_fit`` validate them (and the data) before any
+work, fitted attributes end in ``_``, and ``get_params``/``set_params``/
+``clone``/``fit_transform`` behave as for any scikit-learn transformer.
+scikit-learn only checks the data at this boundary; the solvers never see it.
 """
 
 from __future__ import annotations
@@ -22,31 +29,47 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from toysae._buffers import host_empty
-from toysae._threads import single_thread_if_small
-from toysae._validation import check_choice, check_float, check_int, to_numpy
-from toysae.dictlearn._fista import solve_lasso
+from toysae._buffers import Workspace
+from toysae._result import History
+from toysae._threads import check_threads, thread_count
+from toysae._tuning import CODING_SMALL_WORK, MAX_WARM_ENTRIES
+from toysae._validation import check_choice, check_float, check_int, to_numpy, unit_row_deviation
+from toysae.dictlearn._active_set import solve_lasso
 from toysae.dictlearn._omp import omp
-from toysae.dictlearn.history import History
-from toysae.dictlearn.sparse_coding import SMALL_WORK, sparse_code
+from toysae.dictlearn.sparse_coding import sparse_code
 from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
+from toysae.objective import objective_from_parts
 
 UPDATES = ("bcd", "mod", "ksvd")
-_MAX_WARM_ENTRIES = 20_000_000
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class DictionaryLearner:
+def resolve_dtype(dtype) -> torch.dtype:
+    """torch.float32/float64 from a torch dtype, a numpy float type or its name."""
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    if dtype in (np.float32, np.float64):
+        return _DTYPES[np.dtype(dtype).name]
+    raise ValueError(f"dtype must be 'float32' or 'float64' (or torch.float32/torch.float64), "
+                     f"got {dtype!r}")
+
+
+class DictionaryLearner(TransformerMixin, BaseEstimator):
     """Learn a dictionary ``D`` (n_atoms, d) with unit rows minimising
 
     ``1/2 sum_n ||x_n - z_n D||^2 + lam sum_n ||z_n||_1`` (``Z >= 0`` if nonneg).
 
     Parameters
     ----------
-    n_atoms : number of atoms (rows of the dictionary).
-    lam : L1 penalty (``>= 0``) of the coding step (fista) and of the objective
-        recorded in ``history``.
+    n_atoms : number of atoms (rows of the dictionary), >= 1.
+    lam : L1 penalty (``>= 0``; ``> 0`` for bcd/mod) of the coding step (fista)
+        and of the objective recorded in ``history_``.
     update : "bcd" (default), "mod" or "ksvd".
     nonneg : nonnegative codes (default) or signed.
     batch_size : samples per step.
@@ -60,7 +83,7 @@ class DictionaryLearner:
         samples where ``rho = 1`` needs about 14k.
     coding_tol, coding_max_iter : FISTA stopping rule during learning (KKT gap
         scaled by lam). Steps whose codes did not all converge are counted in
-        ``history["unconverged"]``. Above 96 atoms each code is also refit
+        ``history_["unconverged"]``. Above 96 atoms each code is also refit
         exactly on its support, so a loose rule (0.3, 50) loses little and is
         about twice as fast; below, codes are as accurate as the rule.
     dead_after : an atom unused for this many consecutive samples is
@@ -69,136 +92,171 @@ class DictionaryLearner:
     init : "data" (random samples of X, normalised; default), "random"
         (Gaussian directions) or an (n_atoms, d) array.
     seed : seeds the initialisation, the batch order and resampling.
-    device, dtype : torch device and dtype of the coding step.
+    device : torch device of the coding step (default the CPU).
+    dtype : "float32" (default) or "float64" (torch dtypes accepted too) of the
+        coding step; ``transform`` returns codes of that dtype.
+    threads : torch threads for each step and ``transform`` (an int >= 1);
+        None (default) runs a step on one thread when its dense work
+        ``batch * n_atoms**2`` is below ``toysae._tuning.CODING_SMALL_WORK``
+        and leaves the caller's count otherwise.
     progress : show a tqdm progress bar in :meth:`fit`.
     callback : ``callback(learner) -> dict | None`` called every
-        ``callback_every`` steps; returned numbers are added to ``history``
+        ``callback_every`` steps; returned numbers are added to ``history_``
         (e.g. MMCS against a known truth). Its time is not counted in
-        ``history["time"]``.
+        ``history_["time"]``.
 
     Attributes
     ----------
-    dictionary : (n_atoms, d) float32 numpy array, unit rows.
-    history : :class:`History` with one record per step (``step``,
+    components_ : (n_atoms, d) float32 numpy array, unit rows.
+    dictionary : the same array (read-only property; every toysae learner has one).
+    history_ : :class:`toysae._result.History` with one row per step (``step``,
         ``samples``, ``time`` (cumulative seconds), ``objective`` (per-sample
         objective of the batch before the update), ``coding_iters``,
         ``unconverged``, ``resampled``) plus the callback's keys.
+    n_iter_, n_steps_ : steps taken since the learner was initialised (the same
+        number: ``n_iter_`` under scikit-learn's name).
+    n_samples_seen_ : samples seen since then. n_features_in_ : d.
     """
 
     def __init__(self, n_atoms: int, lam: float, *, update: str = "bcd", nonneg: bool = True,
                  batch_size: int = 256, max_epochs: int = 10, n_nonzero: int | None = None,
                  forget_rate: float = 3.0, coding_tol: float = 1e-2, coding_max_iter: int = 200,
                  dead_after: int | None = None, resample_dead: bool = True, init="data",
-                 seed: int = 0, device=None, dtype: torch.dtype = torch.float32,
+                 seed: int = 0, device=None, dtype="float32", threads: int | None = None,
                  progress: bool = True, callback: Callable | None = None,
                  callback_every: int = 1):
-        self.n_atoms = check_int(n_atoms, "n_atoms", minimum=1)
-        self.lam = check_float(lam, "lam", minimum=0.0)
-        self.update = check_choice(update, "update", UPDATES)
-        for name, flag in (("nonneg", nonneg), ("resample_dead", resample_dead),
-                           ("progress", progress)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        self.n_atoms = n_atoms
+        self.lam = lam
+        self.update = update
         self.nonneg = nonneg
-        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.max_epochs = check_int(max_epochs, "max_epochs", minimum=1)
-        if update == "ksvd":
-            if n_nonzero is None:
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.n_nonzero = n_nonzero
+        self.forget_rate = forget_rate
+        self.coding_tol = coding_tol
+        self.coding_max_iter = coding_max_iter
+        self.dead_after = dead_after
+        self.resample_dead = resample_dead
+        self.init = init
+        self.seed = seed
+        self.device = device
+        self.dtype = dtype
+        self.threads = threads
+        self.progress = progress
+        self.callback = callback
+        self.callback_every = callback_every
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        """Validate every parameter (TypeError/ValueError naming it) and keep the resolved
+        settings in private attributes. Called first by fit and partial_fit."""
+        n_atoms = check_int(self.n_atoms, "n_atoms", minimum=1)
+        lam = check_float(self.lam, "lam", minimum=0.0)
+        check_choice(self.update, "update", UPDATES)
+        for name in ("nonneg", "resample_dead", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        batch_size = check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.max_epochs, "max_epochs", minimum=1)
+        if self.update == "ksvd":
+            if self.n_nonzero is None:
                 raise ValueError("n_nonzero is required with update='ksvd' (OMP sparsity)")
-            n_nonzero = check_int(n_nonzero, "n_nonzero", minimum=1, maximum=self.n_atoms)
-        elif n_nonzero is not None:
-            raise ValueError(f"n_nonzero is only used with update='ksvd', got {n_nonzero!r}")
-        if update != "ksvd" and self.lam == 0:
+            check_int(self.n_nonzero, "n_nonzero", minimum=1, maximum=n_atoms)
+        elif self.n_nonzero is not None:
+            raise ValueError(f"n_nonzero is only used with update='ksvd', got "
+                             f"{self.n_nonzero!r}")
+        if self.update != "ksvd" and lam == 0:
             raise ValueError("lam must be > 0 for update='bcd'/'mod' (lam=0 codes are "
                              "not sparse and the lasso has no unique solution)")
-        self.n_nonzero = n_nonzero
-        self.forget_rate = check_float(forget_rate, "forget_rate", minimum=0.0)
-        self.coding_tol = check_float(coding_tol, "coding_tol", minimum=0.0,
-                                      min_inclusive=False)
-        self.coding_max_iter = check_int(coding_max_iter, "coding_max_iter", minimum=1)
-        if dead_after is None:
-            dead_after = max(20 * self.n_atoms, 4 * self.batch_size)
-        self.dead_after = check_int(dead_after, "dead_after", minimum=1)
-        self.resample_dead = resample_dead
-        if isinstance(init, str):
-            check_choice(init, "init", ("data", "random"))
-            self.init = init
+        check_float(self.forget_rate, "forget_rate", minimum=0.0)
+        check_float(self.coding_tol, "coding_tol", minimum=0.0, min_inclusive=False)
+        check_int(self.coding_max_iter, "coding_max_iter", minimum=1)
+        dead_after = (max(20 * n_atoms, 4 * batch_size) if self.dead_after is None else
+                      check_int(self.dead_after, "dead_after", minimum=1))
+        if isinstance(self.init, str):
+            check_choice(self.init, "init", ("data", "random"))
+            init = self.init
         else:
-            init = to_numpy(init, "init", ndim=2)
-            if init.shape[0] != self.n_atoms:
-                raise ValueError(f"init must have {self.n_atoms} rows (n_atoms), "
+            init = to_numpy(self.init, "init", ndim=2)
+            if init.shape[0] != n_atoms:
+                raise ValueError(f"init must have {n_atoms} rows (n_atoms), "
                                  f"got shape {init.shape}")
-            if (np.linalg.norm(init, axis=1) == 0).any():
-                raise ValueError("init has a zero row; every atom needs a direction")
-            self.init = init
-        self.seed = check_int(seed, "seed", minimum=0)
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        self.dtype = dtype
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        self.callback = callback
-        self.callback_every = check_int(callback_every, "callback_every", minimum=1)
-        self.progress = progress
-        self._D: np.ndarray | None = None
+            unit_row_deviation(init, "init")
+        check_int(self.seed, "seed", minimum=0)
+        dtype = resolve_dtype(self.dtype)
+        try:
+            device = torch.device("cpu" if self.device is None else self.device)
+        except (TypeError, RuntimeError) as err:
+            raise ValueError(f"device must name a torch device, got {self.device!r}") from err
+        threads = check_threads(self.threads)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable, got {type(self.callback).__name__}")
+        check_int(self.callback_every, "callback_every", minimum=1)
+        self._dead_after, self._init = dead_after, init
+        self._dtype, self._device, self._threads = dtype, device, threads
+        if not hasattr(self, "_workspace"):  # a cache kept across fits, never state
+            self._workspace = Workspace()
+
+    def _check_X(self, X, *, reset: bool) -> np.ndarray:
+        """X as a float64 (n, d) array, with errors scikit-learn's checks accept; on a
+        fitted learner its columns must match."""
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        try:
+            return validate_data(self, X, reset=reset, dtype=np.float64)
+        except ValueError as err:
+            if not reset and "features as input" in str(err):  # scikit-learn's wording
+                raise ValueError(f"{err} X's columns must match the dictionary's "
+                                 f"{self.n_features_in_} columns.") from None
+            raise
 
     # ------------------------------------------------------------------ state
     @property
     def dictionary(self) -> np.ndarray:
-        """The (n_atoms, d) dictionary, unit rows, float32 copy."""
-        if self._D is None:
-            raise ValueError("the learner is not fitted yet: call fit or partial_fit first")
-        return self._D.astype(np.float32)
+        """The learned (n_atoms, d) dictionary, unit rows, float32: ``components_``."""
+        check_is_fitted(self, "components_")
+        return self.components_
 
     def _reset(self, X: np.ndarray) -> None:
         self._rng = np.random.default_rng(self.seed)
-        d = X.shape[1]
-        if isinstance(self.init, np.ndarray):
-            if self.init.shape[1] != d:
-                raise ValueError(f"init has {self.init.shape[1]} columns but X has {d}")
-            D = self.init.copy()
-        elif self.init == "data":
-            replace = X.shape[0] < self.n_atoms
-            D = X[self._rng.choice(X.shape[0], self.n_atoms, replace=replace)].copy()
+        n_atoms, d = self.n_atoms, X.shape[1]
+        if isinstance(self._init, np.ndarray):
+            if self._init.shape[1] != d:
+                raise ValueError(f"init has {self._init.shape[1]} columns but X has {d}")
+            D = self._init.copy()
+        elif self._init == "data":
+            replace = X.shape[0] < n_atoms
+            D = X[self._rng.choice(X.shape[0], n_atoms, replace=replace)].copy()
             # Repeated or zero samples would give equal or undefined atoms: jitter them.
             D += 1e-3 * np.linalg.norm(D, axis=1, keepdims=True).mean() * \
                 self._rng.standard_normal(D.shape)
             D[np.linalg.norm(D, axis=1) == 0] = self._rng.standard_normal(d)
         else:
-            D = self._rng.standard_normal((self.n_atoms, d))
+            D = self._rng.standard_normal((n_atoms, d))
         self._D = D / np.linalg.norm(D, axis=1, keepdims=True)
-        self._A = np.zeros((self.n_atoms, self.n_atoms))
-        self._B = np.zeros((self.n_atoms, d))
-        self._last_used = np.zeros(self.n_atoms, dtype=np.int64)
-        self.n_steps_ = 0
-        self.n_samples_seen_ = 0
+        self._A = np.zeros((n_atoms, n_atoms))
+        self._B = np.zeros((n_atoms, d))
+        self._last_used = np.zeros(n_atoms, dtype=np.int64)
         self._clock = 0.0
-        self.history = History()
-
-    def _check_X(self, X, name: str = "X") -> np.ndarray:
-        X = to_numpy(X, name, ndim=2)
-        if X.shape[0] == 0:
-            raise ValueError(f"{name} must have at least one sample, got shape {X.shape}")
-        if self._D is not None and X.shape[1] != self._D.shape[1]:
-            raise ValueError(f"{name} has {X.shape[1]} columns but the dictionary has "
-                             f"{self._D.shape[1]}; they must match")
-        return X
+        self.components_ = self._D.astype(np.float32)
+        self.n_steps_ = self.n_iter_ = 0
+        self.n_samples_seen_ = 0
+        self.history_ = History()
 
     # ------------------------------------------------------------------ steps
     def _code(self, Xb: torch.Tensor, D: torch.Tensor, init: torch.Tensor | None):
         """Codes of the batch as a scipy CSR matrix (float64), iterations, unconverged."""
-        C = torch.mm(Xb, D.T, out=host_empty((Xb.shape[0], self.n_atoms), self.dtype, self.device))
-        G = torch.mm(D, D.T, out=host_empty((self.n_atoms, self.n_atoms), self.dtype, self.device))
+        ws, n_atoms, dtype, device = self._workspace, self.n_atoms, self._dtype, self._device
+        C = torch.mm(Xb, D.T, out=ws.empty("C", (Xb.shape[0], n_atoms), dtype, device))
+        G = torch.mm(D, D.T, out=ws.empty("G", (n_atoms, n_atoms), dtype, device))
         if self.update == "ksvd":
             out = omp(C, G, torch.linalg.vector_norm(Xb, dim=1), self.n_nonzero,
-                      nonneg=self.nonneg,
-                      rel_tol=1e-10 if self.dtype == torch.float64 else 1e-5)
+                      nonneg=self.nonneg, rel_tol=1e-10 if dtype == torch.float64 else 1e-5)
             Z = scipy.sparse.csr_matrix(out.codes.cpu().double().numpy())
-            return Z, int(out.n_steps.max()), 0 if out.nnls_converged else Xb.shape[0]
+            return Z, int(out.n_steps.max()), 0 if out.success else Xb.shape[0]
         out = solve_lasso(C, G, self.lam, nonneg=self.nonneg, accelerate=True,
                           max_iter=self.coding_max_iter, tol=self.coding_tol, init=init,
-                          scale=self.lam)
+                          scale=self.lam, workspace=ws)
         if out.sets is None:
             Z = scipy.sparse.csr_matrix(out.codes.cpu().double().numpy())
         else:  # straight from the solver's index sets, without scanning dense codes
@@ -207,27 +265,40 @@ class DictionaryLearner:
             indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))])
             Z = scipy.sparse.csr_matrix(
                 (values[nonzero].astype(np.float64), S[nonzero], indptr),
-                shape=(Xb.shape[0], self.n_atoms))
-        return Z, int(out.n_iter.max()), int((~out.converged).sum())
+                shape=(Xb.shape[0], n_atoms))
+        return Z, int(out.n_iter.max()), int((~out.success).sum())
 
-    def _step(self, Xb: np.ndarray, init: np.ndarray | None = None) -> scipy.sparse.csr_matrix:
-        with single_thread_if_small(Xb.shape[0] * self.n_atoms**2, SMALL_WORK, self.device):
-            return self._step_inner(Xb, init)
+    def _step(self, Xb: np.ndarray, codes: np.ndarray | None = None,
+              idx: np.ndarray | None = None) -> tuple[scipy.sparse.csr_matrix, dict]:
+        """One coding + update step on the batch ``Xb``; warm starts from ``codes[idx]``."""
+        work = Xb.shape[0] * self.n_atoms ** 2
+        with thread_count(self._threads, work=work, small_work=CODING_SMALL_WORK,
+                          device=self._device), self._workspace.session():
+            return self._step_inner(Xb, codes, idx)
 
-    def _step_inner(self, Xb: np.ndarray, init: np.ndarray | None) -> scipy.sparse.csr_matrix:
+    def _warm_start(self, codes: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+        if codes.dtype == torch.empty(0, dtype=self._dtype).numpy().dtype:
+            init = self._workspace.empty("init", (idx.size, codes.shape[1]), self._dtype)
+            np.take(codes, idx, axis=0, out=init.numpy())
+        else:
+            init = torch.as_tensor(codes[idx], dtype=self._dtype)
+        return init.to(self._device)
+
+    def _step_inner(self, Xb, codes, idx):
         start = time.perf_counter()
         nb = Xb.shape[0]
-        Xt = torch.as_tensor(Xb, dtype=self.dtype, device=self.device)
-        Dt = torch.as_tensor(self._D, dtype=self.dtype, device=self.device)
-        init_t = None if init is None else torch.as_tensor(init, dtype=self.dtype,
-                                                           device=self.device)
+        ws = self._workspace
+        Xt = ws.copy("X", Xb, self._dtype).to(self._device)
+        Dt = ws.copy("D", self._D, self._dtype).to(self._device)
+        init_t = None if codes is None else self._warm_start(codes, idx)
         # Codes are mostly exact zeros: sparse products for the statistics.
         Zs, iters, unconverged = self._code(Xt, Dt, init_t)
         R = Xb - Zs @ self._D
-        objective = (0.5 * np.einsum("ij,ij->", R, R) + self.lam * np.abs(Zs.data).sum()) / nb
+        objective = objective_from_parts(np.einsum("ij,ij->", R, R),
+                                         np.abs(Zs.data).sum(), self.lam) / nb
 
         self.n_steps_ += 1
-        t = self.n_steps_
+        self.n_iter_ = t = self.n_steps_
         if self.update == "ksvd":
             self._D, Z = ksvd_update(self._D, Xb, Zs.toarray(), nonneg=self.nonneg)
             Zs = scipy.sparse.csr_matrix(Z)
@@ -250,6 +321,7 @@ class DictionaryLearner:
         self._last_used[used] = self.n_samples_seen_
         resampled = self._resample(Xb, Zs) if self.resample_dead else 0
         self._clock += time.perf_counter() - start
+        self.components_ = self._D.astype(np.float32)
         record = {"step": t, "samples": self.n_samples_seen_, "time": self._clock,
                   "objective": objective, "coding_iters": iters, "unconverged": unconverged,
                   "resampled": resampled}
@@ -257,11 +329,11 @@ class DictionaryLearner:
             extra = self.callback(self)
             if extra:
                 record.update({str(k): float(v) for k, v in extra.items()})
-        self.history.append(record)
-        return Zs
+        self.history_.append(record)
+        return Zs, record
 
     def _resample(self, Xb: np.ndarray, Z) -> int:
-        dead = np.flatnonzero(self.n_samples_seen_ - self._last_used >= self.dead_after)
+        dead = np.flatnonzero(self.n_samples_seen_ - self._last_used >= self._dead_after)
         if dead.size == 0:
             return 0
         R = Xb - Z @ self._D
@@ -281,19 +353,18 @@ class DictionaryLearner:
         return int(dead.size)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X) -> DictionaryLearner:
-        """Learn from scratch: ``max_epochs`` shuffled passes of mini-batches over X (n, d)."""
-        X = to_numpy(X, "X", ndim=2)
-        if X.shape[0] == 0:
-            raise ValueError(f"X must have at least one sample, got shape {X.shape}")
-        self._D = None
+    def fit(self, X, y=None) -> DictionaryLearner:
+        """Learn from scratch: ``max_epochs`` shuffled passes of mini-batches over X (n, d).
+        ``y`` is ignored."""
+        self._check_params()
+        X = self._check_X(X, reset=True)
         self._reset(X)
         n = X.shape[0]
         bs = min(self.batch_size, n)
         n_batches = -(-n // bs)
         # Warm starts from the previous epoch's codes, when they fit in memory.
         keep_codes = self.update != "ksvd" and self.max_epochs > 1 and \
-            n * self.n_atoms <= _MAX_WARM_ENTRIES
+            n * self.n_atoms <= MAX_WARM_ENTRIES
         codes = np.zeros((n, self.n_atoms), dtype=np.float32) if keep_codes else None
         bar = tqdm(total=self.max_epochs * n_batches, disable=not self.progress,
                    desc=f"dictlearn[{self.update}]", unit="step")
@@ -301,44 +372,55 @@ class DictionaryLearner:
             perm = self._rng.permutation(n)
             for b in range(n_batches):
                 idx = perm[b * bs:(b + 1) * bs]
-                warm = None if codes is None else codes[idx]
-                Zs = self._step(X[idx], warm)
+                Zs, record = self._step(X[idx], codes, idx)
                 if codes is not None:
-                    Z = Zs.toarray()
-                    codes[idx] = Z
-                    # Codes of re-initialised atoms belong to the old atom: drop them.
-                    fresh = self._last_used == self.n_samples_seen_
-                    if self.history["resampled"][-1] > 0:
-                        codes[:, fresh & ~(Z != 0).any(axis=0)] = 0.0
+                    self._store_codes(codes, idx, Zs, record["resampled"])
                 bar.update(1)
-                bar.set_postfix(objective=f"{self.history['objective'][-1]:.4g}", refresh=False)
+                bar.set_postfix(objective=f"{record['objective']:.4g}", refresh=False)
         bar.close()
         return self
 
-    def partial_fit(self, X) -> DictionaryLearner:
-        """One step on the mini-batch X (n, d); the first call initialises from X."""
-        X = self._check_X(X)
-        if self._D is None:
+    def _store_codes(self, codes: np.ndarray, idx: np.ndarray, Zs, resampled: int) -> None:
+        """Keep the batch's codes as the next epoch's warm starts (scattered from CSR)."""
+        codes[idx] = 0.0
+        codes[np.repeat(idx, np.diff(Zs.indptr)), Zs.indices] = Zs.data
+        if resampled > 0:
+            # Codes of re-initialised atoms belong to the old atom: drop them.
+            used = np.zeros(self.n_atoms, dtype=bool)
+            used[Zs.indices[Zs.data != 0]] = True
+            fresh = self._last_used == self.n_samples_seen_
+            codes[:, fresh & ~used] = 0.0
+
+    def partial_fit(self, X, y=None) -> DictionaryLearner:
+        """One step on the mini-batch X (n, d); the first call initialises from X.
+        ``y`` is ignored."""
+        self._check_params()
+        first = not hasattr(self, "components_")
+        X = self._check_X(X, reset=first)
+        if first:
             self._reset(X)
         self._step(X)
         return self
 
     def transform(self, X, *, tol: float | None = None) -> np.ndarray:
-        """Codes (n, n_atoms) of X on the learned dictionary (FISTA; OMP for ksvd)."""
-        X = self._check_X(X)
-        if self._D is None:
-            raise ValueError("the learner is not fitted yet: call fit or partial_fit first")
+        """Codes (n, n_atoms) of X on the learned dictionary (FISTA; OMP for ksvd), in the
+        learner's dtype."""
+        check_is_fitted(self, "components_")
+        X = self._check_X(X, reset=False)
+        kw = dict(nonneg=self.nonneg, device=self._device, dtype=self._dtype,
+                  threads=self._threads, workspace=self._workspace)
         if self.update == "ksvd":
             res = sparse_code(X, self._D, self.lam, method="omp", n_nonzero=self.n_nonzero,
-                              nonneg=self.nonneg, device=self.device, dtype=self.dtype)
+                              **kw)
         else:
-            res = sparse_code(X, self._D, self.lam, nonneg=self.nonneg, tol=tol,
-                              device=self.device, dtype=self.dtype)
+            res = sparse_code(X, self._D, self.lam, tol=tol, **kw)
         return res.codes
 
-    def fit_transform(self, X) -> np.ndarray:
-        return self.fit(X).transform(X)
-
-    def __repr__(self) -> str:
-        return (f"DictionaryLearner(n_atoms={self.n_atoms}, lam={self.lam}, "
-                f"update={self.update!r}, nonneg={self.nonneg}, batch_size={self.batch_size})")
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            name = "float64" if resolve_dtype(self.dtype) == torch.float64 else "float32"
+        except ValueError:
+            name = "float32"
+        tags.transformer_tags.preserves_dtype = [name]
+        return tags

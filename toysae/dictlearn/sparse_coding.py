@@ -1,6 +1,6 @@
 """Sparse coding for a fixed dictionary: ``sparse_code(X, D, lam, method=...)``.
 
-Solves, independently for every row ``x`` of ``X`` (DESIGN.md, Conventions),
+Solves, independently for every row ``x`` of ``X`` (docs/design.md, "Conventions"),
 
     min_z  1/2 ||x - z D||^2 + lam ||z||_1      (z >= 0 when nonneg=True)
 
@@ -8,11 +8,12 @@ with one of
 
 - ``"fista"``: batched accelerated proximal gradient in torch (CPU or GPU),
   per-sample adaptive restart, step ``1/L`` with ``L`` the top eigenvalue of
-  ``G = D D^T``, stopped on the KKT gap. Above 96 atoms it runs inside an
-  active-set method (``_fista.working_set_prox_grad``): FISTA solves each
-  sample's problem on a small working set of atoms, an exact Cholesky refit on
-  the support found replaces the slow last iterations, and the stopping rule
-  is still the full KKT gap over all atoms;
+  ``G = D D^T``, stopped on the KKT gap. Above ``toysae._tuning.WORKING_SET_ABOVE``
+  (96) atoms it runs inside an active-set method
+  (:mod:`toysae.dictlearn._active_set`): FISTA solves each sample's problem on
+  a small working set of atoms, an exact Cholesky refit on the support found
+  replaces the slow last iterations, and the stopping rule is still the full
+  KKT gap over all atoms;
 - ``"ista"``: the same without momentum (slow; a cross-check);
 - ``"omp"``: orthogonal matching pursuit with ``n_nonzero`` atoms (ignores lam
   when choosing atoms; its ``kkt_gap`` is that of the lasso at lam and is
@@ -23,7 +24,6 @@ with one of
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,25 +31,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from toysae._buffers import host_copy, host_empty
-from toysae._config import JsonMixin
-from toysae._threads import single_thread_if_small
-from toysae._validation import check_choice, check_float, check_int, to_numpy
-from toysae.dictlearn._fista import (
-    ROW_BLOCK,
-    kkt_violation,
-    set_times,
-    solve_lasso,
-    sparse_times,
+from toysae._buffers import Workspace
+from toysae._result import Result
+from toysae._threads import check_threads, thread_count
+from toysae._tuning import CODING_SMALL_WORK, ROW_BLOCK
+from toysae._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_problem_shapes,
+    to_numpy,
+    unit_row_deviation,
 )
+from toysae.dictlearn._active_set import set_times, solve_lasso
+from toysae.dictlearn._fista import kkt_violation, sparse_times
 from toysae.dictlearn._omp import omp
+from toysae.objective import objective_from_parts
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
 DEFAULT_SOLVER = "CLARABEL"
 CLARABEL_REFERENCE_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 _DEFAULT_TOL = {torch.float32: 1e-4, torch.float64: 1e-9}
-# Below this many multiply-adds per dense iteration (n * k * k) the solve runs on one thread.
-SMALL_WORK = 2**22
 _DEFAULT_MAX_ITER = {"fista": 2000, "ista": 20000, "omp": 0, "cvxpy": 0}
 
 
@@ -57,8 +59,8 @@ class ConvergenceWarning(UserWarning):
     """A solver stopped at its iteration limit before meeting its tolerance."""
 
 
-@dataclass
-class SparseCodeResult(JsonMixin):
+@dataclass(repr=False)
+class SparseCodeResult(Result):
     """Outcome of :func:`sparse_code` (prints like ``scipy.optimize.OptimizeResult``).
 
     Attributes
@@ -66,8 +68,8 @@ class SparseCodeResult(JsonMixin):
     codes : (n_samples, n_atoms) numpy array of codes ``Z`` (float64 or float32,
         following ``dtype``).
     objective : ``1/2 ||X - Z D||^2 + lam ||Z||_1`` summed over samples (float64).
-    converged : every sample met the stopping rule (fista/ista: KKT gap <= tol;
-        omp: support complete or residual zero; cvxpy: solver status optimal).
+    success : every sample met the stopping rule (fista/ista: KKT gap <= tol;
+        omp: every nonnegative refit met its tolerance; cvxpy: solver status optimal).
     n_iter : iterations of the slowest sample (omp: greedy steps; cvxpy: the
         largest solver iteration count).
     kkt_gap : max over samples and atoms of the code KKT violation divided by
@@ -75,34 +77,23 @@ class SparseCodeResult(JsonMixin):
     method : the method used. message : what happened, in words.
     """
 
+    _ARRAY_FIELDS = ("codes",)
+
     codes: np.ndarray
     objective: float
-    converged: bool
+    success: bool
     n_iter: int
     kkt_gap: float
     method: str
     message: str
 
-    def __repr__(self) -> str:
-        names = [f.name for f in dataclasses.fields(self)]
-        width = max(map(len, names))
-        lines = []
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, np.ndarray):
-                text = np.array2string(value, threshold=20, edgeitems=2, precision=4)
-                text = text.replace("\n", "\n" + " " * (width + 2))
-                text += f"  # shape {value.shape}, {int(np.count_nonzero(value))} nonzeros"
-            else:
-                text = repr(value)
-            lines.append(f"{name.rjust(width)}: {text}")
-        return "\n".join(lines)
 
-    __str__ = __repr__
+def _as_tensor(value, name: str, dtype: torch.dtype, device,
+               workspace: Workspace | None = None) -> torch.Tensor:
+    """Validated 2-D finite tensor on ``device`` (torch input stays on its device if None).
 
-
-def _as_tensor(value, name: str, dtype: torch.dtype, device) -> torch.Tensor:
-    """Validated 2-D finite tensor on ``device`` (torch input stays on its device if None)."""
+    A numpy input that needs converting goes into the workspace buffer ``name``
+    when a workspace is given."""
     if isinstance(value, torch.Tensor):
         if value.ndim != 2:
             raise ValueError(f"{name} must have 2 dimension(s), got shape {tuple(value.shape)}")
@@ -116,16 +107,9 @@ def _as_tensor(value, name: str, dtype: torch.dtype, device) -> torch.Tensor:
         return t
     # May share memory with the caller's array: no solver writes into its inputs.
     arr = to_numpy(value, name, ndim=2, dtype=None)
-    return host_copy(arr, dtype).to(device if device is not None else "cpu")
-
-
-def validate_dictionary(D: torch.Tensor, name: str = "D") -> None:
-    """Refuse a dictionary with a zero row (its code would be unbounded or undefined)."""
-    norms = torch.linalg.vector_norm(D, dim=1)
-    zero = torch.nonzero(norms == 0).flatten().tolist()
-    if zero:
-        raise ValueError(f"{name} has zero row(s) at index {zero[:10]}; every atom needs a "
-                         "nonzero norm")
+    if workspace is None:
+        return torch.as_tensor(arr, dtype=dtype, device=device)
+    return workspace.copy(name, arr, dtype).to(device if device is not None else "cpu")
 
 
 def _check_dtype(dtype) -> torch.dtype:
@@ -134,19 +118,25 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
+def _check_device(device) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"device must name a torch device, got {device!r}") from err
+
+
 def kkt_gap(X, D, Z, lam: float, *, nonneg: bool = True) -> float:
     """Max code-KKT violation of codes ``Z`` for ``(X, D, lam)``, divided by lam (float64).
 
-    Same definition as :attr:`SparseCodeResult.kkt_gap` (DESIGN.md, Optimality 1).
+    Same definition as :attr:`SparseCodeResult.kkt_gap` (docs/theory.md, section 1).
     """
     lam = check_float(lam, "lam", minimum=0.0)
     Xt = _as_tensor(X, "X", torch.float64, "cpu")
     Dt = _as_tensor(D, "D", torch.float64, "cpu")
     Zt = _as_tensor(Z, "Z", torch.float64, "cpu")
-    if Dt.shape[1] != Xt.shape[1]:
-        raise ValueError(f"D has {Dt.shape[1]} columns but X has {Xt.shape[1]}; they must match")
-    if Zt.shape != (Xt.shape[0], Dt.shape[0]):
-        raise ValueError(f"Z must have shape {(Xt.shape[0], Dt.shape[0])}, got {tuple(Zt.shape)}")
+    check_problem_shapes(tuple(Xt.shape), tuple(Dt.shape), tuple(Zt.shape))
     if nonneg and bool((Zt < 0).any()):
         raise ValueError("Z has negative entries but nonneg=True")
     response = (Xt - Zt @ Dt) @ Dt.T
@@ -158,7 +148,8 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
                 max_iter: int | None = None, tol: float | None = None, init=None,
                 n_nonzero: int | None = None, solver: str | None = None,
                 solver_options: dict | None = None, device=None,
-                dtype: torch.dtype = torch.float32) -> SparseCodeResult:
+                dtype: torch.dtype = torch.float32, threads: int | None = None,
+                workspace: Workspace | None = None) -> SparseCodeResult:
     """Optimal (or greedy) codes of ``X`` on dictionary ``D``.
 
     Parameters
@@ -170,7 +161,7 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
     method : "fista" (default), "ista", "omp" or "cvxpy".
     nonneg : constrain ``Z >= 0`` (default) or allow signed codes.
     max_iter : iteration cap for fista (default 2000) and ista (20000); a run
-        that hits it returns ``converged=False`` and warns.
+        that hits it returns ``success=False`` and warns.
     tol : stop once the KKT gap (scaled by lam) is <= tol; default 1e-4 for
         float32 and 1e-9 for float64. fista/ista only.
     init : optional (n_samples, n_atoms) warm start (fista, ista, cvxpy).
@@ -180,6 +171,14 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         options, CLARABEL runs with gap/feasibility tolerances of 1e-10.
     device : torch device for fista/ista/omp (default: X's device, else CPU).
     dtype : torch.float32 (default) or torch.float64 (for checkers).
+    threads : torch threads for the call (an int >= 1); None (default) runs on
+        one thread when one dense iteration's work ``n_samples * n_atoms**2`` is
+        below ``toysae._tuning.CODING_SMALL_WORK`` on the CPU and leaves the
+        caller's count otherwise (``toysae._threads.thread_count``).
+    workspace : a :class:`toysae._buffers.Workspace` for the large scratch
+        arrays; None makes one for this call. A caller that codes batch after
+        batch passes the same one and skips re-allocating (and page-faulting)
+        them every call. The returned codes never live in it.
 
     Returns
     -------
@@ -190,76 +189,80 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         raise TypeError(f"nonneg must be a bool, got {nonneg!r}")
     lam = check_float(lam, "lam", minimum=0.0)
     dtype = _check_dtype(dtype)
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (TypeError, RuntimeError) as err:
-            raise ValueError(f"device must name a torch device, got {device!r}") from err
-    Xt = _as_tensor(X, "X", dtype, device)
-    device = Xt.device
-    Dt = _as_tensor(D, "D", dtype, device)
-    n, d = Xt.shape
-    k = Dt.shape[0]
-    if Dt.shape[1] != d:
-        raise ValueError(f"D has {Dt.shape[1]} columns but X has {d}; they must match "
-                         "(D is (n_atoms, d), X is (n_samples, d))")
-    if k == 0:
-        raise ValueError("D must have at least one row (atom), got shape (0, d)")
-    validate_dictionary(Dt)
-    if max_iter is None:
-        max_iter = _DEFAULT_MAX_ITER[method]
-    elif method in ("fista", "ista"):
-        max_iter = check_int(max_iter, "max_iter", minimum=1)
-    else:
-        raise ValueError(f"max_iter is only used by fista/ista, got {max_iter!r} with "
-                         f"method={method!r}")
-    if tol is None:
-        tol = _DEFAULT_TOL[dtype]
-    else:
-        tol = check_float(tol, "tol", minimum=0.0, min_inclusive=False)
-    init_t = None
-    if init is not None:
+    device = _check_device(device)
+    threads = check_threads(threads)
+    if workspace is None:
+        workspace = Workspace()
+    elif not isinstance(workspace, Workspace):
+        raise TypeError(f"workspace must be a toysae._buffers.Workspace or None, got "
+                        f"{type(workspace).__name__}")
+    with workspace.session():
+        Xt = _as_tensor(X, "X", dtype, device, workspace)
+        device = Xt.device
+        Dt = _as_tensor(D, "D", dtype, device, workspace)
+        check_problem_shapes(tuple(Xt.shape), tuple(Dt.shape))
+        n, n_atoms = Xt.shape[0], Dt.shape[0]
+        if n_atoms == 0:
+            raise ValueError("D must have at least one row (atom), got shape (0, d)")
+        unit_row_deviation(Dt.detach().cpu().numpy(), "D")
+        if max_iter is None:
+            max_iter = _DEFAULT_MAX_ITER[method]
+        elif method in ("fista", "ista"):
+            max_iter = check_int(max_iter, "max_iter", minimum=1)
+        else:
+            raise ValueError(f"max_iter is only used by fista/ista, got {max_iter!r} with "
+                             f"method={method!r}")
+        if tol is None:
+            tol = _DEFAULT_TOL[dtype]
+        else:
+            tol = check_float(tol, "tol", minimum=0.0, min_inclusive=False)
+        init_t = None
+        if init is not None:
+            if method == "omp":
+                raise ValueError("init is not used by method='omp'; pass init=None")
+            init_t = _as_tensor(init, "init", dtype, device)
+            if init_t.shape != (n, n_atoms):
+                raise ValueError(f"init must have shape {(n, n_atoms)}, got "
+                                 f"{tuple(init_t.shape)}")
+            if nonneg and bool((init_t < 0).any()):
+                raise ValueError("init has negative entries but nonneg=True")
         if method == "omp":
-            raise ValueError("init is not used by method='omp'; pass init=None")
-        init_t = _as_tensor(init, "init", dtype, device)
-        if init_t.shape != (n, k):
-            raise ValueError(f"init must have shape {(n, k)}, got {tuple(init_t.shape)}")
-        if nonneg and bool((init_t < 0).any()):
-            raise ValueError("init has negative entries but nonneg=True")
-    if method == "omp":
-        if n_nonzero is None:
-            raise ValueError("n_nonzero is required with method='omp'")
-        n_nonzero = check_int(n_nonzero, "n_nonzero", minimum=1, maximum=k)
-    elif n_nonzero is not None:
-        raise ValueError(f"n_nonzero is only used by method='omp', got {n_nonzero!r}")
-    if method == "cvxpy":
-        import cvxpy as cp
+            if n_nonzero is None:
+                raise ValueError("n_nonzero is required with method='omp'")
+            n_nonzero = check_int(n_nonzero, "n_nonzero", minimum=1, maximum=n_atoms)
+        elif n_nonzero is not None:
+            raise ValueError(f"n_nonzero is only used by method='omp', got {n_nonzero!r}")
+        if method == "cvxpy":
+            import cvxpy as cp
 
-        solver = DEFAULT_SOLVER if solver is None else solver
-        check_choice(solver, "solver", cp.installed_solvers())
-        if solver_options is not None and not isinstance(solver_options, dict):
-            raise TypeError(f"solver_options must be a dict, got {type(solver_options).__name__}")
-        solver_options = dict(solver_options or {})
-        if solver == "CLARABEL" and not solver_options:
-            # Clarabel's default 1e-8 gaps leave ~1e-9 "zeros" and blur the support;
-            # a reference solve should be tighter than anything it is compared with.
-            solver_options = dict(CLARABEL_REFERENCE_OPTIONS)
-    elif solver is not None or solver_options is not None:
-        raise ValueError(f"solver/solver_options are only used by method='cvxpy', got "
-                         f"solver={solver!r} with method={method!r}")
+            solver = DEFAULT_SOLVER if solver is None else solver
+            check_choice(solver, "solver", cp.installed_solvers())
+            if solver_options is not None and not isinstance(solver_options, dict):
+                raise TypeError(f"solver_options must be a dict, got "
+                                f"{type(solver_options).__name__}")
+            solver_options = dict(solver_options or {})
+            if solver == "CLARABEL" and not solver_options:
+                # Clarabel's default 1e-8 gaps leave ~1e-9 "zeros" and blur the support;
+                # a reference solve should be tighter than anything it is compared with.
+                solver_options = dict(CLARABEL_REFERENCE_OPTIONS)
+        elif solver is not None or solver_options is not None:
+            raise ValueError(f"solver/solver_options are only used by method='cvxpy', got "
+                             f"solver={solver!r} with method={method!r}")
 
-    with single_thread_if_small(n * k * k, SMALL_WORK, device):
-        return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter, tol=tol,
-                      init_t=init_t, n_nonzero=n_nonzero, solver=solver,
-                      solver_options=solver_options, dtype=dtype)
+        with thread_count(threads, work=n * n_atoms * n_atoms, small_work=CODING_SMALL_WORK,
+                          device=device):
+            return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter,
+                          tol=tol, init_t=init_t, n_nonzero=n_nonzero, solver=solver,
+                          solver_options=solver_options, dtype=dtype, workspace=workspace)
 
 
 def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, solver,
-           solver_options, dtype) -> SparseCodeResult:
+           solver_options, dtype, workspace) -> SparseCodeResult:
     n = Xt.shape[0]
     device = Xt.device
     scale = lam if lam > 0 else 1.0
     start = time.perf_counter()
+    sets = None
     if method == "cvxpy":
         # Imported here: cvxpy is slow to import and only the reference path needs it.
         from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
@@ -274,38 +277,39 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
             raise RuntimeError(f"cvxpy solver {solver} failed on {len(failed)} sample(s), "
                                f"first index {failed[0]}: status {out.statuses[failed[0]]}")
         Z = torch.as_tensor(out.codes, dtype=dtype, device=device)
-        converged = not bad
+        success = not bad
         n_iter = out.n_iter
-        message = (f"{solver} solved all {n} samples to optimality" if converged else
+        message = (f"{solver} solved all {n} samples to optimality" if success else
                    f"{solver} status not optimal on {len(bad)} of {n} samples "
                    f"(e.g. sample {bad[0]}: {out.statuses[bad[0]]})")
     else:
-        C = torch.mm(Xt, Dt.T, out=host_empty((Xt.shape[0], Dt.shape[0]), Xt.dtype, Xt.device))
+        C = torch.mm(Xt, Dt.T, out=workspace.empty("C", (n, Dt.shape[0]), Xt.dtype, device))
         G = Dt @ Dt.T
         if method == "omp":
             rel_tol = 1e-10 if dtype == torch.float64 else 1e-5
             res = omp(C, G, torch.linalg.vector_norm(Xt, dim=1), n_nonzero, nonneg=nonneg,
                       rel_tol=rel_tol)
             Z = res.codes
-            converged = res.nnls_converged
+            success = res.success
             n_iter = int(res.n_steps.max()) if n else 0
             message = (f"OMP selected up to {n_iter} of n_nonzero={n_nonzero} atoms per sample"
-                       if converged else
+                       if success else
                        "OMP's nonnegative least-squares refit hit its iteration limit")
         else:
             res = solve_lasso(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
-                            max_iter=max_iter, tol=tol, init=init_t, scale=scale)
-            Z = res.codes
-            n_bad = int((~res.converged).sum())
-            converged = n_bad == 0
+                              max_iter=max_iter, tol=tol, init=init_t, scale=scale,
+                              workspace=workspace)
+            sets = res.sets
+            n_bad = int((~res.success).sum())
+            success = n_bad == 0
             n_iter = int(res.n_iter.max()) if n else 0
-            message = (f"KKT gap <= tol={tol:g} for all {n} samples" if converged else
+            message = (f"KKT gap <= tol={tol:g} for all {n} samples" if success else
                        f"max_iter={max_iter} reached before the KKT gap fell below tol={tol:g}"
                        f" on {n_bad} of {n} samples")
+            Z = res.codes
     # The objective from the residual of the returned codes (not the Gram identity,
     # which cancels badly in float32); torch's sums are pairwise, accurate to ~1e-7
     # in float32. fista/ista already know their KKT gaps.
-    sets = res.sets if method in ("fista", "ista") else None
     if sets is not None:
         l1 = float(sets[1].abs().sum())
         squares = 0.0
@@ -318,7 +322,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
         R = Xt - sparse_times(Z, Dt)
         l1 = float(Z.abs().sum())
         squares = float(R.square().sum())
-    objective = 0.5 * squares + lam * l1
+    objective = objective_from_parts(squares, l1, lam)
     if not n:
         gap = 0.0
     elif method in ("fista", "ista"):
@@ -326,8 +330,8 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     else:
         gap = float(kkt_violation(Z, R @ Dt.T, lam, nonneg).max()) / scale
     elapsed = time.perf_counter() - start
-    if not converged:
+    if not success:
         warnings.warn(f"sparse_code({method!r}): {message}", ConvergenceWarning, stacklevel=3)
-    return SparseCodeResult(codes=Z.cpu().numpy(), objective=objective, converged=converged,
+    return SparseCodeResult(codes=Z.cpu().numpy(), objective=objective, success=success,
                             n_iter=n_iter, kkt_gap=gap, method=method,
                             message=f"{message} ({elapsed:.3g} s)")

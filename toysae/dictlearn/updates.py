@@ -36,8 +36,8 @@ def _normalise_rows(U: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 def bcd_update(D: np.ndarray, A: np.ndarray, B: np.ndarray, *, n_sweeps: int = 1) -> np.ndarray:
     """Gauss-Seidel sweeps over atoms minimising ``1/2 tr(D^T A D) - tr(D^T B)`` on the sphere.
 
-    D : (k, d) current dictionary; A : (k, k); B : (k, d). Returns a new array
-    in the arguments' dtype. Atom ``j``'s update is the normalised
+    D : (n_atoms, d) current dictionary; A : (n_atoms, n_atoms); B : (n_atoms, d).
+    Returns a new array in the arguments' dtype. Atom ``j``'s update is the normalised
     ``D_j + (B_j - A_j D) / A_jj``: one BLAS ``gemv`` reading all of ``D``,
     which is what a sweep costs (float32 arguments halve it).
     """
@@ -64,10 +64,10 @@ def mod_update(D: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
     A tiny ridge keeps the solve defined when some atoms are unused; those
     atoms come out (near) zero and keep their old value.
     """
-    k = A.shape[0]
+    n_atoms = A.shape[0]
     used = np.diag(A) > _EPS * max(1.0, np.diag(A).max(initial=0.0))
-    ridge = 1e-10 * max(np.trace(A) / max(k, 1), _EPS)
-    U = np.linalg.solve(A + ridge * np.eye(k), B)
+    ridge = 1e-10 * max(np.trace(A) / max(n_atoms, 1), _EPS)
+    U = np.linalg.solve(A + ridge * np.eye(n_atoms), B)
     U[~used] = 0.0
     return _normalise_rows(U, D)
 
@@ -76,7 +76,7 @@ def ksvd_update(D: np.ndarray, X: np.ndarray, Z: np.ndarray, *, nonneg: bool,
                 n_power: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """One K-SVD sweep: each used atom and its codes become the rank-1 fit of its residual.
 
-    X : (n, d) batch; Z : (n, k) codes from OMP. Returns ``(D, Z)`` updated.
+    X : (n, d) batch; Z : (n, n_atoms) codes from OMP. Returns ``(D, Z)`` updated.
     """
     D = D.copy()
     Z = Z.copy()

@@ -108,7 +108,7 @@ def _run(config: Config) -> Result:
         objective.append(g.objective)
         gaps.append(g.gap)
         rel.append(g.relative_gap)
-        conv.append(bool(sol.converged))
+        conv.append(bool(sol.success))
         used = (sol.codes != 0).any(axis=0)
         angles.append(tuple(sorted(float(a) for a in _relative_angle(D[used], ref))))
     on = limit.active

@@ -149,7 +149,7 @@ def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = Fals
                f"tol {code_tol:g} (units of lam)\n{INDENT}objective {sae_total:.6g} vs "
                f"{opt_total:.6g} with optimal codes: gap {gap:.4g} (relative {relative:.3g}); "
                f"L0 {sae_l0:.3g} vs {opt_l0:.3g}, support Jaccard {jaccard.mean():.3f}")
-    if not sol.converged:
+    if not sol.success:
         message += (f"\n{INDENT}the re-solve stopped early ({sol.message}): the gap is a "
                     "lower bound")
     return AmortisationReport(
@@ -157,7 +157,7 @@ def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = Fals
         gap=gap, relative_gap=relative,
         code_relative_error=float(np.linalg.norm(Z_sae - Z_opt)) / max(norm_opt, 1e-300),
         support_jaccard=float(jaccard.mean()), sae_l0=sae_l0, optimal_l0=opt_l0,
-        sae_kkt_violation=kkt, code_tol=code_tol, solver_success=bool(sol.converged),
+        sae_kkt_violation=kkt, code_tol=code_tol, solver_success=bool(sol.success),
         solver_kkt_gap=float(sol.kkt_gap), solver_message=str(sol.message),
         per_sample_gap=sae_loss - opt_loss, sae_codes=Z_sae, optimal_codes=Z_opt)
 
