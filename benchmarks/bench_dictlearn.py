@@ -26,11 +26,22 @@ target soonest reported. Wall time counts only the learners' own calls (MMCS
 is evaluated between them, off the clock: ours after every step, scikit-learn's
 every 1024 samples).
 
+Part 3, scratch buffers (same toy): the chosen design, an explicit
+``toysae._buffers.Workspace`` of named, reused, 64-byte-aligned buffers, against
+plain ``torch.empty`` allocation (``Workspace(reuse=False)``) in the same run:
+``sparse_code`` at Part 1's FISTA setting with one workspace shared by every
+call, with a fresh one per call (the default), and with plain allocation; and
+one epoch of Part 2's learner (``fit``) with its own workspace against plain
+allocation.
+
 Everything runs on ONE thread (torch, and BLAS through threadpoolctl):
 scikit-learn's per-sample solvers are single-threaded, and the shared 2-core
 machine is oversubscribed. Run:
 
     flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_dictlearn.py [--quick]
+
+(``--smoke`` runs every part at tiny sizes, each timed once: a check that the
+script works, not a measurement.)
 """
 
 from __future__ import annotations
@@ -43,19 +54,25 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from toysae._buffers import Workspace
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import DictionaryLearner, sparse_code
 from toysae.metrics import mmcs
+from toysae.objective import dictionary_objective
+
+# (min_repeats, min_seconds) of best_time; --smoke times everything once.
+REPEATS = [3, 2.0]
 
 
 def objective(X, D, Z, lam):
-    R = X - Z @ D
-    return 0.5 * np.einsum("ij,ij->i", R, R) + lam * np.abs(Z).sum(axis=1)
+    return dictionary_objective(X, D, Z, lam, per_sample=True)
 
 
-def best_time(fn, min_repeats=3, min_seconds=2.0):
+def best_time(fn, min_repeats=None, min_seconds=None):
     """Fastest of at least ``min_repeats`` runs and at least ``min_seconds`` of runs:
     the fast solvers get more tries against the shared machine's noise."""
+    min_repeats = REPEATS[0] if min_repeats is None else min_repeats
+    min_seconds = REPEATS[1] if min_seconds is None else min_seconds
     times, out = [], None
     while len(times) < min_repeats or sum(times) < min_seconds:
         start = time.perf_counter()
@@ -81,7 +98,7 @@ def coding_part(args):
         start = time.perf_counter()
         ref = sparse_code(X[:n_ref], D, lam, method="cvxpy", dtype=torch.float64)
         cvx_per_sample = (time.perf_counter() - start) / n_ref
-        if not ref.converged:
+        if not ref.success:
             raise RuntimeError(f"cvxpy reference failed: {ref.message}")
         f_ref = objective(X[:n_ref], D, ref.codes, lam).sum()
         print(f"cvxpy (CLARABEL) optimum on {n_ref} samples: {f_ref:.10g}; float64 FISTA "
@@ -127,6 +144,7 @@ def coding_part(args):
     if cvx_per_sample is not None:
         rows.append(("cvxpy loop (CLARABEL)", "tol 1e-10", 0.0, cvx_per_sample))
 
+    args.fista_tol = fista[0]
     ours = fista[2]
     print(f"\nPart 1: sparse coding, {X.shape[0]} samples, D 512 x 256, lam={lam}, nonneg, "
           f"target relative accuracy {args.accuracy:g} vs the reference optimum")
@@ -157,7 +175,7 @@ def learning_part(args):
                              coding_tol=0.3, coding_max_iter=50, progress=False,
                              callback=lambda l: {"mmcs": mmcs(F, l.dictionary)})
     ours.fit(X)
-    h = ours.history
+    h = ours.history_
     t_ours, n_ours = first_hit(h["time"], h["mmcs"], h["samples"])
     final_ours = float(h["mmcs"][-1])
     print(f"\nPart 2: learning on {X.shape[0]} samples of the uncorrelated reference toy, "
@@ -204,6 +222,39 @@ def learning_part(args):
     print(f"best sklearn setting (batch, alpha, fit_algorithm, positive_code): {setting}")
 
 
+def buffer_part(args):
+    """The workspace against plain torch.empty allocation, in the same run."""
+    data = SyntheticData(SyntheticConfig(correlation="none"))
+    D = data.features.astype(np.float64)
+    X = data.sample(args.n_samples, seed=1).x.astype(np.float64)
+    lam, tol = 0.1, args.fista_tol
+    shared = Workspace()
+    sparse_code(X, D, lam, tol=tol, workspace=shared)  # the shared buffers exist from here
+    rows = []
+    for name, make in (("one Workspace for every call", lambda: shared),
+                       ("a fresh Workspace per call (default)", lambda: None),
+                       ("plain torch.empty", lambda: Workspace(reuse=False))):
+        seconds, _ = best_time(lambda make=make: sparse_code(X, D, lam, tol=tol,
+                                                             workspace=make()))
+        rows.append((f"sparse_code, {name}", seconds / X.shape[0]))
+    X_learn = data.sample(args.n_learn_buffers, seed=3).x.astype(np.float64)
+    for name, reuse in (("its own Workspace", True), ("plain torch.empty", False)):
+        est = DictionaryLearner(1024, lam, batch_size=1024, max_epochs=1, seed=0,
+                                coding_tol=0.3, coding_max_iter=50, progress=False)
+        # fit keeps a workspace the learner already has (it is a cache, not state).
+        est._workspace = Workspace(reuse=reuse)
+        seconds, _ = best_time(lambda est=est: est.fit(X_learn))
+        rows.append((f"DictionaryLearner.fit, {name}", seconds / X_learn.shape[0]))
+    plain = {"sparse_code": rows[2][1], "DictionaryLearner.fit": rows[4][1]}
+    print(f"\nPart 3: scratch buffers, sparse_code on {X.shape[0]} samples (tol={tol:g}) and one"
+          f" epoch of the learner on {X_learn.shape[0]} samples (1024 atoms, batch 1024)")
+    print(f"{'scratch buffers':52s} {'us/sample':>10s} {'speed-up vs plain':>21s}")
+    for name, per in rows:
+        base = plain[name.split(",")[0]]
+        print(f"{name:52s} {per * 1e6:10.2f} {base / per:20.2f}x")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
@@ -214,7 +265,11 @@ def main():
     parser.add_argument("--sk-cap", type=float, default=90.0,
                         help="wall-time cap (s) of each scikit-learn setting")
     parser.add_argument("--sk-stop", type=float, default=0.99)
+    parser.add_argument("--n-learn-buffers", type=int, default=8192,
+                        help="samples of the learner's epoch in Part 3")
     parser.add_argument("--skip-learning", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, every timing run once: checks the script works")
     args = parser.parse_args()
     args.sk_settings = [(128, 0.1, "cd", True), (256, 0.1, "cd", True), (512, 0.1, "cd", True),
                         (1024, 0.1, "cd", True), (256, 0.1, "lars", False),
@@ -223,11 +278,17 @@ def main():
     if args.quick:
         args.n_samples, args.n_cvxpy, args.n_learn, args.sk_cap = 512, 20, 20_480, 10.0
         args.sk_settings = args.sk_settings[:2]
+    if args.smoke:
+        args.n_samples, args.n_cvxpy, args.n_learn, args.sk_cap = 64, 4, 2048, 1.0
+        args.n_learn_buffers, args.accuracy = 2048, 1e-3
+        args.sk_settings = args.sk_settings[:1]
+        REPEATS[:] = [1, 0.0]
     torch.set_num_threads(1)
     with threadpool_limits(1):
         coding_part(args)
         if not args.skip_learning:
             learning_part(args)
+        buffer_part(args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ cells = [
 The problem SAEs approximate: find a dictionary `D` (n_atoms × d, unit rows) and codes
 `Z >= 0` minimising
 
-`L(D, Z) = 1/2 Σ_n ||x_n − z_n D||² + λ Σ_n ||z_n||_1`  (DESIGN.md).
+`L(D, Z) = 1/2 Σ_n ||x_n − z_n D||² + λ Σ_n ||z_n||_1`  (docs/design.md; in code
+`toysae.objective.dictionary_objective`).
 
 This notebook (1) solves the coding step exactly and fast (FISTA against the cvxpy reference),
 (2) learns dictionaries with the three update rules, and (3) compares them with PCA / ICA / k-means.
@@ -46,7 +47,7 @@ X = Z_true @ D + 0.02 * rng.standard_normal((40, 16))
 
 ref = sparse_code(X, D, 0.1, method="cvxpy", dtype=torch.float64)
 fista = sparse_code(X, D, 0.1)
-print(fista)
+print(fista)  # a SparseCodeResult: codes, objective, success, n_iter, kkt_gap, method, message
 rel = abs(fista.objective - ref.objective) / ref.objective
 same_support = np.array_equal(np.abs(fista.codes) > 1e-3, np.abs(ref.codes) > 1e-3)
 print(f"relative objective gap to cvxpy: {rel:.1e}; same support (|z| > 1e-3): {same_support}")
@@ -54,7 +55,9 @@ print("FISTA matches cvxpy:", rel < 1e-4 and same_support)"""),
     new_markdown_cell("""## 2. Learning a dictionary on the 3-D toy
 
 Six features on the sphere in 3-D. Each update rule alternates coding and a dictionary update:
-online block coordinate descent (Mairal et al. 2010), MOD and K-SVD (OMP codes)."""),
+online block coordinate descent (Mairal et al. 2010), MOD and K-SVD (OMP codes).
+`DictionaryLearner` is a scikit-learn estimator: `fit` / `transform` / `get_params`, the learned
+dictionary in `components_` (also `.dictionary`), one row per step in `history_`."""),
     new_code_cell("""data = SyntheticData(SyntheticConfig.toy_3d())
 X3 = data.sample(N, seed=1).x
 truth = data.features
@@ -67,10 +70,10 @@ learners = {
 fig, ax = plt.subplots(figsize=(6, 3.5))
 scores = {}
 for name, est in learners.items():
-    est.callback = lambda l: {"mmcs": mmcs(truth, l.dictionary)}
+    est.set_params(callback=lambda l: {"mmcs": mmcs(truth, l.dictionary)})
     est.fit(X3)
-    scores[name] = est.history["mmcs"][-1]
-    ax.plot(est.history["samples"], est.history["objective"],
+    scores[name] = est.history_["mmcs"][-1]
+    ax.plot(est.history_["samples"], est.history_["objective"],
             label=f"{name} (MMCS {scores[name]:.3f})")
 ax.set_xlabel("training samples seen")
 ax.set_ylabel("objective per sample (batch, before update)")
