@@ -159,6 +159,7 @@ def test_learned_dictionary_passes_everything(learned):
     rep = check_optimality(X, D, Z, LAM, tolerances=tight)
     assert rep.passed, rep.message
     assert "FAIL" not in str(rep)
+    assert rep.objective == pytest.approx(dictionary_objective(X, D, Z, LAM), rel=1e-12)
     out = json.loads(rep.to_json())
     assert out["passed"] is True and out["tolerances"]["atom"] == 1e-7
     assert "violation" in json.loads(rep.to_json(include_arrays=True))["atoms"]
@@ -346,6 +347,12 @@ def test_amortisation_gap_is_zero_for_exact_codes_and_positive_for_an_sae():
         oracle = amortisation_gap(_OracleSAE(D, np.full(4, 0.1)), X, LAM, tol=1e-10)
     assert oracle.solver_success and abs(oracle.gap) < 1e-6 * oracle.optimal_objective
     assert oracle.support_jaccard > 0.99 and oracle.sae_kkt_violation < 1e-6
+    # both objectives are the package's one objective, bias included
+    for Z, value in ((oracle.sae_codes, oracle.sae_objective),
+                     (oracle.optimal_codes, oracle.optimal_objective)):
+        assert value == pytest.approx(dictionary_objective(X, D, Z, LAM, bias=np.full(4, 0.1)),
+                                      rel=1e-12)
+    assert oracle.per_sample_gap.sum() == pytest.approx(oracle.gap, abs=1e-12)
     sae = make_sae("relu", 4, 6, seed=0)
     with torch_threads(1):
         rep = check_sae(sae, X.astype(np.float32), LAM, normalize=True)

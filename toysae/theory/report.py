@@ -9,6 +9,7 @@ import numpy as np
 from toysae._config import JsonMixin
 from toysae._result import Result
 from toysae._validation import check_float, check_int
+from toysae.objective import objective_from_parts
 from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
 from toysae.theory.conditions import (
     ATOM_TOL,
@@ -136,7 +137,7 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
     bias_report = _bias_report(p, residual_sum, tolerances.bias) if decoder_bias else None
     parts = [code, atoms, *([pair_report] if pair_report is not None else []), hierarchy,
              *([bias_report] if bias_report is not None else [])]
-    objective = 0.5 * sq_residual + p.lam * float(abs(p.Z).sum())
+    objective = float(objective_from_parts(sq_residual, float(abs(p.Z).sum()), p.lam))
     return OptimalityReport(
         passed=all(part.passed for part in parts), message=_summary(parts),
         n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,

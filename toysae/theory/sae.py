@@ -19,6 +19,7 @@ import torch
 from toysae._result import Result
 from toysae._validation import check_float, check_int, to_numpy
 from toysae.dictlearn import sparse_code
+from toysae.objective import dictionary_objective
 from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
 from toysae.theory.conditions import CODE_TOL, INDENT, _code_kkt
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
@@ -127,11 +128,8 @@ def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = Fals
                       tol=tol, max_iter=max_iter)
     Z_opt = np.asarray(sol.codes, dtype=np.float64)
 
-    def per_sample(Z):
-        R = target - Z @ p.D
-        return 0.5 * np.einsum("ij,ij->i", R, R) + lam * np.abs(Z).sum(axis=1)
-
-    sae_loss, opt_loss = per_sample(Z_sae), per_sample(Z_opt)
+    sae_loss, opt_loss = (dictionary_objective(p.X, p.D, Z, lam, bias=b, per_sample=True)
+                          for Z in (Z_sae, Z_opt))
     on_sae, on_opt = Z_sae != 0, Z_opt != 0
     union = (on_sae | on_opt).sum(axis=1)
     inter = (on_sae & on_opt).sum(axis=1)
