@@ -341,3 +341,25 @@ def test_input_of_the_wrong_width_is_rejected(name):
         sae.encode(torch.rand(D))
     with pytest.raises(TypeError, match="x must be"):
         sae.encode([[0.0] * D])
+
+
+def test_decoder_bias_switches_the_pre_encoder_bias():
+    from toysae.sae import ReLUSAEEnsemble, TrainConfig, train_sae
+
+    x = _x(512, seed=8) + 0.5  # an offset a decoder bias would absorb
+    cfg = TrainConfig(n_samples=2048, batch_size=64, lr=1e-2, sparsity_coef=0.01)
+    plain = ReLUSAE(D, WIDTH, decoder_bias=False)
+    train_sae(plain, x.numpy(), cfg, progress=False)
+    assert "b_dec" not in dict(plain.named_parameters()) and not plain.b_dec.any()
+    biased = TiedSAE(D, WIDTH, decoder_bias=True)
+    train_sae(biased, x.numpy(), cfg, progress=False)
+    assert biased.b_dec.abs().sum() > 0  # trained
+    torch.testing.assert_close(biased(x).x_hat, biased.encode(x) @ biased.M + biased.b_dec)
+    for sae in (plain, biased):  # the flag round-trips through the registry
+        rebuilt = make_sae(sae.architecture, **sae.config())
+        assert rebuilt.decoder_bias == sae.decoder_bias
+    assert TiedSAE(D, WIDTH).config() == {"d": D, "width": WIDTH, "seed": 0}
+    with pytest.raises(ValueError, match="decoder_bias=False"):
+        ReLUSAEEnsemble.from_saes([plain])
+    with pytest.raises(TypeError, match="decoder_bias"):
+        ReLUSAE(D, WIDTH, decoder_bias=1)

@@ -143,6 +143,9 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         for k, sae in enumerate(saes):
             if type(sae) is not ReLUSAE:
                 raise TypeError(f"saes[{k}] must be a ReLUSAE, got {type(sae).__name__}")
+            if not sae.decoder_bias:
+                raise ValueError(f"saes[{k}] has decoder_bias=False; the ensemble stacks "
+                                 "trained decoder biases (train it with train_sae)")
             if sae.d != saes[0].d:
                 raise ValueError(f"saes[{k}] has d={sae.d} but saes[0] has d={saes[0].d}")
         ens = cls(saes[0].d, [s.width for s in saes], seeds=[s.seed for s in saes])

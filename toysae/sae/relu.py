@@ -56,7 +56,8 @@ class ReLUForward(torch.autograd.Function):
                                                                 grad_input=grad_f)
         grad_W_enc = xc.T @ grad_pre
         grad_b_enc = grad_pre.sum(dim=0)
-        grad_b_dec = grad_x_hat.sum(dim=0).sub_(W_enc @ grad_b_enc)
+        grad_b_dec = (grad_x_hat.sum(dim=0).sub_(W_enc @ grad_b_enc)
+                      if ctx.needs_input_grad[4] else None)
         grad_x = grad_pre @ W_enc.T if ctx.needs_input_grad[0] else None
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec
 
@@ -65,13 +66,25 @@ class ReLUForward(torch.autograd.Function):
 class ReLUSAE(SparseAutoencoder):
     """Untied ReLU SAE with an L1 penalty; seeded tied initialisation (``W_enc = W_dec^T``).
 
+    decoder_bias : with True (default, Bricken et al.) ``b_dec`` is trained,
+        subtracted before encoding and added after decoding; with False it is a
+        fixed zero buffer (no pre-encoder bias, as in Cunningham et al.).
     Its forward output leaves ``pre_acts`` None (the fused forward clamps them in
     place); ghost grads compute the dead latents' pre-activations on their own.
     """
 
-    def __init__(self, d: int, width: int, *, seed: int = 0):
+    def __init__(self, d: int, width: int, *, decoder_bias: bool = True, seed: int = 0):
         super().__init__(d, width, seed=seed)
+        if not isinstance(decoder_bias, bool):
+            raise TypeError(f"decoder_bias must be a bool, got {decoder_bias!r}")
+        self.decoder_bias = decoder_bias
         self._init_untied_()
+        if not decoder_bias:
+            del self.b_dec
+            self.register_buffer("b_dec", torch.zeros(self.d))
+
+    def config(self) -> dict:
+        return {**super().config(), **({} if self.decoder_bias else {"decoder_bias": False})}
 
     def encode_pre(self, x: Tensor) -> Tensor:
         return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)

@@ -2,7 +2,9 @@
 
 One matrix ``M`` (width, d) is both encoder and decoder, so the weights cannot
 come untied: a latent reads its input along exactly the atom it writes back.
-There is no decoder bias, as in the paper.
+There is no decoder bias, as in the paper; ``decoder_bias=True`` adds one in
+Anthropic's pre-bias form (``f = ReLU((x - b_dec) M^T + b)``, ``x_hat = f M +
+b_dec``), the single difference the recipe comparison needs.
 """
 
 from __future__ import annotations
@@ -17,19 +19,27 @@ from toysae.sae.base import SparseAutoencoder, register
 class TiedSAE(SparseAutoencoder):
     """``f = ReLU(x M^T + b)``, ``x_hat = f M``; rows of ``M`` are the atoms."""
 
-    def __init__(self, d: int, width: int, *, seed: int = 0):
+    def __init__(self, d: int, width: int, *, decoder_bias: bool = False, seed: int = 0):
         super().__init__(d, width, seed=seed)
+        if not isinstance(decoder_bias, bool):
+            raise TypeError(f"decoder_bias must be a bool, got {decoder_bias!r}")
+        self.decoder_bias = decoder_bias
         self.M = nn.Parameter(self._random_atoms(self._generator()))
         self.b = nn.Parameter(torch.zeros(width))
+        if decoder_bias:
+            self.b_dec = nn.Parameter(torch.zeros(d))
+
+    def config(self) -> dict:
+        return {**super().config(), **({"decoder_bias": True} if self.decoder_bias else {})}
 
     def encode_pre(self, x: Tensor) -> Tensor:
-        return torch.addmm(self.b, x, self.M.T)
+        return torch.addmm(self.b, x - self.b_dec if self.decoder_bias else x, self.M.T)
 
     def activate(self, pre_acts: Tensor) -> Tensor:
         return torch.relu(pre_acts)
 
     def decode(self, codes: Tensor) -> Tensor:
-        return codes @ self.M
+        return torch.addmm(self.b_dec, codes, self.M) if self.decoder_bias else codes @ self.M
 
     @property
     def decoder_weight(self) -> Tensor:

@@ -168,7 +168,7 @@ def check_sae(sae, X, lam, *, nonneg: bool = True, decoder_bias: bool | None = N
 
     The checks use the re-solved (optimal) codes, so they judge the
     dictionary, not the encoder. ``decoder_bias`` defaults to whether the SAE
-    has a ``b_dec``; then ``sum_n r_n = 0`` is checked too.
+    trains a ``b_dec`` (a parameter); then ``sum_n r_n = 0`` is checked too.
     """
     tolerances = Tolerances() if tolerances is None else tolerances
     amort = amortisation_gap(sae, X, lam, nonneg=nonneg, normalize=normalize,
@@ -177,8 +177,8 @@ def check_sae(sae, X, lam, *, nonneg: bool = True, decoder_bias: bool | None = N
     D, b = sae_dictionary(sae)
     if normalize:
         D = D / np.linalg.norm(D, axis=1, keepdims=True)
-    if decoder_bias is None:
-        decoder_bias = b is not None
+    if decoder_bias is None:  # a fixed (buffer) b_dec is an offset, not a trained bias
+        decoder_bias = isinstance(getattr(sae, "b_dec", None), torch.nn.Parameter)
     report = check_optimality(X, D, amort.optimal_codes, lam, nonneg=nonneg,
                               decoder_bias=bool(decoder_bias), bias=b, tolerances=tolerances,
                               pairs=pairs, max_steps=max_steps)
