@@ -231,3 +231,21 @@ def test_bad_input_is_refused(host):
         TMSConfig(feature_probability=0.0)
     assert ResidualToyConfig.from_json(SMALL.to_json()) == SMALL
     assert isinstance(SMALL.data, SyntheticConfig)
+
+
+@pytest.mark.parametrize("mode", ["e2e", "e2e_ds"])
+def test_batched_grid_through_the_host_equals_sequential(host, mode):
+    from toysae.sae import train_grid, train_grid_sequential
+
+    cfg = TrainConfig(n_samples=128 * 40, batch_size=128, lr=3e-3, log_every=20,
+                      dead_window=10, resample_every=15)
+    objective = SiteObjective(host, "mlp_post", mode)
+    args = (host.data, [0.003, 1.0], [16, 48], cfg)
+    batched = train_grid(*args, objective=objective, d=host.config.hidden, progress=False)
+    sequential = train_grid_sequential(*args, objective=objective, d=host.config.hidden,
+                                       progress=False)
+    assert sum(m.n_resampled for m in sequential.members) > 0
+    for a, b in zip(batched.members, sequential.members, strict=True):
+        assert a.n_resampled == b.n_resampled
+        np.testing.assert_allclose(a.history["kl"], b.history["kl"], rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(a.sae.W_dec, b.sae.W_dec, atol=1e-4, rtol=0)

@@ -262,8 +262,8 @@ def _baddbmm(bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
                     sparsity_coefs: Sequence[float], data, config: TrainConfig, *,
-                    eval_fn=None, record_dictionaries: bool = False, progress: bool = True,
-                    threads: int | None = None) -> list[TrainResult]:
+                    objective=None, eval_fn=None, record_dictionaries: bool = False,
+                    progress: bool = True, threads: int | None = None) -> list[TrainResult]:
     """Train every member of ``ensembles`` at once with the engine; one TrainResult each.
 
     Members are numbered across the ensembles in order; member ``k`` uses
@@ -271,7 +271,8 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
     ``train_sae`` would take the same SAE on the same data (same batches, same
     resampling draws), up to float rounding of the batched matmuls. Its
     ``TrainResult.sae`` is an independent copy. A dead-latent loss is not
-    supported (``config.dead_latent_coef`` must be unset or 0).
+    supported (``config.dead_latent_coef`` must be unset or 0). ``objective``:
+    as for :func:`toysae.sae.train_members` (default: local reconstruction).
     """
     if isinstance(ensembles, ReLUSAEEnsemble):
         ensembles = [ensembles]
@@ -285,6 +286,6 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
         if ens.d != ensembles[0].d:
             raise ValueError(f"ensembles[{k}] has d={ens.d} but ensembles[0] has "
                              f"d={ensembles[0].d}")
-    return train_members(list(ensembles), sparsity_coefs, data, config, eval_fn=eval_fn,
-                         record_dictionaries=record_dictionaries, progress=progress,
-                         threads=threads)
+    return train_members(list(ensembles), sparsity_coefs, data, config, objective=objective,
+                         eval_fn=eval_fn, record_dictionaries=record_dictionaries,
+                         progress=progress, threads=threads)

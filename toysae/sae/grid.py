@@ -166,7 +166,7 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                eval_fn: Callable[[ReLUSAE], dict[str, float]] | None = None,
                progress: bool = True, seed: int = 0, layout: str = "auto",
                record_dictionaries: bool = False, d: int | None = None,
-               threads: int | None = None) -> GridResult:
+               objective=None, threads: int | None = None) -> GridResult:
     """Train the ReLU+L1 SAE of every (penalty, width) pair as one batched model.
 
     data : as for :func:`train_sae` (``SyntheticData``, (n, d) array, or an
@@ -175,6 +175,9 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
     eval_fn : ``eval_fn(sae) -> {name: float}`` per member at each logging step.
     layout : "auto", "pad" or "group" (module docstring).
     record_dictionaries : keep each member's dictionary at each logging step.
+    d : the SAEs' input width; required when it cannot be read off ``data`` (an
+        iterable of batches, or an objective whose batches are a host's inputs).
+    objective : what to minimise besides the penalty (default: local reconstruction).
     threads : torch threads for the run (None: the engine's rule).
     """
     sparsity_coefs, widths, seed = _check_grid(sparsity_coefs, widths, config, seed)
@@ -186,8 +189,9 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                  for g in groups]
     order = [k for g in groups for k in g]  # member number in the ensembles -> grid index
     trained = train_ensembles(ensembles, [pairs[k][0] for k in order], data, config,
-                              eval_fn=eval_fn, record_dictionaries=record_dictionaries,
-                              progress=progress, threads=threads)
+                              objective=objective, eval_fn=eval_fn,
+                              record_dictionaries=record_dictionaries, progress=progress,
+                              threads=threads)
     members: list[TrainResult | None] = [None] * len(pairs)
     for n, k in enumerate(order):
         members[k] = trained[n]
@@ -200,8 +204,8 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
 def train_grid_sequential(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                           config: TrainConfig, *,
                           eval_fn: Callable[[ReLUSAE], dict[str, float]] | None = None,
-                          progress: bool = True, seed: int = 0,
-                          d: int | None = None, threads: int | None = None) -> GridResult:
+                          progress: bool = True, seed: int = 0, d: int | None = None,
+                          objective=None, threads: int | None = None) -> GridResult:
     """The same grid as :func:`train_grid`, one ``train_sae`` call per SAE (the reference).
 
     ``data`` must be replayable (``SyntheticData``, an array, or a re-iterable
@@ -213,8 +217,8 @@ def train_grid_sequential(data, sparsity_coefs: Sequence[float], widths: Sequenc
                          "for every SAE, so pass SyntheticData, an array or a list of batches")
     d = _dim(data, d)
     members = [train_sae(ReLUSAE(d, width, seed=member_seed(seed, width)), data,
-                         config.replace(sparsity_coef=coef), eval_fn=eval_fn,
-                         progress=progress, threads=threads)
+                         config.replace(sparsity_coef=coef), objective=objective,
+                         eval_fn=eval_fn, progress=progress, threads=threads)
                for coef in sparsity_coefs for width in widths]
     success, message = _summary(members)
     return GridResult(success, message, sparsity_coefs, widths, "sequential", seed,
