@@ -181,6 +181,9 @@ def test_workspace_never_hands_out_a_buffer_twice_while_it_is_held():
     with pytest.raises(RuntimeError, match="still in use"):  # the same rule without reuse
         plain.empty("g", (4,), torch.float32)
     assert plain.nbytes == 0  # plain torch.empty: nothing kept
+    # Off the CPU the device's own caching allocator reuses memory: plain torch.empty.
+    meta = ws.empty("g", (3, 4), torch.float32, device="meta")
+    assert meta.device.type == "meta" and ws.held() == {"g", "h", "big"}
 
 
 def test_workspace_pickles_empty_and_solves_are_unchanged_by_reuse():

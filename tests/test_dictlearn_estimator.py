@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse
 import sklearn
 import torch
 from sklearn.base import clone
@@ -142,3 +143,25 @@ def test_threads_argument_runs_the_call_on_that_many_threads_and_restores_the_co
             sparse_code(X, D, 0.1, threads=bad)
     with pytest.raises(TypeError, match="workspace"):
         sparse_code(X, D, 0.1, workspace={})
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda X: scipy.sparse.csr_matrix(X), "[Ss]parse"),
+    (lambda X: X.astype(complex), "[Cc]omplex"),
+    (lambda X: X[:, 0], "2D array"),
+    (lambda X: X[:0], "0 sample"),
+    (lambda X: X[:, :0], "0 feature"),
+    (lambda X: np.where(X > 1.5, np.nan, X), "NaN"),
+    (lambda X: np.where(X > 1.5, np.inf, X), "infinity"),
+])
+def test_bad_data_raises_what_scikit_learn_expects(make, match):
+    X = _data(6)
+    est = DictionaryLearner(**SMALL)
+    with pytest.raises((TypeError, ValueError), match=match):
+        est.fit(make(X))
+    with pytest.raises((TypeError, ValueError), match=match):
+        est.partial_fit(make(X))
+    est.fit(X)
+    if make(X).ndim == 2 and make(X).shape[1] == X.shape[1]:
+        with pytest.raises((TypeError, ValueError), match=match):
+            est.transform(make(X))

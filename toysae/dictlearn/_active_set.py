@@ -39,6 +39,7 @@ import torch
 from toysae._buffers import Workspace
 from toysae._tuning import FIRST_SET, MAX_SET, ROW_BLOCK, WORKING_SET_ABOVE
 from toysae.dictlearn._fista import LassoOutput, gram_times, prox_grad
+from toysae.objective import objective_from_parts
 
 # A group's overflow goes to a group with SET_GROWTH times its cap (module docstring;
 # toysae._tuning.MAX_SET says why the first cap is what it is).
@@ -49,9 +50,10 @@ _RESPONSE = ("lasso.response.0", "lasso.response.1")
 
 # ---------------------------------------------------------------------------- set algebra
 def set_objective(c: torch.Tensor, G: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
-    """Per-sample ``1/2 z G z^T - c . z + lam |z|_1`` on (n, m) sets (objective - 1/2 |x|^2)."""
-    zG = gram_times(z, G)
-    return (0.5 * zG - c).mul_(z).sum(dim=1) + lam * z.abs().sum(dim=1)
+    """Per-sample objective minus ``1/2 |x|^2`` on (n, m) sets: ``|x - zD|^2 - |x|^2 =
+    z G z^T - 2 c . z`` is the squared residual up to that constant."""
+    squared = gram_times(z, G).sub_(c, alpha=2.0).mul_(z).sum(dim=1)
+    return objective_from_parts(squared, z.abs().sum(dim=1), lam)
 
 
 def refit_on_support(c: torch.Tensor, G: torch.Tensor, support: torch.Tensor,
