@@ -49,9 +49,3 @@ def thread_count(threads: int | None, *, work: float, small_work: float, device=
     with torch_threads(threads):
         yield
 
-
-@contextlib.contextmanager
-def single_thread_if_small(work: float, threshold: float, device=None):
-    """``thread_count(None, ...)``: one thread below ``threshold`` on the CPU."""
-    with thread_count(None, work=work, small_work=threshold, device=device):
-        yield
