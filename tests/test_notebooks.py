@@ -35,6 +35,10 @@ CASES = {
         "exclusive features pass: True",
         "all gaps >= 0: True",
     ]),
+    "05_end_to_end.ipynb": ({"TOYSAE_NOTEBOOK_SAMPLES": "60000"}, [
+        "perfect splice changes nothing: True",
+        "at matched CE increase e2e uses fewer active latents: True",
+    ]),
 }
 
 
