@@ -49,6 +49,18 @@ FIRST_SET = 8
 # support fills it moves to a set four times as large. benchmarks/bench_dictlearn.py.
 MAX_SET = 16
 
+# A sample whose support fills its working set moves to a set this many times as large
+# (while SET_GROWTH**2 * cap <= n_atoms; past that the dense solver finishes it).
+# benchmarks/bench_dictlearn.py.
+SET_GROWTH = 4
+# Per-sample Gram blocks up to this many atoms are multiplied by broadcasting, which
+# beats batched GEMM calls on tiny blocks. benchmarks/bench_dictlearn.py.
+BROADCAST_GRAM_MAX = 32
+# z @ M goes through a sparse (COO) product for CPU codes of more than SPARSE_MIN_ENTRIES
+# entries of which under SPARSE_MAX_DENSITY are nonzero. benchmarks/bench_dictlearn.py.
+SPARSE_MIN_ENTRIES = 4096
+SPARSE_MAX_DENSITY = 0.05
+
 # DictionaryLearner.fit keeps the previous epoch's codes as warm starts while
 # n_samples * n_atoms is at most this (80 MB of float32).
 MAX_WARM_ENTRIES = 20_000_000

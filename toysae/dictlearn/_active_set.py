@@ -37,13 +37,10 @@ from dataclasses import dataclass
 import torch
 
 from toysae._buffers import Workspace
-from toysae._tuning import FIRST_SET, MAX_SET, ROW_BLOCK, WORKING_SET_ABOVE
+from toysae._tuning import FIRST_SET, MAX_SET, ROW_BLOCK, SET_GROWTH, WORKING_SET_ABOVE
 from toysae.dictlearn._fista import LassoOutput, gram_times, prox_grad
 from toysae.objective import objective_from_parts
 
-# A group's overflow goes to a group with SET_GROWTH times its cap (module docstring;
-# toysae._tuning.MAX_SET says why the first cap is what it is).
-SET_GROWTH = 4
 # The two workspace buffers the (rows, n_atoms) responses alternate between.
 _RESPONSE = ("lasso.response.0", "lasso.response.1")
 

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from toysae import _tuning
+
 
 class LassoOutput:
     """What a lasso solver returns; per-sample tensors of the batch.
@@ -95,9 +97,9 @@ def prox(v: torch.Tensor, thresh, nonneg: bool) -> torch.Tensor:
 
 def sparse_times(z: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """``z @ M`` for codes ``z`` that are mostly exact zeros (a sparse product when they are)."""
-    if z.device.type == "cpu" and z.numel() > 4096:
+    if z.device.type == "cpu" and z.numel() > _tuning.SPARSE_MIN_ENTRIES:
         zs = z.to_sparse()
-        if zs._nnz() < 0.05 * z.numel():
+        if zs._nnz() < _tuning.SPARSE_MAX_DENSITY * z.numel():
             return torch.sparse.mm(zs, M)
     return z @ M
 
@@ -106,7 +108,7 @@ def gram_times(z: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """``z G`` for one shared (n_atoms, n_atoms) Gram or a per-sample (n, m, m) batch of them."""
     if G.ndim == 2:
         return z @ G
-    if G.shape[1] <= 32:  # tiny blocks: broadcasting beats batched GEMM calls
+    if G.shape[1] <= _tuning.BROADCAST_GRAM_MAX:  # tiny blocks: broadcasting beats GEMM calls
         return (z.unsqueeze(2) * G).sum(dim=1)
     return torch.matmul(z.unsqueeze(1), G).squeeze(1)
 

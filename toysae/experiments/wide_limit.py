@@ -68,7 +68,7 @@ class Result(JsonMixin):
     objective: tuple  # per size
     gap: tuple  # per size, objective - bound (>= 0)
     relative_gap: tuple
-    solver_converged: tuple  # if False the codes are not optimal: the gap is an upper bound
+    solver_success: tuple  # if False the codes are not optimal: the gap is an upper bound
     data_ray_gap: float  # gap of the dictionary of data directions (0 up to rounding)
     reference_angle: float  # angle of the mean data ray; atom angles are relative to it
     atom_angles: tuple  # per size, sorted angles (radians) of used atoms from the mean ray
@@ -118,7 +118,7 @@ def _run(config: Config) -> Result:
     data_ray_gap = wide_limit_gap(X, rays, Z, lam).gap
     return Result(config=config, bound=limit.bound, n_rays=int(on.sum()),
                   objective=tuple(objective), gap=tuple(gaps), relative_gap=tuple(rel),
-                  solver_converged=tuple(conv), data_ray_gap=float(data_ray_gap),
+                  solver_success=tuple(conv), data_ray_gap=float(data_ray_gap),
                   reference_angle=ref, atom_angles=tuple(angles), x=X)
 
 
