@@ -29,4 +29,6 @@ def test_the_ten_line_example_runs_as_written():
     result, report = namespace["result"], namespace["report"]
     assert result.success and result.n_iter == namespace["config"].n_steps
     assert report.amortisation.gap >= -1e-6  # the encoder never beats optimal codes
-    assert "code KKT" in printed[1] and "stationarity" in "\n".join(printed[1:])
+    told = "\n".join(printed[1:])
+    for part in ("encoder", "code KKT", "atom stationarity", "hierarchy"):
+        assert part in told, part
