@@ -45,3 +45,33 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
                     **{"dpi": 120, "bbox_inches": "tight", **kwargs})
     plt.close(fig)
     return path
+
+
+def save_module_tensors(module, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """A torch module's state (parameters and buffers, on the CPU) and string ``metadata``
+    in one safetensors file, written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, str], dict]:
+    """(metadata, tensors) of a safetensors file. Nothing is unpickled: the format is a
+    JSON header and raw tensors. ``what`` names the expected content in errors:
+    FileNotFoundError when missing, ValueError when truncated or not safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or not a "
+                         f"{what}?): {err}") from err
+    return metadata, tensors

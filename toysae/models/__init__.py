@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
+from toysae._io import read_safetensors
 from toysae.models.base import HostModel
 from toysae.models.objectives import MODES, SiteObjective
 from toysae.models.residual import HostBatch, HostFit, ResidualToy, ResidualToyConfig
@@ -25,17 +25,7 @@ HOSTS = {"ResidualToy": (ResidualToy, ResidualToyConfig), "TMSHost": (TMSHost, T
 
 def load_host(path: str | os.PathLike) -> HostModel:
     """A host saved by :meth:`HostModel.save`, frozen; ValueError for a foreign file."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no host file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    meta, tensors = read_safetensors(path, "host file")
     if meta.get("format") != "toysae-host" or meta.get("class") not in HOSTS:
         raise ValueError(f"{path} is not a toysae host file (metadata {meta!r})")
     cls, config_cls = HOSTS[meta["class"]]

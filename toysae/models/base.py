@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from toysae._io import atomic_path
+from toysae._io import save_module_tensors
 from toysae._validation import check_choice
 
 
@@ -117,11 +117,6 @@ class HostModel(nn.Module, abc.ABC):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Weights and config in one safetensors file, written atomically."""
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
         meta = {"format": "toysae-host", "class": type(self).__name__,
                 "config": json.dumps(self.config_dict(), sort_keys=True)}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-        return Path(path)
+        return save_module_tensors(self, path, meta)

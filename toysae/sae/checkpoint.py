@@ -13,10 +13,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from toysae._io import atomic_path
+from toysae._io import read_safetensors, save_module_tensors
 from toysae.sae.base import ARCHITECTURES, SparseAutoencoder, make_sae
 
 FORMAT = "toysae-sae"
@@ -27,12 +25,9 @@ def save(sae: SparseAutoencoder, path: str | os.PathLike) -> Path:
     """Write ``sae`` (parameters, buffers, architecture, constructor args) to ``path``."""
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in sae.state_dict().items()}
     metadata = {"format": FORMAT, "version": VERSION, "architecture": sae.architecture,
                 "config": json.dumps(sae.config())}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(path)
+    return save_module_tensors(sae, path, metadata)
 
 
 def load(path: str | os.PathLike, architecture: str | None = None) -> SparseAutoencoder:
@@ -46,15 +41,7 @@ def load(path: str | os.PathLike, architecture: str | None = None) -> SparseAuto
     if architecture is not None and architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, "
                          f"got {architecture!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or not a "
-                         f"checkpoint?): {err}") from err
+    metadata, tensors = read_safetensors(path, "checkpoint")
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is a safetensors file but not a toysae SAE checkpoint "
                          f"(metadata format={metadata.get('format')!r})")
