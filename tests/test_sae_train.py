@@ -345,3 +345,23 @@ def test_threads_is_an_argument_and_is_restored(toy):
         train_sae("relu", toy, cfg, width=16, progress=False, threads=0)
     with pytest.raises(TypeError, match="threads"):
         train_sae("relu", toy, cfg, width=16, progress=False, threads=1.5)
+
+
+def test_weight_gradients_reuse_their_memory_across_steps(toy):
+    from toysae.sae import ReLUSAEEnsemble, train_ensembles
+
+    seen = {}
+
+    def record(sae):
+        seen.setdefault("W_dec", set()).add(sae.W_dec.grad.data_ptr())
+        return {}
+
+    sae = ReLUSAE(D, 16, seed=0)
+    cfg = TrainConfig(n_samples=64 * 30, batch_size=64, log_every=5)
+    train_sae(sae, toy, cfg, eval_fn=record, progress=False)
+    assert len(seen["W_dec"]) == 1  # one buffer, adopted by autograd step after step
+    ens = ReLUSAEEnsemble(D, [8, 16])
+    ptrs = []
+    train_ensembles(ens, [0.05, 0.05], toy, cfg, progress=False,
+                    eval_fn=lambda s: ptrs.append(ens.W_dec.grad.data_ptr()) or {})
+    assert len(set(ptrs)) == 1

@@ -110,6 +110,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     # and its weight when a TrainConfig leaves dead_latent_coef unset.
     dead_latent_loss: str = "ghost"
     default_dead_latent_coef: float = 0.0
+    # True when auxiliary_loss adds a term of the architecture's own (the gated SAE's).
+    has_auxiliary_term: bool = False
 
     def __init__(self, d: int, width: int, *, seed: int = 0):
         super().__init__()
@@ -275,6 +277,11 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             return
         # In place, without (width, d) temporaries: g -= (g . W) W, row by row.
         g.addcmul_(torch.linalg.vecdot(g, W)[:, None], W, value=-1.0)
+
+    def recycle_grads_(self) -> None:
+        """Drop every ``.grad`` before the next step (the engine's ``zero_grad``); an
+        architecture whose backward can reuse gradient memory keeps it here."""
+        self.zero_grad(set_to_none=True)
 
     # -- latent bookkeeping used by resampling ----------------------------
     def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:

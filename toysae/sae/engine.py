@@ -26,6 +26,7 @@ member trains as it would alone (up to float rounding of batched matmuls).
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import time
 from collections import deque
@@ -135,8 +136,9 @@ class MemberStack(abc.ABC):
         """(M,) mean penalty of each member."""
 
     @abc.abstractmethod
-    def auxiliary(self, x: Tensor, native, dead: Tensor | None, coef: float) -> Tensor:
-        """(M,) auxiliary terms; ``dead`` is (M, max_width) or None (remedy off)."""
+    def auxiliary(self, x: Tensor, native, dead: Tensor | None, coef: float) -> Tensor | None:
+        """(M,) auxiliary terms, or None when there are none; ``dead`` is (M, max_width)
+        or None (remedy off)."""
 
     @abc.abstractmethod
     def member(self, m: int) -> SparseAutoencoder:
@@ -156,6 +158,10 @@ class MemberStack(abc.ABC):
 
     @abc.abstractmethod
     def remove_parallel_grad_(self) -> None: ...
+
+    def recycle_grads_(self) -> None:
+        """Drop the gradients before a step (stacks may keep their memory for reuse)."""
+        self.module.zero_grad(set_to_none=True)
 
     @abc.abstractmethod
     def normalize_decoder_(self) -> None: ...
@@ -181,6 +187,8 @@ class SingleSAE(MemberStack):
         return self.sae.penalty(native)[None]
 
     def auxiliary(self, x, native, dead, coef):
+        if dead is None and not self.sae.has_auxiliary_term:
+            return None
         return self.sae.auxiliary_loss(x, native, None if dead is None else dead[0], coef)[None]
 
     def member(self, m):
@@ -197,6 +205,9 @@ class SingleSAE(MemberStack):
 
     def remove_parallel_grad_(self):
         self.sae.remove_parallel_grad_()
+
+    def recycle_grads_(self):
+        self.sae.recycle_grads_()
 
     def normalize_decoder_(self):
         self.sae.normalize_decoder_()
@@ -453,18 +464,22 @@ class _Engine:
         return dead if self.real[g] is None else dead & self.real[g]
 
     def step(self, batch: Tensor, factor: float) -> list[dict[str, Tensor]]:
-        self.optimizer.zero_grad(set_to_none=True)
+        for stack in self.stacks:
+            stack.recycle_grads_()
         x = self.objective.sae_input(batch)
         parts = []
         for g, stack in enumerate(self.stacks):
             out, native = stack.forward(x)
-            named = dict(self.objective(batch, x, out))
+            named = self._objective_parts(batch, x, out)
             named["sparsity"] = self.coefs[g] * factor * stack.penalties(native)
             dead = self.dead(g) if self.dead_coef else None
-            named["auxiliary"] = stack.auxiliary(x, native, dead, self.dead_coef)
-            total = sum(named.values())
+            aux = stack.auxiliary(x, native, dead, self.dead_coef)
+            total = functools.reduce(torch.add, named.values())
+            if aux is not None:  # None: no auxiliary term this step (saves two tiny ops)
+                total = total + aux
             total.sum().backward()
-            named = {"loss": total.detach(), **{k: v.detach() for k, v in named.items()}}
+            named = {"loss": total.detach(), **{k: v.detach() for k, v in named.items()},
+                     "auxiliary": (torch.zeros_like(total) if aux is None else aux).detach()}
             codes = out.codes.detach()
             # Codes are >= 0 for every architecture: a latent fired iff its column max is > 0.
             self.silent[g].add_(1).masked_fill_(codes.amax(1) > 0, 0)
@@ -475,6 +490,15 @@ class _Engine:
         for stack in self.stacks:
             stack.normalize_decoder_()
         return parts
+
+    def _objective_parts(self, batch, x, out) -> dict[str, Tensor]:
+        named = dict(self.objective(batch, x, out))
+        clash = [k for k in named if k in ENGINE_PARTS or k.startswith("_")]
+        if clash or not named:
+            raise ValueError(f"objective {self.objective.describe()} returned parts "
+                             f"{sorted(named)}: it must return at least one, none named "
+                             f"{ENGINE_PARTS} or starting with '_' (the engine's own)")
+        return named
 
     def resample(self, pool: Tensor) -> None:
         for k, (g, m) in enumerate(self.where):

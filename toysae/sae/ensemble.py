@@ -53,7 +53,7 @@ from toysae._validation import check_int, check_tuple
 from toysae.sae.base import SAEOutput
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import MemberStack, TrainResult, train_members
-from toysae.sae.relu import ReLUSAE
+from toysae.sae.relu import ReLUSAE, spare_grad
 
 __all__ = ["ReLUSAEEnsemble", "StackedReLUForward", "train_ensembles"]
 
@@ -64,7 +64,7 @@ class StackedReLUForward(torch.autograd.Function):
     member by member. ``mask`` (M, W) zeroes padded latents (None: no padding)."""
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, mask):
+    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, mask, spare_grads=None):
         xc = x[None] - b_dec[:, None, :]
         codes = _baddbmm(b_enc[:, None, :], xc, W_enc).clamp_min_(0.0)
         if mask is not None:  # padded latents: exactly 0, hence zero gradient
@@ -72,6 +72,7 @@ class StackedReLUForward(torch.autograd.Function):
         x_hat = _baddbmm(b_dec[:, None, :], codes, W_dec)
         ctx.save_for_backward(xc, codes, W_enc, W_dec)
         ctx.set_materialize_grads(False)
+        ctx.spare = {} if spare_grads is None else spare_grads
         return x_hat, codes
 
     @staticmethod
@@ -79,19 +80,20 @@ class StackedReLUForward(torch.autograd.Function):
         xc, codes, W_enc, W_dec = ctx.saved_tensors
         if grad_x_hat is None:
             grad_x_hat = torch.zeros_like(xc)
-        grad_W_dec = _bmm(codes.transpose(1, 2), grad_x_hat)
+        grad_W_dec = _bmm(codes.transpose(1, 2), grad_x_hat,
+                          out=spare_grad(ctx.spare, "W_dec", W_dec))
         grad_f = (_bmm(grad_x_hat, W_dec.transpose(1, 2)) if grad_codes is None else
                   _baddbmm(grad_codes, grad_x_hat, W_dec.transpose(1, 2)))
         grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
                                                                 grad_input=grad_f)
-        grad_W_enc = _bmm(xc.transpose(1, 2), grad_pre)
+        grad_W_enc = _bmm(xc.transpose(1, 2), grad_pre, out=spare_grad(ctx.spare, "W_enc", W_enc))
         grad_b_enc = grad_pre.sum(dim=1)
         grad_b_dec = grad_x_hat.sum(dim=1).sub_(torch.bmm(W_enc, grad_b_enc[:, :, None])
                                                .squeeze(2))
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = _bmm(grad_pre, W_enc.transpose(1, 2)).sum(dim=0)
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
 
 
 class ReLUSAEEnsemble(nn.Module, MemberStack):
@@ -131,6 +133,7 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         self.W_dec = nn.Parameter(torch.zeros(M, W, d))
         self.b_dec = nn.Parameter(torch.zeros(M, d))
         self._views: dict[int, ReLUSAE] = {}
+        self._spare_grads: dict[str, Tensor] = {}
         with torch.no_grad():
             for m, (width, seed) in enumerate(zip(widths, seeds, strict=True)):
                 self._load_member_(m, ReLUSAE(d, width, seed=seed))
@@ -202,6 +205,8 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
     def real_latents(self) -> Tensor | None:
         return self.mask if self.padded else None
 
+    recycle_grads_ = ReLUSAE.recycle_grads_  # the stacked weights' gradients, as ReLUSAE
+
     # -- the model --------------------------------------------------------------
     def check_input(self, x) -> Tensor:
         """``x`` as a float32 (n, d) tensor, shared by every member."""
@@ -212,15 +217,16 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         max_width), pre_acts None), twice: for the objective and for the penalties."""
         x = self.check_input(x)
         x_hat, codes = StackedReLUForward.apply(x, self.W_enc, self.b_enc, self.W_dec,
-                                                self.b_dec, self.mask if self.padded else None)
+                                                self.b_dec, self.mask if self.padded else None,
+                                                self._spare_grads)
         out = SAEOutput(x_hat, codes, None)
         return out, out
 
     def penalties(self, native: SAEOutput) -> Tensor:
         return native.codes.sum(dim=(1, 2)) / native.codes.shape[1]
 
-    def auxiliary(self, x, native, dead, coef) -> Tensor:
-        return x.new_zeros(self.n_members)
+    def auxiliary(self, x, native, dead, coef) -> None:
+        return None  # no dead-latent loss in the batched ensemble (supports_dead_latent_loss)
 
     # -- decoder geometry ---------------------------------------------------------
     @torch.no_grad()
@@ -239,11 +245,12 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         return f"d={self.d}, widths={self.widths}"
 
 
-def _bmm(a: Tensor, b: Tensor) -> Tensor:
+def _bmm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """``torch.bmm(a, b)``, as one call for small matrices and a loop of ``mm`` for large."""
     if a.shape[1] * a.shape[2] * b.shape[2] < _tuning.BMM_LOOP_WORK:
-        return torch.bmm(a, b)
-    out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+        return torch.bmm(a, b, out=out)
+    if out is None:
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
     for m in range(a.shape[0]):
         torch.mm(a[m], b[m], out=out[m])
     return out

@@ -27,6 +27,8 @@ from toysae.sae.base import SAEOutput, SparseAutoencoder, reconstruction_loss, r
 class GatedSAE(SparseAutoencoder):
     """Gated SAE with weight-shared gate and magnitude paths (``r_mag`` rescales per latent)."""
 
+    has_auxiliary_term = True  # the gate's reconstruction through the frozen decoder
+
     def __init__(self, d: int, width: int, *, aux_weight: float = 1.0, seed: int = 0):
         super().__init__(d, width, seed=seed)
         self.aux_weight = check_float(aux_weight, "aux_weight", minimum=0.0)

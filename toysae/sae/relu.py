@@ -6,8 +6,9 @@
 (Bricken et al. 2023, "Towards Monosemanticity"). Row ``i`` of ``W_dec`` is
 latent ``i``'s atom. The forward pass is one ``torch.autograd.Function`` with a
 hand-written backward (five matmuls, in-place element-wise work, ReLU's fused
-threshold kernel): it composes with any loss on ``x_hat`` and the codes, so
-every objective of the training engine takes the fast path.
+threshold kernel, weight gradients written into recycled buffers): it composes
+with any loss on ``x_hat`` and the codes, so every objective of the training
+engine takes the fast path.
 :meth:`ReLUSAE.reference_forward` is the same model in plain autograd ops,
 kept as the reference the fast path is tested and benchmarked against.
 """
@@ -32,12 +33,13 @@ class ReLUForward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec):
+    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, spare_grads=None):
         xc = x - b_dec
         codes = torch.addmm(b_enc, xc, W_enc).clamp_min_(0.0)
         x_hat = torch.addmm(b_dec, codes, W_dec)
         ctx.save_for_backward(xc, codes, W_enc, W_dec)
         ctx.set_materialize_grads(False)
+        ctx.spare = {} if spare_grads is None else spare_grads
         return x_hat, codes
 
     @staticmethod
@@ -45,7 +47,7 @@ class ReLUForward(torch.autograd.Function):
         xc, codes, W_enc, W_dec = ctx.saved_tensors
         if grad_x_hat is None:
             grad_x_hat = torch.zeros_like(xc)
-        grad_W_dec = codes.T @ grad_x_hat
+        grad_W_dec = torch.mm(codes.T, grad_x_hat, out=spare_grad(ctx.spare, "W_dec", W_dec))
         # The penalty's gradient rides in as addmm's input (a broadcast constant for L1
         # costs no extra pass), and ReLU's own fused backward kernel keeps the gradient
         # where codes > 0, in place: ~10x faster than a bool mask and a product, and no
@@ -54,12 +56,22 @@ class ReLUForward(torch.autograd.Function):
                   else torch.addmm(grad_codes, grad_x_hat, W_dec.T))
         grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
                                                                 grad_input=grad_f)
-        grad_W_enc = xc.T @ grad_pre
+        grad_W_enc = torch.mm(xc.T, grad_pre, out=spare_grad(ctx.spare, "W_enc", W_enc))
         grad_b_enc = grad_pre.sum(dim=0)
         grad_b_dec = (grad_x_hat.sum(dim=0).sub_(W_enc @ grad_b_enc)
                       if ctx.needs_input_grad[4] else None)
         grad_x = grad_pre @ W_enc.T if ctx.needs_input_grad[0] else None
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None
+
+
+def spare_grad(spare: dict, name: str, like: Tensor) -> Tensor:
+    """A recycled gradient buffer for ``name`` (see :meth:`ReLUSAE.recycle_grads_`), or a
+    fresh one. Popped, so the returned gradient is referenced by autograd alone and
+    becomes the parameter's ``.grad`` without a copy."""
+    buf = spare.pop(name, None)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buf
 
 
 @register("relu")
@@ -82,6 +94,7 @@ class ReLUSAE(SparseAutoencoder):
         if not decoder_bias:
             del self.b_dec
             self.register_buffer("b_dec", torch.zeros(self.d))
+        self._spare_grads: dict[str, Tensor] = {}
 
     def config(self) -> dict:
         return {**super().config(), **({} if self.decoder_bias else {"decoder_bias": False})}
@@ -94,8 +107,23 @@ class ReLUSAE(SparseAutoencoder):
 
     def forward(self, x) -> SAEOutput:
         x = self.check_input(x)
-        x_hat, codes = ReLUForward.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec)
+        x_hat, codes = ReLUForward.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+                                         self._spare_grads)
         return SAEOutput(x_hat, codes, None)
+
+    def recycle_grads_(self) -> None:
+        """Keep the weight gradients' memory for the next backward pass, then drop ``.grad``.
+
+        The training engine calls this in place of ``zero_grad(set_to_none=True)``:
+        the next backward writes into the same buffers (a fresh multi-MB CPU buffer
+        page-faults on every step here) and autograd adopts them as ``.grad`` again.
+        """
+        for name in ("W_enc", "W_dec"):
+            grad = getattr(self, name).grad
+            if grad is not None:
+                self._spare_grads[name] = grad
+        for p in self.parameters():
+            p.grad = None
 
     def reference_forward(self, x) -> SAEOutput:
         """The same forward pass in plain autograd ops (the fast path's reference)."""
