@@ -53,7 +53,7 @@ from toysae._validation import check_int, check_tuple
 from toysae.sae.base import SAEOutput
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import MemberStack, TrainResult, train_members
-from toysae.sae.relu import ReLUSAE, spare_grad
+from toysae.sae.relu import ReLUSAE, scratch, spare_grad
 
 __all__ = ["ReLUSAEEnsemble", "StackedReLUForward", "train_ensembles"]
 
@@ -82,8 +82,11 @@ class StackedReLUForward(torch.autograd.Function):
             grad_x_hat = torch.zeros_like(xc)
         grad_W_dec = _bmm(codes.transpose(1, 2), grad_x_hat,
                           out=spare_grad(ctx.spare, "W_dec", W_dec))
-        grad_f = (_bmm(grad_x_hat, W_dec.transpose(1, 2)) if grad_codes is None else
-                  _baddbmm(grad_codes, grad_x_hat, W_dec.transpose(1, 2)))
+        grad_f = scratch(ctx.spare, "grad_f", codes)
+        if grad_codes is None:
+            _bmm(grad_x_hat, W_dec.transpose(1, 2), out=grad_f)
+        else:
+            _baddbmm(grad_codes, grad_x_hat, W_dec.transpose(1, 2), out=grad_f)
         grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
                                                                 grad_input=grad_f)
         grad_W_enc = _bmm(xc.transpose(1, 2), grad_pre, out=spare_grad(ctx.spare, "W_enc", W_enc))
@@ -133,7 +136,7 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         self.W_dec = nn.Parameter(torch.zeros(M, W, d))
         self.b_dec = nn.Parameter(torch.zeros(M, d))
         self._views: dict[int, ReLUSAE] = {}
-        self._spare_grads: dict[str, Tensor] = {}
+        self._backward_buffers: dict[str, Tensor] = {}
         with torch.no_grad():
             for m, (width, seed) in enumerate(zip(widths, seeds, strict=True)):
                 self._load_member_(m, ReLUSAE(d, width, seed=seed))
@@ -218,7 +221,7 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         x = self.check_input(x)
         x_hat, codes = StackedReLUForward.apply(x, self.W_enc, self.b_enc, self.W_dec,
                                                 self.b_dec, self.mask if self.padded else None,
-                                                self._spare_grads)
+                                                self._backward_buffers)
         out = SAEOutput(x_hat, codes, None)
         return out, out
 
@@ -256,11 +259,12 @@ def _bmm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     return out
 
 
-def _baddbmm(bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """``torch.baddbmm(bias, a, b)`` with the dispatch of :func:`_bmm`."""
     if a.shape[1] * a.shape[2] * b.shape[2] < _tuning.BMM_LOOP_WORK:
-        return torch.baddbmm(bias, a, b)
-    out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+        return torch.baddbmm(bias, a, b, out=out)
+    if out is None:
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
     bias = bias.expand(a.shape[0], -1, -1) if bias.shape[0] == 1 else bias
     for m in range(a.shape[0]):
         torch.addmm(bias[m], a[m], b[m], out=out[m])

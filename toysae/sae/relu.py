@@ -6,7 +6,8 @@
 (Bricken et al. 2023, "Towards Monosemanticity"). Row ``i`` of ``W_dec`` is
 latent ``i``'s atom. The forward pass is one ``torch.autograd.Function`` with a
 hand-written backward (five matmuls, in-place element-wise work, ReLU's fused
-threshold kernel, weight gradients written into recycled buffers): it composes
+threshold kernel, weight gradients and the (n, width) scratch written into
+recycled buffers): it composes
 with any loss on ``x_hat`` and the codes, so every objective of the training
 engine takes the fast path.
 :meth:`ReLUSAE.reference_forward` is the same model in plain autograd ops,
@@ -52,8 +53,11 @@ class ReLUForward(torch.autograd.Function):
         # costs no extra pass), and ReLU's own fused backward kernel keeps the gradient
         # where codes > 0, in place: ~10x faster than a bool mask and a product, and no
         # fresh (n, width) buffer (fresh multi-MB CPU buffers page-fault here).
-        grad_f = (grad_x_hat @ W_dec.T if grad_codes is None
-                  else torch.addmm(grad_codes, grad_x_hat, W_dec.T))
+        grad_f = scratch(ctx.spare, "grad_f", codes)
+        if grad_codes is None:
+            torch.mm(grad_x_hat, W_dec.T, out=grad_f)
+        else:
+            torch.addmm(grad_codes, grad_x_hat, W_dec.T, out=grad_f)
         grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_f, codes, 0.0,
                                                                 grad_input=grad_f)
         grad_W_enc = torch.mm(xc.T, grad_pre, out=spare_grad(ctx.spare, "W_enc", W_enc))
@@ -62,6 +66,15 @@ class ReLUForward(torch.autograd.Function):
                       if ctx.needs_input_grad[4] else None)
         grad_x = grad_pre @ W_enc.T if ctx.needs_input_grad[0] else None
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None
+
+
+def scratch(spare: dict, name: str, like: Tensor) -> Tensor:
+    """A scratch buffer shaped like ``like`` that stays with the module across steps
+    (used and finished within one backward pass, so reusing it is safe)."""
+    buf = spare.get(name)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = spare[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buf
 
 
 def spare_grad(spare: dict, name: str, like: Tensor) -> Tensor:
@@ -94,7 +107,7 @@ class ReLUSAE(SparseAutoencoder):
         if not decoder_bias:
             del self.b_dec
             self.register_buffer("b_dec", torch.zeros(self.d))
-        self._spare_grads: dict[str, Tensor] = {}
+        self._backward_buffers: dict[str, Tensor] = {}
 
     def config(self) -> dict:
         return {**super().config(), **({} if self.decoder_bias else {"decoder_bias": False})}
@@ -108,7 +121,7 @@ class ReLUSAE(SparseAutoencoder):
     def forward(self, x) -> SAEOutput:
         x = self.check_input(x)
         x_hat, codes = ReLUForward.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
-                                         self._spare_grads)
+                                         self._backward_buffers)
         return SAEOutput(x_hat, codes, None)
 
     def recycle_grads_(self) -> None:
@@ -121,7 +134,7 @@ class ReLUSAE(SparseAutoencoder):
         for name in ("W_enc", "W_dec"):
             grad = getattr(self, name).grad
             if grad is not None:
-                self._spare_grads[name] = grad
+                self._backward_buffers[name] = grad
         for p in self.parameters():
             p.grad = None
 
