@@ -9,6 +9,7 @@ from toysae.sae import (
     BatchTopKSAE,
     GatedSAE,
     JumpReLUSAE,
+    MatryoshkaSAE,
     ReLUSAE,
     TiedSAE,
     TopKSAE,
@@ -16,7 +17,8 @@ from toysae.sae import (
 )
 
 D, WIDTH = 10, 24
-KWARGS = {"topk": {"k": 3}, "batchtopk": {"k": 3}}
+KWARGS = {"topk": {"k": 3}, "batchtopk": {"k": 3},
+          "matryoshka": {"k": 3, "prefix_sizes": [4, 12]}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,8 +37,9 @@ def _x(n=64, seed=0):
 
 
 def test_registry_holds_every_architecture():
-    assert set(ARCHITECTURES) == {"relu", "tied", "topk", "batchtopk", "jumprelu", "gated"}
-    classes = {ReLUSAE, TiedSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, GatedSAE}
+    assert set(ARCHITECTURES) == {"relu", "tied", "topk", "batchtopk", "matryoshka", "jumprelu",
+                                 "gated"}
+    classes = {ReLUSAE, TiedSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE, JumpReLUSAE, GatedSAE}
     assert set(ARCHITECTURES.values()) == classes
     for name, cls in ARCHITECTURES.items():
         assert cls.architecture == name
@@ -273,7 +276,7 @@ def test_ghost_grads_reach_dead_latents():
     assert (sae.W_dec.grad[:6].abs().sum(1) > 0).all()
 
 
-@pytest.mark.parametrize("name", ["topk", "batchtopk"])
+@pytest.mark.parametrize("name", ["topk", "batchtopk", "matryoshka"])
 def test_aux_k_reaches_dead_latents(name):
     sae = _sae(name)
     sae.train()
@@ -312,7 +315,7 @@ def test_bad_width_and_d(name):
         make_sae(name, D, 2.5, **KWARGS.get(name, {}))
 
 
-@pytest.mark.parametrize("cls", [TopKSAE, BatchTopKSAE])
+@pytest.mark.parametrize("cls", [TopKSAE, BatchTopKSAE, MatryoshkaSAE])
 def test_bad_k(cls):
     with pytest.raises(ValueError, match="k must be <= width"):
         cls(D, WIDTH, k=WIDTH + 1)

@@ -26,7 +26,8 @@ TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlatio
                        orthogonal=True, seed=0)
 FAST = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2, sparsity_coef=0.05,
                    log_every=25)
-KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2}}
+KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2},
+          "matryoshka": {"k": 2, "prefix_sizes": [4, 8]}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,7 +60,8 @@ def test_relu_recovers_a_tiny_toy(toy):
     assert "ReLUSAE(d=12, width=16)" in repr(res) and res.success and "?" not in repr(res)
 
 
-@pytest.mark.parametrize("name", ["tied", "topk", "batchtopk", "jumprelu", "gated"])
+@pytest.mark.parametrize("name", ["tied", "topk", "batchtopk", "matryoshka", "jumprelu",
+                                  "gated"])
 def test_every_architecture_learns_the_tiny_toy(toy, name):
     # gated penalises ReLU(pi_gate), which runs larger than the codes: a larger coefficient
     cfg = TrainConfig(n_samples=30_000, batch_size=128, lr=1e-2,

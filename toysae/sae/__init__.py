@@ -2,7 +2,7 @@
 engine (``toysae.sae.engine``), checkpoints, batched ensembles and penalty x width grids.
 
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
-(``ARCHITECTURES``): relu, tied, topk, batchtopk, jumprelu, gated.
+(``ARCHITECTURES``): relu, tied, topk, batchtopk, matryoshka, jumprelu, gated.
 ``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
 """
 
@@ -30,14 +30,15 @@ from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
 from toysae.sae.gated import GatedSAE
 from toysae.sae.grid import GridResult, train_grid, train_grid_sequential
 from toysae.sae.jumprelu import JumpReLUSAE
+from toysae.sae.matryoshka import MatryoshkaSAE
 from toysae.sae.objectives import LocalReconstruction, Objective
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.tied import TiedSAE
 from toysae.sae.topk import TopKSAE
 
 __all__ = ["ARCHITECTURES", "BatchTopKSAE", "GatedSAE", "GridResult", "JumpReLUSAE",
-           "LocalReconstruction", "MemberStack", "Objective", "ReLUSAE", "ReLUSAEEnsemble",
-           "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder", "TiedSAE", "TopKSAE",
-           "TrainConfig", "TrainResult", "TrainingDiverged", "load", "make_sae", "register",
-           "resample_dead_latents_", "save", "train_ensembles", "train_grid",
-           "train_grid_sequential", "train_members", "train_sae"]
+           "LocalReconstruction", "MatryoshkaSAE", "MemberStack", "Objective", "ReLUSAE",
+           "ReLUSAEEnsemble", "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder",
+           "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult", "TrainingDiverged", "load",
+           "make_sae", "register", "resample_dead_latents_", "save", "train_ensembles",
+           "train_grid", "train_grid_sequential", "train_members", "train_sae"]
