@@ -221,3 +221,56 @@ def test_bad_arguments_raise():
         SyntheticData("reference")
     with pytest.raises(TypeError, match="seed"):
         SyntheticConfig(seed=1.5)
+
+
+# -- firing laws -------------------------------------------------------------
+def test_zipf_law_rates_and_measured_marginals():
+    cfg = SyntheticConfig(d=16, n_features=200, firing="zipf", zipf_exponent=0.7,
+                          p_min=0.002, p_max=0.3, correlation="low_rank", seed=2)
+    data = SyntheticData(cfg)
+    p = data.law_rates
+    w = np.arange(1, 201) ** -0.7
+    assert np.allclose(p, 0.002 + 0.298 * (w - w[-1]) / (w[0] - w[-1]))
+    assert np.isclose(p[0], 0.3) and np.isclose(p[-1], 0.002) and np.all(np.diff(p) < 0)
+    assert np.array_equal(p, data.probabilities)
+    ok = _rates_within(data.sample(100_000).codes, p)
+    assert ok.all(), f"features off by > 4 SE: {np.flatnonzero(~ok)}"
+
+
+@pytest.mark.parametrize("correlation", ["none", "random"])
+def test_explicit_rates_measured_marginals(correlation):
+    rates = np.random.default_rng(0).uniform(0.001, 0.6, 64)
+    rates[5] = 1.0
+    data = SyntheticData(SyntheticConfig(d=16, n_features=64, firing="explicit", rates=rates,
+                                         correlation=correlation))
+    assert np.allclose(data.law_rates, rates)
+    codes = data.sample(100_000).codes
+    assert _rates_within(codes, rates).all()
+    assert (codes[:, 5] != 0).all()
+
+
+def test_firing_law_json_round_trip():
+    for c in [SyntheticConfig(firing="zipf", zipf_exponent=0.5, p_min=1e-3, p_max=0.2),
+              SyntheticConfig(d=4, n_features=3, firing="explicit", rates=[0.1, 0.5, 1.0])]:
+        back = SyntheticConfig.from_json(c.to_json())
+        assert back == c
+        assert np.array_equal(SyntheticData(back).sample(500).codes,
+                              SyntheticData(c).sample(500).codes)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"firing": "zipf", "zipf_exponent": 0.0}, "zipf_exponent"),
+    ({"firing": "zipf", "zipf_exponent": -1.0}, "zipf_exponent"),
+    ({"firing": "zipf", "p_min": 0.5, "p_max": 0.1}, "p_min"),
+    ({"firing": "zipf", "p_max": 1.5}, "p_max"),
+    ({"firing": "zipf", "p_min": 0.0}, "p_min"),
+    ({"firing": "poisson"}, "firing"),
+    ({"firing": "explicit"}, "needs rates"),
+    ({"rates": (0.1,) * 512}, "rates is given"),
+    ({"n_features": 3, "firing": "explicit", "rates": (0.1, 0.0, 0.2)}, r"rates\[1\]"),
+    ({"n_features": 3, "firing": "explicit", "rates": (0.1, 1.2, 0.2)}, "rates"),
+    ({"n_features": 3, "firing": "explicit", "rates": (0.1, 0.2)}, "rates must have length"),
+])
+def test_bad_firing_law_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(**kwargs)

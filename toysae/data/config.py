@@ -11,14 +11,19 @@ from toysae._validation import check_choice, check_float, check_int, to_numpy
 
 CORRELATIONS = ("none", "random", "low_rank", "matrix")
 MAGNITUDES = ("uniform", "constant", "exponential", "folded_normal")
+FIRING_LAWS = ("decay", "zipf", "explicit")
 
 
 @dataclass(frozen=True)
 class SyntheticConfig(JsonMixin):
     """Ground-truth features and how they fire. Defaults are the reference toy.
 
-    Firing: feature ``i`` has base rate ``p_i ∝ decay**i``, scaled so that
-    ``sum_i p_i = mean_active``. Correlated firing is a per-sample Gaussian
+    Firing law (``firing``): ``"decay"`` (the default): feature ``i`` has base
+    rate ``p_i ∝ decay**i``, scaled so that ``sum_i p_i = mean_active``;
+    ``"zipf"``: ``w_i = (i + 1)**-zipf_exponent`` rescaled linearly into
+    ``[p_min, p_max]`` (``p_0 = p_max``, ``p_{n-1} = p_min``; as SAELens's
+    ``zipfian_firing_probabilities``); ``"explicit"``: ``p_i = rates[i]``.
+    ``mean_active`` is used by ``"decay"`` only. Correlated firing is a per-sample Gaussian
     copula: ``g ~ N(0, C)``, feature ``i`` fires when ``g_i > Phi^-1(1 - p_i)``,
     so each feature's own firing event has rate exactly ``p_i``.
 
@@ -30,6 +35,12 @@ class SyntheticConfig(JsonMixin):
     magnitude : law of the coefficient of an active feature: ``"uniform"``
         U[0, 1), ``"constant"`` 1, ``"exponential"`` Exp(1), ``"folded_normal"``
         |N(0, 1)|; all multiplied by ``magnitude_scale``.
+    magnitude_mean, magnitude_spread : per-feature magnitudes, each a number or
+        a ``(first, last)`` linear ramp across the feature indices. With
+        ``magnitude_mean`` given, ``"folded_normal"`` draws
+        ``|N(mu_i, sigma_i)|`` (``sigma`` from ``magnitude_spread``, default 1)
+        and ``"constant"`` gives ``mu_i`` (no spread); both times
+        ``magnitude_scale``. Other laws refuse them.
     correlation : ``"none"``, ``"random"`` (dense, full rank), ``"low_rank"``
         (rank ``correlation_rank``, sampled through its factor) or ``"matrix"``
         (``correlation_matrix``, a user correlation matrix).
@@ -41,6 +52,32 @@ class SyntheticConfig(JsonMixin):
         a small rank.
     hierarchy : ``((parent, child), ...)``, a forest: a child fires only when
         its parent fires (its own event is then ANDed with the parent's firing).
+    tree_roots, tree_branching, tree_depth : a generated hierarchy of
+        ``tree_roots`` complete trees, each node with ``tree_branching``
+        children, ``tree_depth`` levels counting the roots (depth 1: roots
+        alone). It occupies the first ``tree_roots * (b**depth - 1) / (b - 1)``
+        feature indices, breadth-first from index 0: roots ``0..R-1``, then
+        their children level by level, the children of one node contiguous in
+        the parents' order (child ``j`` of the ``k``-th node of a level is the
+        ``k * b + j``-th node of the next). It joins ``hierarchy`` (see
+        ``SyntheticConfig.hierarchy_pairs``). ``tree_roots=0``: no tree.
+    exclusive_children : at most one child of a parent fires (of the children
+        whose events fire, one is kept, uniformly); for ``hierarchy`` and the tree.
+    compensate_rates : a child's own event gets rate ``min(p_child / m_parent, 1)``
+        (``p`` the firing law's rate, ``m_parent`` the parent's marginal rate,
+        its law rate unless itself capped; top-down), so that the child's
+        marginal rate is the law's ``p_child``. Exact when the child's and its ancestors' events are
+        independent (``correlation="none"``; approximately under a weak
+        copula) and no sibling exclusion removes it. When ``p_child > p_parent``
+        the rate is capped at 1: the child fires whenever its parent does and
+        its marginal is its parent's, below the law. With ``exclusive_children``
+        marginals fall below the law by the sibling co-firing that is removed.
+        Without compensation a child's own event has the law's rate, so its
+        marginal is the product of the rates along its path.
+    scale_child_magnitude : a child's coefficient is multiplied by its parent's
+        coefficient over the parent's mean magnitude (``magnitude_means``),
+        applied top-down; the factor has mean 1, so each child's mean
+        magnitude stays its own.
     exclusive_groups : ``((i, j, ...), ...)``: at most one feature of a group
         fires in a sample (one of the firing members is kept, uniformly).
     noise : standard deviation of isotropic Gaussian noise added to ``x``.
@@ -59,7 +96,20 @@ class SyntheticConfig(JsonMixin):
     correlation_strength: float = 0.5
     correlation_rank: int = 25
     correlation_matrix: tuple | None = None
+    firing: str = "decay"
+    zipf_exponent: float = 1.0
+    p_min: float = 5e-4
+    p_max: float = 0.4
+    rates: tuple | None = None
     hierarchy: tuple = ()
+    tree_roots: int = 0
+    tree_branching: int = 2
+    tree_depth: int = 2
+    exclusive_children: bool = False
+    compensate_rates: bool = False
+    scale_child_magnitude: bool = False
+    magnitude_mean: float | tuple | None = None
+    magnitude_spread: float | tuple | None = None
     exclusive_groups: tuple = ()
     noise: float = 0.0
     min_active: int = 0
@@ -72,15 +122,17 @@ class SyntheticConfig(JsonMixin):
         check_float(self.decay, "decay", minimum=0.0, maximum=1.0, min_inclusive=False)
         mean_active = check_float(self.mean_active, "mean_active", minimum=0.0,
                                   min_inclusive=False)
+        self._check_firing_law()
         weights = self.decay ** np.arange(n, dtype=np.float64)
         reachable = weights.sum() / weights[0]
-        if mean_active > reachable * (1 + 1e-12):
+        if self.firing == "decay" and mean_active > reachable * (1 + 1e-12):
             raise ValueError(
                 f"mean_active={mean_active} cannot be reached: with decay={self.decay} and "
                 f"n_features={n} the most-frequent feature would need a rate above 1 "
                 f"(largest reachable mean_active is {reachable:.6g})"
             )
         check_choice(self.magnitude, "magnitude", MAGNITUDES)
+        self._check_magnitude_ramps()
         check_float(self.magnitude_scale, "magnitude_scale", minimum=0.0, min_inclusive=False)
         check_choice(self.correlation, "correlation", CORRELATIONS)
         check_float(self.correlation_strength, "correlation_strength", minimum=0.0,
@@ -98,7 +150,8 @@ class SyntheticConfig(JsonMixin):
         object.__setattr__(self, "hierarchy", hierarchy)
         groups = _index_groups(self.exclusive_groups, n)
         object.__setattr__(self, "exclusive_groups", groups)
-        parents = _check_forest(hierarchy)
+        self._check_tree()
+        parents = _check_forest(self.hierarchy_pairs)
         for group in groups:
             members = set(group)
             for i in group:
@@ -111,6 +164,79 @@ class SyntheticConfig(JsonMixin):
                     ancestor = parents.get(ancestor)
         max_simultaneous = n - sum(len(g) - 1 for g in groups)
         check_int(self.min_active, "min_active", minimum=0, maximum=max_simultaneous)
+
+    def _check_firing_law(self):
+        check_choice(self.firing, "firing", FIRING_LAWS)
+        check_float(self.zipf_exponent, "zipf_exponent", minimum=0.0, min_inclusive=False)
+        p_min = check_float(self.p_min, "p_min", minimum=0.0, maximum=1.0, min_inclusive=False)
+        p_max = check_float(self.p_max, "p_max", minimum=0.0, maximum=1.0, min_inclusive=False)
+        if p_min > p_max:
+            raise ValueError(f"p_min={p_min} must be <= p_max={p_max}")
+        if self.firing != "explicit":
+            if self.rates is not None:
+                raise ValueError(f"rates is given but firing={self.firing!r}; "
+                                 "use firing='explicit'")
+            return
+        if self.rates is None:
+            raise ValueError("firing='explicit' needs rates")
+        r = to_numpy(self.rates, "rates", ndim=1)
+        if r.shape != (self.n_features,):
+            raise ValueError(f"rates must have length n_features={self.n_features}, "
+                             f"got {r.shape[0]}")
+        bad = np.flatnonzero(~((r > 0) & (r <= 1)))
+        if bad.size:
+            raise ValueError(f"rates must lie in (0, 1]; rates[{bad[0]}] = {r[bad[0]]}")
+        object.__setattr__(self, "rates", tuple(r.tolist()))
+
+    def _check_magnitude_ramps(self):
+        for name in ("magnitude_mean", "magnitude_spread"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            pair = (value, value) if np.isscalar(value) else tuple(value)
+            if len(pair) != 2:
+                raise ValueError(f"{name} must be a number or a (first, last) pair, got {value!r}")
+            pair = tuple(check_float(v, name, minimum=0.0) for v in pair)
+            object.__setattr__(self, name, pair)
+        if self.magnitude_spread is not None and self.magnitude_mean is None:
+            raise ValueError("magnitude_spread needs magnitude_mean")
+        if self.magnitude_mean is not None:
+            if self.magnitude not in ("folded_normal", "constant"):
+                raise ValueError(f"magnitude_mean needs magnitude='folded_normal' or "
+                                 f"'constant', got magnitude={self.magnitude!r}")
+            if self.magnitude == "constant" and self.magnitude_spread is not None:
+                raise ValueError("magnitude_spread needs magnitude='folded_normal'")
+            if self.magnitude == "constant" and min(self.magnitude_mean) <= 0:
+                raise ValueError("magnitude_mean must be > 0 with magnitude='constant'")
+
+    def _check_tree(self):
+        roots = check_int(self.tree_roots, "tree_roots", minimum=0)
+        b = check_int(self.tree_branching, "tree_branching", minimum=1)
+        depth = check_int(self.tree_depth, "tree_depth", minimum=1)
+        for name in ("exclusive_children", "compensate_rates", "scale_child_magnitude"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        size = roots * sum(b**k for k in range(depth))
+        if size > self.n_features:
+            raise ValueError(f"the tree (tree_roots={roots}, tree_branching={b}, "
+                             f"tree_depth={depth}) has {size} nodes, more than "
+                             f"n_features={self.n_features}")
+
+    @property
+    def tree_pairs(self) -> tuple:
+        """``(parent, child)`` pairs of the generated tree, breadth-first from index 0."""
+        roots, b = self.tree_roots, self.tree_branching
+        pairs, start, width = [], 0, roots
+        for _ in range(self.tree_depth - 1):
+            nxt = start + width
+            pairs += [(start + k, nxt + k * b + j) for k in range(width) for j in range(b)]
+            start, width = nxt, width * b
+        return tuple(pairs)
+
+    @property
+    def hierarchy_pairs(self) -> tuple:
+        """Every ``(parent, child)`` pair: ``hierarchy`` then the tree's."""
+        return self.hierarchy + self.tree_pairs if self.tree_roots else self.hierarchy
 
     def _check_correlation_matrix(self):
         if self.correlation != "matrix":

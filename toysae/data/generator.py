@@ -108,6 +108,40 @@ def _bernoulli_process(total: int, rate: float, gen: torch.Generator) -> torch.T
     return torch.cat(parts)
 
 
+def _law_rates(cfg: SyntheticConfig) -> np.ndarray:
+    """The firing law's rate of every feature, float64."""
+    n = cfg.n_features
+    if cfg.firing == "explicit":
+        return np.asarray(cfg.rates, dtype=np.float64)
+    if cfg.firing == "zipf":
+        w = (np.arange(n, dtype=np.float64) + 1.0) ** -cfg.zipf_exponent
+        if n == 1:
+            return np.array([cfg.p_max])
+        return cfg.p_min + (cfg.p_max - cfg.p_min) * (w - w[-1]) / (w[0] - w[-1])
+    weights = cfg.decay ** np.arange(n, dtype=np.float64)
+    return np.minimum(cfg.mean_active * weights / weights.sum(), 1.0)
+
+
+def _compensated(law: np.ndarray, pairs: tuple) -> np.ndarray:
+    """Own-event rates ``min(p_child / m_parent, 1)``, top-down, ``m`` the marginal rates."""
+    parent_of = {c: p for p, c in pairs}
+    own, marginal = law.copy(), {}
+
+    def marginal_of(i: int) -> float:
+        if i not in marginal:
+            if i in parent_of:
+                m_parent = marginal_of(parent_of[i])
+                own[i] = min(law[i] / m_parent, 1.0)
+                marginal[i] = own[i] * m_parent
+            else:
+                marginal[i] = law[i]
+        return marginal[i]
+
+    for child in parent_of:
+        marginal_of(child)
+    return own
+
+
 class SyntheticData:
     """Ground-truth generator for a :class:`SyntheticConfig`.
 
@@ -135,14 +169,19 @@ class SyntheticData:
             features = rng.standard_normal((cfg.n_features, cfg.d))
         features /= np.linalg.norm(features, axis=1, keepdims=True)
         self._features = torch.from_numpy(features.astype(np.float32))
-        weights = cfg.decay ** np.arange(cfg.n_features, dtype=np.float64)
-        self._p = np.minimum(cfg.mean_active * weights / weights.sum(), 1.0)
+        self._law = _law_rates(cfg)
+        self._pairs = cfg.hierarchy_pairs
+        self._p = self._law.copy()
+        if cfg.compensate_rates and self._pairs:
+            self._p = _compensated(self._law, self._pairs)
         thresholds = -ndtri(self._p)  # Phi^-1(1 - p)
         if cfg.correlation == "low_rank":  # sampled as g / sigma, see _low_rank_fire
             thresholds /= (1 - cfg.correlation_strength) ** 0.5
         self._thresholds = torch.from_numpy(thresholds).float()
         self._factor, self._triangular = self._correlation_factor()
         self._levels = self._hierarchy_levels()
+        self._siblings = self._sibling_blocks() if cfg.exclusive_children else []
+        self._mu, self._sigma = self._magnitude_ramps()
         self._groups = [torch.tensor(g) for g in cfg.exclusive_groups]
 
     # -- the ground truth -------------------------------------------------
@@ -158,8 +197,34 @@ class SyntheticData:
         For a hierarchy child it is the rate of its own event, which is ANDed
         with its parent's firing; when their copula variables are
         uncorrelated it is the child's rate given that the parent fires.
+        With ``compensate_rates`` it is the compensated conditional rate; the
+        firing law's rates are :attr:`law_rates`. (For ``firing="zipf"`` or
+        ``"explicit"`` it sums to whatever the law gives, not ``mean_active``.)
         """
         return self._p.copy()
+
+    @property
+    def law_rates(self) -> np.ndarray:
+        """(n_features,) the firing law's rates (decay, Zipf or explicit), before
+        any hierarchy compensation; the marginal rates when there is no hierarchy."""
+        return self._law.copy()
+
+    @property
+    def magnitude_means(self) -> np.ndarray:
+        """(n_features,) expected coefficient of each feature when it fires
+        (before ``scale_child_magnitude``, which keeps it in expectation)."""
+        cfg = self.config
+        if self._mu is None:
+            base = {"uniform": 0.5, "constant": 1.0, "exponential": 1.0,
+                    "folded_normal": math.sqrt(2 / math.pi)}[cfg.magnitude]
+            return np.full(cfg.n_features, base * cfg.magnitude_scale)
+        mu = self._mu.double().numpy()
+        if cfg.magnitude == "constant":
+            return mu * cfg.magnitude_scale
+        s = self._sigma.double().numpy()
+        from scipy.special import ndtr
+        folded = s * np.sqrt(2 / np.pi) * np.exp(-mu**2 / (2 * s**2)) + mu * (1 - 2 * ndtr(-mu / s))
+        return folded * cfg.magnitude_scale
 
     @cached_property
     def correlation(self) -> np.ndarray | None:
@@ -220,8 +285,13 @@ class SyntheticData:
                 raise RuntimeError(f"min_active={cfg.min_active} not met after "
                                    f"{_MAX_REDRAW_ROUNDS} redraws; the firing rates are too low")
         r, c = fire.nonzero(as_tuple=True)
-        m = self._magnitudes(r.numel(), gen)
+        m = self._magnitudes(c, gen)
         codes[r, c] = m
+        if cfg.scale_child_magnitude and self._levels:
+            mean = torch.from_numpy(self.magnitude_means).float()
+            for parents, children in self._levels:
+                codes[:, children] *= codes[:, parents] / mean[parents]
+            m = codes[r, c]
         crow = torch.zeros(rows + 1, dtype=torch.int64)
         torch.cumsum(torch.bincount(r, minlength=rows), 0, out=crow[1:])
         with warnings.catch_warnings():
@@ -247,8 +317,15 @@ class SyntheticData:
             keep = torch.zeros_like(sub)
             keep.scatter_(1, keys.argmax(1, keepdim=True), sub.any(1, keepdim=True))
             fire[:, group] = keep
-        for parents, children in self._levels:
+        for level, (parents, children) in enumerate(self._levels):
             fire[:, children] &= fire[:, parents]
+            if self._siblings:
+                idx, valid, kids = self._siblings[level]
+                sub = fire[:, idx] & valid
+                keys = torch.rand(sub.shape, generator=gen).masked_fill_(~sub, -1.0)
+                keep = torch.zeros_like(sub)
+                keep.scatter_(2, keys.argmax(2, keepdim=True), sub.any(2, keepdim=True))
+                fire[:, kids] = keep[:, valid]
         return fire
 
     def _independent_fire(self, rows: int, gen: torch.Generator) -> torch.Tensor:
@@ -304,9 +381,16 @@ class SyntheticData:
             torch.matmul(e[:, :hi], L[lo:hi, :hi].T, out=g[:, lo:hi])
         return g
 
-    def _magnitudes(self, count: int, gen: torch.Generator) -> torch.Tensor:
+    def _magnitudes(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Coefficients of the firing entries in columns ``c``."""
         cfg = self.config
-        if cfg.magnitude == "uniform":
+        count = c.numel()
+        if self._mu is not None:
+            if cfg.magnitude == "constant":
+                m = self._mu[c]
+            else:  # folded normal |N(mu_i, sigma_i)|
+                m = torch.randn(count, generator=gen).mul_(self._sigma[c]).add_(self._mu[c]).abs_()
+        elif cfg.magnitude == "uniform":
             m = torch.rand(count, generator=gen)
         elif cfg.magnitude == "constant":
             m = torch.ones(count)
@@ -338,9 +422,32 @@ class SyntheticData:
             w, V = np.linalg.eigh(C)
             return torch.from_numpy((V * np.sqrt(np.clip(w, 0, None))).astype(np.float32)), False
 
+    def _magnitude_ramps(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        cfg = self.config
+        if cfg.magnitude_mean is None:
+            return None, None
+        n = cfg.n_features
+        mu = torch.from_numpy(np.linspace(*cfg.magnitude_mean, n)).float()
+        spread = cfg.magnitude_spread or (1.0, 1.0)
+        return mu, torch.from_numpy(np.linspace(*spread, n)).float()
+
+    def _sibling_blocks(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per hierarchy level: (parents, max_kids) child indices (padding repeats a
+        real child), its validity mask and the valid children in mask order."""
+        out = []
+        for parents, children in self._levels:
+            by_parent: dict[int, list[int]] = {}
+            for p, c in zip(parents.tolist(), children.tolist(), strict=True):
+                by_parent.setdefault(p, []).append(c)
+            width = max(len(k) for k in by_parent.values())
+            idx = torch.tensor([k + [k[0]] * (width - len(k)) for k in by_parent.values()])
+            valid = torch.tensor([[j < len(k) for j in range(width)] for k in by_parent.values()])
+            out.append((idx, valid, idx[valid]))
+        return out
+
     def _hierarchy_levels(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parents, children) index tensors per depth, parents' level first."""
-        parent_of = {c: p for p, c in self.config.hierarchy}
+        parent_of = {c: p for p, c in self._pairs}
         depth: dict[int, int] = {}
 
         def depth_of(i: int) -> int:
