@@ -274,3 +274,138 @@ def test_firing_law_json_round_trip():
 def test_bad_firing_law_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SyntheticConfig(**kwargs)
+
+
+# -- hierarchy trees ---------------------------------------------------------
+def test_tree_pairs_breadth_first_from_zero():
+    cfg = SyntheticConfig(d=8, n_features=30, mean_active=2, tree_roots=2, tree_branching=3,
+                          tree_depth=3)
+    pairs = cfg.tree_pairs
+    assert len(pairs) == 2 * 3 + 6 * 3
+    assert pairs[:6] == ((0, 2), (0, 3), (0, 4), (1, 5), (1, 6), (1, 7))
+    assert pairs[6:9] == ((2, 8), (2, 9), (2, 10)) and pairs[-1] == (7, 25)
+    assert [c for _, c in pairs] == list(range(2, 26))  # nodes 0..25; 26..29 outside the tree
+    assert SyntheticConfig(d=8, n_features=20, tree_roots=3, tree_depth=1).tree_pairs == ()
+
+
+@pytest.mark.parametrize("correlation", ["none", "low_rank"])
+def test_tree_children_need_parent_and_exclusive_children(correlation):
+    cfg = SyntheticConfig(d=16, n_features=80, firing="zipf", zipf_exponent=0.3, p_min=0.05,
+                          p_max=0.5, tree_roots=3, tree_branching=4, tree_depth=3,
+                          exclusive_children=True, correlation=correlation, seed=1)
+    on = SyntheticData(cfg).sample(50_000).codes != 0
+    by_parent = {}
+    for parent, child in cfg.hierarchy_pairs:
+        assert on[:, child].any()
+        assert not (on[:, child] & ~on[:, parent]).any()
+        by_parent.setdefault(parent, []).append(child)
+    for kids in by_parent.values():
+        assert on[:, kids].sum(axis=1).max() == 1
+    # without exclusivity siblings do co-fire
+    free = SyntheticData(SyntheticConfig(**{**cfg.to_dict(), "exclusive_children": False}))
+    on = free.sample(50_000).codes != 0
+    assert max(on[:, k].sum(axis=1).max() for k in by_parent.values()) > 1
+
+
+def test_exclusive_children_of_explicit_hierarchy():
+    cfg = SyntheticConfig(d=8, n_features=10, mean_active=4, decay=1.0,
+                          hierarchy=((0, 1), (0, 2), (0, 3), (1, 4), (1, 5)),
+                          exclusive_children=True)
+    on = SyntheticData(cfg).sample(20_000).codes != 0
+    assert on[:, [1, 2, 3]].sum(1).max() == 1 and on[:, [4, 5]].sum(1).max() == 1
+    assert on[:, [1, 2, 3, 4, 5]].any(axis=0).all()
+
+
+def test_compensated_marginals_match_the_law():
+    cfg = SyntheticConfig(d=16, n_features=100, firing="zipf", zipf_exponent=0.8, p_min=0.01,
+                          p_max=0.6, tree_roots=4, tree_branching=3, tree_depth=3,
+                          compensate_rates=True, correlation="none", seed=5)
+    data = SyntheticData(cfg)
+    law = data.law_rates
+    codes = data.sample(100_000).codes
+    assert _rates_within(codes, law).all()  # Zipf decreases, so every child is below its parent
+    own = data.probabilities
+    for parent, child in cfg.tree_pairs[:4]:
+        assert np.isclose(own[child], law[child] / law[parent])
+    # uncompensated: a child's marginal is the product along its path, below the law
+    plain = SyntheticData(SyntheticConfig(**{**cfg.to_dict(), "compensate_rates": False}))
+    measured = (plain.sample(50_000).codes != 0).mean(0)
+    kids = [c for _, c in cfg.tree_pairs]
+    assert np.all(measured[kids] < law[kids])
+
+
+def test_compensation_caps_a_child_above_its_parent():
+    rates = (0.1, 0.3, 0.05, 0.2)
+    cfg = SyntheticConfig(d=4, n_features=4, firing="explicit", rates=rates,
+                          hierarchy=((0, 1), (0, 2), (2, 3)), compensate_rates=True,
+                          correlation="none")
+    data = SyntheticData(cfg)
+    assert np.allclose(data.probabilities, [0.1, 1.0, 0.5, 1.0])
+    on = data.sample(50_000).codes != 0
+    assert np.array_equal(on[:, 1], on[:, 0])  # capped: fires whenever its parent fires
+    assert np.array_equal(on[:, 3], on[:, 2])
+    assert _rates_within(on[:, [0, 2]], np.array([0.1, 0.05])).all()
+
+
+def test_scale_child_magnitude():
+    cfg = SyntheticConfig(d=8, n_features=6, mean_active=3, decay=1.0, magnitude="exponential",
+                          hierarchy=((0, 1), (1, 2)), scale_child_magnitude=True,
+                          correlation="none")
+    codes = SyntheticData(cfg).sample(200_000).codes
+    on = codes[:, 2] != 0
+    assert np.corrcoef(codes[on, 1], codes[on, 2])[0, 1] > 0.3
+    for i in range(6):
+        m = codes[codes[:, i] != 0, i]
+        assert abs(m.mean() - 1.0) < 5 * m.std() / np.sqrt(len(m))
+    plain = SyntheticData(SyntheticConfig(**{**cfg.to_dict(), "scale_child_magnitude": False}))
+    codes = plain.sample(50_000).codes
+    on = codes[:, 2] != 0
+    assert abs(np.corrcoef(codes[on, 1], codes[on, 2])[0, 1]) < 0.05
+
+
+def test_tree_json_round_trip():
+    c = SyntheticConfig(tree_roots=4, tree_branching=2, tree_depth=3, exclusive_children=True,
+                        compensate_rates=True, scale_child_magnitude=True,
+                        hierarchy=((100, 101),), magnitude="folded_normal",
+                        magnitude_mean=(5.0, 4.0), magnitude_spread=0.5)
+    assert SyntheticConfig.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"tree_roots": 100, "tree_branching": 2, "tree_depth": 3}, "tree_roots=100"),
+    ({"tree_roots": 1, "tree_branching": 0}, "tree_branching"),
+    ({"tree_roots": 1, "tree_depth": 0}, "tree_depth"),
+    ({"tree_roots": -1}, "tree_roots"),
+    ({"tree_roots": 2, "tree_branching": 2, "hierarchy": ((0, 3),)}, "two parents"),
+    ({"magnitude_mean": (5.0, 4.0)}, "magnitude_mean"),
+    ({"magnitude": "folded_normal", "magnitude_spread": 0.5}, "magnitude_spread needs"),
+    ({"magnitude": "folded_normal", "magnitude_mean": (1, 2, 3)}, "magnitude_mean"),
+    ({"magnitude": "folded_normal", "magnitude_mean": (-1.0, 2.0)}, "magnitude_mean"),
+])
+def test_bad_tree_or_magnitude_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(**{"d": 8, "n_features": 200, "mean_active": 2, **kwargs})
+
+
+def test_tree_flags_must_be_bools():
+    with pytest.raises(TypeError, match="exclusive_children"):
+        SyntheticConfig(exclusive_children=1)
+
+
+# -- per-feature magnitudes ----------------------------------------------------
+@pytest.mark.parametrize("law,spread", [("folded_normal", (0.5, 2.0)), ("constant", None)])
+def test_magnitude_ramps_measured_means(law, spread):
+    cfg = SyntheticConfig(d=16, n_features=40, mean_active=10, decay=1.0, magnitude=law,
+                          magnitude_mean=(2.0, 0.5), magnitude_spread=spread, correlation="none",
+                          magnitude_scale=1.5)
+    data = SyntheticData(cfg)
+    expect = data.magnitude_means
+    if law == "constant":
+        assert np.allclose(expect, 1.5 * np.linspace(2.0, 0.5, 40))
+    codes = data.sample(50_000).codes
+    for i in range(40):
+        m = codes[codes[:, i] != 0, i]
+        assert abs(m.mean() - expect[i]) < 5 * m.std() / np.sqrt(len(m)) + 1e-6
+    m0 = codes[codes[:, 0] != 0, 0]
+    if law == "folded_normal":
+        assert m0.min() >= 0 and abs(m0.std() - 1.5 * 0.5) < 0.02  # mu >> sigma: nearly normal
