@@ -8,8 +8,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from toysae.metrics import (
+    absorption_rate,
+    best_matching_features,
     cosine_matrix,
     dead_latents,
+    detection_scores,
+    explained_variance,
     fvu,
     l0,
     max_cosines,
@@ -17,6 +21,7 @@ from toysae.metrics import (
     mmcs,
     mmcs_with_larger,
     shrinkage,
+    uniqueness,
 )
 
 RNG = np.random.default_rng(0)
@@ -131,6 +136,135 @@ def test_bad_input_names_argument():
         mcc(np.eye(3), np.eye(2))
     with pytest.raises(TypeError, match="reference must be an array"):
         mmcs("abc", np.eye(2))
+
+
+# -- the benchmark's metrics: detectors, uniqueness, explained variance, absorption ----
+def test_explained_variance_relative_to_the_mean():
+    x = RNG.standard_normal((50, 4)) + 3.0
+    mean = np.broadcast_to(x.mean(0), x.shape)
+    assert explained_variance(x, x) == pytest.approx(1.0)
+    assert explained_variance(x, mean) == pytest.approx(0.0, abs=1e-12)
+    assert explained_variance(x, mean + 0.5 * (x - mean)) == pytest.approx(0.75)
+    assert explained_variance(torch.tensor(x), torch.tensor(x)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="x_hat"):
+        explained_variance(x, x[:3])
+    with pytest.raises(ValueError, match="zero variance"):
+        explained_variance(np.ones((3, 2)), np.ones((3, 2)))
+
+
+def test_best_matching_features_are_signed_and_many_to_one():
+    features = np.eye(3)
+    dictionary = np.array([[0.9, 0.1, 0], [1.0, 0, 0.2], [0, -1.0, 0.1], [0, 0, 2.0]])
+    assert best_matching_features(features, dictionary).tolist() == [0, 0, 2, 2]
+
+
+def test_detection_scores_one_zero_and_a_fraction():
+    features = np.eye(3)
+    true = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.0], [1.0, 1.0, 0]])
+    for score in detection_scores(true * 3.0, true, features, 2 * np.eye(3)):
+        assert score.dtype == np.float64 and score.tolist() == [1.0, 1.0, 1.0]
+    # every latent fires exactly where its feature is absent
+    for score in detection_scores((true == 0) * 1.0, true, features, np.eye(3)):
+        assert score.tolist() == [0.0, 0.0, 0.0]
+    # latent 0 (feature 0, present on samples 0-3) fires on samples 0, 1, 4: TP = 2;
+    # latent 1 is matched to feature 0 too and never fires; latent 2 matches feature 2
+    true = np.zeros((6, 3))
+    true[:4, 0] = 1.0
+    true[5, 2] = 1.0
+    codes = np.zeros((6, 3))
+    codes[[0, 1, 4], 0] = 0.5
+    codes[[5, 2], 2] = 1.0
+    codes[3, 1] = -1.0  # negative is not firing
+    dictionary = np.array([[1.0, 0, 0], [1.0, 0.3, 0], [0, 0, 1.0]])
+    precision, recall, f1 = detection_scores(codes, true, features, dictionary)
+    np.testing.assert_allclose(precision, [2 / 3, 0.0, 1 / 2])
+    np.testing.assert_allclose(recall, [1 / 2, 0.0, 1.0])
+    np.testing.assert_allclose(f1, [4 / 7, 0.0, 2 / 3])
+
+
+def test_uniqueness_one_zero_and_a_fraction():
+    assert uniqueness(np.eye(3), 5 * np.eye(3)[[2, 0, 1]]) == 1.0
+    assert uniqueness(np.eye(2), np.eye(2)[[0, 0, 1, 1]]) == 0.0  # every feature split
+    # features 1 and 2 have a latent of their own, 0 has two, 3 none
+    assert uniqueness(np.eye(4), np.eye(4)[[0, 0, 1, 2]]) == pytest.approx(0.5)
+    assert uniqueness(np.eye(4), np.eye(4)[[3]]) == pytest.approx(0.25)
+
+
+def _absorption_case():
+    # parent 0 with children 1 and 2; latent 1 carries the parent, latent 2 does not
+    features = np.eye(3)
+    dictionary = np.array([[1.0, 0, 0], [1.0, 1.0, 0], [0, 0, 1.0]])
+    true = np.array([[1.0, 1.0, 0], [1.0, 1.0, 0], [1.0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]])
+    return features, dictionary, true, [(0, 1), (0, 2)]
+
+
+def test_absorption_rate_one_zero_and_a_fraction():
+    features, dictionary, true, hierarchy = _absorption_case()
+    codes = np.array([[0, 1.0, 0],    # absorbed: parent silent, carrying child latent fires
+                      [1.0, 1.0, 0],  # the parent's latent fires: not absorbed
+                      [0, 0, 1.0],    # child 2's latent does not carry the parent
+                      [1.0, 0, 0],
+                      [0, 1.0, 0]])   # parent absent: not counted
+    rate = absorption_rate(codes, true, features, dictionary, hierarchy)
+    assert rate.dtype == np.float64 and rate.tolist() == [0.25]
+    # a threshold above cos = 0.71 and latent 1 no longer carries the parent
+    assert absorption_rate(codes, true, features, dictionary, hierarchy,
+                           min_cosine=0.8).tolist() == [0.0]
+    everywhere = np.tile([0, 1.0, 0], (5, 1))
+    assert absorption_rate(everywhere, true, features, dictionary, hierarchy).tolist() == [1.0]
+    assert absorption_rate(np.tile([1.0, 1.0, 1.0], (5, 1)), true, features, dictionary,
+                           hierarchy).tolist() == [0.0]
+    # parents in ascending order; one never present gets NaN
+    rate = absorption_rate(codes, true * [1, 1, 0], features, dictionary,
+                           np.array([[2, 1], [0, 1]]))
+    assert rate[0] == 0.25 and np.isnan(rate[1])
+
+
+def test_absorption_needs_a_separate_child_latent():
+    # the child's best latent IS the parent's: nothing can be absorbed
+    features = np.eye(2)
+    dictionary = np.array([[1.0, 0.9], [-1.0, 0.2]])
+    true = np.array([[1.0, 1.0], [1.0, 0]])
+    assert best_matching_features(features, dictionary).tolist() == [0, 1]  # latent -> feature
+    # but feature -> latent: both features' best latent is latent 0
+    codes = np.array([[0, 0], [0, 1.0]])
+    assert absorption_rate(codes, true, features, dictionary, [(0, 1)]).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda f, D, T, h: detection_scores(T[:, :2], T, f, D), ValueError,
+     "codes has 2 latents but dictionary has 3"),
+    (lambda f, D, T, h: detection_scores(T, T[:4], f, D), ValueError,
+     "codes has 5 samples but true_codes has 4"),
+    (lambda f, D, T, h: detection_scores(T, T[:, :2], f, D), ValueError,
+     "true_codes has 2 features"),
+    (lambda f, D, T, h: detection_scores(T, T, np.ones((3, 2)), D), ValueError,
+     "features have dimension 2 but dictionary"),
+    (lambda f, D, T, h: detection_scores(T, T, f, D * [[1], [0], [1]]), ValueError,
+     "dictionary has 1 zero row"),
+    (lambda f, D, T, h: detection_scores(T[:0], T[:0], f, D), ValueError, "no samples"),
+    (lambda f, D, T, h: detection_scores("codes", T, f, D), TypeError, "codes must be"),
+    (lambda f, D, T, h: detection_scores(T, T * np.nan, f, D), ValueError, "true_codes contains"),
+    (lambda f, D, T, h: uniqueness(f, np.ones((4, 2))), ValueError, "dimension"),
+    (lambda f, D, T, h: uniqueness(np.zeros((0, 3)), D), ValueError, "features has no rows"),
+    (lambda f, D, T, h: best_matching_features(f, None), TypeError, "dictionary must be"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 3)]), ValueError,
+     r"hierarchy indices must be in \[0, 3\)"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 0)]), ValueError, "hierarchy"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, [0, 1]), ValueError, "hierarchy must be"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, []), ValueError, "hierarchy has no"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0.0, 1.0)]), TypeError, "hierarchy"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, "01"), TypeError, "hierarchy"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, h, min_cosine=1.5), ValueError,
+     "min_cosine"),
+    (lambda f, D, T, h: absorption_rate(T, T, f, D, h, min_cosine="a"), TypeError,
+     "min_cosine"),
+    (lambda f, D, T, h: absorption_rate(T, T[:, :2], f, D, h), ValueError, "true_codes"),
+])
+def test_benchmark_metrics_bad_input_names_argument(call, error, match):
+    features, dictionary, true, hierarchy = _absorption_case()
+    with pytest.raises(error, match=match):
+        call(features, dictionary, true, hierarchy)
 
 
 finite = st.floats(-10, 10, allow_nan=False, width=64)

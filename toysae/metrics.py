@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from toysae._validation import to_numpy
+from toysae._validation import check_float, to_numpy
 
-__all__ = ["cosine_matrix", "dead_latents", "fvu", "l0", "max_cosines", "mcc", "mmcs",
-           "mmcs_with_larger", "shrinkage"]
+__all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
+           "detection_scores", "explained_variance", "fvu", "l0", "max_cosines", "mcc", "mmcs",
+           "mmcs_with_larger", "shrinkage", "uniqueness"]
 
 
 def _rows(A, name: str) -> np.ndarray:
@@ -155,3 +156,167 @@ def shrinkage(x, x_hat) -> float:
     if not keep.any():
         raise ValueError("every row of x is zero; shrinkage is undefined")
     return float((np.linalg.norm(x_hat[keep], axis=1) / norms[keep]).mean())
+
+
+def explained_variance(x, x_hat) -> float:
+    """Explained variance relative to the mean: ``1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2``.
+
+    Sums run over samples and coordinates, ``mean(x)`` is the per-coordinate
+    mean over samples; so it is ``1 - fvu(x, x_hat)``: 1 for a perfect
+    reconstruction, 0 for predicting the mean, negative for worse than that.
+    """
+    return 1.0 - fvu(x, x_hat)
+
+
+# -- latents as detectors of the true features ----------------------------------
+def _truth(features, dictionary) -> tuple[np.ndarray, np.ndarray]:
+    F = _rows(features, "features")
+    L = _rows(dictionary, "dictionary")
+    if F.shape[1] != L.shape[1]:
+        raise ValueError(f"features have dimension {F.shape[1]} but dictionary atoms have "
+                         f"{L.shape[1]}; they must match")
+    return F, L
+
+
+def best_matching_features(features, dictionary) -> np.ndarray:
+    """(width,) int: for each latent (row of ``dictionary``), the true feature (row of
+    ``features``) of largest SIGNED decoder cosine; ties go to the lower index.
+
+    Signed, because an SAE latent fires with a positive code: a latent whose
+    atom is a feature's negation does not detect that feature. Every latent is
+    matched (many latents may match one feature; drop dead latents first if
+    they should not count).
+    """
+    F, L = _truth(features, dictionary)
+    return np.argmax(L @ F.T, axis=1)
+
+
+def _codes_pair(codes, true_codes, n_latents: int, n_features: int):
+    C = to_numpy(codes, "codes", ndim=2)
+    T = to_numpy(true_codes, "true_codes", ndim=2)
+    if C.shape[0] != T.shape[0]:
+        raise ValueError(f"codes has {C.shape[0]} samples but true_codes has {T.shape[0]}")
+    if C.shape[0] == 0:
+        raise ValueError("codes has no samples")
+    if C.shape[1] != n_latents:
+        raise ValueError(f"codes has {C.shape[1]} latents but dictionary has {n_latents} rows")
+    if T.shape[1] != n_features:
+        raise ValueError(f"true_codes has {T.shape[1]} features but features has "
+                         f"{n_features} rows")
+    return C > 0, T > 0
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def detection_scores(codes, true_codes, features, dictionary
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of each latent as a detector of its best-matching feature.
+
+    codes : (n_samples, width) an SAE's codes; latent ``j`` FIRES on sample
+        ``n`` when ``codes[n, j] > 0``.
+    true_codes : (n_samples, n_features) the true coefficients; feature ``i``
+        IS PRESENT on sample ``n`` when ``true_codes[n, i] > 0``.
+    features, dictionary : (n_features, d) true features and (width, d)
+        decoder atoms; latent ``j`` is scored against ``m(j) =
+        best_matching_features(features, dictionary)[j]`` (largest signed
+        decoder cosine, many-to-one).
+
+    With ``TP_j = #{n : latent j fires and m(j) is present}``::
+
+        precision_j = TP_j / #{n : latent j fires}
+        recall_j    = TP_j / #{n : m(j) is present}
+        F1_j        = 2 precision_j recall_j / (precision_j + recall_j)
+
+    each 0 where its denominator is 0 (a latent that never fires, a feature
+    never present). Returns three (width,) float64 arrays.
+    """
+    F, L = _truth(features, dictionary)
+    fires, present = _codes_pair(codes, true_codes, L.shape[0], F.shape[0])
+    match = np.argmax(L @ F.T, axis=1)
+    target = present[:, match]
+    tp = (fires & target).sum(axis=0)
+    precision = _ratio(tp, fires.sum(axis=0))
+    recall = _ratio(tp, target.sum(axis=0))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    return precision, recall, f1
+
+
+def uniqueness(features, dictionary) -> float:
+    """Fraction of the true features that are the best match of EXACTLY one latent.
+
+    Each latent is matched to its best feature (``best_matching_features``:
+    largest signed decoder cosine); a feature matched by no latent (missed) or
+    by two or more (split or duplicated) does not count. 1 when the matching
+    is one-to-one onto the features (which needs ``width == n_features``
+    unless dead or spurious latents are dropped first); 0 when no feature has a
+    single latent of its own.
+    """
+    F, L = _truth(features, dictionary)
+    counts = np.bincount(np.argmax(L @ F.T, axis=1), minlength=F.shape[0])
+    return float((counts == 1).sum() / F.shape[0])
+
+
+def absorption_rate(codes, true_codes, features, dictionary, hierarchy, *,
+                    min_cosine: float = 0.3) -> np.ndarray:
+    """Per parent feature, the share of its samples on which a child's latent absorbs it.
+
+    hierarchy : ``((parent, child), ...)`` pairs of feature indices (as
+        ``SyntheticConfig.hierarchy_pairs``); or an (n_pairs, 2) int array.
+    Latents are matched to FEATURES here (the other way from
+    :func:`detection_scores`): ``ell(i)`` is the latent whose decoder atom has
+    the largest signed cosine with feature ``i`` (ties: lower index). A child
+    latent CARRIES the parent's direction when ``cos(atom_ell(c), f_p) >=
+    min_cosine`` (default 0.3; a latent that absorbed a parent orthogonal to
+    its child, atom ``(f_p + f_c)/sqrt(2)``, has cosine 0.71).
+
+    For parent ``p`` (parents in ascending order, ``np.unique`` of the first
+    column), sample ``n`` is ABSORBED when the parent is present
+    (``true_codes[n, p] > 0``), its latent is silent (``codes[n, ell(p)] ==
+    0``, i.e. not > 0) and, for some child ``c`` of ``p`` with ``ell(c) !=
+    ell(p)``, the latent ``ell(c)`` fires and carries ``f_p``. The rate is
+    #absorbed / #{n : parent present}; NaN for a parent never present.
+    Returns (n_parents,) float64; ``np.unique(hierarchy[:, 0])`` are the parents.
+    """
+    F, L = _truth(features, dictionary)
+    fires, present = _codes_pair(codes, true_codes, L.shape[0], F.shape[0])
+    pairs = _hierarchy(hierarchy, F.shape[0])
+    min_cosine = check_float(min_cosine, "min_cosine", minimum=-1.0, maximum=1.0)
+    C = L @ F.T  # (width, n_features)
+    ell = np.argmax(C, axis=0)  # (n_features,) latent matched to each feature
+    parents = np.unique(pairs[:, 0])
+    rates = np.empty(len(parents))
+    for k, p in enumerate(parents):
+        on = present[:, p]
+        absorbing = np.zeros(len(on), dtype=bool)
+        for c in pairs[pairs[:, 0] == p, 1]:
+            j = ell[c]
+            if j != ell[p] and C[j, p] >= min_cosine:
+                absorbing |= fires[:, j]
+        events = on & ~fires[:, ell[p]] & absorbing
+        rates[k] = events.sum() / on.sum() if on.any() else np.nan
+    return rates
+
+
+def _hierarchy(hierarchy, n_features: int) -> np.ndarray:
+    if isinstance(hierarchy, (str, bytes, dict)) or hierarchy is None:
+        raise TypeError(f"hierarchy must be (parent, child) pairs, got "
+                        f"{type(hierarchy).__name__}")
+    try:
+        pairs = np.asarray(hierarchy)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"hierarchy must be (parent, child) pairs of ints: {err}") from err
+    if pairs.size == 0:
+        raise ValueError("hierarchy has no (parent, child) pairs")
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"hierarchy must be (parent, child) pairs, got shape {pairs.shape}")
+    if not np.issubdtype(pairs.dtype, np.integer) or pairs.dtype == np.bool_:
+        raise TypeError(f"hierarchy must hold int feature indices, got dtype {pairs.dtype}")
+    if (pairs < 0).any() or (pairs >= n_features).any():
+        raise ValueError(f"hierarchy indices must be in [0, {n_features}) (the rows of "
+                         f"features), got {pairs.min()}..{pairs.max()}")
+    if (pairs[:, 0] == pairs[:, 1]).any():
+        raise ValueError("hierarchy has a feature that is its own child")
+    return pairs.astype(np.int64)
