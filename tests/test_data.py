@@ -409,3 +409,47 @@ def test_magnitude_ramps_measured_means(law, spread):
     m0 = codes[codes[:, 0] != 0, 0]
     if law == "folded_normal":
         assert m0.min() >= 0 and abs(m0.std() - 1.5 * 0.5) < 0.02  # mu >> sigma: nearly normal
+
+
+# -- benchmark presets -----------------------------------------------------------
+def _check_preset(cfg, n, l0, l0_tol):
+    data = SyntheticData(cfg)
+    codes = data.sample(n, seed=11).codes
+    on = codes != 0
+    assert abs(on.sum(1).mean() - l0) < l0_tol
+    law = data.law_rates
+    assert np.isclose(law[0], 0.4) and np.isclose(law[-1], 5e-4)
+    w = np.arange(1, cfg.n_features + 1) ** -0.5
+    assert np.allclose(law, 5e-4 + (0.4 - 5e-4) * (w - w[-1]) / (w[0] - w[-1]))
+    roots = np.arange(cfg.tree_roots)  # top-level features keep the law's rate
+    assert _rates_within(codes[:, roots], law[roots], n_se=4.5).all()
+    size = cfg.tree_roots * sum(cfg.tree_branching**k for k in range(cfg.tree_depth))
+    rest = np.arange(size, cfg.n_features)  # outside the tree: the law too, block means
+    blocks = np.array_split(rest, 20)
+    measured = np.array([on[:, b].mean() for b in blocks])
+    expect = np.array([law[b].mean() for b in blocks])
+    se = np.sqrt(expect / (n * np.array([len(b) for b in blocks])))
+    assert np.all(np.abs(measured - expect) < 4 * se)
+    spearman = np.corrcoef(np.argsort(np.argsort(measured)), np.arange(20))[0, 1]
+    assert np.all(np.diff(expect) < 0) and spearman < -0.95  # rates fall with the index
+    kids = np.array([c for _, c in cfg.tree_pairs]).reshape(-1, cfg.tree_branching)
+    parents = np.array([p for p, _ in cfg.tree_pairs])[::cfg.tree_branching]
+    assert on[:, kids].sum(2).max() == 1  # exclusive children
+    assert not (on[:, kids] & ~on[:, parents][:, :, None]).any()  # children need parents
+    assert on[:, kids].any()
+    m = codes[on[:, 0], 0]
+    assert abs(m.mean() - data.magnitude_means[0]) < 0.1 and abs(data.magnitude_means[0] - 5) < 1e-3
+
+
+def test_synth_sae_bench_preset():
+    cfg = SyntheticConfig.synth_sae_bench()
+    assert (cfg.n_features, cfg.d, cfg.correlation_rank, cfg.tree_roots) == (16384, 768, 25, 128)
+    # true L0 about 34: 34.06 expected before sibling exclusion; SE at 4,000 samples ~0.1
+    _check_preset(cfg, 4000, 34.0, 0.8)
+
+
+def test_synth_small_preset():
+    cfg = SyntheticConfig.synth_small()
+    assert cfg.n_features == 2048 and 128 <= cfg.d <= 256
+    _check_preset(cfg, 20_000, 10.6, 0.3)
+    assert SyntheticConfig.from_json(cfg.to_json()) == cfg
