@@ -96,6 +96,8 @@ class ReLUSAE(SparseAutoencoder):
         fixed zero buffer (no pre-encoder bias, as in Cunningham et al.).
     Its forward output leaves ``pre_acts`` None (the fused forward clamps them in
     place); ghost grads compute the dead latents' pre-activations on their own.
+    The backward pass reuses buffers kept with the module (``recycle_grads_``), so
+    one SAE runs one backward pass at a time (autograd on the CPU does).
     """
 
     def __init__(self, d: int, width: int, *, decoder_bias: bool = True, seed: int = 0):
