@@ -381,6 +381,9 @@ def test_tree_json_round_trip():
     ({"magnitude": "folded_normal", "magnitude_spread": 0.5}, "magnitude_spread needs"),
     ({"magnitude": "folded_normal", "magnitude_mean": (1, 2, 3)}, "magnitude_mean"),
     ({"magnitude": "folded_normal", "magnitude_mean": (-1.0, 2.0)}, "magnitude_mean"),
+    ({"magnitude": "folded_normal", "magnitude_mean": 1.0, "magnitude_spread": (0.0, 1.0)},
+     "magnitude_spread"),
+    ({"magnitude": "constant", "magnitude_mean": (0.0, 1.0)}, "magnitude_mean must be > 0"),
 ])
 def test_bad_tree_or_magnitude_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -196,7 +196,9 @@ class SyntheticConfig(JsonMixin):
             pair = (value, value) if np.isscalar(value) else tuple(value)
             if len(pair) != 2:
                 raise ValueError(f"{name} must be a number or a (first, last) pair, got {value!r}")
-            pair = tuple(check_float(v, name, minimum=0.0) for v in pair)
+            positive = name == "magnitude_spread"  # a spread of 0 is magnitude='constant'
+            pair = tuple(check_float(v, name, minimum=0.0, min_inclusive=not positive)
+                         for v in pair)
             object.__setattr__(self, name, pair)
         if self.magnitude_spread is not None and self.magnitude_mean is None:
             raise ValueError("magnitude_spread needs magnitude_mean")

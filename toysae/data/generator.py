@@ -15,6 +15,11 @@ bounded and the hot loops are BLAS calls:
 - ``x = codes @ features`` is a sparse (CSR) product: about ``mean_active``
   rows of ``features`` per sample instead of all of them.
 
+Hierarchies (``hierarchy`` and the generated tree, ``SyntheticConfig.hierarchy_pairs``)
+are applied level by level, parents first: children are ANDed with their
+parents, then, with ``exclusive_children``, one firing child per parent is
+kept (uniformly, one vectorised argmax over random keys per level).
+
 Every chunk draws from generators seeded by ``(config.seed, stream, call, chunk)``
 so the same seed and the same sequence of calls give bit-identical arrays.
 
