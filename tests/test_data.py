@@ -456,3 +456,12 @@ def test_synth_small_preset():
     assert cfg.n_features == 2048 and 128 <= cfg.d <= 256
     _check_preset(cfg, 20_000, 10.6, 0.3)
     assert SyntheticConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_structured_config_reproducible_from_seed():
+    cfg = SyntheticConfig.synth_small(compensate_rates=True, scale_child_magnitude=True)
+    a, b = SyntheticData(cfg).sample(3000), SyntheticData(cfg).sample(3000)
+    assert np.array_equal(a.codes, b.codes) and np.array_equal(a.x, b.x)
+    c = SyntheticData(SyntheticConfig.synth_small(compensate_rates=True,
+                                                  scale_child_magnitude=True, seed=1))
+    assert not np.array_equal(c.sample(3000).codes, a.codes)
