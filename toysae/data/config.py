@@ -304,13 +304,8 @@ class SyntheticConfig(JsonMixin):
         in d = 256, the same Zipf law, 16 roots x branching 4 x depth 3 (336
         tree nodes) with exclusive children, rank-25 copula of strength 0.1,
         magnitudes 5 -> 4 (spread 0.5). True L0 is about 10.6 (measured)."""
-        params = dict(d=256, n_features=2048, firing="zipf", zipf_exponent=0.5, p_min=5e-4,
-                      p_max=0.4, tree_roots=16, tree_branching=4, tree_depth=3,
-                      exclusive_children=True, correlation="low_rank", correlation_rank=25,
-                      correlation_strength=0.1, magnitude="folded_normal",
-                      magnitude_mean=(5.0, 4.0), magnitude_spread=0.5)
-        params.update(overrides)
-        return cls(**params)
+        return cls.synth_sae_bench(**{"d": 256, "n_features": 2048, "tree_roots": 16,
+                                      **overrides})
 
     @classmethod
     def toy_3d(cls, **overrides) -> SyntheticConfig:
