@@ -29,11 +29,13 @@ def _rows(A, name: str) -> np.ndarray:
     return A / norms[:, None]
 
 
-def _pair(reference, learned) -> tuple[np.ndarray, np.ndarray]:
-    R = _rows(reference, "reference")
-    L = _rows(learned, "learned")
+def _pair(reference, learned, names=("reference atoms", "learned atoms")
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Both as unit rows of one dimension; errors say ``names``."""
+    R = _rows(reference, names[0].split()[0])
+    L = _rows(learned, names[1].split()[0])
     if R.shape[1] != L.shape[1]:
-        raise ValueError(f"reference atoms have dimension {R.shape[1]} but learned atoms have "
+        raise ValueError(f"{names[0]} have dimension {R.shape[1]} but {names[1]} have "
                          f"{L.shape[1]}; they must match")
     return R, L
 
@@ -170,12 +172,7 @@ def explained_variance(x, x_hat) -> float:
 
 # -- latents as detectors of the true features ----------------------------------
 def _truth(features, dictionary) -> tuple[np.ndarray, np.ndarray]:
-    F = _rows(features, "features")
-    L = _rows(dictionary, "dictionary")
-    if F.shape[1] != L.shape[1]:
-        raise ValueError(f"features have dimension {F.shape[1]} but dictionary atoms have "
-                         f"{L.shape[1]}; they must match")
-    return F, L
+    return _pair(features, dictionary, ("features", "dictionary atoms"))
 
 
 def best_matching_features(features, dictionary) -> np.ndarray:
