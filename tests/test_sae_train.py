@@ -367,3 +367,18 @@ def test_weight_gradients_reuse_their_memory_across_steps(toy):
     train_ensembles(ens, [0.05, 0.05], toy, cfg, progress=False,
                     eval_fn=lambda s: ptrs.append(ens.W_dec.grad.data_ptr()) or {})
     assert len(set(ptrs)) == 1
+
+
+def test_train_members_refuses_bad_stacks(toy):
+    from toysae.sae import SingleSAE, train_members
+
+    cfg = TrainConfig(n_samples=128, batch_size=64)
+    with pytest.raises(TypeError, match="stacks must be a non-empty sequence"):
+        train_members([], [], toy, cfg, progress=False)
+    with pytest.raises(TypeError, match=r"stacks\[0\] must be a MemberStack"):
+        train_members([ReLUSAE(D, 8)], [0.1], toy, cfg, progress=False)
+    with pytest.raises(ValueError, match=r"stacks\[1\] has d=5"):
+        train_members([SingleSAE(ReLUSAE(D, 8)), SingleSAE(ReLUSAE(5, 8))], [0.1, 0.1], toy,
+                      cfg, progress=False)
+    with pytest.raises(ValueError, match="one entry per member"):
+        train_members([SingleSAE(ReLUSAE(D, 8))], [0.1, 0.2], toy, cfg, progress=False)

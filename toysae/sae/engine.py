@@ -405,6 +405,14 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     threads = check_threads(threads)
+    if isinstance(stacks, MemberStack) or not isinstance(stacks, Sequence) or not stacks:
+        raise TypeError(f"stacks must be a non-empty sequence of MemberStack, got {stacks!r}")
+    for k, stack in enumerate(stacks):
+        if not isinstance(stack, MemberStack):
+            raise TypeError(f"stacks[{k}] must be a MemberStack (SingleSAE(sae) wraps one "
+                            f"SAE), got {type(stack).__name__}")
+        if stack.d != stacks[0].d:
+            raise ValueError(f"stacks[{k}] has d={stack.d} but stacks[0] has d={stacks[0].d}")
     n_members = sum(s.n_members for s in stacks)
     coefs = check_tuple(sparsity_coefs, "sparsity_coefs", check_float, minimum=0.0)
     if len(coefs) != n_members:
