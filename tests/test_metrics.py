@@ -182,12 +182,15 @@ def test_detection_scores_one_zero_and_a_fraction():
     np.testing.assert_allclose(f1, [4 / 7, 0.0, 2 / 3])
 
 
-def test_uniqueness_one_zero_and_a_fraction():
+def test_uniqueness_one_lowest_and_a_fraction():
     assert uniqueness(np.eye(3), 5 * np.eye(3)[[2, 0, 1]]) == 1.0
-    assert uniqueness(np.eye(2), np.eye(2)[[0, 0, 1, 1]]) == 0.0  # every feature split
-    # features 1 and 2 have a latent of their own, 0 has two, 3 none
-    assert uniqueness(np.eye(4), np.eye(4)[[0, 0, 1, 2]]) == pytest.approx(0.5)
-    assert uniqueness(np.eye(4), np.eye(4)[[3]]) == pytest.approx(0.25)
+    assert uniqueness(np.eye(4), np.eye(4)[[3]]) == 1.0  # one latent, its own feature
+    # every latent on one feature: the lowest value, 1 / width (0 is unreachable)
+    assert uniqueness(np.eye(2), np.eye(2)[[1, 1, 1, 1]]) == pytest.approx(0.25)
+    # features 0, 1, 2 matched; latent 1 duplicates latent 0
+    assert uniqueness(np.eye(4), np.eye(4)[[0, 0, 1, 2]]) == pytest.approx(0.75)
+    # signed matching: an atom anti-aligned with feature 0 is matched to feature 1
+    assert uniqueness(np.eye(2), np.array([[1.0, 0.1], [-1.0, 0.1]])) == 1.0
 
 
 def _absorption_case():

@@ -242,18 +242,18 @@ def detection_scores(codes, true_codes, features, dictionary
 
 
 def uniqueness(features, dictionary) -> float:
-    """Fraction of the true features that are the best match of EXACTLY one latent.
+    """Distinct best-matched features per latent: ``#{m(j)} / width``.
 
-    Each latent is matched to its best feature (``best_matching_features``:
-    largest signed decoder cosine); a feature matched by no latent (missed) or
-    by two or more (split or duplicated) does not count. 1 when the matching
-    is one-to-one onto the features (which needs ``width == n_features``
-    unless dead or spurious latents are dropped first); 0 when no feature has a
-    single latent of its own.
+    Each latent ``j`` is matched to its best feature ``m(j)``
+    (``best_matching_features``: largest signed decoder cosine), and the
+    number of distinct features so matched is divided by the number of
+    latents, as SynthSAEBench's uniqueness (SAELens ``sae_lens/synthetic``)
+    is. 1 when every latent tracks a different feature; ``1 / width`` when all
+    of them track the same one; latents that duplicate or split a feature
+    lower it. A narrow SAE (``width < n_features``) can still reach 1.
     """
     F, L = _truth(features, dictionary)
-    counts = np.bincount(np.argmax(L @ F.T, axis=1), minlength=F.shape[0])
-    return float((counts == 1).sum() / F.shape[0])
+    return float(np.unique(np.argmax(L @ F.T, axis=1)).size / L.shape[0])
 
 
 def absorption_rate(codes, true_codes, features, dictionary, hierarchy, *,
