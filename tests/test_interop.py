@@ -29,6 +29,7 @@ from toysae.sae.checkpoint import FORMAT, VERSION
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     sae_lens = pytest.importorskip("sae_lens", reason="sae-lens is a dev dependency")
+    from sae_lens.saes.sae import SAEMetadata
 
 D, WIDTH = 6, 16
 TOYSAE_KWARGS = {"relu": {}, "relu-no-bias": {"decoder_bias": False}, "topk": {"k": 3},
@@ -279,6 +280,20 @@ def test_saelens_sae_imports_with_the_same_outputs(tmp_path, arch, cfg, toysae_a
         with torch.no_grad():
             close(unfolded(x).codes, codes)
             close(unfolded(x).x_hat, x_hat)
+
+
+def test_hook_z_sae_reads_its_input_flattened(tmp_path):
+    model = saelens_inference_sae("standard", unit_rows=True, reshape_activations="hook_z",
+                                  metadata=SAEMetadata(hook_name="blocks.0.attn.hook_z"))
+    model.save_model(tmp_path / "z")
+    loaded = read_saelens(tmp_path / "z")
+    assert any("hook_z" in note for note in loaded.notes)
+    z = inputs(7).reshape(-1, 2, D // 2)  # (n, n_heads, d_head), as SAELens hooks see it
+    with torch.no_grad():
+        out = loaded.sae(z.flatten(1))
+        nontrivial(out.codes)
+        close(out.codes, model.encode(z))
+        close(out.x_hat, model(z).flatten(1))
 
 
 def test_topk_on_raw_pre_activations_needs_unit_rows_or_no_fold(tmp_path):

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Literal
 
 from toysae._validation import check_float
-from toysae.interop.saelens import CFG_FILENAME, WEIGHTS_FILENAME, read_saelens
+from toysae.interop._saelens_format import CFG_FILENAME, WEIGHTS_FILENAME
+from toysae.interop.saelens import read_saelens
 from toysae.sae.base import SparseAutoencoder
 from toysae.sae.checkpoint import load as load_checkpoint
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,27 +47,20 @@ from torch import Tensor
 
 from toysae._io import atomic_directory, read_safetensors
 from toysae._validation import check_float
+from toysae.interop._saelens_format import (
+    CFG_FILENAME,
+    SAELENS_FOR_TOYSAE,
+    SAELENS_VERSION,
+    SAVED_AS_JUMPRELU,
+    TOYSAE_FOR_SAELENS,
+    WEIGHTS_FILENAME,
+    SAELensConfig,
+    check_tensor_header,
+    read_cfg,
+)
 from toysae.sae.base import ARCHITECTURES, SparseAutoencoder, make_sae
 from toysae.sae.matryoshka import check_prefix_sizes
 
-CFG_FILENAME = "cfg.json"
-WEIGHTS_FILENAME = "sae_weights.safetensors"
-#: The SAELens release whose format is written (and that the tests load it with).
-SAELENS_VERSION = "6.54.12"
-
-#: SAELens inference architecture -> the toysae architectures it can hold.
-TOYSAE_FOR_SAELENS = {"standard": ("relu",), "topk": ("topk",),
-                      "jumprelu": ("jumprelu", "batchtopk", "matryoshka"),
-                      "gated": ("gated",)}
-SAELENS_FOR_TOYSAE = {name: arch for arch, names in TOYSAE_FOR_SAELENS.items()
-                      for name in names}
-#: SAELens architectures toysae has no counterpart for (named in the error).
-_OTHER_SAELENS = ("abstopk", "transcoder", "skip_transcoder", "jumprelu_transcoder",
-                  "jumprelu_skip_transcoder", "temporal", "matching_pursuit")
-#: SAELens's training architectures that it saves as JumpReLU SAEs.
-_SAVED_AS_JUMPRELU = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16}
 # Rows within this of unit norm are unit rows up to float32 rounding: left as they are.
 _UNIT_ATOL = 1e-6
 _MAX_NOTED = 5  # latents listed by index in an error
@@ -225,25 +218,6 @@ def _training_metadata(sae, name: str, sparsity_coef: float | None) -> dict:
 
 
 # --------------------------------------------------------------------- import
-@dataclass
-class _SAELensConfig:
-    """The fields of a validated ``cfg.json`` that decide the forward pass."""
-
-    architecture: str
-    d_in: int
-    d_sae: int
-    dtype: torch.dtype
-    apply_b_dec_to_input: bool
-    k: int | None
-    rescale_acts_by_decoder_norm: bool
-    reshape: str
-    metadata: dict
-    training_architecture: str | None
-    details: dict
-    toysae: dict | None
-    notes: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class SAELensImport:
     """A SAELens directory read into toysae: the SAE, the recorded sparsity
@@ -289,8 +263,8 @@ def read_saelens(directory: str | os.PathLike, *,
         if not (directory / filename).is_file():
             raise ValueError(f"{directory} is not a SAELens SAE directory: it has no "
                              f"{filename} (expected {CFG_FILENAME} and {WEIGHTS_FILENAME})")
-    cfg = _read_cfg(directory)
-    _check_tensor_header(directory, cfg)
+    cfg = read_cfg(directory)
+    check_tensor_header(directory, cfg)
     _, raw = read_safetensors(directory / WEIGHTS_FILENAME, "SAELens weights file")
     params = _toysae_parameters(raw, cfg, fold_decoder_norms, directory)
     name, config = _toysae_architecture(cfg, params, directory)
@@ -299,149 +273,21 @@ def read_saelens(directory: str | os.PathLike, *,
     return SAELensImport(sae, coef, tuple(cfg.notes))
 
 
-def _read_cfg(directory: Path) -> _SAELensConfig:
-    path = directory / CFG_FILENAME
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(raw).__name__}")
-    metadata = raw.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise ValueError(f"{path}: metadata must be an object, got {metadata!r}")
-    version = metadata.get("sae_lens_version", raw.get("sae_lens_version"))
-    if not _is_6x_or_later(version):
-        raise ValueError(f"{path} was written by SAELens {version or '< 6 (no version)'}; "
-                         f"toysae reads the SAELens 6 format: load the SAE with SAELens >= 6 "
-                         f"(SAE.load_from_disk) and save it again (save_model)")
-    arch = raw.get("architecture")
-    if arch in _SAVED_AS_JUMPRELU:
-        raise ValueError(f"{path}: a SAELens {arch} training SAE (its activation needs a whole "
-                         f"batch); save it with SAELens's save_inference_model, which writes "
-                         f"the JumpReLU SAE it becomes at inference, and load that")
-    if arch in _OTHER_SAELENS:
-        raise ValueError(f"{path}: SAELens architecture {arch!r} has no toysae counterpart; "
-                         f"toysae reads {sorted(TOYSAE_FOR_SAELENS)}")
-    if arch not in TOYSAE_FOR_SAELENS:
-        raise ValueError(f"{path}: architecture {arch!r} is not a SAELens SAE architecture "
-                         f"toysae knows; it reads {sorted(TOYSAE_FOR_SAELENS)}")
-    d_in = _cfg_int(raw, "d_in", path, minimum=1)
-    d_sae = _cfg_int(raw, "d_sae", path, minimum=1)
-    dtype_name = str(raw.get("dtype", "float32")).removeprefix("torch.")
-    if dtype_name not in _DTYPES:
-        raise ValueError(f"{path}: dtype {raw.get('dtype')!r} is not one of {sorted(_DTYPES)}")
-    notes = []
-    if dtype_name != "float32":
-        notes.append(f"SAELens computes in {dtype_name}; toysae in float32 (the weights were "
-                     f"rounded to {dtype_name} as SAELens loads them, then converted)")
-    normalize = raw.get("normalize_activations", "none")
-    if normalize != "none":
-        raise ValueError(f"{path}: normalize_activations is {normalize!r}; toysae SAEs take "
-                         f"raw activations. Fold the normalisation into the weights with "
-                         f"SAELens (fold_activation_norm_scaling_factor or "
-                         f"fold_activation_whitening) and save it again")
-    reshape = raw.get("reshape_activations", "none")
-    if reshape not in ("none", "hook_z"):
-        raise ValueError(f"{path}: reshape_activations {reshape!r} is not 'none' or 'hook_z'")
-    if reshape == "hook_z":
-        notes.append("a hook_z SAE: toysae takes its input flattened to "
-                     "(n, n_heads * d_head), which is what SAELens encodes")
-    apply_b_dec = _cfg_bool(raw, "apply_b_dec_to_input", path, default=True)
-    k, rescale = None, False
-    if arch == "topk":
-        k = _cfg_int(raw, "k", path, minimum=1, maximum=d_sae, default=100)
-        rescale = _cfg_bool(raw, "rescale_acts_by_decoder_norm", path, default=False)
-    training = metadata.get("training_architecture")
-    details = metadata.get("training_architecture_details") or {}
-    if not isinstance(details, dict):
-        raise ValueError(f"{path}: metadata.training_architecture_details must be an object")
-    toysae_entry = metadata.get("toysae")
-    if toysae_entry is not None and not isinstance(toysae_entry, dict):
-        raise ValueError(f"{path}: metadata.toysae must be an object, got {toysae_entry!r}")
-    return _SAELensConfig(arch, d_in, d_sae, _DTYPES[dtype_name], apply_b_dec, k, rescale,
-                          reshape, metadata, training if isinstance(training, str) else None,
-                          details, toysae_entry, notes)
-
-
-def _is_6x_or_later(version) -> bool:
-    if not isinstance(version, str):
-        return False
-    head = version.split(".", 1)[0]
-    return head.isdigit() and int(head) >= 6
-
-
-def _cfg_int(raw: dict, key: str, path: Path, *, minimum: int, maximum: int | None = None,
-             default=None) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{path}: {key} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{path}: {key} must be {bound}, got {value}")
-    return value
-
-
-def _cfg_bool(raw: dict, key: str, path: Path, *, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{path}: {key} must be true or false, got {value!r}")
-    return value
-
-
-def _expected_shapes(cfg: _SAELensConfig, keys) -> dict[str, tuple[int, ...]]:
-    d, w = cfg.d_in, cfg.d_sae
-    shapes = {"W_enc": (d, w), "W_dec": (w, d), "b_dec": (d,)}
-    if cfg.architecture == "gated":
-        shapes.update(b_gate=(w,), b_mag=(w,), r_mag=(w,))
-    else:
-        shapes["b_enc"] = (w,)
-    if cfg.architecture == "jumprelu":
-        # SAELens reads a log_threshold of older checkpoints as exp(log_threshold).
-        shapes["log_threshold" if "log_threshold" in keys else "threshold"] = (w,)
-    return shapes
-
-
-def _check_tensor_header(directory: Path, cfg: _SAELensConfig) -> None:
-    """Tensor names, shapes and dtypes from the file's header, before any data is read."""
-    from safetensors import SafetensorError, safe_open
-
-    path = directory / WEIGHTS_FILENAME
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
-                     for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    expected = _expected_shapes(cfg, found)
-    if set(found) != set(expected):
-        raise ValueError(f"{path}: a {cfg.architecture} SAE has tensors {sorted(expected)}, "
-                         f"the file has {sorted(found)}")
-    for key, shape in expected.items():
-        got, dtype = found[key]
-        if got != shape:
-            raise ValueError(f"{path}: {key} has shape {got}, but cfg.json (d_in={cfg.d_in}, "
-                             f"d_sae={cfg.d_sae}) gives {shape}")
-        if dtype not in ("F32", "F64", "F16", "BF16"):
-            raise ValueError(f"{path}: {key} has dtype {dtype}; expected a float tensor")
-
-
 def _listed(mask: Tensor) -> str:
     idx = torch.nonzero(mask).flatten().tolist()
     shown = ", ".join(map(str, idx[:_MAX_NOTED]))
     return f"{len(idx)} latent(s) ({shown}{', ...' if len(idx) > _MAX_NOTED else ''})"
 
 
-def _toysae_parameters(raw: dict[str, Tensor], cfg: _SAELensConfig, fold: bool,
+def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
                        directory: Path) -> dict[str, Tensor]:
-    """SAELens's tensors as toysae's pre-bias parametrisation, in float64.
+    """SAELens's tensors as toysae's pre-bias parametrisation, in float32 (converted
+    in place: a large SAE is not copied).
 
     Keys: W_enc, W_dec, b_dec and b_enc (+ threshold) or b_gate, b_mag, r_mag.
     """
     # SAELens casts every tensor to cfg.dtype when it loads them; so do we, first.
-    p = {k: v.to(cfg.dtype).to(torch.float64) for k, v in raw.items()}
+    p = {k: v.to(cfg.dtype).to(torch.float32) for k, v in raw.items()}
     for key, value in p.items():
         if not torch.isfinite(value).all():
             raise ValueError(f"{directory / WEIGHTS_FILENAME}: {key} has NaN or Inf entries")
@@ -458,7 +304,7 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: _SAELensConfig, fold: bool,
             p["b_enc"] = p["b_enc"] + shift
         cfg.notes.append("apply_b_dec_to_input=false: b_dec W_enc folded into the encoder "
                          "bias (toysae subtracts b_dec before encoding)")
-    norms = p["W_dec"].norm(dim=1)
+    norms = torch.linalg.vector_norm(p["W_dec"], dim=1, dtype=torch.float64)
     unit = bool(((norms - 1).abs() <= _UNIT_ATOL).all())
     topk_raw = cfg.architecture == "topk" and not cfg.rescale_acts_by_decoder_norm
     must_fold = cfg.architecture == "topk" and cfg.rescale_acts_by_decoder_norm
@@ -482,22 +328,23 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: _SAELensConfig, fold: bool,
         return p
     if bool((norms == 0).any()):
         raise ValueError(f"{directory}: W_dec has zero rows at {_listed(norms == 0)}; their "
-                         f"norms cannot be folded into the encoder (use "
-                         f"fold_decoder_norms=False)")
+                         f"norms cannot be folded into the encoder"
+                         f"{'' if must_fold else ' (use fold_decoder_norms=False)'}")
     # f_i ||W_dec,i|| with unit rows reconstructs the same: ReLU, the gate's sign and
     # JumpReLU's comparison commute with a positive scale.
-    p["W_enc"] = p["W_enc"] * norms
-    p["W_dec"] = p["W_dec"] / norms[:, None]
+    norms = norms.float()
+    p["W_enc"].mul_(norms)
+    p["W_dec"].div_(norms[:, None])
     for key in ("b_enc", "b_gate", "b_mag", "threshold"):
         if key in p:
-            p[key] = p[key] * norms
+            p[key].mul_(norms)
     cfg.notes.append(f"decoder row norms ({float(norms.min()):.6g} to {float(norms.max()):.6g})"
                      f" folded into the encoder: codes are SAELens's feature activations "
                      f"times the norms, reconstructions unchanged")
     return p
 
 
-def _toysae_architecture(cfg: _SAELensConfig, p: dict[str, Tensor],
+def _toysae_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
                          directory: Path) -> tuple[str, dict]:
     """The toysae architecture and constructor arguments for this directory."""
     path = directory / CFG_FILENAME
@@ -510,7 +357,7 @@ def _toysae_architecture(cfg: _SAELensConfig, p: dict[str, Tensor],
     if cfg.architecture == "gated":
         return "gated", {}
     # jumprelu: a BatchTopK / Matryoshka SAE when SAELens saved one (one shared threshold).
-    name = _SAVED_AS_JUMPRELU.get(cfg.training_architecture)
+    name = SAVED_AS_JUMPRELU.get(cfg.training_architecture)
     if name is not None:
         config = _batchtopk_config(cfg, p, path)
         if config is not None:
@@ -528,7 +375,7 @@ def _toysae_architecture(cfg: _SAELensConfig, p: dict[str, Tensor],
     return "jumprelu", config
 
 
-def _batchtopk_config(cfg: _SAELensConfig, p: dict[str, Tensor], path: Path) -> dict | None:
+def _batchtopk_config(cfg: SAELensConfig, p: dict[str, Tensor], path: Path) -> dict | None:
     threshold, k = p["threshold"], cfg.details.get("k")
     if not bool((threshold == threshold[0]).all()):
         return None
@@ -549,7 +396,7 @@ def _batchtopk_config(cfg: _SAELensConfig, p: dict[str, Tensor], path: Path) -> 
     return config
 
 
-def _recorded_architecture(cfg: _SAELensConfig, p: dict[str, Tensor],
+def _recorded_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
                            path: Path) -> tuple[str, dict]:
     """The architecture and config that toysae recorded in ``metadata.toysae``,
     checked against what the SAELens fields say."""
@@ -613,7 +460,7 @@ def _build(name: str, config: dict, p: dict[str, Tensor], directory: Path) -> Sp
     return sae.eval()
 
 
-def _sparsity_coef(cfg: _SAELensConfig, name: str, directory: Path) -> float | None:
+def _sparsity_coef(cfg: SAELensConfig, name: str, directory: Path) -> float | None:
     """The training coefficient in toysae's scaling, where the directory records one
     that means the same as toysae's ``sparsity_coef`` for ``name``."""
     if cfg.toysae is not None and "sparsity_coef" in cfg.toysae:
