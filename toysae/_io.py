@@ -75,3 +75,58 @@ def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, str]
         raise ValueError(f"{path} is not a readable safetensors file (truncated or not a "
                          f"{what}?): {err}") from err
     return metadata, tensors
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then ``root`` itself, to disk."""
+    for item in root.iterdir():
+        if item.is_file():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike):
+    """Yield an empty temporary directory beside ``path``; on success it replaces ``path``.
+
+    The files written into it are flushed to disk before the rename, the
+    directory gets the mode the umask gives (not ``mkdtemp``'s 0700), and an
+    existing ``path`` is swapped out and removed only once the new directory is
+    in place (the caller decides whether replacing it is allowed). On an
+    exception nothing changes at ``path`` and the temporary directory is removed.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old)  # onto an empty directory: atomic on POSIX
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
