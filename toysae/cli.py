@@ -123,7 +123,7 @@ def _sweep(args) -> int:
         result = sweep(args.experiment, parse_grid(args.grid), quick=args.quick,
                        config_file=args.config, sets=args.sets, out_dir=args.out,
                        n_jobs=args.n_jobs, backend=args.backend, on_point=report)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OSError) as err:
         print(f"toysae: {err}", file=sys.stderr)
         return 2
     print(result.message)
