@@ -64,6 +64,23 @@ def test_a_failing_point_is_recorded_and_the_others_run(tmp_path, capsys):
     assert "1 failed" in capsys.readouterr().out
 
 
+def test_a_broken_worker_marks_the_points_it_did_not_run(tmp_path, monkeypatch):
+    from toysae.experiments import _sweep
+
+    def dies(index, *args):
+        if index == 1:
+            raise RuntimeError("worker lost\nsecond line")
+        return real(index, *args)
+
+    real = _sweep._run_point
+    monkeypatch.setattr(_sweep, "_run_point", dies)
+    result = sweep("dense-1d", {"seed": [0, 1, 2]}, quick=True, sets=SMALL,
+                   out_dir=tmp_path, n_jobs=1)
+    assert [p.status for p in result.points] == ["ok", "failed", "failed"]
+    assert result.points[2].message == "not run: RuntimeError: worker lost"
+    assert not result.success
+
+
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "never"
     cases = [

@@ -301,22 +301,22 @@ def sweep(experiment: str, grid: Mapping[str, Sequence], *, quick: bool = False,
 
     jobs = (joblib.delayed(_run_point)(k, experiment, config.to_json(), str(folder))
             for k, (config, folder) in enumerate(zip(configs, folders, strict=True)))
-    done = 0
-    try:
-        with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
-            for k, report in joblib.Parallel(return_as="generator_unordered")(jobs):
-                points[k] = dataclasses.replace(points[k], success=report["status"] == "ok",
-                                                **report)
-                done += 1
-                summary = _write_summary(dataclasses.replace(summary, points=tuple(points)),
-                                         out)
-                if on_point is not None:
-                    on_point(points[k], done, len(points))
-    except Exception as err:  # the machinery failed (a worker died): the rest did not run
-        line = _one_line(err)
-        points = [p if p.status != "not run" else
-                  dataclasses.replace(p, status="failed", message=f"not run: {line}")
-                  for p in points]
+    with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
+        reports = joblib.Parallel(return_as="generator_unordered")(jobs)
+        for done in range(1, len(points) + 1):
+            try:
+                k, report = next(reports)
+            except Exception as err:  # the machinery failed (a worker died): the rest too
+                line = _one_line(err)
+                points = [p if p.status != "not run" else
+                          dataclasses.replace(p, status="failed", message=f"not run: {line}")
+                          for p in points]
+                break
+            points[k] = dataclasses.replace(points[k], success=report["status"] == "ok",
+                                            **report)
+            summary = _write_summary(dataclasses.replace(summary, points=tuple(points)), out)
+            if on_point is not None:
+                on_point(points[k], done, len(points))
     failed = sum(p.status != "ok" for p in points)
     message = (f"{len(points)} points of {experiment}: "
                + ("all ok" if not failed else f"{failed} failed"))
