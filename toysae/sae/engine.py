@@ -434,7 +434,8 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
         otherwise). The stacks' parameters, Adam, the schedules' position, the
         dead-latent counters, the resampling generators and pool, the
         histories and the data position are restored, and the run continues to
-        end bit-identical to one never interrupted. A checkpoint of a finished
+        end bit-identical to one never interrupted (on the same machine and
+        thread count, as every seeded result in toysae). A checkpoint of a finished
         run returns its results at once. With ``checkpoint_every`` and no
         ``checkpoint_path``, checkpoints keep going to ``resume_from``.
     """
