@@ -50,9 +50,15 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
 def save_module_tensors(module, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
     """A torch module's state (parameters and buffers, on the CPU) and string ``metadata``
     in one safetensors file, written atomically."""
+    return save_tensors(module.state_dict(), path, metadata)
+
+
+def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """Named torch tensors (copied to the CPU) and string ``metadata`` in one safetensors
+    file, written atomically."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)

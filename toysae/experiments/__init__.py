@@ -12,7 +12,10 @@ provide:
 - ``save(result, out_dir) -> list[Path]``: writes figures and the JSON of
   numbers into ``out_dir`` (atomically) and returns their paths.
 
-Adding an experiment therefore touches exactly one file.
+Adding an experiment therefore touches exactly one file. Its ``Config`` is
+also what ``toysae run NAME --config FILE --set key=value`` overrides and what
+``toysae sweep`` varies (``_overrides.py``, ``_sweep.py``; docs/design.md,
+"Runs, overrides and sweeps").
 """
 
 from __future__ import annotations

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,10 +44,17 @@ from tqdm.auto import tqdm
 from toysae import _tuning
 from toysae._result import History, Result
 from toysae._threads import check_threads, thread_count
-from toysae._validation import check_float, check_tuple, to_numpy
+from toysae._validation import check_float, check_int, check_tuple, to_numpy
 from toysae.sae.base import SAEOutput, SparseAutoencoder, make_sae
 from toysae.sae.config import TrainConfig
 from toysae.sae.objectives import LocalReconstruction, Objective
+from toysae.sae.train_state import (
+    TensorReader,
+    data_fingerprint,
+    read_train_state,
+    run_differences,
+    write_train_state,
+)
 
 __all__ = ["MemberStack", "SingleSAE", "TrainResult", "TrainingDiverged", "train_members",
            "train_sae"]
@@ -219,46 +229,66 @@ def derived_seed(seed: int, *key: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
 
 
-def training_batches(data, width: int, config: TrainConfig) -> tuple[Iterator[Tensor], int]:
-    """(iterator of float32 (B, width) tensors, planned number of steps)."""
+def training_batches(data, width: int, config: TrainConfig, *,
+                     start: int = 0) -> tuple[Iterator[Tensor], int]:
+    """(iterator of float32 (B, width) tensors, planned number of steps).
+
+    start : the first step's batch (a resumed run): synthetic streams and
+        array epochs are regenerated from that position; an iterable of
+        batches has its first ``start`` batches read and dropped.
+    """
     from toysae.data import SyntheticData  # data is the layer below; imported lazily
 
     B, n_steps = config.batch_size, config.n_steps
     if isinstance(data, SyntheticData):
         if data.config.d != width:
             raise ValueError(f"data has d={data.config.d} but the SAE has d={width}")
-        return _synthetic_batches(data, B, n_steps, config.seed), n_steps
+        return _synthetic_batches(data, B, n_steps, config.seed, start), n_steps
     if isinstance(data, (np.ndarray, torch.Tensor)):
         X = to_numpy(data, "data", dtype=np.float32, ndim=2)
         if X.shape[1] != width:
             raise ValueError(f"data has {X.shape[1]} columns but the SAE has d={width}")
         if X.shape[0] == 0:
             raise ValueError("data has no rows")
-        return _array_batches(torch.from_numpy(X), B, n_steps, config.seed), n_steps
+        return _array_batches(torch.from_numpy(X), B, n_steps, config.seed, start), n_steps
     if isinstance(data, (Iterable, Iterator)) and not isinstance(data, (str, bytes, dict)):
-        return _checked_batches(iter(data), width, config.n_samples), n_steps
+        batches = _checked_batches(iter(data), width, config.n_samples)
+        return (_skip_batches(batches, start) if start else batches), n_steps
     raise TypeError(f"data must be a SyntheticData, an (n, d) array or an iterable of batches, "
                     f"got {type(data).__name__}")
 
 
-def _synthetic_batches(data, B: int, n_steps: int, seed: int) -> Iterator[Tensor]:
+def _synthetic_batches(data, B: int, n_steps: int, seed: int,
+                       start: int = 0) -> Iterator[Tensor]:
     per_chunk = max(1, 65536 // B)
-    for chunk, start in enumerate(range(0, n_steps, per_chunk)):
-        count = min(per_chunk, n_steps - start)
+    for chunk in range(start // per_chunk, math.ceil(n_steps / per_chunk)):
+        first = chunk * per_chunk
+        count = min(per_chunk, n_steps - first)
         X = torch.from_numpy(data.sample(count * B, seed=derived_seed(seed, 1, chunk)).x)
-        yield from X.split(B)
+        yield from X.split(B)[max(0, start - first):]
 
 
-def _array_batches(X: Tensor, B: int, n_steps: int, seed: int) -> Iterator[Tensor]:
+def _array_batches(X: Tensor, B: int, n_steps: int, seed: int,
+                   start: int = 0) -> Iterator[Tensor]:
     gen = torch.Generator().manual_seed(derived_seed(seed, 2))
     n, step = X.shape[0], 0
     while True:
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, B):
+        order = torch.randperm(n, generator=gen)  # drawn for skipped epochs too: same stream
+        for first in range(0, n, B):
             if step == n_steps:
                 return
-            yield X.index_select(0, order[start:start + B])
+            if step >= start:
+                yield X.index_select(0, order[first:first + B])
             step += 1
+
+
+def _skip_batches(batches: Iterator[Tensor], start: int) -> Iterator[Tensor]:
+    for k in range(start):
+        if next(batches, None) is None:
+            raise ValueError(f"resume_from: the data ended after {k} batches, before the "
+                             f"{start} the checkpoint had trained on; pass the same data "
+                             "from its start")
+    yield from batches
 
 
 def _checked_batches(it: Iterator, width: int, n_samples: int) -> Iterator[Tensor]:
@@ -384,7 +414,9 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
                   config: TrainConfig, *, objective: Objective | None = None,
                   eval_fn: Callable[[SparseAutoencoder], dict[str, float]] | None = None,
                   record_dictionaries: bool = False, progress: bool = True,
-                  threads: int | None = None) -> list[TrainResult]:
+                  threads: int | None = None, checkpoint_every: int | None = None,
+                  checkpoint_path: str | os.PathLike | None = None,
+                  resume_from: str | os.PathLike | None = None) -> list[TrainResult]:
     """Train every member of ``stacks`` on the same batches; one :class:`TrainResult` each.
 
     Members are numbered across the stacks in order; member ``k`` uses
@@ -392,6 +424,20 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     ``eval_fn(sae) -> {name: float}`` runs for each member at each logging step
     (eval mode, no grad, on a view valid during the call). ``threads``: torch
     threads for the run (None: one thread for small work, see toysae._threads).
+
+    checkpoint_every, checkpoint_path : write the run's whole state to
+        ``checkpoint_path`` (atomically, replacing the previous one) every
+        ``checkpoint_every`` steps and once more when the run ends
+        (``toysae.sae.train_state``).
+    resume_from : a checkpoint of this same run (same config, members,
+        coefficients, objective and data; ``ValueError`` naming what differs
+        otherwise). The stacks' parameters, Adam, the schedules' position, the
+        dead-latent counters, the resampling generators and pool, the
+        histories and the data position are restored, and the run continues to
+        end bit-identical to one never interrupted (on the same machine and
+        thread count, as every seeded result in toysae). A checkpoint of a finished
+        run returns its results at once. With ``checkpoint_every`` and no
+        ``checkpoint_path``, checkpoints keep going to ``resume_from``.
     """
     objective = LocalReconstruction() if objective is None else objective
     if not isinstance(objective, Objective):
@@ -418,14 +464,57 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     if len(coefs) != n_members:
         raise ValueError(f"sparsity_coefs must have one entry per member ({n_members}), "
                          f"got {len(coefs)}")
+    every, path, resume_from = _checkpoint_args(checkpoint_every, checkpoint_path, resume_from)
+    saved = read_train_state(resume_from) if resume_from is not None else None
     d = stacks[0].d
-    batches, n_steps = training_batches(data, objective.batch_width(d), config)
+    batches, n_steps = training_batches(data, objective.batch_width(d), config,
+                                        start=saved[0]["n_iter"] if saved else 0)
     engine = _Engine(list(stacks), coefs, config, objective, eval_fn, record_dictionaries,
                      progress)
+    if every is not None or saved is not None:
+        engine.run_key = _run_key(engine, data)
+        engine.checkpoint_every, engine.checkpoint_path = every, path
+    if saved is not None:
+        engine.load_state(*saved, n_steps=n_steps, source=resume_from)
     work = config.batch_size * d * sum(s.n_members * s.max_width for s in stacks)
     with thread_count(threads, work=work, small_work=_tuning.SAE_SMALL_WORK,
                       device=stacks[0].device):
         return engine.run(batches, n_steps)
+
+
+def _checkpoint_args(every, path, resume_from) -> tuple[int | None, Path | None, Path | None]:
+    """Validated (checkpoint_every, checkpoint_path, resume_from)."""
+    if every is not None:
+        every = check_int(every, "checkpoint_every", minimum=1)
+    for name, value in (("checkpoint_path", path), ("resume_from", resume_from)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path, got {type(value).__name__}")
+    if resume_from is not None:
+        resume_from = Path(resume_from)
+        if not resume_from.is_file():
+            raise FileNotFoundError(f"resume_from: no training checkpoint at {resume_from}")
+        if every is not None and path is None:
+            path = resume_from
+    if (every is None) != (path is None):
+        raise ValueError("checkpoint_every and checkpoint_path go together: give both to "
+                         f"checkpoint a run, got checkpoint_every={every!r}, "
+                         f"checkpoint_path={path!r}")
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"checkpoint_path {path} is a directory; name a file")
+    return every, path, resume_from
+
+
+def _run_key(engine: _Engine, data) -> dict:
+    """What a checkpoint's run must share with this one to resume it (JSON types)."""
+    stacks = [{"kind": type(s).__name__, "d": s.d, "widths": list(s.widths),
+               "members": [{"architecture": s.member(m).architecture, **s.member(m).config()}
+                           for m in range(s.n_members)]} for s in engine.stacks]
+    key = {"config": engine.cfg.to_dict(), "sparsity_coefs": list(engine.member_coefs),
+           "objective": engine.objective.describe(), "stacks": stacks,
+           "record_dictionaries": engine.record, "data": data_fingerprint(data)}
+    return json.loads(json.dumps(key))
 
 
 class _Engine:
@@ -455,6 +544,15 @@ class _Engine:
         self.member_coefs = list(coefs)
         self.n_iter = self.n_samples = 0
         self.reference: list[Tensor | None] = [None] * len(stacks)
+        # Run state that run() creates, unless a checkpoint restored it first.
+        self.pool: deque[Tensor] | None = None
+        self.finite: list[Tensor] | None = None
+        self.good: list[dict] | None = None
+        self.elapsed = 0.0  # wall time of the sessions before a resume
+        self.finished: str | None = None  # the message of a finished run's last checkpoint
+        self.run_key: dict | None = None
+        self.checkpoint_every: int | None = None
+        self.checkpoint_path: Path | None = None
 
     def _dead_latent_coef(self) -> float:
         """The dead-latent loss weight: the config's, or the architecture's default."""
@@ -524,19 +622,27 @@ class _Engine:
 
     def run(self, batches: Iterator[Tensor], n_steps: int) -> list[TrainResult]:
         cfg = self.cfg
-        pool: deque[Tensor] = deque(maxlen=math.ceil(cfg.resample_pool / cfg.batch_size))
-        good = self._snapshot()
-        finite = [torch.ones(s.n_members, dtype=torch.bool, device=self.device)
-                  for s in self.stacks]
+        if self.finished is not None:  # resumed from the last checkpoint of a finished run
+            for stack in self.stacks:
+                stack.module.eval()
+            return self._results(True, self.finished, self.elapsed)
+        if self.pool is None:
+            self.pool = deque(maxlen=math.ceil(cfg.resample_pool / cfg.batch_size))
+        if self.good is None:
+            self.good = self._snapshot()
+        if self.finite is None:
+            self.finite = [torch.ones(s.n_members, dtype=torch.bool, device=self.device)
+                           for s in self.stacks]
+        pool, finite, first = self.pool, self.finite, self.n_iter
         desc = f"{len(self.where)} SAEs" if len(self.where) > 1 else None
-        bar = tqdm(total=n_steps, disable=not self.progress, unit="step", leave=False,
-                   desc=desc)
+        bar = tqdm(total=n_steps, initial=first, disable=not self.progress, unit="step",
+                   leave=False, desc=desc)
         start = time.perf_counter()
         for stack in self.stacks:
             stack.module.train()
-        step, parts = -1, None
+        step, parts = first - 1, None
         try:
-            for step, batch in enumerate(batches):
+            for step, batch in enumerate(batches, start=first):
                 batch = batch.to(self.device, non_blocking=True)
                 lr = cfg.lr * lr_schedule(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
                 factor = sparsity_schedule(step, n_steps, cfg.sparsity_warmup)
@@ -553,23 +659,37 @@ class _Engine:
                         and step < cfg.resample_until * n_steps):
                     self.resample(torch.cat(list(pool)))
                 if (step + 1) % cfg.log_every == 0 or step + 1 == n_steps:
-                    self._check(finite, parts, good, step, start)
+                    self._check(finite, parts, self.good, step, start)
                     self._log(step, parts, lr, factor, bar)
-                    good = self._snapshot()
+                    self.good = self._snapshot()
+                if (self.checkpoint_every and self.n_iter % self.checkpoint_every == 0
+                        and self.n_iter != n_steps):  # the run's end writes its own
+                    self.write_checkpoint(n_steps, start)
                 bar.update(1)
-            if step >= 0 and (step + 1) % cfg.log_every and step + 1 != n_steps:
-                self._check(finite, parts, good, step, start)  # the data ended between logs
+            if step >= first and (step + 1) % cfg.log_every and step + 1 != n_steps:
+                self._check(finite, parts, self.good, step, start)  # data ended between logs
                 self._log(step, parts, lr, factor, bar)
         finally:
             bar.close()
             for stack in self.stacks:
                 stack.module.eval()
-        if step < 0:
-            raise ValueError("data yielded no batches")
+        if step < first:
+            if first == 0:
+                raise ValueError("data yielded no batches")
+            raise ValueError(f"resume_from: the data yielded no batch after the checkpoint's "
+                             f"step {first}: the interrupted run had trained on all of it, and "
+                             "the history row it logs when data ends between logging steps "
+                             "cannot be rebuilt from a checkpoint")
         ended = (f"trained {self.n_iter} steps ({self.n_samples} samples)"
                  + ("" if self.n_iter == n_steps else
                     f"; the data ended before the planned {n_steps} steps"))
-        return self._results(True, ended, time.perf_counter() - start)
+        if self.checkpoint_every:
+            self.write_checkpoint(n_steps, start, finished=ended)
+        return self._results(True, ended, self._wall(start))
+
+    def _wall(self, start: float) -> float:
+        """Wall time of the run so far, sessions before a resume included."""
+        return self.elapsed + time.perf_counter() - start
 
     def _results(self, success: bool, message: str, wall_time: float) -> list[TrainResult]:
         share = wall_time / len(self.where)
@@ -589,6 +709,117 @@ class _Engine:
     def _snapshot(self) -> list[dict]:
         return [{k: v.detach().clone() for k, v in s.module.state_dict().items()}
                 for s in self.stacks]
+
+    # -- checkpoints (toysae.sae.train_state) --------------------------------------------
+    def _params(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _resampling_ahead(self, n_steps: int) -> bool:
+        return bool(self.cfg.resample_every) and self.n_iter < self.cfg.resample_until * n_steps
+
+    def write_checkpoint(self, n_steps: int, start: float, finished: str | None = None) -> None:
+        """Write the whole run state to ``checkpoint_path`` (atomically)."""
+        tensors: dict[str, Tensor] = {}
+        at_log = self.n_iter % self.cfg.log_every == 0 or self.n_iter == n_steps
+        for g, stack in enumerate(self.stacks):
+            for key, value in stack.module.state_dict().items():
+                tensors[f"stack.{g}.{key}"] = value
+            if not at_log and finished is None:  # the divergence check's restore point
+                for key, value in self.good[g].items():
+                    tensors[f"good.{g}.{key}"] = value
+            tensors[f"silent.{g}"] = self.silent[g]
+            tensors[f"finite.{g}"] = self.finite[g]
+            if self.reference[g] is not None:
+                tensors[f"reference.{g}"] = self.reference[g]
+        for i, param in enumerate(self._params()):
+            for key, value in self.optimizer.state.get(param, {}).items():
+                tensors[f"adam.{i}.{key}"] = torch.as_tensor(value)
+        for k, gen in enumerate(self.gens):
+            tensors[f"generator.{k}"] = gen.get_state()
+        pool_sizes = []
+        if self._resampling_ahead(n_steps) and self.pool:
+            pool_sizes = [int(b.shape[0]) for b in self.pool]
+            tensors["pool"] = torch.cat(list(self.pool))
+        for k, frames in enumerate(self.frames):
+            if frames:
+                tensors[f"frames.{k}"] = torch.from_numpy(np.stack(frames))
+        state = {"run": self.run_key, "n_iter": self.n_iter, "n_samples": self.n_samples,
+                 "n_steps": n_steps, "wall_time": self._wall(start),
+                 "n_resampled": list(self.n_resampled),
+                 "histories": [h.rows for h in self.histories], "pool_sizes": pool_sizes,
+                 "finished": finished}
+        write_train_state(self.checkpoint_path, tensors, state)
+
+    def load_state(self, state: dict, tensors: dict[str, Tensor], *, n_steps: int,
+                   source: Path) -> None:
+        """Restore a checkpoint of this run; ValueError before any change if it is not one."""
+        differ = run_differences(state["run"], self.run_key)
+        if differ:
+            shown = "; ".join(differ[:6]) + (f"; and {len(differ) - 6} more"
+                                             if len(differ) > 6 else "")
+            raise ValueError(f"resume_from: {source} is a checkpoint of a different run: "
+                             f"{shown}")
+        n = len(self.where)
+        if (state["n_steps"] != n_steps or len(state["histories"]) != n
+                or len(state["n_resampled"]) != n):
+            raise ValueError(f"resume_from: {source} holds {len(state['histories'])} members "
+                             f"and {state['n_steps']} planned steps; this run has {n} and "
+                             f"{n_steps}")
+        # Every tensor is checked against its destination before anything is written.
+        read = TensorReader(tensors, source)
+        modules = [read.group(f"stack.{g}", s.module.state_dict())
+                   for g, s in enumerate(self.stacks)]
+        goods = [read.group(f"good.{g}", s.module.state_dict(), optional=True)
+                 for g, s in enumerate(self.stacks)]
+        silent = [read.take(f"silent.{g}", self.silent[g]) for g in range(len(self.stacks))]
+        finite = [read.take(f"finite.{g}", torch.ones(s.n_members, dtype=torch.bool))
+                  for g, s in enumerate(self.stacks)]
+        reference = [read.take(f"reference.{g}", torch.zeros(s.n_members), optional=True)
+                     for g, s in enumerate(self.stacks)]
+        adam = {}
+        for i, param in enumerate(self._params()):
+            moments = read.group(f"adam.{i}", {"exp_avg": param.detach(),
+                                               "exp_avg_sq": param.detach()}, optional=True)
+            step = read.take(f"adam.{i}.step", None, optional=True)
+            if (moments is None) != (step is None):
+                raise ValueError(f"resume_from: {source} has an incomplete Adam state for "
+                                 f"parameter {i}")
+            if moments is not None:
+                adam[i] = {"step": step, **moments}
+        gens = [read.take(f"generator.{k}", gen.get_state()) for k, gen in enumerate(self.gens)]
+        sizes = state["pool_sizes"]
+        pool = read.take("pool", torch.zeros(sum(sizes), self.stacks[0].d),
+                         optional=not sizes)
+        frames = [read.take(f"frames.{k}", torch.zeros(len(state["histories"][k]),
+                                                       self.stacks[g].widths[m],
+                                                       self.stacks[g].d),
+                            optional=not (self.record and state["histories"][k]))
+                  for k, (g, m) in enumerate(self.where)]
+        read.done()
+
+        with torch.no_grad():
+            for stack, module_state in zip(self.stacks, modules, strict=True):
+                stack.module.load_state_dict(module_state)
+            for counter, value in zip(self.silent, silent, strict=True):
+                counter.copy_(value)
+        self.good = [{k: v.detach().clone() for k, v in s.module.state_dict().items()}
+                     if good is None else {k: v.to(self.device) for k, v in good.items()}
+                     for s, good in zip(self.stacks, goods, strict=True)]
+        self.finite = [f.to(self.device) for f in finite]
+        self.reference = [None if r is None else r.to(self.device) for r in reference]
+        self.optimizer.load_state_dict({"state": adam,
+                                        "param_groups": self.optimizer.state_dict()[
+                                            "param_groups"]})
+        for gen, value in zip(self.gens, gens, strict=True):
+            gen.set_state(value)
+        self.pool = deque(maxlen=math.ceil(self.cfg.resample_pool / self.cfg.batch_size))
+        if pool is not None:
+            self.pool.extend(pool.to(self.device).split(sizes))
+        self.frames = [[] if f is None else list(f.numpy()) for f in frames]
+        self.histories = [History(rows) for rows in state["histories"]]
+        self.n_resampled = list(state["n_resampled"])
+        self.n_iter, self.n_samples = state["n_iter"], state["n_samples"]
+        self.elapsed, self.finished = state["wall_time"], state["finished"]
 
     def _check(self, finite, parts, good, step: int, start: float) -> None:
         """Raise TrainingDiverged, every stack restored to ``good``, on NaN/Inf or blow-up."""
@@ -615,8 +846,7 @@ class _Engine:
                    f"(lr={self.cfg.lr}); restored to the state at step {last}. Lower lr, or "
                    "check the data's scale: lr is an absolute step size, so data far from "
                    "unit scale needs an lr to match.")
-        raise TrainingDiverged(message, self._results(False, message,
-                                                      time.perf_counter() - start))
+        raise TrainingDiverged(message, self._results(False, message, self._wall(start)))
 
     def _log(self, step: int, parts, lr: float, factor: float, bar) -> None:
         cols: dict[str, list[float]] = {}
@@ -661,7 +891,10 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
               width: int | None = None, sae_kwargs: dict | None = None,
               objective: Objective | None = None,
               eval_fn: Callable[[SparseAutoencoder], dict[str, float]] | None = None,
-              progress: bool = True, threads: int | None = None) -> TrainResult:
+              progress: bool = True, threads: int | None = None,
+              checkpoint_every: int | None = None,
+              checkpoint_path: str | os.PathLike | None = None,
+              resume_from: str | os.PathLike | None = None) -> TrainResult:
     """Train one SAE with the engine and return its :class:`TrainResult`.
 
     sae : an SAE (trained in place) or a registered architecture name, then
@@ -678,6 +911,13 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
         callers add ground-truth metrics (MMCS, ...) without this layer
         importing ``toysae.metrics``.
     threads : torch threads for the run (None: one for a small SAE, else unchanged).
+    checkpoint_every, checkpoint_path, resume_from : write the run's state every
+        ``checkpoint_every`` steps (and at its end) to ``checkpoint_path``;
+        continue a run from such a checkpoint, ending bit-identical to the run
+        never interrupted (:func:`train_members`). To resume, pass the same SAE
+        as built for the first session (or the same name, width and
+        sae_kwargs), the same data and config: its weights are overwritten
+        from the checkpoint.
 
     A NaN/Inf loss, or one that grows ``config.divergence_factor``-fold, raises
     :class:`TrainingDiverged` at the next logging step, with the SAE restored to
@@ -697,4 +937,5 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
         raise ValueError("width and sae_kwargs only apply when sae is an architecture name")
     return train_members([SingleSAE(sae)], [config.sparsity_coef], data, config,
                          objective=objective, eval_fn=eval_fn, progress=progress,
-                         threads=threads)[0]
+                         threads=threads, checkpoint_every=checkpoint_every,
+                         checkpoint_path=checkpoint_path, resume_from=resume_from)[0]

@@ -274,7 +274,8 @@ def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> T
 def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
                     sparsity_coefs: Sequence[float], data, config: TrainConfig, *,
                     objective=None, eval_fn=None, record_dictionaries: bool = False,
-                    progress: bool = True, threads: int | None = None) -> list[TrainResult]:
+                    progress: bool = True, threads: int | None = None,
+                    **checkpointing) -> list[TrainResult]:
     """Train every member of ``ensembles`` at once with the engine; one TrainResult each.
 
     Members are numbered across the ensembles in order; member ``k`` uses
@@ -284,6 +285,8 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
     ``TrainResult.sae`` is an independent copy. A dead-latent loss is not
     supported (``config.dead_latent_coef`` must be unset or 0). ``objective``:
     as for :func:`toysae.sae.train_members` (default: local reconstruction).
+    ``checkpointing``: ``checkpoint_every``, ``checkpoint_path``, ``resume_from``
+    of :func:`toysae.sae.train_members`.
     """
     if isinstance(ensembles, ReLUSAEEnsemble):
         ensembles = [ensembles]
@@ -299,4 +302,4 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
                              f"d={ensembles[0].d}")
     return train_members(list(ensembles), sparsity_coefs, data, config, objective=objective,
                          eval_fn=eval_fn, record_dictionaries=record_dictionaries,
-                         progress=progress, threads=threads)
+                         progress=progress, threads=threads, **checkpointing)

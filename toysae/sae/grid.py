@@ -166,7 +166,9 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                eval_fn: Callable[[ReLUSAE], dict[str, float]] | None = None,
                progress: bool = True, seed: int = 0, layout: str = "auto",
                record_dictionaries: bool = False, d: int | None = None,
-               objective=None, threads: int | None = None) -> GridResult:
+               objective=None, threads: int | None = None,
+               checkpoint_every: int | None = None, checkpoint_path=None,
+               resume_from=None) -> GridResult:
     """Train the ReLU+L1 SAE of every (penalty, width) pair as one batched model.
 
     data : as for :func:`train_sae` (``SyntheticData``, (n, d) array, or an
@@ -179,6 +181,8 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
         iterable of batches, or an objective whose batches are a host's inputs).
     objective : what to minimise besides the penalty (default: local reconstruction).
     threads : torch threads for the run (None: the engine's rule).
+    checkpoint_every, checkpoint_path, resume_from : checkpoint the whole grid's
+        run and resume it bit-identically (:func:`toysae.sae.train_members`).
     """
     sparsity_coefs, widths, seed = _check_grid(sparsity_coefs, widths, config, seed)
     d = _dim(data, d)
@@ -191,7 +195,8 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
     trained = train_ensembles(ensembles, [pairs[k][0] for k in order], data, config,
                               objective=objective, eval_fn=eval_fn,
                               record_dictionaries=record_dictionaries, progress=progress,
-                              threads=threads)
+                              threads=threads, checkpoint_every=checkpoint_every,
+                              checkpoint_path=checkpoint_path, resume_from=resume_from)
     members: list[TrainResult | None] = [None] * len(pairs)
     for n, k in enumerate(order):
         members[k] = trained[n]
