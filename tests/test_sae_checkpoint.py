@@ -91,10 +91,25 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     path = save(_trained_looking("relu", seed=1), tmp_path / "keep.safetensors")
     before = path.read_bytes()
 
-    def explode(*args, **kwargs):
-        raise OSError("disk full")
+    class FullDisk:
+        """A file that takes the header length, then fails: the disk filled up midway."""
 
-    monkeypatch.setattr("safetensors.torch.save_file", explode)  # what toysae._io calls
+        def __init__(self, name, mode):
+            self.f, self.writes = open(name, mode), 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError("disk full")
+            return self.f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr("toysae._io.open", FullDisk, raising=False)  # what _io writes with
     with pytest.raises(OSError, match="disk full"):
         save(_trained_looking("relu", seed=2), path)
     assert path.read_bytes() == before
