@@ -249,7 +249,7 @@ def test_absorption_needs_a_separate_child_latent():
     (lambda f, D, T, h: uniqueness(np.zeros((0, 3)), D), ValueError, "features has no rows"),
     (lambda f, D, T, h: best_matching_features(f, None), TypeError, "dictionary must be"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 3)]), ValueError,
-     r"hierarchy indices must be in \[0, 3\)"),
+     r"hierarchy index 3 is out of range \[0, 3\)"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 0)]), ValueError, "hierarchy"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [0, 1]), ValueError, "hierarchy must be"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, []), ValueError, "hierarchy has no"),

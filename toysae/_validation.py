@@ -24,8 +24,8 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-# Seeds: what numpy's SeedSequence and torch's Generator.manual_seed both accept, with room
-# for the offsets some callers add (docs/design.md, "Conventions").
+# Seeds: ints in [0, SEED_MAX], which numpy's SeedSequence and torch's Generator.manual_seed
+# (up to 2**64 - 1) both take; seeds derived from a seed stay there (shifted_seed).
 SEED_MAX = 2**63 - 1
 
 
@@ -77,6 +77,13 @@ def check_seed(value: Any, name: str = "seed") -> int:
     """A seed: an int with ``0 <= seed <= SEED_MAX`` (``2**63 - 1``); bools, floats and
     strings are refused (docs/design.md, "Conventions")."""
     return check_int(value, name, minimum=0, maximum=SEED_MAX)
+
+
+def shifted_seed(seed: int, offset: int, scale: int = 1) -> int:
+    """``seed * scale + offset`` modulo ``2**63``: a seed derived from a seed (one per
+    batch, per held-out set, ...) that is again a seed, whatever ``seed`` is in range.
+    Below ``2**63 / scale`` (every seed in practice) it is the plain formula."""
+    return (seed * scale + offset) % (SEED_MAX + 1)
 
 
 def check_indices(values: Any, name: str, n: int, *, pairs: bool = False) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from toysae._validation import check_float, row_norms, to_numpy
+from toysae._validation import check_float, check_indices, row_norms, to_numpy
 
 __all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
            "detection_scores", "explained_variance", "fvu", "l0", "max_cosines", "mcc", "mmcs",
@@ -318,22 +318,9 @@ def absorption_rate(codes, true_codes, features, dictionary, hierarchy, *,
 
 
 def _hierarchy(hierarchy, n_features: int) -> np.ndarray:
-    if isinstance(hierarchy, (str, bytes, dict)) or hierarchy is None:
-        raise TypeError(f"hierarchy must be (parent, child) pairs, got "
-                        f"{type(hierarchy).__name__}")
-    try:
-        pairs = np.asarray(hierarchy)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"hierarchy must be (parent, child) pairs of ints: {err}") from err
+    pairs = check_indices(hierarchy, "hierarchy", n_features, pairs=True)
     if pairs.size == 0:
         raise ValueError("hierarchy has no (parent, child) pairs")
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"hierarchy must be (parent, child) pairs, got shape {pairs.shape}")
-    if not np.issubdtype(pairs.dtype, np.integer) or pairs.dtype == np.bool_:
-        raise TypeError(f"hierarchy must hold int feature indices, got dtype {pairs.dtype}")
-    if (pairs < 0).any() or (pairs >= n_features).any():
-        raise ValueError(f"hierarchy indices must be in [0, {n_features}) (the rows of "
-                         f"features), got {pairs.min()}..{pairs.max()}")
     if (pairs[:, 0] == pairs[:, 1]).any():
         raise ValueError("hierarchy has a feature that is its own child")
-    return pairs.astype(np.int64)
+    return pairs

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from toysae._validation import SEED_MAX, check_int, check_seed
+from toysae._validation import check_int, check_seed, shifted_seed
 from toysae.data.config import SyntheticConfig
 
 _CHUNK_ROWS = 32768
@@ -291,9 +291,8 @@ class SyntheticData:
             check_seed(seed)
         k = 0
         while n_batches is None or k < n_batches:
-            # Batch k's seed; modulo keeps it a seed for any seed (the same below 2**63 / 1e6).
             yield self.sample(batch_size, None if seed is None else
-                              (seed * 1_000_003 + k) % (SEED_MAX + 1))
+                              shifted_seed(seed, k, 1_000_003))
             k += 1
 
     # -- internals ----------------------------------------------------------
