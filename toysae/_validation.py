@@ -107,7 +107,8 @@ def check_indices(values: Any, name: str, n: int, *, pairs: bool = False) -> np.
         bad = next((v for v in np.ravel(np.asarray(values, dtype=object))
                     if isinstance(v, (bool, np.bool_))
                     or not isinstance(v, (int, np.integer))), None)
-        raise TypeError(f"{name} must hold int indices, got {bad!r} (dtype {arr.dtype})")
+        got = f"{bad!r} (dtype {arr.dtype})" if bad is not None else f"dtype {arr.dtype}"
+        raise TypeError(f"{name} must hold int indices, got {got}")
     if (arr.ndim != 2 or arr.shape[1] != 2) if pairs else arr.ndim != 1:
         raise ValueError(f"{name} must be {shape}, got shape {arr.shape}")
     out_of_range = (arr < 0) | (arr >= n)
@@ -186,7 +187,8 @@ def row_norms(A: np.ndarray) -> np.ndarray:
     """
     with np.errstate(over="ignore", under="ignore"):
         norms = np.linalg.norm(A, axis=1)
-    risky = ~((norms > 1e-150) & (norms < 1e150))
+    info = np.finfo(norms.dtype)  # squares are safe between these bounds, with a margin
+    risky = ~((norms > np.sqrt(info.tiny) / info.eps) & (norms < np.sqrt(info.max) * info.eps))
     if risky.any():
         rows = A[risky]
         scale = np.abs(rows).max(axis=1, initial=0.0)
