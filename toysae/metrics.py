@@ -142,9 +142,10 @@ def l0(codes) -> float:
 
 
 def _recon(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
-    """Both as float64 (n_samples, d), divided by their largest absolute entry (the
-    metrics below are ratios, so the common scale cancels and squares cannot
-    overflow or underflow)."""
+    """Both as float64 (n_samples, d); divided by their largest absolute entry when it
+    is beyond 1e100 or below 1e-100 (the metrics below are ratios, so the common
+    scale cancels and squares cannot overflow or underflow; data in between is
+    left as it is, bit for bit)."""
     x = to_numpy(x, "x", ndim=2)
     x_hat = to_numpy(x_hat, "x_hat", ndim=2)
     if x.shape != x_hat.shape:
@@ -154,7 +155,9 @@ def _recon(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
     if x.shape[1] == 0:
         raise ValueError("x has no columns (shape (n_samples, 0))")
     scale = max(np.abs(x).max(), np.abs(x_hat).max())
-    return (x / scale, x_hat / scale) if scale > 0 else (x, x_hat)
+    if scale > 0 and not 1e-100 <= scale <= 1e100:
+        return x / scale, x_hat / scale
+    return x, x_hat
 
 
 def fvu(x, x_hat) -> float:
