@@ -44,3 +44,64 @@ def test_every_experiment_follows_the_contract():
         config = module.Config.quick()
         assert type(config).from_json(config.to_json()) == config
         assert callable(module.run) and callable(module.save)
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Record experiment runs instead of running them."""
+    calls = []
+
+    def fake_run(name, *, quick=False, out_dir="figures", config=None):
+        calls.append(name)
+        return []
+
+    monkeypatch.setattr(experiments, "run_experiment", fake_run)
+    return calls
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("toysae: "), err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("command", [["data", "--quick"], ["run", "synthetic-data"], ["demo"]])
+def test_an_unwritable_output_folder_is_refused_before_running(tmp_path, capsys, runs, command):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    for out in (a_file, a_file / "sub"):
+        assert main([*command, "--out", str(out)]) == 2
+        err = _one_line_error(capsys)
+        assert "cannot write to the output folder" in err and str(out) in err
+    assert runs == []  # refused before any experiment ran
+    assert main([*command, "--out", str(tmp_path / "new" / "folder")]) == 0
+    assert runs and (tmp_path / "new" / "folder").is_dir()
+    assert list((tmp_path / "new" / "folder").iterdir()) == []  # the probe left nothing
+
+
+def test_a_read_only_output_folder_is_refused(tmp_path, capsys, runs, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+
+    def denied(*args, **kwargs):  # what the kernel says to a non-root user (root may write)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.TemporaryFile", denied)
+    assert main(["data", "--out", str(ro)]) == 2
+    err = _one_line_error(capsys)
+    assert f"cannot write to the output folder {ro}: Permission denied" in err and runs == []
+
+
+@pytest.mark.parametrize("error", [ValueError("lr must be > 0,\n  got -1"),
+                                   TypeError("seed must be an int"),
+                                   OSError(28, "No space left on device"),
+                                   RuntimeError("training diverged between step 1 and 2")])
+def test_errors_are_reported_in_one_line_not_a_traceback(tmp_path, capsys, monkeypatch, error):
+    def failing_run(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(experiments, "run_experiment", failing_run)
+    assert main(["run", "synthetic-data", "--out", str(tmp_path)]) == 2
+    err = _one_line_error(capsys)
+    assert " ".join(str(error).split()) in err

@@ -465,3 +465,96 @@ def test_structured_config_reproducible_from_seed():
     c = SyntheticData(SyntheticConfig.synth_small(compensate_rates=True,
                                                   scale_child_magnitude=True, seed=1))
     assert not np.array_equal(c.sample(3000).codes, a.codes)
+
+
+# -- hostile configs: tiny rates, deep hierarchies in any order, non-int indices ------
+@pytest.mark.parametrize("mean_active", [1e-20, 1e-300, 5e-324])
+@pytest.mark.parametrize("correlation", ["none", "low_rank", "random"])
+@pytest.mark.parametrize("hierarchy", [(), ((0, 1), (1, 2))])
+def test_very_small_mean_active_samples_nothing_without_errors(mean_active, correlation,
+                                                                hierarchy):
+    import warnings
+
+    cfg = SyntheticConfig(d=6, n_features=16, mean_active=mean_active, correlation=correlation,
+                          hierarchy=hierarchy, compensate_rates=bool(hierarchy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero, no invalid value
+        data = SyntheticData(cfg)
+        batch = data.sample(3000)
+    assert np.isfinite(data.probabilities).all() and (data.probabilities >= 0).all()
+    assert batch.codes.sum() == 0 and not batch.x.any()  # 3000 * 1e-20: nothing fires
+
+
+@pytest.mark.parametrize("order", ["child-before-parent", "shuffled"])
+def test_a_chain_hierarchy_5000_deep_in_any_order(order):
+    n = 5000
+    pairs = [(i, i + 1) for i in range(n - 1)]
+    pairs = pairs[::-1] if order == "child-before-parent" else \
+        [pairs[k] for k in np.random.default_rng(0).permutation(n - 1)]
+    cfg = SyntheticConfig(d=8, n_features=n, mean_active=3.0, decay=0.999, correlation="none",
+                          hierarchy=tuple(pairs), compensate_rates=True,
+                          exclusive_children=True)
+    data = SyntheticData(cfg)  # no RecursionError building levels or compensated rates
+    fire = data.sample(2000, seed=1).codes > 0
+    # a feature fires only when every ancestor does: each row is a prefix of the chain
+    depth = fire.sum(axis=1)
+    assert (fire == (np.arange(n)[None, :] < depth[:, None])).all()
+    law = data.law_rates
+    assert np.isfinite(data.probabilities).all()
+    np.testing.assert_allclose(fire[:, 0].mean(), law[0], atol=4 * (law[0] / 2000) ** 0.5)
+
+
+def test_a_huge_tree_depth_is_refused_at_once():
+    import signal
+
+    def too_slow(*args):
+        raise TimeoutError("the tree's size took over 5 s to compute")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(5)
+    try:
+        with pytest.raises(ValueError, match="more than n_features=50"):
+            SyntheticConfig(d=4, n_features=50, tree_roots=1, tree_branching=3,
+                            tree_depth=10**9)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kwargs, kind, match", [
+    ({"hierarchy": ((0, 1.5),)}, TypeError, "hierarchy must hold int indices, got 1.5"),
+    ({"hierarchy": ((0, 1.0),)}, TypeError, "hierarchy must hold int indices, got 1.0"),
+    ({"hierarchy": (("0", 1),)}, TypeError, "hierarchy must hold int indices, got '0'"),
+    ({"hierarchy": ((0, True),)}, TypeError, "hierarchy must hold int indices, got True"),
+    ({"hierarchy": ((0, 1, 2),)}, ValueError, r"hierarchy must be \(n_pairs, 2\)"),
+    ({"exclusive_groups": ((0, 2.7),)}, TypeError, "exclusive_groups must hold int"),
+    ({"exclusive_groups": ((True, 2),)}, TypeError, "exclusive_groups must hold int"),
+    ({"exclusive_groups": "01"}, TypeError, "exclusive_groups"),
+])
+def test_indices_refuse_floats_bools_and_strings(kwargs, kind, match):
+    with pytest.raises(kind, match=match):
+        SyntheticConfig(d=4, n_features=8, mean_active=1, **kwargs)
+
+
+def test_numpy_int_indices_are_accepted_and_stored_as_ints():
+    cfg = SyntheticConfig(d=4, n_features=8, mean_active=1,
+                          hierarchy=np.array([[0, 1], [1, 2]]),
+                          exclusive_groups=[np.array([3, 4], dtype=np.int32)])
+    assert cfg.hierarchy == ((0, 1), (1, 2)) and cfg.exclusive_groups == ((3, 4),)
+    assert all(type(v) is int for pair in cfg.hierarchy for v in pair)
+    assert SyntheticConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_seeds_have_a_stated_range():
+    from toysae._validation import SEED_MAX
+
+    assert SEED_MAX == 2**63 - 1
+    data = SyntheticData(SyntheticConfig(d=4, n_features=8, mean_active=1, seed=SEED_MAX))
+    assert data.sample(5, seed=SEED_MAX).x.shape == (5, 4)
+    assert len(list(data.batches(5, 3, seed=SEED_MAX))) == 3
+    for bad, kind in [(2**63, ValueError), (-1, ValueError), (3.0, TypeError),
+                      ("3", TypeError), (True, TypeError)]:
+        with pytest.raises(kind, match="seed"):
+            SyntheticConfig(seed=bad)
+        with pytest.raises(kind, match="seed"):
+            data.sample(5, seed=bad)

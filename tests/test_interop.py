@@ -400,9 +400,7 @@ def test_load_sae_takes_a_checkpoint_or_a_saelens_directory(tmp_path):
     loaded, info = load_sae_with_info(path)
     assert info.source == "toysae" and info.sparsity_coef is None and info.notes == ()
     assert loaded.config() == sae.config()
-    trained = save_module_tensors(sae, tmp_path / "trained.safetensors", {
-        "format": FORMAT, "version": VERSION, "architecture": "topk",
-        "config": json.dumps(sae.config()), "training": json.dumps({"sparsity_coef": 0.125})})
+    trained = save(sae, tmp_path / "trained.safetensors", sparsity_coef=0.125)
     assert load_sae_with_info(trained)[1].sparsity_coef == 0.125
     bad = save_module_tensors(sae, tmp_path / "bad.safetensors", {
         "format": FORMAT, "version": VERSION, "architecture": "topk",

@@ -252,7 +252,7 @@ def test_absorption_needs_a_separate_child_latent():
     (lambda f, D, T, h: uniqueness(np.zeros((0, 3)), D), ValueError, "features has no rows"),
     (lambda f, D, T, h: best_matching_features(f, None), TypeError, "dictionary must be"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 3)]), ValueError,
-     r"hierarchy indices must be in \[0, 3\)"),
+     r"hierarchy index 3 is out of range \[0, 3\)"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [(0, 0)]), ValueError, "hierarchy"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, [0, 1]), ValueError, "hierarchy must be"),
     (lambda f, D, T, h: absorption_rate(T, T, f, D, []), ValueError, "hierarchy has no"),
@@ -306,3 +306,52 @@ def test_invariances(pair, random, scale, flip):
     assert mcc(A, B2) == pytest.approx(mcc(A, B), abs=1e-9)
     Q, _ = np.linalg.qr(np.random.default_rng(len(A)).standard_normal((A.shape[1],) * 2))
     assert mmcs(A @ Q, B @ Q) == pytest.approx(mmcs(A, B), abs=1e-9)  # rotations
+
+
+# -- hostile input: complex, empty, huge and tiny entries ----------------------------
+@pytest.mark.parametrize("call", [
+    lambda: mmcs(_unit(3, 2) + 1j, _unit(3, 2)),
+    lambda: cosine_matrix(_unit(3, 2), torch.ones(3, 2, dtype=torch.complex64)),
+    lambda: l0(np.ones((2, 3)) * 1j),
+    lambda: dead_latents([[1j, 0.0]]),
+    lambda: fvu(np.ones((3, 2)) + 0j, np.ones((3, 2))),
+    lambda: shrinkage(np.ones((3, 2)), np.ones((3, 2)) + 2j),
+])
+def test_complex_input_is_refused(call):
+    with pytest.raises(TypeError, match="must be real"):
+        call()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: l0(np.zeros((0, 5))), "codes has no samples"),
+    (lambda: dead_latents(np.zeros((0, 5))), "codes has no samples"),
+    (lambda: l0(np.zeros((4, 0))), "codes has no latents"),
+    (lambda: dead_latents(torch.zeros(4, 0)), "codes has no latents"),
+    (lambda: fvu(np.zeros((0, 3)), np.zeros((0, 3))), "x has no samples"),
+    (lambda: explained_variance(np.zeros((0, 3)), np.zeros((0, 3))), "x has no samples"),
+    (lambda: shrinkage(np.zeros((0, 3)), np.zeros((0, 3))), "x has no samples"),
+    (lambda: fvu(np.zeros((3, 0)), np.zeros((3, 0))), "x has no columns"),
+    (lambda: mmcs(np.zeros((3, 0)), np.zeros((2, 0))), "reference has no columns"),
+    (lambda: cosine_matrix(np.eye(2), np.zeros((0, 2))), "learned has no rows"),
+])
+def test_empty_input_is_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300, 1e-300])
+def test_huge_and_tiny_entries_neither_overflow_nor_underflow(scale):
+    import warnings
+
+    A, B = _unit(6, 4, 1), _unit(9, 4, 2)
+    x = RNG.standard_normal((50, 4))
+    x_hat = 0.8 * x + 0.1 * RNG.standard_normal((50, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow/underflow/invalid-value warning either
+        np.testing.assert_allclose(cosine_matrix(scale * A, scale * B), cosine_matrix(A, B),
+                                   rtol=1e-12, atol=1e-15)
+        assert mmcs(scale * A, B) == pytest.approx(mmcs(A, B), rel=1e-12)
+        assert mcc(A, scale * B) == pytest.approx(mcc(A, B), rel=1e-12)
+        assert fvu(scale * x, scale * x_hat) == pytest.approx(fvu(x, x_hat), rel=1e-12)
+        assert shrinkage(scale * x, scale * x_hat) == pytest.approx(shrinkage(x, x_hat),
+                                                                   rel=1e-12)

@@ -249,3 +249,18 @@ def test_batched_grid_through_the_host_equals_sequential(host, mode):
         assert a.n_resampled == b.n_resampled
         np.testing.assert_allclose(a.history["kl"], b.history["kl"], rtol=1e-3, atol=1e-6)
         torch.testing.assert_close(a.sae.W_dec, b.sae.W_dec, atol=1e-4, rtol=0)
+
+
+def test_host_metrics_refuse_hostile_input():
+    F = np.eye(4)
+    assert recovered_fraction(1e200 * F, 1e-200 * F) == 1.0  # no overflow, no underflow
+    with pytest.raises(TypeError, match="features must be real"):
+        recovered_fraction(F + 1j, F)
+    with pytest.raises(ValueError, match="dictionary has no rows"):
+        recovered_fraction(F, np.zeros((0, 4)))
+    with pytest.raises(TypeError, match=r"functional must hold int indices, got 0\.5"):
+        ground_truth_split(F, F, [0.5, 1], [2, 3])  # once truncated to feature 0
+    with pytest.raises(TypeError, match="nuisance must hold int indices, got True"):
+        ground_truth_split(F, F, [0, 1], [True, False, False, True])  # a mask, not indices
+    with pytest.raises(ValueError, match=r"functional index 4 is out of range \[0, 4\)"):
+        ground_truth_split(F, F, [4], [2, 3])

@@ -91,10 +91,25 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     path = save(_trained_looking("relu", seed=1), tmp_path / "keep.safetensors")
     before = path.read_bytes()
 
-    def explode(*args, **kwargs):
-        raise OSError("disk full")
+    class FullDisk:
+        """A file that takes the header length, then fails: the disk filled up midway."""
 
-    monkeypatch.setattr("safetensors.torch.save_file", explode)  # what toysae._io calls
+        def __init__(self, name, mode):
+            self.f, self.writes = open(name, mode), 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError("disk full")
+            return self.f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr("toysae._io.open", FullDisk, raising=False)  # what _io writes with
     with pytest.raises(OSError, match="disk full"):
         save(_trained_looking("relu", seed=2), path)
     assert path.read_bytes() == before
@@ -104,3 +119,108 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
 def test_save_rejects_non_sae(tmp_path):
     with pytest.raises(TypeError, match="sae"):
         save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_the_same_sae_saved_twice_gives_identical_bytes(tmp_path, name):
+    sae = _trained_looking(name)
+    first = save(sae, tmp_path / "a.safetensors").read_bytes()
+    for k in range(8):  # the metadata's order must not depend on hashing
+        assert save(sae, tmp_path / f"b{k}.safetensors").read_bytes() == first
+    assert save(load(tmp_path / "a.safetensors"), tmp_path / "c.safetensors").read_bytes() \
+        == first
+
+
+def _checkpoint(path, config, tensors=None, **meta):
+    """A relu checkpoint with the given config dict (and optional tensors / metadata)."""
+    tensors = tensors if tensors is not None else make_sae("relu", 7, 11).state_dict()
+    metadata = {"format": "toysae-sae", "version": "1", "architecture": "relu",
+                "config": json.dumps(config), **meta}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Fail if an SAE is built anywhere but on the meta device, or a tensor is read."""
+    import toysae.sae.checkpoint as checkpoint
+
+    real = checkpoint.make_sae
+
+    def meta_only(*args, **kwargs):
+        assert torch.empty(0).device.type == "meta", "an SAE was built before validation"
+        return real(*args, **kwargs)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("tensors were read before the metadata was validated")
+
+    monkeypatch.setattr(checkpoint, "make_sae", meta_only)
+    monkeypatch.setattr("safetensors.safe_open", no_reading)
+    monkeypatch.setattr("toysae._io.read_safetensors", no_reading, raising=False)
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"d": 7, "width": 11, "seed": 0, "widht": 3}, "unknown config key.*widht"),
+    ({"d": 7, "seed": 0}, "config lacks.*width"),
+    ({"d": 7, "width": 2**40, "seed": 0}, r"width must be <= 67108864"),
+    ({"d": 2**30, "width": 11, "seed": 0}, r"d must be <= 1048576"),
+    ({"d": 7.0, "width": 11, "seed": 0}, "d must be an int"),
+    ({"d": 7, "width": 13, "seed": 0},
+     r"W_dec: the file has F32 \(11, 7\), the SAE has F32 \(13, 7\)"),
+    ({"d": 7, "width": 11, "seed": -1}, "seed must be >= 0"),
+    ({"d": 7, "width": 11, "decoder_bias": "yes"}, "decoder_bias must be a bool"),
+])
+def test_metadata_is_validated_before_anything_is_built(tmp_path, nothing_built, config,
+                                                        match):
+    path = _checkpoint(tmp_path / "c.safetensors", config)
+    with pytest.raises(ValueError, match=match):
+        load(path)
+
+
+def test_unknown_metadata_and_foreign_tensors_are_refused_unread(tmp_path, nothing_built):
+    good = {"d": 7, "width": 11, "seed": 0}
+    path = _checkpoint(tmp_path / "m.safetensors", good, extra="1")
+    with pytest.raises(ValueError, match="unknown metadata key.*extra"):
+        load(path)
+    tensors = {**make_sae("relu", 7, 11).state_dict(), "stowaway": torch.zeros(10**5)}
+    path = _checkpoint(tmp_path / "t.safetensors", good, tensors)
+    with pytest.raises(ValueError, match=r"not in the SAE: \['stowaway'\]"):
+        load(path)
+    wrong_dtype = {k: v.double() for k, v in make_sae("relu", 7, 11).state_dict().items()}
+    with pytest.raises(ValueError, match="W_dec: the file has F64"):
+        load(_checkpoint(tmp_path / "f.safetensors", good, wrong_dtype))
+
+
+def test_a_header_that_lies_about_the_data_is_refused(tmp_path):
+    path = save(make_sae("relu", 7, 11), tmp_path / "sae.safetensors")
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["W_dec"]["shape"] = [11000, 7]  # claims far more than the file holds
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    lying = tmp_path / "lying.safetensors"
+    lying.write_bytes(len(text).to_bytes(8, "little") + text + bytes(data[8 + n:]))
+    with pytest.raises(ValueError, match="W_dec.*needs 308000 bytes"):
+        load(lying)
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="header claims"):
+        load(huge)
+
+
+def test_the_training_coefficient_is_recorded_and_its_entry_validated(tmp_path, nothing_built):
+    from toysae.sae.checkpoint import training_info
+
+    sae = make_sae("relu", 7, 11)
+    assert training_info(save(sae, tmp_path / "plain.safetensors")) == {}
+    path = save(sae, tmp_path / "coef.safetensors", sparsity_coef=0.25)
+    assert training_info(path) == {"sparsity_coef": 0.25}
+    with pytest.raises(ValueError, match="sparsity_coef must be >= 0"):
+        save(sae, tmp_path / "neg.safetensors", sparsity_coef=-1.0)
+    good = {"d": 7, "width": 11, "seed": 0}
+    for entry, match in [('{"lr": 1}', r"unknown field\(s\) \['lr'\]"),
+                         ('[0.1]', "must be a JSON object"), ("{", "is not JSON"),
+                         ('{"sparsity_coef": "big"}', "bad sparsity_coef")]:
+        with pytest.raises(ValueError, match=match):
+            load(_checkpoint(tmp_path / "t.safetensors", good, training=entry))

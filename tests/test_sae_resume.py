@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toysae._io import save_tensors
+from toysae._io import write_safetensors
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import (
@@ -241,7 +241,7 @@ def test_a_tampered_or_foreign_checkpoint_is_refused(toy, tmp_path):
     with pytest.raises(ValueError, match="corrupt state document: n_iter"):
         resume_with(state={**state, "n_iter": -1})
     bad = tmp_path / "bad.safetensors"
-    save_tensors(tensors, bad, {"format": "toysae-train-state", "version": "1",
+    write_safetensors(bad, tensors, {"format": "toysae-train-state", "version": "1",
                                 "state": json.dumps({"n_iter": 3})})
     with pytest.raises(ValueError, match="corrupt state document: keys"):
         train_sae("relu", toy, RUN, width=32, progress=False, resume_from=bad)

@@ -382,3 +382,55 @@ def test_train_members_refuses_bad_stacks(toy):
                       cfg, progress=False)
     with pytest.raises(ValueError, match="one entry per member"):
         train_members([SingleSAE(ReLUSAE(D, 8))], [0.1, 0.2], toy, cfg, progress=False)
+
+
+# -- data far from unit scale: a data-scale problem, not only "lower lr" -------------------
+def _named_scale(message: str) -> float:
+    """The scale a warning or divergence message names."""
+    import re
+
+    return float(re.search(r"sqrt\(mean \|\|x\|\|\^2\) = ([0-9.e+-]+)", message).group(1))
+
+
+def test_data_far_from_unit_scale_is_reported_before_training(toy):
+    import warnings
+
+    from toysae.sae import DataScaleWarning
+
+    X = toy.sample(2048, seed=3).x
+    scale = float(np.sqrt((X.astype(np.float64) ** 2).sum(1).mean()))
+    cfg = TrainConfig(n_samples=64 * 4, batch_size=64, log_every=2)
+    for factor in (1e4, 1e-4):
+        with pytest.warns(DataScaleWarning, match=r"sqrt\(mean \|\|x\|\|\^2\) = [0-9.e+-]+ "
+                          r".*outside \[0\.01, 1000\].*[Nn]ormalise") as record:
+            train_sae("relu", X * factor, cfg, width=16, progress=False)
+        assert len(record) == 1  # once per run, not per step
+        assert _named_scale(str(record[0].message)) == pytest.approx(scale * factor, rel=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataScaleWarning)
+        train_sae("relu", X, cfg, width=16, progress=False)  # unit scale: no warning
+
+
+def test_divergence_on_tiny_data_is_a_data_scale_problem(toy):
+    from toysae.sae import DataScaleWarning
+
+    X = toy.sample(2048, seed=4).x * 1e-5
+    scale = float(np.sqrt((X.astype(np.float64) ** 2).sum(1).mean()))
+    cfg = TrainConfig(n_samples=128 * 100, batch_size=128, lr=0.1, lr_warmup=0.0,
+                      log_every=10)
+    with pytest.warns(DataScaleWarning), pytest.raises(TrainingDiverged) as info:
+        train_sae("relu", X, cfg, width=16, progress=False)
+    message = str(info.value)
+    assert "grew from" in message and "data-scale problem" in message
+    assert _named_scale(message) == pytest.approx(scale, rel=0.2)  # the first batch's, ~8e-6
+    assert "outside [0.01, 1000]" in message and "Normalise the data" in message
+    assert info.value.result.message == message
+
+
+def test_divergence_at_unit_scale_blames_the_step_size(toy):
+    cfg = TrainConfig(n_samples=64 * 40, batch_size=64, log_every=5, lr=1e-12)
+    with pytest.raises(TrainingDiverged) as info:
+        train_sae(ReLUSAE(D, 16, seed=0), toy, cfg, objective=_Exploding(), progress=False)
+    message = str(info.value)
+    assert "Lower lr" in message and "data-scale problem" not in message
+    assert "sqrt(mean ||x||^2) =" in message and "within [0.01, 1000]" in message

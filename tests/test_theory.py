@@ -193,7 +193,7 @@ def test_pair_identity_matches_brute_force_and_subset_mode():
         assert np.allclose(getattr(sub, name), getattr(rep, name)[pairs[:, 0], pairs[:, 1]])
     with pytest.raises(ValueError, match="pairs must have i != j"):
         pair_conditions(X, D, Z, 0.3, pairs=np.array([[1, 1]]))
-    with pytest.raises(ValueError, match="pairs must index atoms"):
+    with pytest.raises(ValueError, match=r"pairs index 9 is out of range \[0, 4\)"):
         pair_conditions(X, D, Z, 0.3, pairs=np.array([[0, 9]]))
 
 

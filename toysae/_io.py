@@ -1,31 +1,80 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""File writes and safetensors reads.
 
-A crash mid-write never leaves a half-written file under the final name.
+Every file toysae writes (figures, JSON, checkpoints) goes through
+:func:`atomic_path`: it is written to a temporary file beside the target,
+flushed to disk (``fsync``), and renamed onto the target; the folder's entry is
+flushed after the rename. A crash mid-write never leaves a half-written file
+under the final name, and an exception never leaves the temporary file behind.
+Files get the mode a plain ``open()`` would give them, ``0o666`` less the
+process's umask (``tempfile.mkstemp`` would make every file ``0o600``).
+
+Safetensors files are written here too (:func:`save_module_tensors`), byte for
+byte deterministic, and their header is read and checked on its own
+(:func:`read_safetensors_header`) before any tensor is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
-import tempfile
+import secrets
+import struct
+import sys
 from pathlib import Path
+
+# A header larger than this is refused unread (the safetensors library's own limit).
+MAX_HEADER_BYTES = 100_000_000
+# safetensors dtype names and their sizes in bytes.
+_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
+                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8,
+                "F64": 8}
+
+
+def _create_beside(path: Path) -> Path:
+    """A new, empty file in ``path``'s folder, created with mode 0o666 (the kernel
+    applies the umask, as for any new file) and a random hidden name."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{path.suffix or '.tmp'}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:  # some platforms cannot open a folder; the file itself is on disk
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path in the target's directory; rename it onto ``path`` on success."""
+    """Yield a temporary path in the target's folder; on success its data is flushed
+    to disk and it is renamed onto ``path``. On any exception it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
+    tmp = _create_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
+        _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_path(path.parent, directory=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -40,39 +89,153 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
-                    **{"dpi": 120, "bbox_inches": "tight", **kwargs})
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
+                        **{"dpi": 120, "bbox_inches": "tight", **kwargs})
+    finally:
+        plt.close(fig)
     return path
 
 
 def save_module_tensors(module, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
     """A torch module's state (parameters and buffers, on the CPU) and string ``metadata``
-    in one safetensors file, written atomically."""
-    return save_tensors(module.state_dict(), path, metadata)
+    in one safetensors file, written atomically; see :func:`write_safetensors`."""
+    tensors = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return write_safetensors(path, tensors, metadata)
 
 
-def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
-    """Named torch tensors (copied to the CPU) and string ``metadata`` in one safetensors
-    file, written atomically."""
-    from safetensors.torch import save_file
+def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str]
+                      ) -> Path:
+    """Write torch ``tensors`` and string ``metadata`` as a safetensors file, atomically.
 
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    The bytes depend only on the contents: the JSON header has sorted keys and
+    no spaces (the safetensors library writes its metadata in hash order, so
+    one SAE saved twice could differ), tensors follow in name order,
+    little-endian, and the header is padded with spaces to a multiple of 8
+    bytes, as the library does.
+    """
+    import torch
+
+    if sys.byteorder != "little":  # pragma: no cover
+        raise RuntimeError("safetensors files are little-endian; this machine is not")
+    names = {v: k for k, v in _torch_dtypes(torch).items()}
+    header: dict = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in names:
+            raise TypeError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot "
+                            "store")
+        blob = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
     return Path(path)
+
+
+def _torch_dtypes(torch) -> dict:
+    """safetensors dtype name -> torch dtype, for the dtypes this torch has."""
+    out = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+           "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32,
+           "F32": torch.float32, "I64": torch.int64, "F64": torch.float64}
+    for name, attr in (("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"),
+                       ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
+        if hasattr(torch, attr):
+            out[name] = getattr(torch, attr)
+    return out
+
+
+def read_safetensors_header(path: str | os.PathLike, what: str
+                            ) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
+    """(metadata, {name: (dtype, shape)}) of a safetensors file, from its header alone.
+
+    Reads the 8-byte header length and the JSON header, nothing else, and
+    checks the header against the file: a known dtype and a list of
+    non-negative ints as the shape for each tensor, byte ranges that match
+    the shapes and tile the data exactly to the end of the file, string
+    metadata. So a caller that also checks the shapes against what it expects
+    knows, before reading or allocating anything, that the tensors it will
+    get are those shapes and no larger than the file. ``what`` names the
+    expected content in errors: FileNotFoundError when missing, ValueError
+    when truncated, inconsistent or not safetensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path} is not a readable safetensors file (truncated or not a "
+                          f"{what}?): {why}")
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise bad(f"{size} bytes, shorter than the 8-byte header length")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise bad(f"the header claims {n} bytes but the file has {size - 8} after "
+                      f"the length (limit {MAX_HEADER_BYTES})")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise bad(f"the header is not JSON ({err})") from err
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise bad("its metadata is not a mapping of strings to strings")
+    shapes, spans = {}, []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r} has entry {entry!r}, not dtype/shape/data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in _DTYPE_SIZES:
+            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(
+                type(s) is int and s >= 0 for s in shape):
+            raise bad(f"tensor {name!r} has shape {shape!r}, not a list of ints >= 0")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(type(o) is int for o in offsets)):
+            raise bad(f"tensor {name!r} has data_offsets {offsets!r}")
+        nbytes = math.prod(shape) * _DTYPE_SIZES[dtype]
+        if offsets[1] - offsets[0] != nbytes:
+            raise bad(f"tensor {name!r} of shape {shape} ({dtype}) needs {nbytes} bytes but "
+                      f"its data_offsets {offsets} hold {offsets[1] - offsets[0]}")
+        shapes[name] = (dtype, tuple(shape))
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for start, stop, name in sorted(spans):
+        if start != end:
+            raise bad(f"tensor {name!r} starts at byte {start} of the data, expected {end}")
+        end = stop
+    if end != size - 8 - n:
+        raise bad(f"the tensors hold {end} bytes but the file has {size - 8 - n} after "
+                  "the header")
+    return metadata, shapes
 
 
 def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, str], dict]:
     """(metadata, tensors) of a safetensors file. Nothing is unpickled: the format is a
-    JSON header and raw tensors. ``what`` names the expected content in errors:
-    FileNotFoundError when missing, ValueError when truncated or not safetensors."""
+    JSON header and raw tensors; the header is checked first
+    (:func:`read_safetensors_header`). ``what`` names the expected content in
+    errors: FileNotFoundError when missing, ValueError when truncated or not
+    safetensors."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}")
+    read_safetensors_header(path, what)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -83,24 +246,18 @@ def read_safetensors(path: str | os.PathLike, what: str) -> tuple[dict[str, str]
     return metadata, tensors
 
 
-def _umask() -> int:
-    """The process's umask (read by setting it and putting it back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush every file under ``root``, then ``root`` itself, to disk."""
-    for item in root.iterdir():
-        if item.is_file():
-            with open(item, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _mkdir_beside(path: Path, tag: str = "") -> Path:
+    """A new, empty folder in ``path``'s folder with a random hidden name, created with
+    mode 0o777 (the kernel applies the umask, as for any new folder; ``mkdtemp`` would
+    make it 0o700)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{tag}{secrets.token_hex(6)}")
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary folder beside {path}")
 
 
 @contextlib.contextmanager
@@ -108,22 +265,24 @@ def atomic_directory(path: str | os.PathLike):
     """Yield an empty temporary directory beside ``path``; on success it replaces ``path``.
 
     The files written into it are flushed to disk before the rename, the
-    directory gets the mode the umask gives (not ``mkdtemp``'s 0700), and an
-    existing ``path`` is swapped out and removed only once the new directory is
-    in place (the caller decides whether replacing it is allowed). On an
-    exception nothing changes at ``path`` and the temporary directory is removed.
+    directory gets the mode the umask gives, and an existing ``path`` is
+    swapped out and removed only once the new directory is in place (the
+    caller decides whether replacing it is allowed). On an exception nothing
+    changes at ``path`` and the temporary directory is removed.
     """
     import shutil
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = _mkdir_beside(path)
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        _fsync_tree(tmp)
+        for item in tmp.iterdir():
+            if item.is_file():
+                _fsync_path(item)
+        _fsync_path(tmp, directory=True)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = _mkdir_beside(path, "old.")
             os.replace(path, old)  # onto an empty directory: atomic on POSIX
             try:
                 os.replace(tmp, path)
@@ -136,3 +295,4 @@ def atomic_directory(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_path(path.parent, directory=True)

@@ -24,24 +24,33 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
+# Seeds: ints in [0, SEED_MAX], which numpy's SeedSequence and torch's Generator.manual_seed
+# (up to 2**64 - 1) both take; seeds derived from a seed stay there (shifted_seed).
+SEED_MAX = 2**63 - 1
+
+
 def to_numpy(x: Any, name: str, *, dtype=np.float64, ndim: int | None = None,
              finite: bool = True) -> np.ndarray:
     """Return ``x`` (numpy array, torch tensor or nested sequence) as a numpy array.
 
     ``dtype=None`` keeps a float32/float64 array as it is (no copy) and makes
     anything else float64. Raises ``TypeError`` for things that are not
-    array-like and ``ValueError`` for a wrong number of dimensions or
-    non-finite entries.
+    array-like or are complex (numpy would drop the imaginary part), and
+    ``ValueError`` for a wrong number of dimensions or non-finite entries.
     """
     if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu().resolve_conj().numpy()
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if np.dtype(getattr(x, "dtype", np.float64)).kind == "c":
+        raise TypeError(f"{name} must be real, got a complex array (dtype {x.dtype})")
     try:
         arr = np.asarray(x, dtype=dtype)
         if dtype is None and arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
     except (TypeError, ValueError) as err:
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got complex entries") from err
         raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from err
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
@@ -62,6 +71,62 @@ def check_int(value: Any, name: str, *, minimum: int | None = None,
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed: an int with ``0 <= seed <= SEED_MAX`` (``2**63 - 1``); bools, floats and
+    strings are refused (docs/design.md, "Conventions")."""
+    return check_int(value, name, minimum=0, maximum=SEED_MAX)
+
+
+def shifted_seed(seed: int, offset: int, scale: int = 1) -> int:
+    """``seed * scale + offset`` modulo ``2**63``: a seed derived from a seed (one per
+    batch, per held-out set, ...) that is again a seed, whatever ``seed`` is in range.
+    Below ``2**63 / scale`` (every seed in practice) it is the plain formula."""
+    return (seed * scale + offset) % (SEED_MAX + 1)
+
+
+def check_indices(values: Any, name: str, n: int, *, pairs: bool = False) -> np.ndarray:
+    """Integer indices into ``range(n)`` as an int64 array: 1-D, or ``(m, 2)`` with
+    ``pairs=True``. Floats, bools and strings are refused, not truncated; an empty
+    sequence gives an empty array."""
+    if torch is not None and isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (str, bytes, dict)) or values is None:
+        raise TypeError(f"{name} must be a sequence of int indices, got "
+                        f"{type(values).__name__}")
+    shape = "(n_pairs, 2)" if pairs else "1-D"
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as err:  # ragged nesting
+        raise ValueError(f"{name} must be a {shape} sequence of int indices: {err}") from err
+    if arr.size == 0:
+        arr = np.zeros((0, 2) if pairs else (0,), dtype=np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or (
+            not isinstance(values, np.ndarray) and _holds_bool(values)):
+        bad = next((v for v in np.ravel(np.asarray(values, dtype=object))
+                    if isinstance(v, (bool, np.bool_))
+                    or not isinstance(v, (int, np.integer))), None)
+        got = f"{bad!r} (dtype {arr.dtype})" if bad is not None else f"dtype {arr.dtype}"
+        raise TypeError(f"{name} must hold int indices, got {got}")
+    if (arr.ndim != 2 or arr.shape[1] != 2) if pairs else arr.ndim != 1:
+        raise ValueError(f"{name} must be {shape}, got shape {arr.shape}")
+    out_of_range = (arr < 0) | (arr >= n)
+    if out_of_range.any():
+        raise ValueError(f"{name} index {arr[out_of_range][0]} is out of range [0, {n})")
+    return arr.astype(np.int64)
+
+
+def _holds_bool(values) -> bool:
+    """Whether a (nested) Python sequence holds a bool (numpy would make it 0 or 1)."""
+    stack = [values]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (bool, np.bool_)):
+            return True
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return False
 
 
 def check_float(value: Any, name: str, *, minimum: float | None = None,
@@ -113,9 +178,28 @@ def check_problem_shapes(X_shape, D_shape, Z_shape=None, bias_shape=None) -> Non
         raise ValueError(f"bias must have shape {(d,)}, got {tuple(bias_shape)}")
 
 
+def row_norms(A: np.ndarray) -> np.ndarray:
+    """(n_rows,) L2 norm of each row of a float array, without overflow or underflow.
+
+    Rows whose plain norm is out of the safe range (its square would overflow
+    or underflow: a row of 1e200s, or of 1e-200s) are divided by their largest
+    entry before squaring; other rows get exactly ``np.linalg.norm``'s value.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(A, axis=1)
+    info = np.finfo(norms.dtype)  # squares are safe between these bounds, with a margin
+    risky = ~((norms > np.sqrt(info.tiny) / info.eps) & (norms < np.sqrt(info.max) * info.eps))
+    if risky.any():
+        rows = A[risky]
+        scale = np.abs(rows).max(axis=1, initial=0.0)
+        safe = np.where(scale > 0, scale, 1.0)
+        norms[risky] = scale * np.linalg.norm(rows / safe[:, None], axis=1)
+    return norms
+
+
 def unit_row_deviation(D: np.ndarray, name: str = "D") -> np.ndarray:
     """Row norms of ``D``; ``ValueError`` naming ``name`` if any row is zero."""
-    norms = np.linalg.norm(D, axis=1)
+    norms = row_norms(D)
     if norms.size and (norms == 0).any():
         raise ValueError(f"{name} has {int((norms == 0).sum())} zero row(s) (first: row "
                          f"{int(np.argmin(norms))}); every atom needs a nonzero norm")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+# What a run reports as "toysae: <message>" (exit code 2) rather than a traceback: bad input
+# and configs (ValueError, TypeError), files (OSError), failed runs (RuntimeError, such as
+# TrainingDiverged). Anything else is a bug and keeps its traceback.
+REPORTED_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,13 +82,46 @@ def main(argv: list[str] | None = None) -> int:
         quick = True
     else:  # data
         names, quick = ["synthetic-data"], args.quick
-    for name in names:
-        start = time.perf_counter()
-        paths = experiments.run_experiment(name, quick=quick, out_dir=args.out)
-        print(f"{name}: {time.perf_counter() - start:.1f} s")
-        for path in paths:
-            print(f"  wrote {path}")
-    print(f"figures and numbers are in {args.out.resolve()}")
+    return _run_experiments(names, args.out, quick=quick)
+
+
+def check_writable_folder(out: Path) -> None:
+    """Create ``out`` (and its parents) if needed and check that a file can be written in
+    it, before any work; OSError naming the folder otherwise. Leaves nothing behind."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"cannot write to the output folder {out}: it is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write to the output folder {out}: "
+                      f"{err.strerror or err}") from err
+
+
+def _report(err: BaseException) -> int:
+    """Print ``toysae: <message>`` on one line to stderr; the exit code for an error."""
+    print(f"toysae: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
+
+
+def _run_experiments(names: list[str], out: Path, *, quick: bool = False,
+                     config=None) -> int:
+    """Run the experiments into ``out`` (checked writable first), at ``config`` when given;
+    errors in one line."""
+    from toysae import experiments
+
+    try:
+        check_writable_folder(out)
+        for name in names:
+            start = time.perf_counter()
+            paths = experiments.run_experiment(name, quick=quick, out_dir=out, config=config)
+            print(f"{name}: {time.perf_counter() - start:.1f} s")
+            for path in paths:
+                print(f"  wrote {path}")
+    except REPORTED_ERRORS as err:
+        return _report(err)
+    print(f"figures and numbers are in {out.resolve()}")
     return 0
 
 
@@ -95,19 +134,12 @@ def _run(args) -> int:
         module = experiments.get(args.experiment)
         config = resolve_config(module.Config, quick=args.quick, config_file=args.config,
                                 sets=args.sets)
-    except ValueError as err:
-        print(f"toysae: {err}", file=sys.stderr)
-        return 2
+    except REPORTED_ERRORS as err:
+        return _report(err)
     if args.print_config:
         print(config.to_json())
         return 0
-    start = time.perf_counter()
-    paths = experiments.run_experiment(args.experiment, out_dir=args.out, config=config)
-    print(f"{args.experiment}: {time.perf_counter() - start:.1f} s")
-    for path in paths:
-        print(f"  wrote {path}")
-    print(f"figures and numbers are in {args.out.resolve()}")
-    return 0
+    return _run_experiments([args.experiment], args.out, config=config)
 
 
 def _sweep(args) -> int:
@@ -124,8 +156,7 @@ def _sweep(args) -> int:
                        config_file=args.config, sets=args.sets, out_dir=args.out,
                        n_jobs=args.n_jobs, backend=args.backend, on_point=report)
     except (ValueError, TypeError, OSError) as err:
-        print(f"toysae: {err}", file=sys.stderr)
-        return 2
+        return _report(err)
     print(result.message)
     for path in result.paths:
         print(f"  wrote {path}")

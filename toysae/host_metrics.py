@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from toysae import metrics
-from toysae._validation import check_float, to_numpy
+from toysae._validation import check_float, check_indices, row_norms, to_numpy
 from toysae.models.base import HostModel
 from toysae.models.residual import HostBatch, ResidualToy
 
@@ -51,12 +51,20 @@ def splice_metrics(host: HostModel, sae, site: str, batch: HostBatch) -> dict[st
 
 
 def recovered_fraction(features, dictionary, threshold: float = RECOVERED_COS) -> float:
-    """Share of the true features whose best cosine with an atom is >= ``threshold``."""
+    """Share of the true features whose best cosine with an atom is >= ``threshold``.
+    A zero row (a feature the proxy cannot place, a zero atom) has cosine 0 with
+    everything."""
     F = to_numpy(features, "features", ndim=2)
     D = to_numpy(dictionary, "dictionary", ndim=2)
     threshold = check_float(threshold, "threshold", minimum=-1.0, maximum=1.0)
-    Fn = F / np.linalg.norm(F, axis=1, keepdims=True).clip(1e-12)
-    Dn = D / np.linalg.norm(D, axis=1, keepdims=True).clip(1e-12)
+    for name, A in (("features", F), ("dictionary", D)):
+        if A.shape[0] == 0:
+            raise ValueError(f"{name} has no rows")
+    if F.shape[1] != D.shape[1]:
+        raise ValueError(f"features have dimension {F.shape[1]} but dictionary atoms have "
+                         f"{D.shape[1]}; they must match")
+    Fn, Dn = (A / np.where(n > 0, n, 1.0)[:, None] for A, n in
+              ((F, row_norms(F)), (D, row_norms(D))))
     return float(((Fn @ Dn.T).max(axis=1) >= threshold).mean())
 
 
@@ -66,7 +74,7 @@ def ground_truth_split(features, dictionary, functional, nuisance) -> dict[str, 
     F = to_numpy(features, "features", ndim=2)
     out = {}
     for name, idx in (("functional", functional), ("nuisance", nuisance)):
-        idx = np.asarray(idx, dtype=np.int64)
+        idx = check_indices(idx, name, F.shape[0])
         if idx.size == 0:
             raise ValueError(f"{name} must name at least one feature")
         part = F[idx]

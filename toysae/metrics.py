@@ -2,7 +2,11 @@
 
 Dictionaries are ``(n_atoms, d)`` arrays, one atom per row (numpy or torch);
 rows need not be unit norm, cosines normalise them. Results are Python floats
-or numpy arrays, computed in float64.
+or numpy arrays, computed in float64. Complex input is refused (TypeError), so
+are empty arrays (ValueError: no samples, no rows or no columns); rows are
+normalised before anything is squared and reconstructions are rescaled by
+their largest entry, so entries near 1e300 or 1e-300 neither overflow nor
+underflow.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from toysae._validation import check_float, to_numpy
+from toysae._validation import check_float, check_indices, row_norms, to_numpy
 
 __all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
            "detection_scores", "explained_variance", "fvu", "l0", "max_cosines", "mcc", "mmcs",
@@ -23,7 +27,9 @@ def _rows(A, name: str) -> np.ndarray:
     A = to_numpy(A, name, ndim=2)
     if A.shape[0] == 0:
         raise ValueError(f"{name} has no rows")
-    norms = np.linalg.norm(A, axis=1)
+    if A.shape[1] == 0:
+        raise ValueError(f"{name} has no columns (its rows are 0-dimensional)")
+    norms = row_norms(A)
     if (norms == 0).any():
         raise ValueError(f"{name} has {int((norms == 0).sum())} zero row(s); cosines are undefined")
     return A / norms[:, None]
@@ -112,14 +118,20 @@ def mmcs_with_larger(dictionaries: Sequence) -> list[float | None]:
 
 
 def _codes(codes) -> np.ndarray:
-    return to_numpy(codes, "codes", ndim=2)
+    C = to_numpy(codes, "codes", ndim=2)
+    if C.shape[0] == 0:  # no sample: every latent would look dead, l0 would be NaN
+        raise ValueError("codes has no samples (shape (0, n_atoms)); L0 and dead latents "
+                         "need at least one")
+    if C.shape[1] == 0:
+        raise ValueError("codes has no latents (shape (n_samples, 0))")
+    return C
 
 
 def dead_latents(codes) -> np.ndarray:
     """(n_atoms,) bool mask of latents that are zero on every sample of ``codes``.
 
-    ``codes`` is (n_samples, n_atoms) (an SAE's: (n_samples, width));
-    ``dead_latents(codes).sum()`` counts them.
+    ``codes`` is (n_samples, n_atoms) (an SAE's: (n_samples, width)), with at
+    least one sample; ``dead_latents(codes).sum()`` counts them.
     """
     return ~(_codes(codes) != 0).any(axis=0)
 
@@ -130,10 +142,21 @@ def l0(codes) -> float:
 
 
 def _recon(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 (n_samples, d); divided by their largest absolute entry when it
+    is beyond 1e100 or below 1e-100 (the metrics below are ratios, so the common
+    scale cancels and squares cannot overflow or underflow; data in between is
+    left as it is, bit for bit)."""
     x = to_numpy(x, "x", ndim=2)
     x_hat = to_numpy(x_hat, "x_hat", ndim=2)
     if x.shape != x_hat.shape:
         raise ValueError(f"x has shape {x.shape} but x_hat has shape {x_hat.shape}")
+    if x.shape[0] == 0:
+        raise ValueError("x has no samples (shape (0, d))")
+    if x.shape[1] == 0:
+        raise ValueError("x has no columns (shape (n_samples, 0))")
+    scale = max(np.abs(x).max(), np.abs(x_hat).max())
+    if scale > 0 and not 1e-100 <= scale <= 1e100:
+        return x / scale, x_hat / scale
     return x, x_hat
 
 
@@ -153,11 +176,11 @@ def shrinkage(x, x_hat) -> float:
     bias); 1 is no shrinkage.
     """
     x, x_hat = _recon(x, x_hat)
-    norms = np.linalg.norm(x, axis=1)
+    norms = row_norms(x)
     keep = norms > 0
     if not keep.any():
         raise ValueError("every row of x is zero; shrinkage is undefined")
-    return float((np.linalg.norm(x_hat[keep], axis=1) / norms[keep]).mean())
+    return float((row_norms(x_hat[keep]) / norms[keep]).mean())
 
 
 def explained_variance(x, x_hat) -> float:
@@ -298,22 +321,9 @@ def absorption_rate(codes, true_codes, features, dictionary, hierarchy, *,
 
 
 def _hierarchy(hierarchy, n_features: int) -> np.ndarray:
-    if isinstance(hierarchy, (str, bytes, dict)) or hierarchy is None:
-        raise TypeError(f"hierarchy must be (parent, child) pairs, got "
-                        f"{type(hierarchy).__name__}")
-    try:
-        pairs = np.asarray(hierarchy)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"hierarchy must be (parent, child) pairs of ints: {err}") from err
+    pairs = check_indices(hierarchy, "hierarchy", n_features, pairs=True)
     if pairs.size == 0:
         raise ValueError("hierarchy has no (parent, child) pairs")
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"hierarchy must be (parent, child) pairs, got shape {pairs.shape}")
-    if not np.issubdtype(pairs.dtype, np.integer) or pairs.dtype == np.bool_:
-        raise TypeError(f"hierarchy must hold int feature indices, got dtype {pairs.dtype}")
-    if (pairs < 0).any() or (pairs >= n_features).any():
-        raise ValueError(f"hierarchy indices must be in [0, {n_features}) (the rows of "
-                         f"features), got {pairs.min()}..{pairs.max()}")
     if (pairs[:, 0] == pairs[:, 1]).any():
         raise ValueError("hierarchy has a feature that is its own child")
-    return pairs.astype(np.int64)
+    return pairs

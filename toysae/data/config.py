@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from toysae._config import JsonMixin
-from toysae._validation import check_choice, check_float, check_int, to_numpy
+from toysae._validation import (
+    check_choice,
+    check_float,
+    check_indices,
+    check_int,
+    check_seed,
+    to_numpy,
+)
 
 CORRELATIONS = ("none", "random", "low_rank", "matrix")
 MAGNITUDES = ("uniform", "constant", "exponential", "folded_normal")
@@ -139,7 +146,7 @@ class SyntheticConfig(JsonMixin):
                     maximum=1.0, max_inclusive=False)
         check_int(self.correlation_rank, "correlation_rank", minimum=1)
         check_float(self.noise, "noise", minimum=0.0)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
         if not isinstance(self.orthogonal, bool):
             raise TypeError(f"orthogonal must be a bool, got {self.orthogonal!r}")
         if self.orthogonal and n > self.d:
@@ -218,11 +225,14 @@ class SyntheticConfig(JsonMixin):
         for name in ("exclusive_children", "compensate_rates", "scale_child_magnitude"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        size = roots * sum(b**k for k in range(depth))
-        if size > self.n_features:
-            raise ValueError(f"the tree (tree_roots={roots}, tree_branching={b}, "
-                             f"tree_depth={depth}) has {size} nodes, more than "
-                             f"n_features={self.n_features}")
+        size, level = 0, roots
+        for _ in range(depth if roots else 0):  # stops once over: a huge depth costs nothing
+            size += level
+            if size > self.n_features:
+                raise ValueError(f"the tree (tree_roots={roots}, tree_branching={b}, "
+                                 f"tree_depth={depth}) has more than n_features="
+                                 f"{self.n_features} nodes ({size} in its first levels)")
+            level *= b
 
     @property
     def tree_pairs(self) -> tuple:
@@ -316,49 +326,41 @@ class SyntheticConfig(JsonMixin):
 
 
 def _index_pairs(pairs, n: int) -> tuple:
-    try:
-        out = tuple((int(a), int(b)) for a, b in pairs)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"hierarchy must be a sequence of (parent, child) pairs, "
-                        f"got {pairs!r}") from err
+    """``(parent, child)`` int pairs as a tuple of tuples; floats, bools and strings refused."""
+    out = tuple(map(tuple, check_indices(pairs, "hierarchy", n, pairs=True).tolist()))
     for parent, child in out:
-        for v in (parent, child):
-            if not 0 <= v < n:
-                raise ValueError(f"hierarchy index {v} is out of range for n_features={n}")
         if parent == child:
             raise ValueError(f"hierarchy pair ({parent}, {child}) makes a feature its own parent")
     return out
 
 
 def _index_groups(groups, n: int) -> tuple:
-    try:
-        out = tuple(tuple(int(i) for i in g) for g in groups)
-    except (TypeError, ValueError) as err:
+    if isinstance(groups, (str, bytes, dict)) or not hasattr(groups, "__iter__"):
         raise TypeError(f"exclusive_groups must be a sequence of index sequences, "
-                        f"got {groups!r}") from err
+                        f"got {groups!r}")
+    out = tuple(tuple(check_indices(g, "exclusive_groups", n).tolist()) for g in groups)
     for g in out:
         if len(g) < 2 or len(set(g)) != len(g):
             raise ValueError(f"exclusive_groups needs groups of >= 2 distinct indices, got {g}")
-        for i in g:
-            if not 0 <= i < n:
-                raise ValueError(f"exclusive_groups index {i} is out of range for n_features={n}")
     return out
 
 
 def _check_forest(pairs) -> dict[int, int]:
-    """Map child -> parent; ValueError for two parents or a cycle."""
+    """Map child -> parent; ValueError for two parents or a cycle. Linear in the number
+    of pairs, in any order, at any depth (each node's path upward is walked once)."""
     parents: dict[int, int] = {}
     for parent, child in pairs:
         if child in parents:
             raise ValueError(f"hierarchy gives feature {child} two parents "
                              f"({parents[child]} and {parent}); it must be a forest")
         parents[child] = parent
+    done: set[int] = set()  # nodes whose path to a root is known to be acyclic
     for start in parents:
-        seen = {start}
-        node = parents.get(start)
-        while node is not None:
-            if node in seen:
+        path, node = set(), start
+        while node is not None and node not in done:
+            if node in path:
                 raise ValueError(f"hierarchy has a cycle through feature {node}")
-            seen.add(node)
+            path.add(node)
             node = parents.get(node)
+        done |= path
     return parents

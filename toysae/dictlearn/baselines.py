@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from toysae._validation import check_int, to_numpy
+from toysae._validation import check_int, check_seed, to_numpy
 
 
 def _data(X, n_atoms: int, *, max_atoms: int | None, what: str) -> tuple[np.ndarray, int]:
@@ -64,7 +64,7 @@ def ica_dictionary(X, n_atoms: int, seed: int = 0, *, max_iter: int = 1000) -> n
 
     X, n_atoms = _data(X, n_atoms, max_atoms=min(*to_numpy(X, "X", ndim=2).shape),
                        what="ICA")
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     ica = FastICA(n_components=n_atoms, random_state=seed, whiten="unit-variance",
                   max_iter=check_int(max_iter, "max_iter", minimum=1))
     with warnings.catch_warnings(record=True) as caught:
@@ -82,7 +82,7 @@ def kmeans_dictionary(X, n_atoms: int, seed: int = 0) -> np.ndarray:
     from sklearn.cluster import KMeans
 
     X, n_atoms = _data(X, n_atoms, max_atoms=None, what="k-means")
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     norms = np.linalg.norm(X, axis=1)
     U = X[norms > 0] / norms[norms > 0, None]
     if U.shape[0] < n_atoms:

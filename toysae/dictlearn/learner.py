@@ -37,7 +37,14 @@ from toysae._buffers import Workspace
 from toysae._result import History
 from toysae._threads import check_threads, thread_count
 from toysae._tuning import CODING_SMALL_WORK, MAX_WARM_ENTRIES
-from toysae._validation import check_choice, check_float, check_int, to_numpy, unit_row_deviation
+from toysae._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_seed,
+    to_numpy,
+    unit_row_deviation,
+)
 from toysae.dictlearn._active_set import solve_lasso
 from toysae.dictlearn._omp import omp
 from toysae.dictlearn.sparse_coding import sparse_code
@@ -182,7 +189,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
                 raise ValueError(f"init must have {n_atoms} rows (n_atoms), "
                                  f"got shape {init.shape}")
             unit_row_deviation(init, "init")
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
         dtype = resolve_dtype(self.dtype)
         try:
             device = torch.device("cpu" if self.device is None else self.device)

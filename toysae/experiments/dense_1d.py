@@ -23,7 +23,7 @@ from scipy.optimize import minimize_scalar
 from toysae._config import JsonMixin
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.theory import check_optimality, wide_limit, wide_limit_gap
@@ -53,7 +53,7 @@ class Config(JsonMixin):
         check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
         check_int(self.learn_seeds, "learn_seeds", minimum=1)
         check_int(self.learn_epochs, "learn_epochs", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:

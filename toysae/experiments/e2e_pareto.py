@@ -32,7 +32,7 @@ import numpy as np
 from toysae._config import JsonMixin
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_tuple
+from toysae._validation import check_float, check_int, check_seed, check_tuple, shifted_seed
 from toysae.host_metrics import ground_truth_split, splice_metrics
 from toysae.metrics import mcc, mmcs
 from toysae.models import MODES, ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig, TMSHost
@@ -97,7 +97,7 @@ class Config(JsonMixin):
         check_int(self.width, "width", minimum=1)
         check_int(self.tms_width, "tms_width", minimum=1)
         check_int(self.n_eval, "n_eval", minimum=100)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     def coefs(self, mode: str, tms: bool = False) -> tuple:
         return getattr(self, f"{'tms_' if tms else ''}{mode}_coefs")
@@ -171,7 +171,7 @@ def _score(grid, host, site, mode, held, truth, split) -> Sweep:
 
 
 def _tms_sweep(host: TMSHost, mode: str, config: Config, held) -> Sweep:
-    data = host.sample(config.tms_train.n_samples, seed=config.seed + 1).inputs.numpy()
+    data = host.sample(config.tms_train.n_samples, seed=shifted_seed(config.seed, 1)).inputs.numpy()
     grid = train_grid(data, config.coefs(mode, tms=True), [config.tms_width], config.tms_train,
                       objective=SiteObjective(host, "hidden", mode), d=host.site_width("hidden"),
                       progress=False, seed=config.seed)
@@ -232,11 +232,11 @@ def run(config: Config) -> Result:
     with torch_threads(1):  # toy-sized matmuls: one thread is fastest (toysae._threads)
         host = ResidualToy(config.host)
         host_fit = host.fit().message
-        held = host.sample(config.n_eval, seed=config.seed + 10_007)
+        held = host.sample(config.n_eval, seed=shifted_seed(config.seed, 10_007))
         sweeps = tuple(_sweep(host, mode, config, held) for mode in MODES)
         tms = TMSHost(config.tms)
         tms_fit = tms.fit().message
-        tms_held = tms.sample(config.n_eval, seed=config.seed + 10_007)
+        tms_held = tms.sample(config.n_eval, seed=shifted_seed(config.seed, 10_007))
         tms_sweeps = tuple(_tms_sweep(tms, mode, config, tms_held) for mode in TMS_MODES)
     matched = _matched(sweeps)
     findings = _findings(matched, sweeps, config.width) + (

@@ -28,7 +28,7 @@ import torch
 from toysae._config import JsonMixin
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -69,7 +69,7 @@ class Config(JsonMixin):
         check_int(self.extra_atoms, "extra_atoms", minimum=0)
         check_int(self.learn_epochs, "learn_epochs", minimum=1)
         check_int(self.sae_samples, "sae_samples", minimum=256)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:

@@ -28,7 +28,7 @@ import numpy as np
 
 from toysae._config import JsonMixin
 from toysae._io import write_text
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed
 from toysae.theory import check_optimality
 
 NAME = "hull-panels"
@@ -53,7 +53,7 @@ class Config(JsonMixin):
         check_float(self.cos_ab, "cos_ab", minimum=-0.9, maximum=0.9)
         check_float(self.cos_c, "cos_c", minimum=-0.9, maximum=0.9)
         check_float(self.missing_gap, "missing_gap", minimum=0.05, maximum=0.5)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:

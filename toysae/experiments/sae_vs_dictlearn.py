@@ -24,7 +24,7 @@ import torch
 from toysae._config import JsonMixin
 from toysae._io import save_figure, write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import (
     DictionaryLearner,
@@ -82,7 +82,7 @@ class Config(JsonMixin):
         check_int(self.baseline_samples, "baseline_samples", minimum=10)
         check_int(self.ica_max_iter, "ica_max_iter", minimum=1)
         check_int(self.ica_max_atoms, "ica_max_atoms", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -172,8 +172,8 @@ def run(config: Config) -> Result:
     with torch_threads(1):
         for toy in config.toys:
             data = SyntheticData(_toy(toy, config.seed))
-            X = data.sample(config.n_train, seed=config.seed + 1).x.astype(np.float64)
-            held = data.sample(config.n_eval, seed=config.seed + 2)
+            X = data.sample(config.n_train, seed=shifted_seed(config.seed, 1)).x.astype(np.float64)
+            held = data.sample(config.n_eval, seed=shifted_seed(config.seed, 2))
             Xe = held.x.astype(np.float64)
             truth = data.features.astype(np.float64)
             n_atoms = config.width_factor * data.config.n_features

@@ -32,7 +32,7 @@ import torch
 from toysae import metrics
 from toysae._config import JsonMixin
 from toysae._io import atomic_path, write_text
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae.config import TrainConfig
 from toysae.sae.grid import GridResult, train_grid
@@ -99,7 +99,7 @@ class Config(JsonMixin):
         check_int(self.n_eval, "n_eval", minimum=2)
         check_int(self.gif_frames, "gif_frames", minimum=1)
         check_int(self.pca_seeds, "pca_seeds", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @property
     def reference_widths(self) -> tuple[int, ...]:
@@ -223,7 +223,7 @@ def signed_mmcs_all_signs(F: np.ndarray, D: np.ndarray) -> np.ndarray:
 
 
 def _pca_sign_spread(config: Config) -> PCASignSpread:
-    seeds = tuple(config.toy.seed + k for k in range(config.pca_seeds))
+    seeds = tuple(shifted_seed(config.toy.seed, k) for k in range(config.pca_seeds))
     n_atoms = min(config.toy.d, config.toy.n_features)
     aligned, absolute, lo, med, hi, pooled = [], [], [], [], [], []
     for g in seeds:

@@ -49,7 +49,7 @@ from toysae import host_metrics, metrics
 from toysae._config import JsonMixin
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_tuple
+from toysae._validation import check_float, check_int, check_seed, check_tuple, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.models import ResidualToy, ResidualToyConfig, SiteObjective
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, SingleSAE, TiedSAE, TrainConfig, train_members
@@ -180,7 +180,7 @@ class Config(JsonMixin):
         check_int(self.hierarchy_seeds, "hierarchy_seeds", minimum=1)
         check_int(self.n_eval, "n_eval", minimum=100)
         check_int(self.n_check, "n_check", minimum=100)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -351,7 +351,7 @@ def _make(recipe_tied: bool, bias: bool, d: int, width: int, seed: int):
 def _train_site(host: ResidualToy, site: str, coef: float, config: Config):
     """Train the 8 recipes x n_seeds at ``site``: one engine run per resampling arm."""
     d, width = host.site_width(site), config.width
-    seeds = [config.seed + k for k in range(config.n_seeds)]
+    seeds = [shifted_seed(config.seed, k) for k in range(config.n_seeds)]
     trained = {}
     for resample in (False, True):
         cfg = config.site_train if resample else config.site_train.replace(resample_every=0)
@@ -421,7 +421,8 @@ def _stream(data: SyntheticData, F: np.ndarray, batch_size: int, seed: int, shif
     Ft = torch.from_numpy(F.astype(np.float32))
     k = 0
     while True:
-        codes = torch.from_numpy(data.sample(per, seed=1_000_003 * (seed + 1) + k).codes)
+        chunk_seed = shifted_seed(seed, 1_000_003 + k, 1_000_003)  # 1_000_003 (seed + 1) + k
+        codes = torch.from_numpy(data.sample(per, seed=chunk_seed).codes)
         if shift:
             codes = torch.where(codes > 0, codes + shift, 0.0)
         yield from (codes @ Ft).split(batch_size)
@@ -462,9 +463,9 @@ def _exclusive(config: Config) -> list[ExclusiveScore]:
     out = []
     for c in config.exclusive_cosines:
         F = exclusive_features(data, c)
-        X, C = _held(data, F, config.n_check, 10_000_019 + config.seed, 0.0)
+        X, C = _held(data, F, config.n_check, shifted_seed(config.seed, 10_000_019), 0.0)
         for k in range(config.panel_seeds):
-            seed = config.seed + k
+            seed = shifted_seed(config.seed, k)
             cfg = config.exclusive_train.replace(seed=seed)
             stream = _stream(data, F, cfg.batch_size, seed, 0.0)
             for sae in _train_pair(stream, d, n_f, config.exclusive_lam, cfg, seed):
@@ -550,10 +551,10 @@ def _hierarchy(config: Config) -> list[HierarchyScore]:
     data = SyntheticData(config.hierarchy_data)
     F = data.features.astype(np.float64)
     d, n_f = config.hierarchy_data.d, config.hierarchy_data.n_features
-    X, C = _held(data, F, config.n_check, 10_000_079 + config.seed, 0.5)
+    X, C = _held(data, F, config.n_check, shifted_seed(config.seed, 10_000_079), 0.5)
     out = []
     for k in range(config.hierarchy_seeds):
-        seed = config.seed + k
+        seed = shifted_seed(config.seed, k)
         cfg = config.hierarchy_train.replace(seed=seed)
         stream = _stream(data, F, cfg.batch_size, seed, 0.5)
         for sae in _train_pair(stream, d, n_f, config.hierarchy_lam, cfg, seed):
@@ -571,7 +572,7 @@ def _run(config: Config) -> Result:
     start = time.perf_counter()
     host = ResidualToy(config.host)
     fit = host.fit()
-    held = host.sample(config.n_eval, seed=20_000_003 + config.seed)
+    held = host.sample(config.n_eval, seed=shifted_seed(config.seed, 20_000_003))
     cache = host.forward_cache(held.inputs)
     stats = tuple(_site_stats(site, cache[site].numpy()) for site in SITES)
     proxy = host_metrics.mlp_feature_proxy(host)

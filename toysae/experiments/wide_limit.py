@@ -18,7 +18,7 @@ import torch
 from toysae._config import JsonMixin
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -53,7 +53,7 @@ class Config(JsonMixin):
             raise ValueError(f"sizes must be increasing and distinct, got {self.sizes}")
         check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
         check_int(self.epochs, "epochs", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:

@@ -15,20 +15,16 @@ records one (the default ``lam`` of a check, docs/interop.md):
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from toysae._validation import check_float
 from toysae.interop._saelens_format import CFG_FILENAME, WEIGHTS_FILENAME
 from toysae.interop.saelens import read_saelens
 from toysae.sae.base import SparseAutoencoder
 from toysae.sae.checkpoint import load as load_checkpoint
-
-#: The checkpoint metadata key whose JSON object describes the training run.
-TRAINING_KEY = "training"
+from toysae.sae.checkpoint import training_info
 
 
 @dataclass(frozen=True)
@@ -77,30 +73,5 @@ def load_sae_with_info(path: str | os.PathLike) -> tuple[SparseAutoencoder, SAEI
         return loaded.sae, SAEInfo("saelens", str(path), loaded.sae.architecture,
                                    loaded.sparsity_coef, loaded.notes)
     sae = load_checkpoint(path)
-    return sae, SAEInfo("toysae", str(path), sae.architecture, _checkpoint_sparsity_coef(path))
-
-
-def _checkpoint_sparsity_coef(path: Path) -> float | None:
-    """``sparsity_coef`` of the checkpoint's ``"training"`` metadata entry, if any
-    (only the header is read: the checkpoint itself was just loaded and checked)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        entry = (f.metadata() or {}).get(TRAINING_KEY)
-    if entry is None:
-        return None
-    try:
-        training = json.loads(entry)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the {TRAINING_KEY!r} metadata entry is not JSON: "
-                         f"{err}") from err
-    if not isinstance(training, dict):
-        raise ValueError(f"{path}: the {TRAINING_KEY!r} metadata entry must be a JSON object, "
-                         f"got {training!r}")
-    if training.get("sparsity_coef") is None:
-        return None
-    try:
-        return check_float(training["sparsity_coef"], "sparsity_coef", minimum=0.0)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the {TRAINING_KEY!r} metadata entry has a bad "
-                         f"sparsity_coef: {err}") from err
+    return sae, SAEInfo("toysae", str(path), sae.architecture,
+                        training_info(path).get("sparsity_coef"))

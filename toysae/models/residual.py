@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from toysae._config import JsonMixin
 from toysae._result import Result
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.models.base import HostModel
 
@@ -88,7 +88,7 @@ class ResidualToyConfig(JsonMixin):
         check_int(self.train_samples, "train_samples", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
         check_float(self.lr, "lr", minimum=0.0, min_inclusive=False)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @property
     def functional_features(self) -> np.ndarray:
@@ -220,7 +220,8 @@ class ResidualToy(HostModel):
         per_chunk = max(1, 65536 // cfg.batch_size)
         step = 0
         for chunk in range(math.ceil(steps / per_chunk)):
-            batch = self.data.sample(per_chunk * cfg.batch_size, seed=cfg.seed * 1000 + chunk)
+            batch = self.data.sample(per_chunk * cfg.batch_size,
+                                     seed=shifted_seed(cfg.seed, chunk, 1000))
             X, codes = torch.from_numpy(batch.x), torch.from_numpy(batch.codes)
             with torch.no_grad():
                 target = torch.log_softmax(self.teacher_logits(codes), dim=1)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from toysae._config import JsonMixin
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed, shifted_seed
 from toysae.models.base import HostModel
 from toysae.models.residual import HostBatch, HostFit
 
@@ -50,7 +50,7 @@ class TMSConfig(JsonMixin):
         check_int(self.train_samples, "train_samples", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
         check_float(self.lr, "lr", minimum=0.0, min_inclusive=False)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
 
 class TMSHost(HostModel):
@@ -87,7 +87,7 @@ class TMSHost(HostModel):
     def sample(self, n: int, seed: int) -> HostBatch:
         """``n`` sparse feature vectors (inputs = codes = targets)."""
         n = check_int(n, "n", minimum=1)
-        gen = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         present = torch.rand(n, self.config.n_features, generator=gen) \
             < self.config.feature_probability
         f = torch.rand(n, self.config.n_features, generator=gen) * present
@@ -116,7 +116,7 @@ class TMSHost(HostModel):
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
         steps = math.ceil(cfg.train_samples / cfg.batch_size)
         for step in range(steps):
-            f = self.sample(cfg.batch_size, seed=cfg.seed * 1_000_003 + step).inputs
+            f = self.sample(cfg.batch_size, seed=shifted_seed(cfg.seed, step, 1_000_003)).inputs
             loss = self.downstream_loss(self.forward_cache(f)["output"], f)
             opt.zero_grad(set_to_none=True)
             loss.backward()

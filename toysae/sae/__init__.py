@@ -18,6 +18,8 @@ from toysae.sae.batchtopk import BatchTopKSAE
 from toysae.sae.checkpoint import load, save
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import (
+    DATA_SCALE_RANGE,
+    DataScaleWarning,
     MemberStack,
     SingleSAE,
     TrainingDiverged,
@@ -36,9 +38,10 @@ from toysae.sae.relu import ReLUSAE
 from toysae.sae.tied import TiedSAE
 from toysae.sae.topk import TopKSAE
 
-__all__ = ["ARCHITECTURES", "BatchTopKSAE", "GatedSAE", "GridResult", "JumpReLUSAE",
-           "LocalReconstruction", "MatryoshkaSAE", "MemberStack", "Objective", "ReLUSAE",
-           "ReLUSAEEnsemble", "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder",
-           "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult", "TrainingDiverged", "load",
-           "make_sae", "register", "resample_dead_latents_", "save", "train_ensembles",
-           "train_grid", "train_grid_sequential", "train_members", "train_sae"]
+__all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "DataScaleWarning", "GatedSAE",
+           "GridResult", "JumpReLUSAE", "LocalReconstruction", "MatryoshkaSAE", "MemberStack",
+           "Objective", "ReLUSAE", "ReLUSAEEnsemble", "SAELoss", "SAEOutput", "SingleSAE",
+           "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
+           "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
+           "train_ensembles", "train_grid", "train_grid_sequential", "train_members",
+           "train_sae"]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from toysae._validation import check_int
+from toysae._validation import check_float, check_int, check_seed
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {}
 
@@ -117,7 +117,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         super().__init__()
         self.d = check_int(d, "d", minimum=1)
         self.width = check_int(width, "width", minimum=1)
-        self.seed = check_int(seed, "seed", minimum=0)
+        self.seed = check_seed(seed)
 
     # -- construction ---------------------------------------------------
     def config(self) -> dict:
@@ -202,9 +202,11 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def loss_from_output(self, x: Tensor, out: SAEOutput, sparsity_coef: float = 0.0, *,
                          dead: Tensor | None = None,
                          dead_latent_coef: float | None = None) -> SAELoss:
-        """:meth:`loss` for a checked ``x`` whose forward output ``out`` is already computed."""
-        if sparsity_coef < 0:
-            raise ValueError(f"sparsity_coef must be >= 0, got {sparsity_coef}")
+        """:meth:`loss` for a checked ``x`` whose forward output ``out`` is already computed.
+        Both coefficients must be finite numbers >= 0 (a negative one would reward density)."""
+        sparsity_coef = check_float(sparsity_coef, "sparsity_coef", minimum=0.0)
+        if dead_latent_coef is not None:
+            dead_latent_coef = check_float(dead_latent_coef, "dead_latent_coef", minimum=0.0)
         recon = reconstruction_loss(x, out.x_hat)
         sparsity = (sparsity_coef * self.penalty(out) if sparsity_coef
                     else recon.new_zeros(()))

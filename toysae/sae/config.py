@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from toysae._config import JsonMixin
-from toysae._validation import check_float, check_int
+from toysae._validation import check_float, check_int, check_seed
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class TrainConfig(JsonMixin):
         check_float(self.divergence_factor, "divergence_factor", minimum=1.0,
                     min_inclusive=False)
         check_int(self.log_every, "log_every", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @property
     def n_steps(self) -> int:

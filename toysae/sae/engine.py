@@ -16,8 +16,9 @@ SAEs into batched tensors). Every member sees the same batches. One step:
 The loop owns the LR and sparsity schedules, the dead-latent remedies
 (Anthropic's resampling, ghost grads, AuxK: each architecture names its own),
 history (one :class:`toysae._result.History` per member), divergence
-detection (NaN/Inf, and finite blow-up by ``config.divergence_factor``),
-device placement, train/eval mode, the thread count and the progress bar.
+detection (NaN/Inf, and finite blow-up by ``config.divergence_factor``), the
+data-scale check (``DATA_SCALE_RANGE``), device placement, train/eval mode,
+the thread count and the progress bar.
 Members never interact: the summed loss has a block-diagonal gradient, Adam is
 element-wise, and resampling acts per member with its own generator, so a
 member trains as it would alone (up to float rounding of batched matmuls).
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,10 +58,26 @@ from toysae.sae.train_state import (
     write_train_state,
 )
 
-__all__ = ["MemberStack", "SingleSAE", "TrainResult", "TrainingDiverged", "train_members",
-           "train_sae"]
+__all__ = ["DATA_SCALE_RANGE", "DataScaleWarning", "MemberStack", "SingleSAE", "TrainResult",
+           "TrainingDiverged", "data_scale", "train_members", "train_sae"]
 
 ENGINE_PARTS = ("loss", "sparsity", "auxiliary")
+
+# Where an absolute Adam step (lr ~ 1e-3..1e-2, the same for every parameter) means what it
+# says: the data's scale, sqrt(mean_n ||x_n||^2) of the first batch at the SAE's input.
+# The toys sit near 1 (the reference toy 1.3, synth_small 16); outside this range the run
+# warns before training and a divergence is reported as a data-scale problem.
+DATA_SCALE_RANGE = (1e-2, 1e3)
+
+
+class DataScaleWarning(UserWarning):
+    """The training data's scale is outside ``DATA_SCALE_RANGE``: lr, an absolute step
+    size, is meaningless there; normalise the data."""
+
+
+def data_scale(x: Tensor) -> float:
+    """``sqrt(mean_n ||x_n||^2)`` of a (B, d) batch, computed in float64."""
+    return float(x.detach().double().square().sum(dim=1).mean().sqrt())
 
 
 # -- results --------------------------------------------------------------------
@@ -553,6 +571,7 @@ class _Engine:
         self.run_key: dict | None = None
         self.checkpoint_every: int | None = None
         self.checkpoint_path: Path | None = None
+        self.data_scale: float | None = None  # of the first batch, see DATA_SCALE_RANGE
 
     def _dead_latent_coef(self) -> float:
         """The dead-latent loss weight: the config's, or the architecture's default."""
@@ -573,6 +592,8 @@ class _Engine:
         for stack in self.stacks:
             stack.recycle_grads_()
         x = self.objective.sae_input(batch)
+        if self.data_scale is None:
+            self._check_data_scale(x)
         parts = []
         for g, stack in enumerate(self.stacks):
             out, native = stack.forward(x)
@@ -596,6 +617,22 @@ class _Engine:
         for stack in self.stacks:
             stack.normalize_decoder_()
         return parts
+
+    def _check_data_scale(self, x: Tensor) -> None:
+        """Measure the first batch's scale; warn (DataScaleWarning) when out of range."""
+        self.data_scale = data_scale(x)
+        if not self._scale_in_range():
+            lo, hi = DATA_SCALE_RANGE
+            warnings.warn(DataScaleWarning(
+                f"the training data's scale sqrt(mean ||x||^2) = {self.data_scale:.3g} (first "
+                f"batch, at the SAE's input) is outside [{lo:g}, {hi:g}]: lr={self.cfg.lr:g} "
+                "is an absolute step size for every parameter, so at this scale it is "
+                f"meaningless. Normalise the data (divide it by {self.data_scale:.3g} for "
+                "unit scale), or scale lr and sparsity_coef with it."), stacklevel=2)
+
+    def _scale_in_range(self) -> bool:
+        lo, hi = DATA_SCALE_RANGE
+        return self.data_scale is None or lo <= self.data_scale <= hi
 
     def _objective_parts(self, batch, x, out) -> dict[str, Tensor]:
         named = dict(self.objective(batch, x, out))
@@ -747,7 +784,7 @@ class _Engine:
                  "n_steps": n_steps, "wall_time": self._wall(start),
                  "n_resampled": list(self.n_resampled),
                  "histories": [h.rows for h in self.histories], "pool_sizes": pool_sizes,
-                 "finished": finished}
+                 "finished": finished, "data_scale": self.data_scale}
         write_train_state(self.checkpoint_path, tensors, state)
 
     def load_state(self, state: dict, tensors: dict[str, Tensor], *, n_steps: int,
@@ -820,6 +857,7 @@ class _Engine:
         self.n_resampled = list(state["n_resampled"])
         self.n_iter, self.n_samples = state["n_iter"], state["n_samples"]
         self.elapsed, self.finished = state["wall_time"], state["finished"]
+        self.data_scale = state["data_scale"]  # measured once, on the run's first batch
 
     def _check(self, finite, parts, good, step: int, start: float) -> None:
         """Raise TrainingDiverged, every stack restored to ``good``, on NaN/Inf or blow-up."""
@@ -842,10 +880,16 @@ class _Engine:
             (f"member {k} (sparsity_coef={self.member_coefs[k]:g}, "
              f"width={self.stacks[self.where[k][0]].widths[self.where[k][1]]}): {why}"
              if len(self.where) > 1 else why) for k, why in bad)
+        lo, hi = DATA_SCALE_RANGE
+        scale = f"the data's scale sqrt(mean ||x||^2) = {self.data_scale:.3g} on the first batch"
+        advice = (f"Lower lr ({scale} is within [{lo:g}, {hi:g}], so the step size, not the "
+                  "data, is the likely cause)." if self._scale_in_range() else
+                  f"This is a data-scale problem: {scale} is outside [{lo:g}, {hi:g}], and lr "
+                  "is an absolute step size, meaningless at that scale. Normalise the data "
+                  f"(divide it by {self.data_scale:.3g} for unit scale) rather than only "
+                  "lowering lr.")
         message = (f"training diverged between step {last + 1} and step {step + 1}: {what} "
-                   f"(lr={self.cfg.lr}); restored to the state at step {last}. Lower lr, or "
-                   "check the data's scale: lr is an absolute step size, so data far from "
-                   "unit scale needs an lr to match.")
+                   f"(lr={self.cfg.lr}); restored to the state at step {last}. {advice}")
         raise TrainingDiverged(message, self._results(False, message, self._wall(start)))
 
     def _log(self, step: int, parts, lr: float, factor: float, bar) -> None:
@@ -921,7 +965,10 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
 
     A NaN/Inf loss, or one that grows ``config.divergence_factor``-fold, raises
     :class:`TrainingDiverged` at the next logging step, with the SAE restored to
-    the state of the last good logging step.
+    the state of the last good logging step. Data whose scale
+    ``sqrt(mean ||x||^2)`` (first batch) is outside ``DATA_SCALE_RANGE`` warns
+    (:class:`DataScaleWarning`) before the first step, and a divergence then
+    says it is a data-scale problem.
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):

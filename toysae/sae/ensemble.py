@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from toysae import _tuning
-from toysae._validation import check_int, check_tuple
+from toysae._validation import check_int, check_seed, check_tuple
 from toysae.sae.base import SAEOutput
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import MemberStack, TrainResult, train_members
@@ -121,7 +121,7 @@ class ReLUSAEEnsemble(nn.Module, MemberStack):
         if seeds is None:
             seeds = tuple(range(len(widths)))
         else:
-            seeds = check_tuple(seeds, "seeds", check_int, minimum=0)
+            seeds = check_tuple(seeds, "seeds", check_seed)
         if len(seeds) != len(widths):
             raise ValueError(f"seeds must have one entry per member ({len(widths)}), "
                              f"got {len(seeds)}")

@@ -33,7 +33,7 @@ import numpy as np
 
 from toysae import _tuning
 from toysae._result import Result
-from toysae._validation import check_choice, check_float, check_int, check_tuple
+from toysae._validation import check_choice, check_float, check_int, check_seed, check_tuple
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import TrainResult, data_dim, derived_seed, train_sae
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
@@ -46,7 +46,7 @@ LAYOUTS = ("auto", "pad", "group")
 
 def member_seed(seed: int, width: int) -> int:
     """Init seed of a grid's width-``width`` SAEs for grid seed ``seed``."""
-    return derived_seed(check_int(seed, "seed", minimum=0), 4, check_int(width, "width", minimum=1))
+    return derived_seed(check_seed(seed), 4, check_int(width, "width", minimum=1))
 
 
 @dataclass(repr=False)
@@ -136,7 +136,7 @@ def _check_grid(sparsity_coefs, widths, config, seed) -> tuple[tuple, tuple, int
             raise ValueError(f"{name} must not repeat a value, got {values}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    return sparsity_coefs, widths, check_int(seed, "seed", minimum=0)
+    return sparsity_coefs, widths, check_seed(seed)
 
 
 def _dim(data, d) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toysae._io import read_safetensors, save_tensors
+from toysae._io import read_safetensors, write_safetensors
 from toysae._validation import to_numpy
 
 FORMAT = "toysae-train-state"
@@ -34,7 +34,8 @@ VERSION = "1"
 # The JSON document's keys and the type each must have.
 _STATE_KEYS = {"run": dict, "n_iter": int, "n_samples": int, "n_steps": int,
                "wall_time": float, "n_resampled": list, "histories": list,
-               "pool_sizes": list, "finished": (str, type(None))}
+               "pool_sizes": list, "finished": (str, type(None)),
+               "data_scale": (float, type(None))}
 
 
 def data_fingerprint(data) -> dict:
@@ -64,7 +65,7 @@ def write_train_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     if missing:
         raise ValueError(f"train state lacks {sorted(missing)}")
     metadata = {"format": FORMAT, "version": VERSION, "state": json.dumps(state)}
-    return save_tensors(tensors, path, metadata)
+    return write_safetensors(path, tensors, metadata)
 
 
 def read_train_state(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -108,6 +109,9 @@ def _check_state(state, path: Path) -> None:
     for key in ("n_iter", "n_samples", "n_steps"):
         if state[key] < 0:
             raise bad(f"{key} = {state[key]} is negative")
+    if state["data_scale"] is not None and not (math.isfinite(state["data_scale"])
+                                                and state["data_scale"] >= 0):
+        raise bad(f"data_scale = {state['data_scale']}")
     if state["n_iter"] > state["n_steps"] or not math.isfinite(state["wall_time"]):
         raise bad(f"n_iter={state['n_iter']}, n_steps={state['n_steps']}, "
                   f"wall_time={state['wall_time']}")

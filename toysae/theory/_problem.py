@@ -84,6 +84,8 @@ class Chunk(NamedTuple):
 
 def _codes(Z, name: str) -> sp.csr_matrix:
     if sp.issparse(Z):
+        if Z.dtype.kind == "c":  # scipy would drop the imaginary part
+            raise TypeError(f"{name} must be real, got a complex sparse matrix")
         Z = sp.csr_matrix(Z, dtype=np.float64)
         if Z.ndim != 2:
             raise ValueError(f"{name} must have 2 dimensions, got shape {Z.shape}")

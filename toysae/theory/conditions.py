@@ -12,7 +12,7 @@ import numpy as np
 
 from toysae._result import Result
 from toysae._tuning import KEEP_MATRIX_ENTRIES
-from toysae._validation import check_float
+from toysae._validation import check_float, check_int
 from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
 
 #: Default tolerances, in the units of each violation (see the reports).
@@ -202,7 +202,7 @@ def code_kkt(X, D, Z, lam, *, nonneg: bool = True, tol: float = CODE_TOL, bias=N
     """
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
-    return _code_kkt(p, _tol(tol, "tol"), keep_matrix, n_worst)
+    return _code_kkt(p, _tol(tol, "tol"), keep_matrix, check_int(n_worst, "n_worst", minimum=0))
 
 
 def _tol(value, name: str) -> float:
@@ -268,8 +268,9 @@ def atom_stationarity(X, D, Z, lam, *, nonneg: bool = True, tol: float = ATOM_TO
     """
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
+    tol, n_worst = _tol(tol, "tol"), check_int(n_worst, "n_worst", minimum=0)
     R, _ = residual_moments(p)
-    return _atom_stationarity(p, R, _tol(tol, "tol"), n_worst)
+    return _atom_stationarity(p, R, tol, n_worst)
 
 
 def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:

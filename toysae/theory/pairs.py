@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from toysae._result import Result
 from toysae._tuning import CHECK_CHUNK_ENTRIES
-from toysae._validation import check_float
+from toysae._validation import check_float, check_indices, check_int
 from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
 from toysae.theory.conditions import INDENT, holds
 
@@ -82,16 +82,11 @@ class PairReport(Result):
 
 
 def _check_pairs(pairs, n_atoms: int) -> np.ndarray:
-    arr = np.asarray(pairs)
-    if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"pairs must be an (n_pairs, 2) integer array, got {arr.dtype} "
-                         f"array of shape {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= n_atoms):
-        raise ValueError(f"pairs must index atoms in [0, {n_atoms}), got values in "
-                         f"[{arr.min()}, {arr.max()}]")
+    """Ordered (i, j) atom pairs as an (n_pairs, 2) int64 array (the atoms' indices)."""
+    arr = check_indices(pairs, "pairs", n_atoms, pairs=True)
     if (arr[:, 0] == arr[:, 1]).any():
         raise ValueError("pairs must have i != j; got a pair (i, i)")
-    return arr.astype(np.int64)
+    return arr
 
 
 class _PairSums:
@@ -242,4 +237,4 @@ def pair_conditions(X, D, Z, lam, *, pairs=None, nonneg: bool = True, tol: float
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
     tol = check_float(tol, "tol", minimum=0.0)
-    return _pair_conditions(p, pairs, tol, n_worst)
+    return _pair_conditions(p, pairs, tol, check_int(n_worst, "n_worst", minimum=0))

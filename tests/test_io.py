@@ -1,0 +1,113 @@
+"""Atomic writes (toysae/_io.py): the umask's mode, data on disk before the rename, and no
+temporary file left behind when a write fails midway."""
+
+import os
+import stat
+
+import matplotlib.pyplot as plt
+import pytest
+
+from toysae._io import atomic_path, save_figure, write_text
+from toysae.sae import make_sae, save
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it afterwards."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield lambda mask: os.umask(mask)
+    os.umask(before)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _writers():
+    def figure(path):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, 1])
+        return save_figure(fig, path)
+
+    return {"text.json": lambda p: write_text(p, "{}"), "figure.png": figure,
+            "sae.safetensors": lambda p: save(make_sae("relu", 3, 4), p)}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=oct)
+def test_files_get_the_mode_the_umask_gives(tmp_path, umask, mask):
+    umask(mask)
+    for name, write in _writers().items():
+        path = write(tmp_path / name)
+        assert _mode(path) == 0o666 & ~mask, name
+    # replacing an existing file gives the same mode, not the old file's or 0600
+    write_text(tmp_path / "text.json", "[]")
+    assert _mode(tmp_path / "text.json") == 0o666 & ~mask
+
+
+def test_data_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")
+                       if os.path.exists(f"/proc/self/fd/{fd}") else fd))
+        return fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", str(src)))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    for name, write in _writers().items():
+        events.clear()
+        write(tmp_path / name)
+        kinds = [kind for kind, _ in events]
+        assert "replace" in kinds, name
+        renamed = events[kinds.index("replace")][1]
+        synced = [where for kind, where in events[:kinds.index("replace")] if kind == "fsync"]
+        assert renamed in synced, (name, events)  # the temporary file itself, before the rename
+        assert kinds[-1] == "fsync"  # and the folder's entry after it
+
+
+def _only(tmp_path, *names):
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_a_write_failing_midway_leaves_no_temporary_file(tmp_path):
+    keep = write_text(tmp_path / "keep.txt", "old")
+    with pytest.raises(OSError, match="disk full"), atomic_path(keep) as tmp:
+        tmp.write_text("half of the new")
+        raise OSError("disk full")
+    assert keep.read_text() == "old"
+    _only(tmp_path, "keep.txt")
+
+    def half_savefig(path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    fig = plt.figure()
+    fig.savefig = half_savefig
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, tmp_path / "fig.png")
+    _only(tmp_path, "keep.txt")
+    assert not plt.fignum_exists(fig.number)  # closed even though saving failed
+
+
+def test_a_checkpoint_failing_midway_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The checkpoint's bytes are written, then flushing them fails: the old file stays."""
+    path = save(make_sae("relu", 3, 4, seed=1), tmp_path / "sae.safetensors")
+    before = path.read_bytes()
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="I/O error"):
+        save(make_sae("relu", 3, 4, seed=2), path)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert path.read_bytes() == before
+    _only(tmp_path, "sae.safetensors")
