@@ -39,6 +39,13 @@ CASES = {
         "perfect splice changes nothing: True",
         "at matched CE increase e2e uses fewer active latents: True",
     ]),
+    "06_architectures.ipynb": ({"TOYSAE_NOTEBOOK_SAMPLES": "150000"}, [
+        "child without parent: 0",
+        "most siblings firing together: 1",
+        "matryoshka absorbs less: True",
+        "the true tree is not stationary: True",
+        "every learner scored: True",
+    ]),
 }
 
 
