@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from toysae._tuning import CHECK_CHUNK_ENTRIES
+
 
 class SampleSums:
     """Residual moments and support counts accumulated over chunks of samples.
@@ -97,6 +99,17 @@ def pair_rows(first: np.ndarray, Zc: sp.csc_matrix) -> PairRows:
 def support_entries(first: np.ndarray, nnz_per_atom: np.ndarray) -> int:
     """Entries :func:`pair_rows` makes over all samples: the pairs' support sizes summed."""
     return int(nnz_per_atom[first].sum())
+
+
+def row_dots(A: np.ndarray, B: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``A[first[p]] . B[second[p]]`` for every pair ``p``, in blocks of pairs (gathering
+    all rows at once would hold two (n_pairs, d) copies)."""
+    out = np.empty(len(first))
+    block = max(1, CHECK_CHUNK_ENTRIES // max(1, A.shape[1]))
+    for a in range(0, len(first), block):
+        f, s = first[a:a + block], second[a:a + block]
+        out[a:a + block] = np.einsum("pd,pd->p", A[f], B[s])
+    return out
 
 
 def csc_sorted(Z: sp.csr_matrix) -> sp.csc_matrix:
@@ -191,16 +204,17 @@ class NestingTracker:
 
 def lookup(Z: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``Z[rows[e], cols[e]]`` for every entry ``e`` of a CSR matrix with sorted indices
-    (0 where the code is 0), without densifying: a binary search of each key in the
-    sorted keys ``row * n_atoms + col``."""
-    k = Z.shape[1]
-    keys = np.repeat(np.arange(Z.shape[0], dtype=np.int64), np.diff(Z.indptr)) * k + Z.indices
+    (0 where the code is 0): a gather from the dense block when it is small
+    (``CHECK_CHUNK_ENTRIES``), else a binary search of each key in the sorted keys
+    ``row * n_atoms + col``."""
+    m, k = Z.shape
     query = rows.astype(np.int64) * k + cols
-    at = np.searchsorted(keys, query)
-    at = np.minimum(at, max(keys.size - 1, 0))
+    if m * k <= CHECK_CHUNK_ENTRIES:
+        return Z.toarray().ravel()[query]
+    keys = np.repeat(np.arange(m, dtype=np.int64), np.diff(Z.indptr)) * k + Z.indices
+    at = np.minimum(np.searchsorted(keys, query), max(keys.size - 1, 0))
     out = np.zeros(query.size)
     if keys.size:
         hit = keys[at] == query
         out[hit] = Z.data[at[hit]]
     return out
-

@@ -26,10 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from toysae._result import Result
+from toysae._tuning import CHECK_CHUNK_ENTRIES
 from toysae._validation import check_int
-from toysae.objective import dictionary_objective
+from toysae.objective import objective_from_parts
 from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
-from toysae.theory._support import NestingTracker, SampleSums, csc_sorted
+from toysae.theory._support import (
+    NestingTracker,
+    SampleSums,
+    csc_sorted,
+    lookup,
+    pair_rows,
+    row_dots,
+)
 from toysae.theory.conditions import INDENT
 
 
@@ -51,7 +59,7 @@ class HierarchyStep(Result):
     eps: float  # eps*
     norm: float  # rho = ||d_i + s eps d_j||
     predicted_drop: float  # lam sum |z_i| (1 + eps - rho)
-    verified_drop: float  # objective before - after, recomputed with dictionary_objective
+    verified_drop: float  # objective before - after, evaluated at the new point
     n_child_samples: int
     absorbed_samples: np.ndarray  # samples where the parent switches off at eps*
     rows: np.ndarray | None  # supp z_i (sample indices); None in a streamed check
@@ -118,16 +126,22 @@ def hierarchy_plan(p: Problem, sums: SampleSums, tracker: NestingTracker,
     """Every nested pair's step from the pass's sums alone: sign, ``eps*``, predicted drop."""
     pairs, sign, eps = tracker.pairs(), tracker.sign.astype(float), tracker.ratio
     i, j = pairs[:, 0], pairs[:, 1]
-    c = np.einsum("pd,pd->p", p.D[i], p.D[j])
-    u = p.D[i] + (sign * eps)[:, None] * p.D[j]
-    rho = np.linalg.norm(u, axis=1)
-    # 1 + eps - rho = ((1 + eps)^2 - rho^2) / (1 + eps + rho), without cancellation
-    gain = 2.0 * eps * (1.0 - sign * c) / (1.0 + eps + rho)
-    predicted = p.lam * sums.mass[i] * gain
+    c = row_dots(p.D, p.D, i, j)
+
+    def drop(eps, rho, sign, c, i):
+        # 1 + eps - rho = ((1 + eps)^2 - rho^2) / (1 + eps + rho), without cancellation
+        return p.lam * sums.mass[i] * 2.0 * eps * (1.0 - sign * c) / (1.0 + eps + rho)
+
+    # rank every nested pair by its drop with rho^2 = 1 + 2 s eps c + eps^2 (unit rows);
+    # only the steps built get u = d_i + s eps d_j itself, and rho = ||u||
+    rho = np.sqrt(np.maximum(1.0 + 2.0 * sign * eps * c + eps * eps, 0.0))
+    predicted = drop(eps, rho, sign, c, i)
     mixed = sign == 0
     duplicate = ~mixed & (predicted <= 0)
     candidate = np.flatnonzero(~mixed & (predicted > 0))
     build = candidate[np.argsort(-predicted[candidate], kind="stable")[:max_steps]]
+    u = p.D[i[build]] + (sign[build] * eps[build])[:, None] * p.D[j[build]]
+    rho_built = np.linalg.norm(u, axis=1)
 
     def listed(mask):
         return tuple((int(a), int(b)) for a, b in pairs[mask])
@@ -135,16 +149,23 @@ def hierarchy_plan(p: Problem, sums: SampleSums, tracker: NestingTracker,
     return HierarchyPlan(
         n_nested=len(pairs), duplicates=listed(duplicate), mixed_sign=listed(mixed),
         n_candidates=int(candidate.size), child=i[build], parent=j[build],
-        sign=sign[build].astype(int), cos=c[build], eps=eps[build], atom=u[build],
-        norm=rho[build], predicted=predicted[build], n_samples=sums.count[i[build]])
+        sign=sign[build].astype(int), cos=c[build], eps=eps[build], atom=u, norm=rho_built,
+        predicted=drop(eps[build], rho_built, sign[build], c[build], i[build]),
+        n_samples=sums.count[i[build]])
 
 
 class StepVerifier:
-    """Applies each planned step to the samples of its child as they pass and recomputes the
-    objective there with :func:`toysae.objective.dictionary_objective`, before and after.
+    """Applies each planned step to the samples of its child as they pass and evaluates the
+    objective of those samples before and after it.
 
-    ``keep_rows``: keep each step's rows and new codes (what :meth:`HierarchyStep.apply`
-    needs); a streamed check of a file leaves them out.
+    On sample ``n`` of the child the step changes codes ``z_ni, z_nj`` and atom
+    ``d_i``; the new residual is ``x_n - z_n' D' - b = r_n + (z_ni d_i + z_nj d_j) -
+    (z_ni' d_i' + z_nj' d_j)``, evaluated as written (it equals ``r_n`` only up to
+    rounding: the reconstruction is unchanged in exact arithmetic, which this
+    confirms rather than assumes), and the L1 term from the new codes; both go
+    through :func:`toysae.objective.objective_from_parts`. Samples where the child is
+    silent do not change. ``keep_rows``: keep each step's rows and new codes (what
+    :meth:`HierarchyStep.apply` needs); a streamed check of a file leaves them out.
     """
 
     def __init__(self, p: Problem, plan: HierarchyPlan, keep_rows: bool = True):
@@ -154,48 +175,54 @@ class StepVerifier:
                                  plan.atom / np.maximum(plan.norm, 1e-300)[:, None],
                                  p.D[plan.child])
         self.drop = np.zeros(m)
-        self.parts: list[list[tuple]] = [[] for _ in range(m)]
+        self.parts: list[tuple[np.ndarray, ...]] = []
 
     def add(self, c: Chunk) -> None:
-        if len(self.plan.child) == 0:
+        plan, D = self.plan, self.p.D
+        if len(plan.child) == 0:
             return
-        C = csc_sorted(c.Z)
-        plan, lam, bias = self.plan, self.p.lam, self.p.bias
-        for k, (i, j) in enumerate(zip(plan.child, plan.parent, strict=True)):
-            rows = C.indices[C.indptr[i]:C.indptr[i + 1]]
-            if rows.size == 0:
-                continue
-            Zr = c.Z[rows].toarray()
-            zi, zj = Zr[:, i].copy(), Zr[:, j].copy()
-            at_min = np.abs(zj) / np.abs(zi) == plan.eps[k]
-            if plan.norm[k] > 1e-12:
-                new_zi = zi * plan.norm[k]
-            else:  # d_j = -s d_i and eps = 1: the child cancels out entirely
-                new_zi = np.zeros_like(zi)
-            new_zj = zj - plan.sign[k] * plan.eps[k] * zi
-            new_zj[at_min] = 0.0  # exactly off where the ratio attains eps*
-            # atoms silent on these samples contribute exactly nothing: leave them out
-            used = np.flatnonzero(Zr.any(axis=0))
-            ci, cj = int(np.searchsorted(used, i)), int(np.searchsorted(used, j))
-            X, Zr, D = c.X[rows], Zr[:, used], self.p.D[used]
-            before = dictionary_objective(X, D, Zr, lam, bias=bias)
-            D2 = D.copy()
-            D2[ci] = self.new_atom[k]
-            Zr[:, ci], Zr[:, cj] = new_zi, new_zj
-            self.drop[k] += before - dictionary_objective(X, D2, Zr, lam, bias=bias)
-            kept = (rows + c.start, new_zi, new_zj) if self.keep_rows else ()
-            self.parts[k].append((rows[at_min] + c.start, *kept))
+        g = pair_rows(plan.child, csc_sorted(c.Z))
+        if g.n_entries == 0:
+            return
+        step = g.pair
+        i, j = plan.child[step], plan.parent[step]
+        zi, zj = g.z, lookup(c.Z, g.rows, j)
+        at_min = np.abs(zj) / np.abs(zi) == plan.eps[step]
+        new_zi = np.where(plan.norm[step] > 1e-12, zi * plan.norm[step], 0.0)
+        new_zj = zj - plan.sign[step] * plan.eps[step] * zi
+        new_zj[at_min] = 0.0  # exactly off where the ratio attains eps*
+        row_l1 = np.asarray(abs(c.Z).sum(axis=1)).ravel()[g.rows]
+        new_l1 = row_l1 - np.abs(zi) - np.abs(zj) + np.abs(new_zi) + np.abs(new_zj)
+        slab = max(1, CHECK_CHUNK_ENTRIES // D.shape[1])  # entries x d stays bounded
+        for a in range(0, g.n_entries, slab):
+            e = slice(a, a + slab)
+            R = c.R[g.rows[e]]
+            before = objective_from_parts(np.einsum("ij,ij->i", R, R), row_l1[e], self.p.lam)
+            R += ((zi[e, None] * D[i[e]] + (zj[e] - new_zj[e])[:, None] * D[j[e]])
+                  - new_zi[e, None] * self.new_atom[step[e]])
+            after = objective_from_parts(np.einsum("ij,ij->i", R, R), new_l1[e], self.p.lam)
+            self.drop += np.bincount(step[e], weights=before - after, minlength=self.drop.size)
+        rows = g.rows + c.start
+        kept = (new_zi, new_zj) if self.keep_rows else ()
+        self.parts.append((step, at_min, rows, *kept))
 
     def result(self) -> HierarchyReport:
         plan = self.plan
         steps = []
+        if self.parts:  # every planned step's child fires somewhere, so parts exist
+            step, at_min, *columns = (np.concatenate(col)
+                                      for col in zip(*self.parts, strict=True))
+            # entries arrive chunk by chunk, step by step within a chunk: a stable sort
+            # by step leaves each step's samples in sample order
+            order = np.argsort(step, kind="stable")
+            bounds = np.searchsorted(step[order], np.arange(len(plan.child) + 1))
         for k, (i, j) in enumerate(zip(plan.child, plan.parent, strict=True)):
             i, j = int(i), int(j)
-            absorbed = np.concatenate([part[0] for part in self.parts[k]])
+            mine = order[bounds[k]:bounds[k + 1]]
+            absorbed = columns[0][mine[at_min[mine]]]
             rows = new_zi = new_zj = None
             if self.keep_rows:
-                rows, new_zi, new_zj = (np.concatenate([part[m] for part in self.parts[k]])
-                                        for m in (1, 2, 3))
+                rows, new_zi, new_zj = (col[mine] for col in columns)
             drop, eps, predicted = float(self.drop[k]), float(plan.eps[k]), float(
                 plan.predicted[k])
             n_rows = int(plan.n_samples[k])
@@ -246,11 +273,14 @@ def hierarchy_certificate(X, D, Z, lam, *, nonneg: bool = True, bias=None,
                           max_steps: int = 200) -> HierarchyReport:
     """Find pairs whose supports are nested and certify a descent step for each.
 
-    Every returned step is applied and the objective recomputed with
-    :func:`toysae.objective.dictionary_objective` on the affected samples
-    (the others are unchanged), so ``verified_drop`` is the exact change of
-    the full objective. Only the ``max_steps`` largest predicted drops are
-    built and verified; ``n_candidates`` counts them all.
+    The nested pairs come from one pass over the codes (the candidate parents of
+    an atom are the atoms of its first sample; later samples only remove some),
+    so no (n_atoms, n_atoms) co-occurrence matrix is formed. Every returned step
+    is applied and the objective of the affected samples evaluated at the new
+    point (the others are unchanged; see :class:`StepVerifier`), so
+    ``verified_drop`` is the change of the full objective, up to rounding. Only
+    the ``max_steps`` largest predicted drops are built and verified;
+    ``n_candidates`` counts them all.
     """
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)

@@ -40,6 +40,7 @@ from toysae.theory._support import (
     csc_sorted,
     lookup,
     pair_rows,
+    row_dots,
 )
 from toysae.theory.conditions import INDENT, holds
 
@@ -198,6 +199,7 @@ class PairListSums:
 
     def __init__(self, p: Problem, pairs: np.ndarray, count: np.ndarray):
         self.first, self.second = pairs[:, 0], pairs[:, 1]
+        self.nonneg = p.nonneg
         m = len(pairs)
         self.co_count = np.zeros(m)
         self.co_mass = np.zeros(m)
@@ -217,15 +219,16 @@ class PairListSums:
             return
         j = self.second[g.pair]
         s = c.S[g.rows, j]
-        t = np.sign(g.z) * s
-        zj = lookup(c.Z, g.rows, j)
-        co = zj != 0
+        t = s if self.nonneg else np.sign(g.z) * s
+        co = (lookup(c.Z, g.rows, j) != 0).astype(float)
         act, starts = g.active, g.starts
         self.low[act] = np.minimum(self.low[act], np.minimum.reduceat(t, starts))
         self.high[act] = np.maximum(self.high[act], np.maximum.reduceat(t, starts))
-        self.co_count[act] += np.add.reduceat(co.astype(float), starts)
-        self.co_mass[act] += np.add.reduceat(np.where(co, np.abs(g.z), 0.0), starts)
-        self.co_zs[act] += np.add.reduceat(np.where(co, g.z * s, 0.0), starts)
+        self.co_count[act] += np.add.reduceat(co, starts)
+        co *= g.z
+        self.co_zs[act] += np.add.reduceat(co * s, starts)
+        np.abs(co, out=co)
+        self.co_mass[act] += np.add.reduceat(co, starts)
 
 
 @dataclass
@@ -242,30 +245,35 @@ class IdentityScan:
 def scan_identity(p: Problem, W: np.ndarray, tol: float, n_worst: int,
                   max_pairs: int) -> IdentityScan:
     """Every ordered pair's identity deviation ``|w_i . d_j|`` in blocks of atoms: the count
-    above ``tol``, the maximum, the ``n_worst`` largest and the ``max_pairs`` largest
-    violators; memory O(block * n_atoms + max_pairs)."""
+    above ``tol``, the maximum, the ``n_worst`` largest and the ``max(max_pairs, n_worst)``
+    largest violators; memory O(block * n_atoms + max_pairs)."""
     k = p.n_atoms
     block = max(1, CHECK_CHUNK_ENTRIES // k)
     keep = max(max_pairs, n_worst)
     n_viol, max_v = 0, 0.0
     pool_i, pool_j, pool_v = [], [], []
     pooled = 0
+    floor = tol  # once ``keep`` are pooled, a pair must beat the smallest kept to enter
     for start in range(0, k, block):
         stop = min(k, start + block)
         V = np.abs(W[start:stop] @ p.D.T)
         V[np.arange(stop - start), np.arange(start, stop)] = 0.0
         max_v = max(max_v, float(V.max()))
-        i, j = np.nonzero(V > tol)
-        n_viol += i.size
-        if i.size == 0:
+        n_viol += int(np.count_nonzero(V > tol))
+        flat = V.ravel()
+        hit = np.flatnonzero(flat > floor)
+        if hit.size > keep:  # no more than ``keep`` of one block can be among the kept
+            hit = hit[np.argpartition(-flat[hit], keep - 1)[:keep]]
+        if hit.size == 0:
             continue
-        pool_i.append(i + start)
-        pool_j.append(j)
-        pool_v.append(V[i, j])
-        pooled += i.size
+        pool_i.append(hit // k + start)
+        pool_j.append(hit % k)
+        pool_v.append(flat[hit])
+        pooled += hit.size
         if pooled > 2 * keep:
             pool_i, pool_j, pool_v = _largest(pool_i, pool_j, pool_v, keep)
             pooled = pool_i[0].size
+            floor = max(tol, float(pool_v[0].min()))
     if pooled:
         (fi,), (fj,), (fv,) = _largest(pool_i, pool_j, pool_v, keep)
     else:
@@ -273,8 +281,7 @@ def scan_identity(p: Problem, W: np.ndarray, tol: float, n_worst: int,
         fv = np.zeros(0)
     order = np.argsort(-fv, kind="stable")
     worst = np.stack([fi[order[:n_worst]], fj[order[:n_worst]]], axis=1)
-    top = np.argsort(-fv, kind="stable")[:max_pairs]
-    flagged = np.stack([fi[top], fj[top]], axis=1)
+    flagged = np.stack([fi, fj], axis=1)  # the largest max(max_pairs, n_worst)
     flagged = flagged[np.lexsort((flagged[:, 1], flagged[:, 0]))]
     return IdentityScan(n_violations=n_viol, max_violation=max_v, worst=worst,
                         flagged=flagged.astype(np.int64), n_pairs=k * (k - 1))
@@ -333,8 +340,8 @@ def pair_report(p: Problem, sums: SampleSums, plan: PairPlan, tol: float,
         np.fill_diagonal(live, False)
     else:
         first, second = plan.pairs[:, 0], plan.pairs[:, 1]
-        cos = np.einsum("pd,pd->p", p.D[first], p.D[second])
-        delta = np.einsum("pd,pd->p", plan.W[first], p.D[second])
+        cos = row_dots(p.D, p.D, first, second)
+        delta = row_dots(plan.W, p.D, first, second)
         live = alive[first]
     mass_i = np.broadcast_to(mass[first], cos.shape)
     mean = np.where(live, cos + delta, cos)
@@ -372,8 +379,9 @@ def pair_report(p: Problem, sums: SampleSums, plan: PairPlan, tol: float,
         complete = True
     else:
         scan = plan.scan
-        where = {(int(i), int(j)): f for f, (i, j) in enumerate(plan.pairs)}
-        worst = [record(where[(int(i), int(j))]) for i, j in scan.worst]
+        keys = plan.pairs[:, 0] * k + plan.pairs[:, 1]  # sorted: the pairs are in (i, j) order
+        at = np.searchsorted(keys, scan.worst[:, 0] * k + scan.worst[:, 1])
+        worst = [record(int(f)) for f in at]
         max_v, n_viol, n_pairs = scan.max_violation, scan.n_violations, scan.n_pairs
         n_nested = int(nested.sum())  # every nested pair has a record
         complete = len(scan.flagged) == scan.n_violations
