@@ -45,6 +45,7 @@ class Problem:
     lam: float
     nonneg: bool
     bias: np.ndarray | None  # (d,) or None
+    max_rows: int | None = None  # most rows a chunk may have (a streamed check: its batch)
 
     @property
     def n_samples(self) -> int:
@@ -55,9 +56,11 @@ class Problem:
         return self.D.shape[0]
 
     def chunk_rows(self, width: int | None = None) -> int:
-        """Samples per chunk so that a (chunk, width) float64 block stays small."""
-        width = self.n_atoms if width is None else width
-        return int(max(64, min(self.n_samples, CHECK_CHUNK_ENTRIES // max(1, width))))
+        """Samples per chunk so that the (chunk, width) and (chunk, d) float64 blocks stay
+        small (and within ``max_rows``)."""
+        width = max(self.n_atoms if width is None else width, self.D.shape[1])
+        rows = max(64, min(self.n_samples, CHECK_CHUNK_ENTRIES // max(1, width)))
+        return int(rows if self.max_rows is None else min(rows, self.max_rows))
 
     def chunks(self, rows: int | None = None, *, responses: bool = True) -> Iterator[Chunk]:
         """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time.

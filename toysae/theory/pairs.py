@@ -164,7 +164,7 @@ class AllPairSums:
     def rows(self, p: Problem) -> int:
         """Samples per chunk so the gathered (nnz in chunk, n_atoms) hull block stays small."""
         per_row = 1 + p.Z.nnz / p.n_samples
-        return int(max(16, min(p.n_samples,
+        return int(max(16, min(p.chunk_rows(),
                                CHECK_CHUNK_ENTRIES // max(1, int(p.n_atoms * per_row)))))
 
     def add(self, c: Chunk) -> None:
@@ -305,6 +305,21 @@ class PairPlan:
     W: np.ndarray  # identity deviations (n_atoms, d)
     scan: IdentityScan | None  # candidates scope: the identity over every pair
 
+    def worst(self, p: Problem, count: int) -> np.ndarray:
+        """(m, 2) the ``count`` pairs with the largest identity violations (> 0), largest
+        first: the pairs the report's ``worst`` will list, known before the responses pass."""
+        if self.scan is not None:
+            return self.scan.worst[:count]
+        if self.pairs is None:
+            V = np.abs(self.W @ p.D.T)
+            np.fill_diagonal(V, 0.0)
+            flat = np.argsort(-V, axis=None, kind="stable")[:count]
+            flat = flat[V.flat[flat] > 0]
+            return np.stack(np.divmod(flat, p.n_atoms), axis=1).astype(np.int64)
+        V = np.abs(row_dots(self.W, p.D, self.pairs[:, 0], self.pairs[:, 1]))
+        order = np.argsort(-V, kind="stable")[:count]
+        return self.pairs[order[V[order] > 0]]
+
 
 def plan_pairs(p: Problem, sums: SampleSums, nesting: NestingTracker | None, pairs, tol: float,
                n_worst: int, max_pairs: int = MAX_PAIRS) -> PairPlan:
@@ -411,6 +426,88 @@ def pair_report(p: Problem, sums: SampleSums, plan: PairPlan, tol: float,
         coactive_mass=co_mass, alone_mass=alone_mass, alone_lhs=alone_lhs,
         coactive_lhs=coactive_lhs, split_rhs=split_rhs, nested=nested, mass=mass,
         alive=alive)
+
+
+@dataclass(repr=False)
+class HullSample(Result):
+    """The responses of one pair over the support of its first atom, for a hull panel.
+
+    ``t`` holds ``t_nij`` for the first ``len(t)`` samples of ``supp z_i`` (at most
+    the sampler's ``max_points``), ``coactive`` whether ``j`` fires there too; the
+    hull, mean and violation are the report's, over all of ``supp z_i``. ``passed``:
+    ``cos`` lies in the attained hull ``[hull_low, hull_high]`` within ``tol``.
+    """
+
+    passed: bool
+    message: str
+    i: int
+    j: int
+    cos: float
+    hull_low: float
+    hull_high: float
+    weighted_mean: float
+    identity_violation: float
+    n_support: int
+    t: np.ndarray
+    coactive: np.ndarray
+
+    _ARRAY_FIELDS = ("t", "coactive")
+
+
+class HullSampler:
+    """Keeps the first ``max_points`` responses of each pair in ``pairs`` (m, 2) over the
+    support of its first atom, as the samples pass (an accumulator of ``run_checks``)."""
+
+    def __init__(self, pairs: np.ndarray, max_points: int = 2000):
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.max_points = max_points
+        self.t: list[list[np.ndarray]] = [[] for _ in range(len(self.pairs))]
+        self.coactive: list[list[np.ndarray]] = [[] for _ in range(len(self.pairs))]
+        self.kept = np.zeros(len(self.pairs), dtype=np.int64)
+
+    def add(self, c: Chunk) -> None:
+        if len(self.pairs) == 0 or (self.kept >= self.max_points).all():
+            return
+        g = pair_rows(self.pairs[:, 0], csc_sorted(c.Z))
+        if g.n_entries == 0:
+            return
+        j = self.pairs[g.pair, 1]
+        t = np.sign(g.z) * c.S[g.rows, j]
+        co = lookup(c.Z, g.rows, j) != 0
+        ends = np.append(g.starts[1:], g.n_entries)
+        for a, start, stop in zip(g.active, g.starts, ends, strict=True):
+            take = min(stop - start, self.max_points - self.kept[a])
+            if take > 0:
+                self.t[a].append(t[start:start + take])
+                self.coactive[a].append(co[start:start + take])
+                self.kept[a] += take
+
+    def result(self, report: PairReport, count: np.ndarray) -> tuple[HullSample, ...]:
+        """One :class:`HullSample` per pair, with the report's numbers for it (``count``:
+        each atom's number of samples, :attr:`SampleSums.count`)."""
+        out = []
+        for a, (i, j) in enumerate(self.pairs):
+            i, j = int(i), int(j)
+            if report.pairs is None:
+                at = (i, j)
+            else:
+                hit = np.flatnonzero((report.pairs[:, 0] == i) & (report.pairs[:, 1] == j))
+                at = int(hit[0])
+            ok = bool(report.in_attained_hull[at])
+            cos, low, high = (float(report.cos[at]), float(report.hull_low[at]),
+                              float(report.hull_high[at]))
+            message = (f"pair ({i}, {j}): c_ij = {cos:.3f} {'in' if ok else 'outside'} the "
+                       f"hull [{low:.3f}, {high:.3f}] of s_nj over supp z_{i}; mean "
+                       f"{float(report.weighted_mean[at]):.3f}")
+            out.append(HullSample(
+                passed=ok, message=message, i=i, j=j, cos=cos, hull_low=low, hull_high=high,
+                weighted_mean=float(report.weighted_mean[at]),
+                identity_violation=float(report.identity_violation[at]),
+                n_support=int(count[i]),
+                t=np.concatenate(self.t[a]) if self.t[a] else np.zeros(0),
+                coactive=(np.concatenate(self.coactive[a]) if self.coactive[a]
+                          else np.zeros(0, dtype=bool))))
+        return tuple(out)
 
 
 def pair_conditions(X, D, Z, lam, *, pairs="auto", nonneg: bool = True, tol: float = PAIR_TOL,

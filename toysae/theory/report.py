@@ -28,6 +28,7 @@ from toysae.theory.hierarchy import HierarchyReport, StepVerifier, hierarchy_pla
 from toysae.theory.pairs import (
     MAX_PAIRS,
     PAIR_TOL,
+    PairPlan,
     PairReport,
     check_pair_mode,
     pair_report,
@@ -131,49 +132,71 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
     for c in p.chunks(responses=False):
         sums.add(c.Z, c.R)
         tracker.add(c.Z)
-    return optimality_report(p, sums, tracker, decoder_bias=bool(decoder_bias),
-                             tolerances=tolerances, pairs=pairs, max_steps=max_steps,
-                             n_worst=n_worst, max_pairs=max_pairs)
+    return run_checks(plan_checks(p, sums, tracker, decoder_bias=bool(decoder_bias),
+                                  tolerances=tolerances, pairs=pairs, max_steps=max_steps,
+                                  n_worst=n_worst, max_pairs=max_pairs))
 
 
-def optimality_report(p: Problem, sums: SampleSums, tracker: NestingTracker, *,
-                      decoder_bias: bool, tolerances: Tolerances, pairs, max_steps: int,
-                      n_worst: int, max_pairs: int, streamed: bool = False,
-                      extra: Sequence = (), on_chunk=None) -> OptimalityReport:
-    """The checks of :func:`check_optimality` once the first pass (``sums``, ``tracker``)
-    is done: plans the pairs and hierarchy steps, then one pass with the responses.
+@dataclass
+class CheckPlan:
+    """What the responses pass of :func:`run_checks` computes, decided from the first pass."""
+
+    p: Problem
+    sums: SampleSums
+    decoder_bias: bool
+    tolerances: Tolerances
+    n_worst: int
+    streamed: bool
+    atoms: AtomStationarityReport
+    pairs: PairPlan | None
+    steps: StepVerifier
+
+
+def plan_checks(p: Problem, sums: SampleSums, tracker: NestingTracker, *, decoder_bias: bool,
+                tolerances: Tolerances, pairs, max_steps: int, n_worst: int, max_pairs: int,
+                streamed: bool = False) -> CheckPlan:
+    """The checks of :func:`check_optimality` once the first pass (``sums``, ``tracker``) is
+    done: atom stationarity, the pairs to record and the hierarchy steps to build.
 
     ``streamed``: ``p`` reads a file (``toysae.theory.files``): per-sample arrays and
-    the steps' rows are left out so memory does not grow with the file. ``extra``:
-    more accumulators (``.add(chunk)``) fed by the same pass; ``on_chunk(chunk)`` is
-    called after each chunk (a progress bar).
+    the steps' rows are left out so memory does not grow with the file.
     """
     atoms = _atom_stationarity(p, sums, tolerances.atom, n_worst)
     plan = (None if pairs is None
             else plan_pairs(p, sums, tracker, pairs, tolerances.pair, n_worst, max_pairs))
-    verifier = StepVerifier(p, hierarchy_plan(p, sums, tracker, max_steps),
-                            keep_rows=not streamed)
-    code_sums = code_kkt_sums(p, tolerances.code, False if streamed else None, n_worst,
-                              keep_per_sample=not streamed)
-    rows = p.chunk_rows() if plan is None else min(p.chunk_rows(), plan.sums.rows(p))
+    steps = StepVerifier(p, hierarchy_plan(p, sums, tracker, max_steps), keep_rows=not streamed)
+    return CheckPlan(p=p, sums=sums, decoder_bias=decoder_bias, tolerances=tolerances,
+                     n_worst=n_worst, streamed=streamed, atoms=atoms, pairs=plan, steps=steps)
+
+
+def run_checks(plan: CheckPlan, *, extra: Sequence = (), on_chunk=None) -> OptimalityReport:
+    """One pass with the responses ``r D^T / lam`` for the code KKT conditions, the pair
+    sums and the hierarchy steps of ``plan``; ``extra`` accumulators (``.add(chunk)``) see
+    the same chunks, and ``on_chunk(chunk)`` is called after each (a progress bar)."""
+    p, sums, tolerances, n_worst = plan.p, plan.sums, plan.tolerances, plan.n_worst
+    code_sums = code_kkt_sums(p, tolerances.code, False if plan.streamed else None, n_worst,
+                              keep_per_sample=not plan.streamed)
+    pairs = plan.pairs
+    rows = p.chunk_rows() if pairs is None else min(p.chunk_rows(), pairs.sums.rows(p))
     for c in p.chunks(rows):
         code_sums.add(c)
-        if plan is not None:
-            plan.sums.add(c)
-        verifier.add(c)
+        if pairs is not None:
+            pairs.sums.add(c)
+        plan.steps.add(c)
         for acc in extra:
             acc.add(c)
         if on_chunk is not None:
             on_chunk(c)
     code = code_sums.result()
-    pair_rep = None if plan is None else pair_report(p, sums, plan, tolerances.pair, n_worst)
-    hierarchy = verifier.result()
-    bias_report = _bias_report(p, sums.residual_sum, tolerances.bias) if decoder_bias else None
-    parts = [code, atoms, *([pair_rep] if pair_rep is not None else []), hierarchy,
+    pair_rep = None if pairs is None else pair_report(p, sums, pairs, tolerances.pair, n_worst)
+    hierarchy = plan.steps.result()
+    bias_report = (_bias_report(p, sums.residual_sum, tolerances.bias) if plan.decoder_bias
+                   else None)
+    parts = [code, plan.atoms, *([pair_rep] if pair_rep is not None else []), hierarchy,
              *([bias_report] if bias_report is not None else [])]
     objective = float(objective_from_parts(sums.squared_residual, sums.l1, p.lam))
     return OptimalityReport(
         passed=all(part.passed for part in parts), message=_summary(parts),
         n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,
-        objective=objective, tolerances=tolerances, code=code, atoms=atoms,
+        objective=objective, tolerances=tolerances, code=code, atoms=plan.atoms,
         pairs=pair_rep, hierarchy=hierarchy, bias=bias_report)
