@@ -22,10 +22,9 @@ from toysae.cli import main
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import make_sae
 from toysae.sae.checkpoint import FORMAT, VERSION, save
-from toysae.theory import check_sae
+from toysae.theory import check_sae, check_sae_files
 from toysae.theory._activations import Activations
 from toysae.theory._code_store import CodeStore
-from toysae.theory.files import check_sae_files
 
 LAM = 0.05
 N, D, WIDTH, BATCH = 1200, 8, 16, 256
@@ -119,6 +118,8 @@ def test_files_in_batches_give_the_in_memory_numbers(world, monkeypatch):
     assert rep.message.splitlines()[1].startswith("verdict: the decoder is not")
     out = json.loads(rep.to_json())
     assert out["optimality"]["pairs"]["n_violations"] == rep.optimality.pairs.n_violations
+    assert "?" not in repr(rep) and "?" not in repr(rep.hull_samples[0])
+    assert len(out["hull_samples"]) == 4 and "t" not in out["hull_samples"][0]
 
 
 def test_candidate_pairs_on_files_match_the_in_memory_check(world, monkeypatch):
