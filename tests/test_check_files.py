@@ -277,3 +277,28 @@ def test_cli_check_errors_are_one_line(world, tmp_path, capsys):
                  "--lam", "0.1", "--no-progress", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.safetensors" in err
+
+
+def test_an_sae_made_by_saelens_is_checked_end_to_end(world, tmp_path, capsys):
+    sae_lens = pytest.importorskip("sae_lens")
+    interop = pytest.importorskip("toysae.interop")
+    root, X, _, _ = world
+    model = sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=D, d_sae=WIDTH))
+    rng = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(0.3 * torch.randn(param.shape, generator=rng))
+    model.save_model(tmp_path / "saelens")
+    rc = main(["check", str(tmp_path / "saelens"), str(root / "acts.npy"), "--lam", str(LAM),
+               "--out", str(tmp_path / "out"), "--batch-size", "500", "--threads", "1",
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    numbers = json.loads((tmp_path / "out" / "check-saelens.json").read_text())
+    sae = interop.load_saelens(tmp_path / "saelens")
+    with torch_threads(1):
+        ref = check_sae(sae, X, LAM, batch_size=500)
+    assert numbers["architecture"] == "relu" and numbers["width"] == WIDTH
+    assert numbers["amortisation"]["gap"] == pytest.approx(ref.amortisation.gap, rel=1e-9)
+    assert numbers["optimality"]["objective"] == pytest.approx(ref.optimality.objective,
+                                                               rel=1e-12)
+    assert numbers["passed"] == ref.passed

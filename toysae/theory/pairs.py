@@ -111,8 +111,8 @@ class PairReport(Result):
     mass: np.ndarray  # (n_atoms,) sum_n |z_nk|
     alive: np.ndarray  # (n_atoms,) bool
 
-    _ARRAY_FIELDS = ("cos", "lhs", "rhs", "weighted_mean", "identity_violation", "hull_low",
-                     "hull_high", "in_hull", "in_attained_hull", "hull_violation",
+    _ARRAY_FIELDS = ("pairs", "cos", "lhs", "rhs", "weighted_mean", "identity_violation",
+                     "hull_low", "hull_high", "in_hull", "in_attained_hull", "hull_violation",
                      "attained_hull_violation", "coactive_mass", "alone_mass", "alone_lhs",
                      "coactive_lhs", "split_rhs", "nested")
 
