@@ -66,7 +66,7 @@ def _violations(ax, report) -> None:
 
 def _hull_panel(ax, sample, rng) -> None:
     t = sample.t
-    jitter = 0.35 * (rng.uniform(size=t.size) - 0.5)
+    jitter = 0.7 * (rng.uniform(size=t.size) - 0.5)
     alone = ~sample.coactive
     ax.scatter(t[alone], jitter[alone], s=5, alpha=0.4, color="tab:blue",
                label=f"atom {sample.i} alone")
@@ -76,11 +76,13 @@ def _hull_panel(ax, sample, rng) -> None:
     ax.axvspan(sample.hull_low, sample.hull_high, color="tab:red", alpha=0.12,
                label="hull [min, max]")
     ax.axvline(sample.cos, color="black", lw=2, label=f"c_ij = {sample.cos:.3f}")
-    ax.plot([sample.weighted_mean], [0.0], marker="D", color="tab:orange", ms=7, ls="none",
+    ax.plot([sample.weighted_mean], [0.0], marker="D", color="tab:orange", ms=6, ls="none",
             label=f"weighted mean {sample.weighted_mean:.3f}")
+    ax.set_ylim(-0.6, 0.6)
     ax.set_yticks([])
-    shown = f"{t.size} of {sample.n_support}" if t.size < sample.n_support else f"{t.size}"
-    ax.set_xlabel(f"s_nj over supp z_i ({shown} samples shown)")
-    ax.set_title(f"pair ({sample.i}, {sample.j}): violation {sample.identity_violation:.3g}"
-                 f"\nc {'in' if sample.passed else 'outside'} the hull")
-    ax.legend(loc="upper left", fontsize=7, markerscale=2)
+    shown = f"first {t.size} of {sample.n_support}" if t.size < sample.n_support else t.size
+    ax.set_xlabel(f"s_n{sample.j} where atom {sample.i} fires ({shown} samples)")
+    ax.set_title(f"pair ({sample.i}, {sample.j}): identity violation "
+                 f"{sample.identity_violation:.3g}\nc_ij {'in' if sample.passed else 'outside'}"
+                 f" the hull")
+    ax.legend(loc="best", fontsize=7, framealpha=0.8)

@@ -50,6 +50,9 @@ from toysae.theory.sae import (
 
 #: Responses kept per hull panel (the panel's hull and mean use every sample).
 PANEL_POINTS = 2000
+#: Hull panels go to the worst pairs whose first atom fires at least this often (a panel
+#: of a handful of points shows little), when there are such pairs.
+PANEL_MIN_SUPPORT = 50
 
 
 @dataclass(repr=False)
@@ -60,7 +63,8 @@ class SAEFileReport(Result):
     ``passed``: the dictionary, with optimal codes, passes every check (as
     :class:`~toysae.theory.SAEOptimalityReport`). ``lam_source`` is ``"given"`` or
     ``"recorded"`` (the SAE file's training coefficient). ``hull_samples``: the
-    responses of the worst pairs for hull panels. ``seconds``: wall time of each pass.
+    responses of the worst pairs (among atoms firing 50 times or more) for hull panels.
+    ``seconds``: wall time of each pass.
     """
 
     passed: bool
@@ -120,7 +124,8 @@ def check_sae_files(sae_path: str | os.PathLike, activations_path: str | os.Path
     nonneg, decoder_bias, tolerances, pairs, normalize, tol, max_iter, max_steps,
     max_pairs : as in :func:`toysae.theory.check_sae` (pairs: all of them up to
         1,024 latents, the candidate pairs above).
-    n_panels : hull panels kept, for the worst pairs.
+    n_panels : hull panels kept, for the worst pairs whose first atom fires on at least
+        50 samples.
     threads : torch threads for encoding and re-solving (None: the caller's count).
     progress : show tqdm progress bars for the two passes.
     tmp_dir : where the temporary store of re-solved codes goes (None: the system's).
@@ -182,8 +187,10 @@ def check_sae_files(sae_path: str | os.PathLike, activations_path: str | os.Path
         plan = plan_checks(probe, sums, tracker, decoder_bias=decoder_bias,
                            tolerances=tolerances, pairs=pairs, max_steps=max_steps,
                            n_worst=10, max_pairs=max_pairs, streamed=True)
-        sampler = HullSampler(plan.pairs.worst(probe, n_panels) if plan.pairs is not None
-                              else np.zeros((0, 2), dtype=np.int64), PANEL_POINTS)
+        sampler = HullSampler(
+            np.zeros((0, 2), dtype=np.int64) if plan.pairs is None
+            else plan.pairs.panel_pairs(probe, sums.count, n_panels, PANEL_MIN_SUPPORT),
+            PANEL_POINTS)
         start_time = time.perf_counter()
         with tqdm(desc="toysae check: responses", **bar) as pbar:
             report = run_checks(plan, extra=[sampler],

@@ -305,20 +305,23 @@ class PairPlan:
     W: np.ndarray  # identity deviations (n_atoms, d)
     scan: IdentityScan | None  # candidates scope: the identity over every pair
 
-    def worst(self, p: Problem, count: int) -> np.ndarray:
-        """(m, 2) the ``count`` pairs with the largest identity violations (> 0), largest
-        first: the pairs the report's ``worst`` will list, known before the responses pass."""
-        if self.scan is not None:
-            return self.scan.worst[:count]
-        if self.pairs is None:
-            V = np.abs(self.W @ p.D.T)
-            np.fill_diagonal(V, 0.0)
-            flat = np.argsort(-V, axis=None, kind="stable")[:count]
-            flat = flat[V.flat[flat] > 0]
-            return np.stack(np.divmod(flat, p.n_atoms), axis=1).astype(np.int64)
-        V = np.abs(row_dots(self.W, p.D, self.pairs[:, 0], self.pairs[:, 1]))
-        order = np.argsort(-V, kind="stable")[:count]
-        return self.pairs[order[V[order] > 0]]
+    def panel_pairs(self, p: Problem, count: np.ndarray, n_panels: int,
+                    min_support: int) -> np.ndarray:
+        """(m, 2) up to ``n_panels`` recorded pairs with the largest identity violations among
+        those whose atom ``i`` fires on at least ``min_support`` samples (any support when
+        none does): the pairs worth a hull panel, known before the responses pass."""
+        if self.pairs is not None:
+            cand = self.pairs
+        else:
+            k = p.n_atoms
+            i, j = np.divmod(np.arange(k * k), k)
+            cand = np.stack([i[i != j], j[i != j]], axis=1)
+        v = np.abs(row_dots(self.W, p.D, cand[:, 0], cand[:, 1]))
+        ok = v > 0
+        supported = ok & (count[cand[:, 0]] >= min_support)
+        ok = supported if supported.any() else ok
+        idx = np.flatnonzero(ok)
+        return cand[idx[np.argsort(-v[idx], kind="stable")[:n_panels]]]
 
 
 def plan_pairs(p: Problem, sums: SampleSums, nesting: NestingTracker | None, pairs, tol: float,
