@@ -72,3 +72,7 @@ CHECK_CHUNK_ENTRIES = 1 << 22
 # The dense (n_samples, n_atoms) code-KKT violation matrix is kept in a report only
 # below this size unless asked (40 MB of float64).
 KEEP_MATRIX_ENTRIES = 5_000_000
+# Entries (a pair's sample where its first atom fires) of one chunk's per-pair gather in
+# the checks of a list of pairs (about a hundred bytes per entry live at once: ~100 MB).
+# benchmarks/bench_theory.py (4,096- and 16,384-atom rows).
+PAIR_GATHER_ENTRIES = 1 << 20

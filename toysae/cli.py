@@ -1,4 +1,5 @@
-"""The ``toysae`` command: list, run and sweep experiments, draw generator statistics."""
+"""The ``toysae`` command: list, run and sweep experiments, draw generator statistics,
+check an SAE on activation files."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--print-config", action="store_true",
                            help="print the resolved config as JSON and exit")
     _add_sweep_parser(sub)
+    _add_check_command(sub)
     return parser
 
 
@@ -65,8 +67,51 @@ def _add_sweep_parser(sub) -> None:
                         "when installed and registered)")
 
 
+def _add_check_command(sub) -> None:
+    p = sub.add_parser(
+        "check", help="check an SAE's decoder and encoder against the optimality conditions "
+        "on activation files (docs/theory.md)")
+    p.add_argument("sae", type=Path, help="the SAE: a toysae checkpoint file")
+    p.add_argument("activations", type=Path,
+                   help="activations: a .npy file, a .safetensors file with one tensor, or a "
+                        "directory of such shards; shape (..., d)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="L1 weight of the checks, per sample (default: the coefficient the SAE "
+                        "file records; required when it records none)")
+    p.add_argument("--out", default="figures", type=Path,
+                   help="output directory for check-<sae>.json and .png (default: figures)")
+    p.add_argument("--batch-size", type=int, default=4096,
+                   help="activations encoded and re-solved at a time (default: 4096)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--normalize", action="store_true",
+                   help="accept decoder rows that are not unit norm (rescale rows and codes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _check(args) -> int:
+    """``toysae check``: errors are one line on stderr and exit status 2."""
+    from toysae.experiments.check_outputs import save_check
+    from toysae.theory.files import check_sae_files
+
+    name = f"check-{args.sae.stem}"
+    try:
+        check_writable_folder(args.out)  # fail now, not after the passes
+        report = check_sae_files(args.sae, args.activations, lam=args.lam,
+                                 batch_size=args.batch_size, threads=args.threads,
+                                 normalize=args.normalize, progress=not args.no_progress)
+        paths = save_check(report, args.out, name=name)
+    except REPORTED_ERRORS as err:
+        return _report(err)
+    print(report.message)
+    for path in paths:
+        print(f"  wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args)
     from toysae import experiments
 
     if args.command == "list":

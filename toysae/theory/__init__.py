@@ -12,8 +12,9 @@ from toysae.theory.conditions import (
     bias_condition,
     code_kkt,
 )
+from toysae.theory.files import SAEFileReport, check_sae_files
 from toysae.theory.hierarchy import HierarchyReport, HierarchyStep, hierarchy_certificate
-from toysae.theory.pairs import PairReport, pair_conditions
+from toysae.theory.pairs import HullSample, PairReport, pair_conditions
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
 from toysae.theory.sae import (
     AmortisationReport,
@@ -32,8 +33,10 @@ __all__ = [
     "CodeKKTReport",
     "HierarchyReport",
     "HierarchyStep",
+    "HullSample",
     "OptimalityReport",
     "PairReport",
+    "SAEFileReport",
     "SAEOptimalityReport",
     "Tolerances",
     "WideLimitGap",
@@ -43,6 +46,7 @@ __all__ = [
     "bias_condition",
     "check_optimality",
     "check_sae",
+    "check_sae_files",
     "code_kkt",
     "hierarchy_certificate",
     "pair_conditions",

@@ -5,6 +5,12 @@ Every checker works on the same ``(X, D, Z, lam)`` in the package layout
 rows, ``Z`` (n_samples, n_atoms), reconstruction ``Z @ D (+ bias)``. Arrays are
 converted to float64 once, here, and ``Z`` is kept as a CSR matrix because
 every quantity the checkers need is a sum over the support of ``Z``.
+
+The checkers only ever read ``X`` and ``Z`` one block of rows at a time
+(:meth:`Problem.chunks`), so a ``Problem`` may also hold row readers of data too
+large for memory (``toysae.theory.files``): ``X[a:b]`` must give float64 rows and
+``Z[a:b]`` a CSR block with sorted indices and no explicit zeros, and ``Z.nnz``
+the number of nonzero codes.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ UNIT_NORM_ATOL = 1e-5
 class Problem:
     """One validated dictionary-learning state ``(X, D, Z, lam[, bias])`` in float64."""
 
-    X: np.ndarray  # (n, d)
+    X: np.ndarray  # (n, d), or a reader of rows (see the module docstring)
     D: np.ndarray  # (k, d), unit rows
-    Z: sp.csr_matrix  # (n, k)
+    Z: sp.csr_matrix  # (n, k), or a reader of CSR rows
     lam: float
     nonneg: bool
     bias: np.ndarray | None  # (d,) or None
+    max_rows: int | None = None  # most rows a chunk may have (a streamed check: its batch)
 
     @property
     def n_samples(self) -> int:
@@ -49,9 +56,11 @@ class Problem:
         return self.D.shape[0]
 
     def chunk_rows(self, width: int | None = None) -> int:
-        """Samples per chunk so that a (chunk, width) float64 block stays small."""
-        width = self.n_atoms if width is None else width
-        return int(max(64, min(self.n_samples, CHECK_CHUNK_ENTRIES // max(1, width))))
+        """Samples per chunk so that the (chunk, width) and (chunk, d) float64 blocks stay
+        small (and within ``max_rows``)."""
+        width = max(self.n_atoms if width is None else width, self.D.shape[1])
+        rows = max(64, min(self.n_samples, CHECK_CHUNK_ENTRIES // max(1, width)))
+        return int(rows if self.max_rows is None else min(rows, self.max_rows))
 
     def chunks(self, rows: int | None = None, *, responses: bool = True) -> Iterator[Chunk]:
         """Residuals and scaled responses ``s = (r D^T) / lam``, one block of samples at a time.
@@ -62,21 +71,23 @@ class Problem:
         rows = self.chunk_rows() if rows is None else rows
         for start in range(0, self.n_samples, rows):
             stop = min(self.n_samples, start + rows)
-            Zc = self.Z[start:stop]
-            R = self.X[start:stop] - Zc @ self.D
-            if self.bias is not None:
-                R -= self.bias
-            S = (R @ self.D.T) / self.lam if responses else None
-            yield Chunk(start, stop, Zc, R, S)
+            yield self.chunk(start, stop, self.X[start:stop], self.Z[start:stop],
+                             responses=responses)
 
-    def dense_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Dense float64 codes of the given samples."""
-        return self.Z[rows].toarray()
+    def chunk(self, start: int, stop: int, X: np.ndarray, Z: sp.csr_matrix, *,
+              responses: bool = True) -> Chunk:
+        """The :class:`Chunk` of samples ``start:stop`` with data ``X`` and codes ``Z``."""
+        R = X - Z @ self.D
+        if self.bias is not None:
+            R -= self.bias
+        S = (R @ self.D.T) / self.lam if responses else None
+        return Chunk(start, stop, X, Z, R, S)
 
 
 class Chunk(NamedTuple):
     start: int
     stop: int
+    X: np.ndarray  # (m, d) data of the chunk
     Z: sp.csr_matrix  # (m, k) codes of the chunk
     R: np.ndarray  # (m, d) residuals r_n = x_n - z_n D (- b)
     S: np.ndarray | None  # (m, k) scaled responses s_nk = d_k . r_n / lam
@@ -126,14 +137,25 @@ def make_problem(X, D, Z, lam, *, nonneg: bool = True, bias=None, normalize: boo
         neg = int((Zc.data < 0).sum())
         raise ValueError(f"Z has {neg} negative code(s) (min {Zc.data.min():.3g}) but "
                          "nonneg=True; pass nonneg=False for signed codes")
+    D, scale = unit_dictionary(D, normalize, unit_atol)
+    if scale is not None:
+        Zc = sp.csr_matrix(Zc @ sp.diags(scale))
+        Zc.sort_indices()
+    return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)
+
+
+def unit_dictionary(D: np.ndarray, normalize: bool,
+                    unit_atol: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(D with unit rows, scale)``: without ``normalize`` a row further than ``unit_atol``
+    from unit norm is a ValueError (``scale`` None); with it, rows off by more are divided
+    by their norms and ``scale`` (n_atoms,) holds the norms the code columns must be
+    multiplied by to keep ``Z @ D`` (None when no row needed it)."""
     if not normalize:
         check_unit_rows(D, "D", atol=unit_atol, hint=(
             "Normalise the rows, or pass normalize=True to rescale rows and code columns "
             f"together (or loosen unit_atol={unit_atol:g})"))
-        return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)
+        return D, None
     norms = unit_row_deviation(D, "D")
     if np.abs(norms - 1.0).max() > unit_atol:
-        D /= norms[:, None]
-        Zc = sp.csr_matrix(Zc @ sp.diags(norms))
-        Zc.sort_indices()
-    return Problem(X=X, D=D, Z=Zc, lam=lam, nonneg=bool(nonneg), bias=bias)
+        return D / norms[:, None], norms
+    return D, None

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from toysae._result import Result
-from toysae._tuning import KEEP_MATRIX_ENTRIES
+from toysae._tuning import CHECK_CHUNK_ENTRIES, KEEP_MATRIX_ENTRIES
 from toysae._validation import check_float, check_int
 from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
+from toysae.theory._support import SampleSums
 
 #: Default tolerances, in the units of each violation (see the reports).
 CODE_TOL = 1e-3
@@ -52,7 +53,7 @@ class CodeKKTReport(Result):
     off_support_max: float  # an atom that is off but would lower the loss by switching on
     worst: tuple  # ((sample, atom, violation), ...) largest first
     per_atom: np.ndarray  # (n_atoms,) max over samples
-    per_sample: np.ndarray  # (n_samples,) max over atoms
+    per_sample: np.ndarray | None  # (n_samples,) max over atoms (None in a streamed check)
     violation: np.ndarray | None = field(default=None)  # (n_samples, n_atoms) or None
 
     _ARRAY_FIELDS = ("per_sample", "violation")
@@ -105,35 +106,62 @@ class BiasReport(Result):
 
 
 def _top(values: np.ndarray, count: int) -> np.ndarray:
-    """Flat indices of the ``count`` largest entries, largest first."""
+    """Flat indices of the ``count`` largest entries of nonnegative ``values``, largest
+    first. Mostly-zero arrays are common (violations that hold are 0) and numpy's
+    argpartition is pathologically slow on them (2 s for 4e6 entries): the nonzero
+    entries go first when there are enough of them."""
     flat = values.ravel()
     count = min(count, flat.size)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    idx = np.argpartition(flat, flat.size - count)[flat.size - count:]
+    idx = np.flatnonzero(flat)
+    if idx.size < count:
+        idx = np.arange(flat.size)
+    part = np.argpartition(flat[idx], idx.size - count)[idx.size - count:]
+    idx = idx[part]
     return idx[np.argsort(-flat[idx], kind="stable")]
 
 
-class CodeKKTSums:
-    """Accumulates the code-KKT violations over sample chunks (see :class:`CodeKKTReport`)."""
+def _top_entries(V: np.ndarray, row_max: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of the ``count`` largest entries of ``V`` (m, k) >= 0, largest first,
+    looked for only in the ``count`` rows with the largest maxima."""
+    rows = _top(row_max, count)
+    if rows.size == 0:
+        return rows
+    k = V.shape[1]
+    sub = _top(V[rows], count)
+    return rows[sub // k] * k + sub % k
 
-    def __init__(self, p: Problem, tol: float, keep_matrix: bool | None, n_worst: int):
-        n, k = p.n_samples, p.n_atoms
+
+class CodeKKTSums:
+    """Accumulates the code-KKT violations over sample chunks (see :class:`CodeKKTReport`).
+
+    ``keep_matrix``: keep the (n_samples, n_atoms) violation matrix (None: only when it
+    has at most ``KEEP_MATRIX_ENTRIES`` entries). ``keep_per_sample``: keep the
+    (n_samples,) per-sample maxima (a streamed check of a file leaves them out, so its
+    memory does not grow with the file).
+    """
+
+    def __init__(self, n_samples: int, n_atoms: int, nonneg: bool, tol: float,
+                 keep_matrix: bool | None, n_worst: int, keep_per_sample: bool = True):
+        n, k = n_samples, n_atoms
         keep = (n * k <= KEEP_MATRIX_ENTRIES) if keep_matrix is None else bool(keep_matrix)
-        self.p, self.tol, self.n_worst = p, tol, n_worst
+        self.n_samples, self.n_atoms, self.nonneg = n, k, nonneg
+        self.tol, self.n_worst = tol, n_worst
         self.matrix = np.zeros((n, k)) if keep else None
-        self.per_sample = np.zeros(n)
+        self.per_sample = np.zeros(n) if keep_per_sample else None
         self.per_atom = np.zeros(k)
+        self.max = 0.0
         self.total = 0.0
         self.n_viol = 0
         self.on_max = self.off_max = 0.0
-        self.cand: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.cand: list[tuple[np.ndarray, ...]] = []
 
     def add(self, c: Chunk) -> None:
-        S, k = c.S, self.p.n_atoms
+        S, k = c.S, self.n_atoms
         rows = np.repeat(np.arange(c.Z.shape[0]), np.diff(c.Z.indptr))
         cols = c.Z.indices
-        if self.p.nonneg:
+        if self.nonneg:
             V = S - 1.0
             on = np.abs(V[rows, cols])
         else:
@@ -144,42 +172,53 @@ class CodeKKTSums:
         V[rows, cols] = on
         if on.size:
             self.on_max = max(self.on_max, float(on.max()))
-        self.per_sample[c.start:c.stop] = V.max(axis=1)
+        per_sample = V.max(axis=1)
+        self.max = max(self.max, float(per_sample.max()))
+        if self.per_sample is not None:
+            self.per_sample[c.start:c.stop] = per_sample
         np.maximum(self.per_atom, V.max(axis=0), out=self.per_atom)
         self.total += float(V.sum())
         self.n_viol += int(np.count_nonzero(V > self.tol))
-        top = _top(V, self.n_worst)
-        self.cand.append((V.ravel()[top], top // k + c.start, top % k))
+        top = _top_entries(V, per_sample, self.n_worst)
+        r, a = top // k, top % k
+        on_support = np.asarray(c.Z[r, a]).ravel() != 0 if top.size else np.zeros(0, bool)
+        self.cand.append((V.ravel()[top], r + c.start, a, on_support))
         if self.matrix is not None:
             self.matrix[c.start:c.stop] = V
 
     def result(self) -> CodeKKTReport:
-        vals = np.concatenate([v for v, _, _ in self.cand])
-        rows = np.concatenate([r for _, r, _ in self.cand])
-        cols = np.concatenate([c for _, _, c in self.cand])
+        vals, rows, cols, on_support = (np.concatenate(parts) for parts in zip(*self.cand,
+                                                                                strict=True))
         order = _top(vals, self.n_worst)
         worst = tuple((int(rows[i]), int(cols[i]), float(vals[i])) for i in order)
-        max_v = float(self.per_sample.max())
-        n_entries = self.p.n_samples * self.p.n_atoms
+        max_v = self.max
+        n_entries = self.n_samples * self.n_atoms
         passed = max_v <= self.tol
         message = (f"code KKT {holds(passed)}: max violation {max_v:.3g} "
                    f"{'<=' if passed else '>'} tol {self.tol:g} (units of lam); "
                    f"{self.n_viol} of {n_entries} entries above tol")
         if worst and not passed:
             n, k, _ = worst[0]
-            where = "on its support" if self.p.Z[n, k] != 0 else "off its support"
+            where = "on its support" if on_support[order[0]] else "off its support"
             message += (f"\n{INDENT}worst: sample {n}, atom {k} ({where}); largest "
                         f"on-support {self.on_max:.3g}, off-support {self.off_max:.3g}")
         return CodeKKTReport(
             passed=passed, message=message, max_violation=max_v,
             mean_violation=self.total / n_entries,
-            n_violations=self.n_viol, n_entries=n_entries, tol=self.tol, nonneg=self.p.nonneg,
+            n_violations=self.n_viol, n_entries=n_entries, tol=self.tol, nonneg=self.nonneg,
             on_support_max=self.on_max, off_support_max=self.off_max, worst=worst,
             per_atom=self.per_atom, per_sample=self.per_sample, violation=self.matrix)
 
 
+def code_kkt_sums(p: Problem, tol: float, keep_matrix: bool | None, n_worst: int,
+                  keep_per_sample: bool = True) -> CodeKKTSums:
+    """Empty :class:`CodeKKTSums` for the samples and atoms of ``p``."""
+    return CodeKKTSums(p.n_samples, p.n_atoms, p.nonneg, tol, keep_matrix, n_worst,
+                       keep_per_sample)
+
+
 def _code_kkt(p: Problem, tol: float, keep_matrix: bool | None, n_worst: int) -> CodeKKTReport:
-    sums = CodeKKTSums(p, tol, keep_matrix, n_worst)
+    sums = code_kkt_sums(p, tol, keep_matrix, n_worst)
     for c in p.chunks():
         sums.add(c)
     return sums.result()
@@ -209,20 +248,17 @@ def _tol(value, name: str) -> float:
     return check_float(value, name, minimum=0.0)
 
 
-def residual_moments(p: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """``R = Z^T r`` (n_atoms, d) and the residual sum ``sum_n r_n`` (d,)."""
-    R = np.zeros((p.n_atoms, p.X.shape[1]))
-    total = np.zeros(p.X.shape[1])
+def sample_sums(p: Problem) -> SampleSums:
+    """:class:`SampleSums` of ``p``: one pass over the residuals, no responses."""
+    sums = SampleSums(p.n_atoms, p.X.shape[1])
     for c in p.chunks(responses=False):
-        R += c.Z.T @ c.R
-        total += c.R.sum(axis=0)
-    return R, total
+        sums.add(c.Z, c.R)
+    return sums
 
 
-def _atom_stationarity(p: Problem, R: np.ndarray, tol: float,
+def _atom_stationarity(p: Problem, sums: SampleSums, tol: float,
                        n_worst: int) -> AtomStationarityReport:
-    D = p.D
-    mass = np.asarray(abs(p.Z).sum(axis=0)).ravel()
+    D, R, mass = p.D, sums.R, sums.mass
     alive = mass > 0
     normal = np.einsum("kd,kd->k", R, D)
     T = R - normal[:, None] * D
@@ -233,12 +269,14 @@ def _atom_stationarity(p: Problem, R: np.ndarray, tol: float,
     direction = np.divide(T, gnorm[:, None], out=np.zeros_like(T), where=gnorm[:, None] > 0)
     nearest = np.full(p.n_atoms, -1)
     nearest_cos = np.zeros(p.n_atoms)
-    has_dir = gnorm > 0
-    if p.n_atoms > 1 and has_dir.any():
-        cos = direction[has_dir] @ D.T
-        cos[np.arange(cos.shape[0]), np.flatnonzero(has_dir)] = -np.inf
-        nearest[has_dir] = cos.argmax(axis=1)
-        nearest_cos[has_dir] = cos.max(axis=1)
+    has_dir = np.flatnonzero(gnorm > 0)
+    block = max(1, CHECK_CHUNK_ENTRIES // p.n_atoms)  # (block, n_atoms) cosines at a time
+    for start in range(0, has_dir.size if p.n_atoms > 1 else 0, block):
+        atoms = has_dir[start:start + block]
+        cos = direction[atoms] @ D.T
+        cos[np.arange(atoms.size), atoms] = -np.inf
+        nearest[atoms] = cos.argmax(axis=1)
+        nearest_cos[atoms] = cos.max(axis=1)
     order = _top(violation, n_worst)
     worst = tuple((int(a), float(violation[a]), int(nearest[a]), float(nearest_cos[a]))
                   for a in order if violation[a] > 0)
@@ -269,8 +307,7 @@ def atom_stationarity(X, D, Z, lam, *, nonneg: bool = True, tol: float = ATOM_TO
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
     tol, n_worst = _tol(tol, "tol"), check_int(n_worst, "n_worst", minimum=0)
-    R, _ = residual_moments(p)
-    return _atom_stationarity(p, R, tol, n_worst)
+    return _atom_stationarity(p, sample_sums(p), tol, n_worst)
 
 
 def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:
@@ -290,5 +327,4 @@ def bias_condition(X, D, Z, lam, bias, *, nonneg: bool = True, tol: float = BIAS
         raise ValueError("bias must be the (d,) decoder bias, got None")
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
-    _, total = residual_moments(p)
-    return _bias_report(p, total, _tol(tol, "tol"))
+    return _bias_report(p, sample_sums(p).residual_sum, _tol(tol, "tol"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,8 @@ from toysae._config import JsonMixin
 from toysae._result import Result
 from toysae._validation import check_float, check_int
 from toysae.objective import objective_from_parts
-from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
+from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
+from toysae.theory._support import NestingTracker, SampleSums
 from toysae.theory.conditions import (
     ATOM_TOL,
     BIAS_TOL,
@@ -18,13 +20,20 @@ from toysae.theory.conditions import (
     AtomStationarityReport,
     BiasReport,
     CodeKKTReport,
-    CodeKKTSums,
     _atom_stationarity,
     _bias_report,
+    code_kkt_sums,
 )
-from toysae.theory.hierarchy import HierarchyReport, _hierarchy
-from toysae.theory.pairs import PAIR_TOL, PairReport, pair_chunk_rows, pair_sums
-from toysae.theory.pairs import pair_report as _pair_report
+from toysae.theory.hierarchy import HierarchyReport, StepVerifier, hierarchy_plan
+from toysae.theory.pairs import (
+    MAX_PAIRS,
+    PAIR_TOL,
+    PairPlan,
+    PairReport,
+    check_pair_mode,
+    pair_report,
+    plan_pairs,
+)
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,9 @@ def _summary(parts: list[Result]) -> str:
 
 
 def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = False,
-                     bias=None, tolerances: Tolerances | None = None, pairs="all",
-                     normalize: bool = False, max_steps: int = 200,
-                     n_worst: int = 10) -> OptimalityReport:
+                     bias=None, tolerances: Tolerances | None = None, pairs="auto",
+                     normalize: bool = False, max_steps: int = 200, n_worst: int = 10,
+                     max_pairs: int = MAX_PAIRS) -> OptimalityReport:
     """Check all first-order optimality conditions of ``(D, Z)`` for data ``X`` at ``lam``.
 
     Parameters
@@ -94,9 +103,17 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
         condition ``sum_n r_n = 0`` is checked too). A ``bias`` given with
         ``decoder_bias=False`` is a fixed offset inside the residual.
     tolerances : :class:`Tolerances` (defaults shown there).
-    pairs : "all" (every ordered pair), None (skip), or an (n_pairs, 2) array.
+    pairs : "auto" (default: every ordered pair up to 1,024 atoms, the candidate
+        pairs above), "all", "candidates", None (skip), or an (n_pairs, 2) array;
+        see :func:`toysae.theory.pair_conditions`.
     normalize : rescale non-unit rows of D (and code columns) instead of refusing them.
     max_steps : at most this many hierarchy steps are built and verified.
+    max_pairs : with candidate pairs, at most this many violating pairs get a record.
+
+    Two passes over the samples: the residual moments and nested supports (no
+    responses), then the responses ``r D^T / lam`` once, which feed the code KKT
+    conditions, the hull sums and the hierarchy steps' verification together.
+    Memory is O(chunk * n_atoms + n_atoms * d) besides the all-pairs arrays.
     """
     tolerances = Tolerances() if tolerances is None else tolerances
     if not isinstance(tolerances, Tolerances):
@@ -105,41 +122,81 @@ def check_optimality(X, D, Z, lam, *, nonneg: bool = True, decoder_bias: bool = 
         raise TypeError(f"decoder_bias must be a bool, got {decoder_bias!r}")
     if decoder_bias and bias is None:
         raise ValueError("decoder_bias=True needs the bias: pass bias=<(d,) array>")
-    if isinstance(pairs, str) and pairs != "all":
-        raise ValueError(f"pairs must be 'all', None or an (n_pairs, 2) array, got {pairs!r}")
+    pairs = check_pair_mode(pairs)
     max_steps = check_int(max_steps, "max_steps", minimum=0)
     n_worst = check_int(n_worst, "n_worst", minimum=0)
+    max_pairs = check_int(max_pairs, "max_pairs", minimum=1)
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=tolerances.unit_norm)
-    # one pass over the samples feeds every accumulator: the response product
-    # r D^T, the dominant cost, is computed once
-    code_sums = CodeKKTSums(p, tolerances.code, None, n_worst)
-    psums, pair_list = (None, None)
-    rows = p.chunk_rows()
-    if pairs is not None:
-        psums, pair_list = pair_sums(p, None if isinstance(pairs, str) else pairs)
-        rows = pair_chunk_rows(p, len(psums.J))
-    R = np.zeros((p.n_atoms, p.X.shape[1]))
-    residual_sum = np.zeros(p.X.shape[1])
-    sq_residual = 0.0
+    sums, tracker = SampleSums(p.n_atoms, p.X.shape[1]), NestingTracker(p.n_atoms)
+    for c in p.chunks(responses=False):
+        sums.add(c.Z, c.R)
+        tracker.add(c.Z)
+    return run_checks(plan_checks(p, sums, tracker, decoder_bias=bool(decoder_bias),
+                                  tolerances=tolerances, pairs=pairs, max_steps=max_steps,
+                                  n_worst=n_worst, max_pairs=max_pairs))
+
+
+@dataclass
+class CheckPlan:
+    """What the responses pass of :func:`run_checks` computes, decided from the first pass."""
+
+    p: Problem
+    sums: SampleSums
+    decoder_bias: bool
+    tolerances: Tolerances
+    n_worst: int
+    streamed: bool
+    atoms: AtomStationarityReport
+    pairs: PairPlan | None
+    steps: StepVerifier
+
+
+def plan_checks(p: Problem, sums: SampleSums, tracker: NestingTracker, *, decoder_bias: bool,
+                tolerances: Tolerances, pairs, max_steps: int, n_worst: int, max_pairs: int,
+                streamed: bool = False) -> CheckPlan:
+    """The checks of :func:`check_optimality` once the first pass (``sums``, ``tracker``) is
+    done: atom stationarity, the pairs to record and the hierarchy steps to build.
+
+    ``streamed``: ``p`` reads a file (``toysae.theory.files``): per-sample arrays and
+    the steps' rows are left out so memory does not grow with the file.
+    """
+    atoms = _atom_stationarity(p, sums, tolerances.atom, n_worst)
+    plan = (None if pairs is None
+            else plan_pairs(p, sums, tracker, pairs, tolerances.pair, n_worst, max_pairs))
+    steps = StepVerifier(p, hierarchy_plan(p, sums, tracker, max_steps), keep_rows=not streamed)
+    return CheckPlan(p=p, sums=sums, decoder_bias=decoder_bias, tolerances=tolerances,
+                     n_worst=n_worst, streamed=streamed, atoms=atoms, pairs=plan, steps=steps)
+
+
+def run_checks(plan: CheckPlan, *, extra: Sequence = (), on_chunk=None) -> OptimalityReport:
+    """One pass with the responses ``r D^T / lam`` for the code KKT conditions, the pair
+    sums and the hierarchy steps of ``plan``; ``extra`` accumulators (``.add(chunk)``) see
+    the same chunks, and ``on_chunk(chunk)`` is called after each (a progress bar)."""
+    p, sums, tolerances, n_worst = plan.p, plan.sums, plan.tolerances, plan.n_worst
+    code_sums = code_kkt_sums(p, tolerances.code, False if plan.streamed else None, n_worst,
+                              keep_per_sample=not plan.streamed)
+    pairs = plan.pairs
+    rows = p.chunk_rows() if pairs is None else min(p.chunk_rows(), pairs.sums.rows(p))
     for c in p.chunks(rows):
         code_sums.add(c)
-        R += c.Z.T @ c.R
-        residual_sum += c.R.sum(axis=0)
-        sq_residual += float(np.einsum("ij,ij->", c.R, c.R))
-        if psums is not None:
-            psums.add(c.Z, c.S)
+        if pairs is not None:
+            pairs.sums.add(c)
+        plan.steps.add(c)
+        for acc in extra:
+            acc.add(c)
+        if on_chunk is not None:
+            on_chunk(c)
     code = code_sums.result()
-    atoms = _atom_stationarity(p, R, tolerances.atom, n_worst)
-    pair_report = (None if psums is None
-                   else _pair_report(p, psums, pair_list, tolerances.pair, n_worst))
-    hierarchy = _hierarchy(p, max_steps)
-    bias_report = _bias_report(p, residual_sum, tolerances.bias) if decoder_bias else None
-    parts = [code, atoms, *([pair_report] if pair_report is not None else []), hierarchy,
+    pair_rep = None if pairs is None else pair_report(p, sums, pairs, tolerances.pair, n_worst)
+    hierarchy = plan.steps.result()
+    bias_report = (_bias_report(p, sums.residual_sum, tolerances.bias) if plan.decoder_bias
+                   else None)
+    parts = [code, plan.atoms, *([pair_rep] if pair_rep is not None else []), hierarchy,
              *([bias_report] if bias_report is not None else [])]
-    objective = float(objective_from_parts(sq_residual, float(abs(p.Z).sum()), p.lam))
+    objective = float(objective_from_parts(sums.squared_residual, sums.l1, p.lam))
     return OptimalityReport(
         passed=all(part.passed for part in parts), message=_summary(parts),
         n_samples=p.n_samples, n_atoms=p.n_atoms, lam=p.lam, nonneg=p.nonneg,
-        objective=objective, tolerances=tolerances, code=code, atoms=atoms,
-        pairs=pair_report, hierarchy=hierarchy, bias=bias_report)
+        objective=objective, tolerances=tolerances, code=code, atoms=plan.atoms,
+        pairs=pair_rep, hierarchy=hierarchy, bias=bias_report)

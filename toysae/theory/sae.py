@@ -11,17 +11,23 @@ the decoder could be a dictionary-learning optimum at all.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from toysae._buffers import Workspace
 from toysae._result import Result
-from toysae._validation import check_float, check_int, to_numpy
+from toysae._tuning import KEEP_MATRIX_ENTRIES
+from toysae._validation import check_float, check_int, check_problem_shapes, to_numpy
 from toysae.dictlearn import sparse_code
-from toysae.objective import dictionary_objective
-from toysae.theory._problem import UNIT_NORM_ATOL, make_problem
-from toysae.theory.conditions import CODE_TOL, INDENT, _code_kkt
+from toysae.dictlearn.sparse_coding import ConvergenceWarning
+from toysae.objective import objective_from_parts
+from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, unit_dictionary
+from toysae.theory.conditions import CODE_TOL, INDENT, CodeKKTSums
+from toysae.theory.pairs import MAX_PAIRS
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
 
 
@@ -52,9 +58,11 @@ class AmortisationReport(Result):
     solver_success: bool
     solver_kkt_gap: float
     solver_message: str
-    per_sample_gap: np.ndarray  # (n_samples,)
-    sae_codes: np.ndarray  # (n_samples, width), columns rescaled if normalize=True
-    optimal_codes: np.ndarray  # (n_samples, width)
+    per_sample_gap: np.ndarray | None  # (n_samples,); None in a streamed check
+    # (n_samples, width): dense up to 5e6 entries, scipy CSR above, None in a streamed
+    # check; the encoder's columns rescaled if normalize=True
+    sae_codes: np.ndarray | sp.csr_matrix | None
+    optimal_codes: np.ndarray | sp.csr_matrix | None
 
     _ARRAY_FIELDS = ("per_sample_gap", "sae_codes", "optimal_codes")
 
@@ -99,6 +107,154 @@ def sae_codes(sae, X, *, batch_size: int = 4096) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
+@dataclass
+class SAEDictionary:
+    """An SAE's decoder as a checker sees it: unit rows, the code scale, the bias."""
+
+    D: np.ndarray  # (width, d) unit rows
+    scale: np.ndarray | None  # (width,) old row norms (normalize=True), codes times these
+    bias: np.ndarray | None  # (d,) b_dec or None
+    trained_bias: bool  # b_dec is a parameter (a trained bias), not a fixed offset
+
+
+def unit_sae_dictionary(sae, *, normalize: bool = False,
+                        unit_atol: float = UNIT_NORM_ATOL) -> SAEDictionary:
+    """The decoder of ``sae`` with unit rows (see :func:`amortisation_gap`'s ``normalize``)."""
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    D, b = sae_dictionary(sae)
+    D, scale = unit_dictionary(D, bool(normalize), unit_atol)
+    trained = isinstance(getattr(sae, "b_dec", None), torch.nn.Parameter)
+    return SAEDictionary(D=D, scale=scale, bias=b, trained_bias=trained)
+
+
+def code_batch(sae, X: np.ndarray, dic: SAEDictionary, lam: float, *, nonneg: bool, tol: float,
+               max_iter: int, workspace: Workspace | None = None):
+    """One batch ``X`` (m, d) float64: the encoder's codes (m, width) in the units of the
+    unit-row dictionary, and the :class:`~toysae.dictlearn.SparseCodeResult` of the
+    float64 re-solve of the optimal codes for that dictionary."""
+    Z_sae = sae_codes(sae, X, batch_size=max(1, len(X)))
+    if dic.scale is not None:
+        Z_sae *= dic.scale
+    target = X if dic.bias is None else X - dic.bias
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported in the message
+        sol = sparse_code(target, dic.D, lam, method="fista", nonneg=nonneg,
+                          dtype=torch.float64, tol=tol, max_iter=max_iter, workspace=workspace)
+    return Z_sae, sol
+
+
+class AmortisationSums:
+    """Accumulates :class:`AmortisationReport` over batches of samples.
+
+    ``keep_codes``: keep both code matrices (None: dense up to ``KEEP_MATRIX_ENTRIES``
+    entries, else CSR; False: neither, for a streamed check); ``keep_per_sample``:
+    keep the per-sample gaps.
+    """
+
+    def __init__(self, n_samples: int, dic: SAEDictionary, lam: float, *, nonneg: bool,
+                 code_tol: float, tol: float, keep_codes: bool | None = None,
+                 keep_per_sample: bool = True):
+        width = dic.D.shape[0]
+        self.dic, self.lam, self.nonneg, self.code_tol, self.tol = dic, lam, nonneg, code_tol, tol
+        self.n_samples = n_samples
+        self.dense = keep_codes is None and n_samples * width <= KEEP_MATRIX_ENTRIES
+        self.keep_codes = keep_codes is None or bool(keep_codes)
+        self.codes: tuple[list, list] = ([], [])
+        self.per_sample = [] if keep_per_sample else None
+        self.kkt = CodeKKTSums(n_samples, width, nonneg, code_tol, False, 1,
+                               keep_per_sample=False)
+        self.sae_total = self.opt_total = 0.0
+        self.diff_sq = self.opt_sq = 0.0
+        self.jaccard = 0.0
+        self.sae_nnz = self.opt_nnz = 0
+        self.success, self.kkt_gap, self.n_batches = True, 0.0, 0
+        self.failures: list[str] = []
+        self.seen = 0
+
+    def add(self, start: int, X: np.ndarray, Z_sae: np.ndarray, sol) -> sp.csr_matrix:
+        """Batch ``X`` (m, d) starting at sample ``start``, the encoder's codes and the
+        re-solve; returns the optimal codes as CSR."""
+        D, b, lam = self.dic.D, self.dic.bias, self.lam
+        Z_opt = np.asarray(sol.codes, dtype=np.float64)
+        Zs, Zo = sp.csr_matrix(Z_sae), sp.csr_matrix(Z_opt)
+        losses = []
+        for Z, Zcsr in ((Z_sae, Zs), (Z_opt, Zo)):
+            R = X - Zcsr @ D
+            if b is not None:
+                R -= b
+            losses.append(objective_from_parts(np.einsum("ij,ij->i", R, R),
+                                               np.abs(Z).sum(axis=1), lam))
+            if Z is Z_sae:
+                self.kkt.add(Chunk(start, start + len(X), X, Zs, R, (R @ D.T) / lam))
+        sae_loss, opt_loss = losses
+        self.sae_total += float(sae_loss.sum())
+        self.opt_total += float(opt_loss.sum())
+        if self.per_sample is not None:
+            self.per_sample.append(sae_loss - opt_loss)
+        on_sae, on_opt = Z_sae != 0, Z_opt != 0
+        union = (on_sae | on_opt).sum(axis=1)
+        inter = (on_sae & on_opt).sum(axis=1)
+        self.jaccard += float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).sum())
+        self.sae_nnz += int(on_sae.sum())
+        self.opt_nnz += int(on_opt.sum())
+        self.diff_sq += float(np.square(Z_sae - Z_opt).sum())
+        self.opt_sq += float(np.square(Z_opt).sum())
+        self.success &= bool(sol.success)
+        self.kkt_gap = max(self.kkt_gap, float(sol.kkt_gap))
+        if not sol.success:
+            self.failures.append(f"samples {start}-{start + len(X) - 1}: {sol.message}")
+        self.n_batches += 1
+        self.seen += len(X)
+        if self.keep_codes:
+            self.codes[0].append(Z_sae if self.dense else Zs)
+            self.codes[1].append(Z_opt if self.dense else Zo)
+        return Zo
+
+    def result(self) -> AmortisationReport:
+        if self.seen != self.n_samples:
+            raise RuntimeError(f"AmortisationSums saw {self.seen} of {self.n_samples} samples")
+        n = self.n_samples
+        kkt = self.kkt.result().max_violation
+        passed = kkt <= self.code_tol
+        gap = self.sae_total - self.opt_total
+        relative = gap / self.opt_total if self.opt_total > 0 else 0.0
+        sae_l0, opt_l0, jaccard = self.sae_nnz / n, self.opt_nnz / n, self.jaccard / n
+        if self.success:
+            solver_message = (f"KKT gap <= tol={self.tol:g} for all {n} samples "
+                              f"({self.n_batches} batch(es))")
+        else:
+            solver_message = (f"the re-solve stopped early on {len(self.failures)} of "
+                              f"{self.n_batches} batch(es): {self.failures[0]}")
+        message = (f"the encoder is {'an' if passed else 'not an'} exact sparse coder for its "
+                   f"dictionary: max code-KKT violation {kkt:.3g} {'<=' if passed else '>'} "
+                   f"tol {self.code_tol:g} (units of lam)\n{INDENT}objective "
+                   f"{self.sae_total:.6g} vs {self.opt_total:.6g} with optimal codes: gap "
+                   f"{gap:.4g} (relative {relative:.3g}); L0 {sae_l0:.3g} vs {opt_l0:.3g}, "
+                   f"support Jaccard {jaccard:.3f}")
+        if not self.success:
+            message += f"\n{INDENT}{solver_message}: the gap is a lower bound"
+        codes = [None, None]
+        if self.keep_codes and self.dense:
+            codes = [np.concatenate(parts, axis=0) for parts in self.codes]
+        elif self.keep_codes:
+            codes = [sp.csr_matrix(sp.vstack(parts, format="csr")) for parts in self.codes]
+        if not self.success:
+            warnings.warn(f"amortisation gap: {solver_message}", ConvergenceWarning,
+                          stacklevel=3)
+        return AmortisationReport(
+            passed=passed, message=message, sae_objective=self.sae_total,
+            optimal_objective=self.opt_total, gap=gap, relative_gap=relative,
+            code_relative_error=float(np.sqrt(self.diff_sq)) / max(float(np.sqrt(self.opt_sq)),
+                                                                   1e-300),
+            support_jaccard=jaccard, sae_l0=sae_l0, optimal_l0=opt_l0, sae_kkt_violation=kkt,
+            code_tol=self.code_tol, solver_success=self.success, solver_kkt_gap=self.kkt_gap,
+            solver_message=solver_message,
+            per_sample_gap=(None if self.per_sample is None
+                            else np.concatenate(self.per_sample)),
+            sae_codes=codes[0], optimal_codes=codes[1])
+
+
 def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = False,
                      unit_atol: float = UNIT_NORM_ATOL, code_tol: float = CODE_TOL,
                      tol: float = 1e-9, max_iter: int = 20000,
@@ -115,78 +271,63 @@ def amortisation_gap(sae, X, lam, *, nonneg: bool = True, normalize: bool = Fals
     code_tol : code-KKT tolerance (units of lam) under which the encoder counts
         as an exact sparse coder (``passed``).
     tol, max_iter : FISTA settings of the float64 re-solve.
+    batch_size : samples encoded and re-solved at a time; memory is
+        O(batch_size * width), besides the kept codes (dense up to 5e6 entries, CSR
+        above).
     """
     lam = check_float(lam, "lam", minimum=0.0, min_inclusive=False)
     code_tol = check_float(code_tol, "code_tol", minimum=0.0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if not isinstance(nonneg, (bool, np.bool_)):
+        raise TypeError(f"nonneg must be a bool, got {nonneg!r}")
     X = to_numpy(X, "X", ndim=2)
-    D, b = sae_dictionary(sae)
-    p = make_problem(X, D, sae_codes(sae, X, batch_size=batch_size), lam, nonneg=nonneg,
-                     bias=b, normalize=normalize, unit_atol=unit_atol)
-    Z_sae = p.Z.toarray()
-    target = p.X if b is None else p.X - b
-    sol = sparse_code(target, p.D, lam, method="fista", nonneg=nonneg, dtype=torch.float64,
-                      tol=tol, max_iter=max_iter)
-    Z_opt = np.asarray(sol.codes, dtype=np.float64)
-
-    sae_loss, opt_loss = (dictionary_objective(p.X, p.D, Z, lam, bias=b, per_sample=True)
-                          for Z in (Z_sae, Z_opt))
-    on_sae, on_opt = Z_sae != 0, Z_opt != 0
-    union = (on_sae | on_opt).sum(axis=1)
-    inter = (on_sae & on_opt).sum(axis=1)
-    jaccard = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    opt_total = float(opt_loss.sum())
-    sae_total = float(sae_loss.sum())
-    gap = sae_total - opt_total
-    relative = gap / opt_total if opt_total > 0 else 0.0
-    norm_opt = float(np.linalg.norm(Z_opt))
-    kkt = _code_kkt(p, 0.0, False, 1).max_violation
-    passed = kkt <= code_tol
-    sae_l0, opt_l0 = float(on_sae.sum(axis=1).mean()), float(on_opt.sum(axis=1).mean())
-    message = (f"the encoder is {'an' if passed else 'not an'} exact sparse coder for its "
-               f"dictionary: max code-KKT violation {kkt:.3g} {'<=' if passed else '>'} "
-               f"tol {code_tol:g} (units of lam)\n{INDENT}objective {sae_total:.6g} vs "
-               f"{opt_total:.6g} with optimal codes: gap {gap:.4g} (relative {relative:.3g}); "
-               f"L0 {sae_l0:.3g} vs {opt_l0:.3g}, support Jaccard {jaccard.mean():.3f}")
-    if not sol.success:
-        message += (f"\n{INDENT}the re-solve stopped early ({sol.message}): the gap is a "
-                    "lower bound")
-    return AmortisationReport(
-        passed=passed, message=message, sae_objective=sae_total, optimal_objective=opt_total,
-        gap=gap, relative_gap=relative,
-        code_relative_error=float(np.linalg.norm(Z_sae - Z_opt)) / max(norm_opt, 1e-300),
-        support_jaccard=float(jaccard.mean()), sae_l0=sae_l0, optimal_l0=opt_l0,
-        sae_kkt_violation=kkt, code_tol=code_tol, solver_success=bool(sol.success),
-        solver_kkt_gap=float(sol.kkt_gap), solver_message=str(sol.message),
-        per_sample_gap=sae_loss - opt_loss, sae_codes=Z_sae, optimal_codes=Z_opt)
+    dic = unit_sae_dictionary(sae, normalize=normalize, unit_atol=unit_atol)
+    check_problem_shapes(X.shape, dic.D.shape, bias_shape=None if dic.bias is None
+                         else dic.bias.shape)
+    if X.shape[0] == 0:
+        raise ValueError(f"X must be non-empty, got shape {X.shape}")
+    sums = AmortisationSums(len(X), dic, lam, nonneg=bool(nonneg), code_tol=code_tol, tol=tol)
+    workspace = Workspace()
+    for start in range(0, len(X), batch_size):
+        xb = X[start:start + batch_size]
+        sums.add(start, xb, *code_batch(sae, xb, dic, lam, nonneg=bool(nonneg), tol=tol,
+                                        max_iter=max_iter, workspace=workspace))
+    return sums.result()
 
 
 def check_sae(sae, X, lam, *, nonneg: bool = True, decoder_bias: bool | None = None,
-              tolerances: Tolerances | None = None, pairs="all", normalize: bool = False,
+              tolerances: Tolerances | None = None, pairs="auto", normalize: bool = False,
               tol: float = 1e-9, max_iter: int = 20000, batch_size: int = 4096,
-              max_steps: int = 200) -> SAEOptimalityReport:
+              max_steps: int = 200, max_pairs: int = MAX_PAIRS) -> SAEOptimalityReport:
     """Amortisation gap of ``sae`` and :func:`check_optimality` of its dictionary.
 
     The checks use the re-solved (optimal) codes, so they judge the
     dictionary, not the encoder. ``decoder_bias`` defaults to whether the SAE
     trains a ``b_dec`` (a parameter); then ``sum_n r_n = 0`` is checked too.
+    ``pairs`` and ``max_pairs`` as in :func:`check_optimality` (candidate pairs
+    above 1,024 latents), so memory stays O(batch_size * width + nnz of the codes)
+    at any width.
     """
     tolerances = Tolerances() if tolerances is None else tolerances
     amort = amortisation_gap(sae, X, lam, nonneg=nonneg, normalize=normalize,
                              unit_atol=tolerances.unit_norm, code_tol=tolerances.code, tol=tol,
                              max_iter=max_iter, batch_size=batch_size)
-    D, b = sae_dictionary(sae)
-    if normalize:
-        D = D / np.linalg.norm(D, axis=1, keepdims=True)
+    dic = unit_sae_dictionary(sae, normalize=normalize, unit_atol=tolerances.unit_norm)
     if decoder_bias is None:  # a fixed (buffer) b_dec is an offset, not a trained bias
-        decoder_bias = isinstance(getattr(sae, "b_dec", None), torch.nn.Parameter)
-    report = check_optimality(X, D, amort.optimal_codes, lam, nonneg=nonneg,
-                              decoder_bias=bool(decoder_bias), bias=b, tolerances=tolerances,
-                              pairs=pairs, max_steps=max_steps)
+        decoder_bias = dic.trained_bias
+    report = check_optimality(X, dic.D, amort.optimal_codes, lam, nonneg=nonneg,
+                              decoder_bias=bool(decoder_bias), bias=dic.bias,
+                              tolerances=tolerances, pairs=pairs, max_steps=max_steps,
+                              max_pairs=max_pairs)
+    return SAEOptimalityReport(passed=report.passed, message=sae_message(amort, report),
+                               amortisation=amort, optimality=report)
+
+
+def sae_message(amort: AmortisationReport, report: OptimalityReport) -> str:
+    """The encoder's line, then the dictionary's verdict and its checks, indented."""
     head, *checks = report.message.splitlines()
     verdict = "passes every check" if report.passed else f"fails ({head})"
-    message = "\n".join([
+    return "\n".join([
         f"[{'ok  ' if amort.passed else 'FAIL'}] encoder: {amort.message}",
         f"[{'ok  ' if report.passed else 'FAIL'}] dictionary (with optimal codes) {verdict}:",
         *(INDENT + line for line in checks)])
-    return SAEOptimalityReport(passed=report.passed, message=message, amortisation=amort,
-                               optimality=report)
