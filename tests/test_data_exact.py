@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from toysae._tuning import SPARSE_SCAN_MAX_WORDS
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.data.generator import _flat_nonzero, _generator, _Level
 
@@ -72,10 +73,14 @@ def test_samples_match_the_recorded_pre_fast_path_output(name):
     assert not _matches(_fingerprint(swapped), RECORDED[name][0])
 
 
-@pytest.mark.parametrize("shape,density", [((0,), 0.5), ((7,), 0.5), ((3, 5), 0.3),
-                                           ((64,), 1.0), ((5, 13), 0.05), ((40, 24), 0.0)])
-def test_flat_nonzero_is_nonzero(shape, density):
+@pytest.mark.parametrize("shape,density,by_words", [
+    ((0,), 0.5, True), ((7,), 0.5, True), ((3, 5), 0.3, False), ((64,), 1.0, False),
+    ((201, 41), 0.004, True), ((40, 24), 0.0, True), ((400, 40), 0.002, True)])
+def test_flat_nonzero_is_nonzero(shape, density, by_words):
     mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) < density
+    head = mask.numel() // 8 * 8
+    words = mask.reshape(-1)[:head].view(torch.int64)
+    assert (int(torch.count_nonzero(words)) <= SPARSE_SCAN_MAX_WORDS * words.numel()) == by_words
     assert torch.equal(_flat_nonzero(mask), mask.reshape(-1).nonzero().squeeze(1))
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
+from toysae._tuning import SPARSE_SCAN_MAX_WORDS
 from toysae._validation import check_int
 from toysae.data.config import SyntheticConfig
 
@@ -148,10 +149,13 @@ def _phibar(u: torch.Tensor) -> torch.Tensor:
 def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """Sorted flat indices of the True entries of a contiguous bool tensor, as
     ``mask.view(-1).nonzero().squeeze(1)``. A sparse mask is scanned as 8-byte words
-    first: only the nonzero words are opened."""
+    first: only the nonzero words are opened (a denser one gets the plain scan)."""
     flat = mask.view(-1)
     head = flat.numel() // 8 * 8
-    words = flat[:head].view(torch.int64).nonzero().squeeze(1)
+    as_words = flat[:head].view(torch.int64)
+    if int(torch.count_nonzero(as_words)) > SPARSE_SCAN_MAX_WORDS * as_words.numel():
+        return flat.nonzero().squeeze(1)
+    words = as_words.nonzero().squeeze(1)
     word, byte = flat[:head].view(-1, 8)[words].nonzero(as_tuple=True)
     out = words[word].mul_(8).add_(byte)
     if head < flat.numel():
