@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from toysae._buffers import host_empty
 from toysae._tuning import SPARSE_SCAN_MAX_WORDS
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.data.generator import _flat_nonzero, _generator, _Level
@@ -122,3 +123,14 @@ def test_level_blocks_group_children_by_parent():
     assert level.group.tolist() == [0, 0, 0, 1]
     assert level.slots.tolist() == [[7, 8, 9], [5, 5, 5]]
     assert level.valid.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_host_empty_is_fresh_aligned_memory():
+    for dtype, shape in ((torch.float32, (33, 17)), (torch.bool, (5, 3)), (torch.float64, (0,))):
+        a, b = host_empty(shape, dtype), host_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.is_contiguous()
+        assert a.data_ptr() % 64 == 0
+        if a.numel():
+            assert a.data_ptr() != b.data_ptr()
+    big = host_empty((1 << 20,), torch.float32).fill_(2.0)  # its block outlives the call
+    assert float(big.sum()) == 2.0 * (1 << 20)

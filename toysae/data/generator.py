@@ -25,7 +25,8 @@ the same, so the random stream does not depend on which children fire.
 
 The firing masks are sparse, so their nonzero entries are found a machine word
 (8 entries) at a time (``_flat_nonzero``). The large arrays are allocated by
-numpy (``_host_empty``, ``np.zeros``), which asks Linux for huge pages.
+numpy (``toysae._buffers.host_empty``, ``np.zeros``), which asks Linux for huge
+pages.
 
 Every chunk draws from generators seeded by ``(config.seed, stream, call, chunk)``
 so the same seed and the same sequence of calls give bit-identical arrays.
@@ -50,6 +51,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
+from toysae._buffers import host_empty
 from toysae._tuning import SPARSE_SCAN_MAX_WORDS
 from toysae._validation import check_int
 from toysae.data.config import SyntheticConfig
@@ -110,19 +112,10 @@ def _generator(seed: int, *key: int) -> torch.Generator:
     return torch.Generator().manual_seed(_torch_seed(seed, *key))
 
 
-def _host_empty(shape: tuple, dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor whose memory numpy allocates. numpy asks Linux for
-    transparent huge pages on large arrays, so first touching them takes 512x fewer
-    page faults than memory from torch's allocator (huge pages only with the
-    THP_MEM_ALLOC_ENABLE environment variable); at the 16k preset the faults of a
-    fresh (4096, 16384) array cost about as much as computing it."""
-    return torch.from_numpy(np.empty(shape, dtype=dtype))
-
-
 def _normals(rows: int, cols: int, seed: int, key: tuple) -> torch.Tensor:
     """Standard normals drawn by two seeded generators in two threads (torch releases the GIL)."""
     global _POOL
-    out = _host_empty((rows, cols), np.float32)
+    out = host_empty((rows, cols), torch.float32)
     half = rows // 2
     if half < 1024:
         return torch.randn(rows, cols, generator=_generator(seed, *key, 0), out=out)
@@ -384,7 +377,7 @@ class SyntheticData:
             fire = self._low_rank_fire(rows, key, gen)
         else:
             g = self._copula(rows, key)
-            fire = torch.gt(g, self._thresholds, out=_host_empty(tuple(g.shape), np.bool_))
+            fire = torch.gt(g, self._thresholds, out=host_empty(g.shape, torch.bool))
         for group in self._groups:
             sub = fire[:, group]
             keys = torch.rand(sub.shape, generator=gen).masked_fill_(~sub, -1.0)
@@ -450,9 +443,9 @@ class SyntheticData:
         n_feat = self.config.n_features
         z = _normals(rows, self.config.correlation_rank, self.config.seed, key)
         u = torch.addmm(self._thresholds, z, self._factor.T, alpha=-1.0,
-                        out=_host_empty((rows, n_feat), np.float32))  # (rows, n_feat)
+                        out=host_empty((rows, n_feat), torch.float32))  # (rows, n_feat)
         flat = u.view(-1)
-        fire = torch.lt(u, _CUTOFF, out=_host_empty((rows, n_feat), np.bool_))
+        fire = torch.lt(u, _CUTOFF, out=host_empty((rows, n_feat), torch.bool))
         low = _flat_nonzero(fire)  # entries with u < c (fire is the scratch space)
         hit = fire.zero_().view(-1)
         cand = _bernoulli_process(flat.numel(), _RHO, gen)
@@ -471,8 +464,8 @@ class SyntheticData:
         e = _normals(rows, cfg.n_features, cfg.seed, key)
         L = self._factor
         if not self._triangular:
-            return e @ L.T
-        g = _host_empty(tuple(e.shape), np.float32)
+            return torch.matmul(e, L.T, out=host_empty((rows, L.shape[0]), torch.float32))
+        g = host_empty(e.shape, torch.float32)
         n_feat = cfg.n_features
         bounds = np.linspace(0, n_feat, 5 if n_feat >= 256 else 2).astype(int)
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
