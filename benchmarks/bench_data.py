@@ -1,6 +1,6 @@
 """Generator throughput beside this machine's float32 matmul rate and beside SAELens.
 
-    flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_data.py [--quick]
+    flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_data.py [--threads 1] [--quick]
 
 Table 1, the reference toy (``SyntheticConfig(correlation=...)``, 512 features in
 256-d), batches of ``--batch`` for ``--seconds`` each. Reference figures (a widely
@@ -207,8 +207,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8192, help="table 1: batch size")
     parser.add_argument("--samples", type=int, default=4096, help="table 2: samples a call")
     parser.add_argument("--rounds", type=int, default=3, help="table 2: timed calls")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for everything (default: torch's own count)")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.seconds, args.batch, args.samples, args.rounds = 0.2, 1024, 256, 1
     gflops = matmul_gflops(args.seconds)
