@@ -18,7 +18,15 @@ bounded and the hot loops are BLAS calls:
 Hierarchies (``hierarchy`` and the generated tree, ``SyntheticConfig.hierarchy_pairs``)
 are applied level by level, parents first: children are ANDed with their
 parents, then, with ``exclusive_children``, one firing child per parent is
-kept (uniformly, one vectorised argmax over random keys per level).
+kept (uniformly: the largest of random keys drawn for every (sample, parent,
+child slot) of the level). Both steps act on the firing children only, found
+by one scan of the level's columns; the keys are drawn for the whole level all
+the same, so the random stream does not depend on which children fire.
+
+The firing masks are sparse, so their nonzero entries are found a machine word
+(8 entries) at a time (``_flat_nonzero``). The large arrays are allocated by
+numpy (``toysae._buffers.host_empty``, ``np.zeros``), which asks Linux for huge
+pages.
 
 Every chunk draws from generators seeded by ``(config.seed, stream, call, chunk)``
 so the same seed and the same sequence of calls give bit-identical arrays.
@@ -43,6 +51,8 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
+from toysae._buffers import host_empty
+from toysae._tuning import SPARSE_SCAN_MAX_WORDS
 from toysae._validation import check_int, check_seed, shifted_seed
 from toysae.data.config import SyntheticConfig
 
@@ -63,6 +73,36 @@ class Batch(NamedTuple):
     codes: np.ndarray
 
 
+class _Level(NamedTuple):
+    """One hierarchy level's children, grouped by parent (groups in order of first
+    appearance in the level, children in their order within a group).
+
+    kids : (n_kids,) child feature indices, group after group.
+    kid_parent, group : (n_kids,) each child's parent feature and group number.
+    slots : (n_parents, width) each group's children, padded by repeating its first.
+    valid : (n_parents, width) bool, False on padding.
+    """
+
+    kids: torch.Tensor
+    kid_parent: torch.Tensor
+    group: torch.Tensor
+    slots: torch.Tensor
+    valid: torch.Tensor
+
+    @classmethod
+    def of(cls, parents: torch.Tensor, children: torch.Tensor) -> _Level:
+        by_parent: dict[int, list[int]] = {}
+        for p, c in zip(parents.tolist(), children.tolist(), strict=True):
+            by_parent.setdefault(p, []).append(c)
+        width = max(len(k) for k in by_parent.values())
+        slots = torch.tensor([k + [k[0]] * (width - len(k)) for k in by_parent.values()])
+        valid = torch.tensor([[j < len(k) for j in range(width)] for k in by_parent.values()])
+        sizes = torch.tensor([len(k) for k in by_parent.values()])
+        group = torch.repeat_interleave(torch.arange(len(by_parent)), sizes)
+        return cls(slots[valid], torch.tensor(list(by_parent)).repeat_interleave(sizes),
+                   group, slots, valid)
+
+
 def _torch_seed(seed: int, *key: int) -> int:
     state = np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
@@ -75,7 +115,7 @@ def _generator(seed: int, *key: int) -> torch.Generator:
 def _normals(rows: int, cols: int, seed: int, key: tuple) -> torch.Tensor:
     """Standard normals drawn by two seeded generators in two threads (torch releases the GIL)."""
     global _POOL
-    out = torch.empty(rows, cols)
+    out = host_empty((rows, cols), torch.float32)
     half = rows // 2
     if half < 1024:
         return torch.randn(rows, cols, generator=_generator(seed, *key, 0), out=out)
@@ -94,13 +134,32 @@ _RHO = 0.5 * math.erfc(_CUTOFF / math.sqrt(2))  # Phibar(c)
 
 
 def _phibar(u: torch.Tensor) -> torch.Tensor:
-    """Upper normal tail ``P(N(0,1) > u)``, in float64."""
-    return 0.5 * torch.special.erfc(u.double() * 0.5**0.5)
+    """Upper normal tail ``P(N(0,1) > u)``, in float64 (a new tensor, computed in place)."""
+    t = u.to(torch.float64, copy=True)
+    return torch.special.erfc(t.mul_(0.5**0.5), out=t).mul_(0.5)
+
+
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Sorted flat indices of the True entries of a contiguous bool tensor, as
+    ``mask.view(-1).nonzero().squeeze(1)``. A sparse mask is scanned as 8-byte words
+    first: only the nonzero words are opened (a denser one gets the plain scan)."""
+    flat = mask.view(-1)
+    head = flat.numel() // 8 * 8
+    as_words = flat[:head].view(torch.int64)
+    if int(torch.count_nonzero(as_words)) > SPARSE_SCAN_MAX_WORDS * as_words.numel():
+        return flat.nonzero().squeeze(1)
+    words = as_words.nonzero().squeeze(1)
+    word, byte = flat[:head].view(-1, 8)[words].nonzero(as_tuple=True)
+    out = words[word].mul_(8).add_(byte)
+    if head < flat.numel():
+        out = torch.cat([out, flat[head:].nonzero().squeeze(1).add_(head)])
+    return out
 
 
 def _bernoulli_process(total: int, rate: float, gen: torch.Generator) -> torch.Tensor:
     """Sorted positions in ``range(total)`` of the successes of i.i.d. Bernoulli(rate) trials,
-    generated by their geometric gaps (about ``rate * total`` draws, not ``total``)."""
+    generated by their geometric gaps (about ``rate * total`` draws, not ``total``).
+    Strictly increasing: every gap is at least 1."""
     if rate <= 0:
         return torch.zeros(0, dtype=torch.int64)
     log_q = math.log1p(-rate)
@@ -109,11 +168,12 @@ def _bernoulli_process(total: int, rate: float, gen: torch.Generator) -> torch.T
         expect = (total - 1 - pos) * rate
         count = int(expect + 6 * expect**0.5 + 64)
         u = torch.rand(count, generator=gen, dtype=torch.float64)
-        # A gap past the end ends the process: clip it there (in float64, exact for these
-        # integers) so that a tiny rate's gaps (up to 1e300) never overflow int64.
-        gaps = torch.floor(torch.log1p(-u) / log_q).clamp_(max=float(total))
-        steps = pos + torch.cumsum(gaps.long() + 1, 0)
-        parts.append(steps[steps < total])
+        # floor(log1p(-u) / log q) + 1, in place; integer sums are exact in any order. A gap
+        # past the end ends the process: clipped there (in float64, exact for these
+        # integers), a tiny rate's gaps (up to 1e300) never overflow int64.
+        steps = (u.neg_().log1p_().div_(log_q).floor_().clamp_(max=float(total)).long()
+                 .add_(1).cumsum_(0).add_(pos))
+        parts.append(steps[:int(torch.searchsorted(steps, total))])
         pos = int(steps[-1])
     return torch.cat(parts)
 
@@ -206,7 +266,7 @@ class SyntheticData:
         self._factor, self._triangular = self._correlation_factor()
         self._levels = [(torch.tensor(parents), torch.tensor(kids))
                         for parents, kids in levels]
-        self._siblings = self._sibling_blocks() if cfg.exclusive_children else []
+        self._level_blocks = [_Level.of(parents, children) for parents, children in self._levels]
         self._mu, self._sigma = self._magnitude_ramps()
         self._groups = [torch.tensor(g) for g in cfg.exclusive_groups]
 
@@ -275,7 +335,8 @@ class SyntheticData:
         else:
             key = (_SEEDED, check_seed(seed))
         x = torch.empty(n, self.config.d)
-        codes = torch.zeros(n, self.config.n_features)
+        # np.zeros: zeroed huge pages from the OS, touched only where a code is written
+        codes = torch.from_numpy(np.zeros((n, self.config.n_features), dtype=np.float32))
         for c, start in enumerate(range(0, n, _CHUNK_ROWS)):
             stop = min(start + _CHUNK_ROWS, n)
             self._sample_chunk(x[start:stop], codes[start:stop], (*key, c))
@@ -311,7 +372,8 @@ class SyntheticData:
             else:
                 raise RuntimeError(f"min_active={cfg.min_active} not met after "
                                    f"{_MAX_REDRAW_ROUNDS} redraws; the firing rates are too low")
-        r, c = fire.nonzero(as_tuple=True)
+        hits = _flat_nonzero(fire)  # as fire.nonzero(), row-major
+        r, c = hits // cfg.n_features, hits % cfg.n_features
         m = self._magnitudes(c, gen)
         codes[r, c] = m
         if cfg.scale_child_magnitude and self._levels:
@@ -337,23 +399,45 @@ class SyntheticData:
             fire = self._low_rank_fire(rows, key, gen)
         else:
             g = self._copula(rows, key)
-            fire = g > self._thresholds
+            fire = torch.gt(g, self._thresholds, out=host_empty(g.shape, torch.bool))
         for group in self._groups:
             sub = fire[:, group]
             keys = torch.rand(sub.shape, generator=gen).masked_fill_(~sub, -1.0)
             keep = torch.zeros_like(sub)
             keep.scatter_(1, keys.argmax(1, keepdim=True), sub.any(1, keepdim=True))
             fire[:, group] = keep
-        for level, (parents, children) in enumerate(self._levels):
-            fire[:, children] &= fire[:, parents]
-            if self._siblings:
-                idx, valid, kids = self._siblings[level]
-                sub = fire[:, idx] & valid
-                keys = torch.rand(sub.shape, generator=gen).masked_fill_(~sub, -1.0)
-                keep = torch.zeros_like(sub)
-                keep.scatter_(2, keys.argmax(2, keepdim=True), sub.any(2, keepdim=True))
-                fire[:, kids] = keep[:, valid]
+        for level in self._level_blocks:
+            self._apply_level(fire, level, gen)
         return fire
+
+    def _apply_level(self, fire: torch.Tensor, level: _Level, gen: torch.Generator) -> None:
+        """One hierarchy level, in place: children whose parent is silent are cleared;
+        with ``exclusive_children`` one firing child per parent is kept, the one with
+        the largest key (keys uniform, one per (sample, parent, child slot), drawn for
+        the whole level; the first slot wins a tie, as ``argmax``)."""
+        rows, n_kids = fire.shape[0], level.kids.numel()
+        hits = _flat_nonzero(fire[:, level.kids])  # firing children, row-major
+        r, j = hits // n_kids, hits % n_kids
+        orphan = ~fire[r, level.kid_parent[j]]
+        if orphan.any():
+            fire[r[orphan], level.kids[j[orphan]]] = False
+            r, j = r[~orphan], j[~orphan]
+        if not self.config.exclusive_children:
+            return
+        n_parents, width = level.slots.shape
+        keys = torch.rand((rows, n_parents, width), generator=gen)
+        group = r * n_parents + level.group[j]  # (sample, parent), nondecreasing
+        shared = group[1:][group[1:] == group[:-1]]
+        if shared.numel() == 0:  # no parent has two firing children
+            return
+        group = torch.unique_consecutive(shared)
+        sample, parent = group // n_parents, group % n_parents
+        slots = level.slots[parent]
+        members = fire[sample.unsqueeze(1), slots] & level.valid[parent]
+        scores = keys.view(-1, width)[group].masked_fill_(~members, -1.0)
+        losers = members.scatter_(1, scores.argmax(1, keepdim=True), False)
+        at, slot = losers.nonzero(as_tuple=True)
+        fire[sample[at], slots[at, slot]] = False
 
     def _independent_fire(self, rows: int, gen: torch.Generator) -> torch.Tensor:
         n_feat = self.config.n_features
@@ -362,7 +446,7 @@ class SyntheticData:
             return torch.zeros(rows, n_feat, dtype=torch.bool)
         if p_max >= 0.5:  # thinning saves nothing here; plain comparisons
             return torch.rand(rows, n_feat, generator=gen) < torch.from_numpy(self._p).float()
-        fire = torch.zeros(rows, n_feat, dtype=torch.bool)
+        fire = torch.from_numpy(np.zeros((rows, n_feat), dtype=np.bool_))
         cand = _bernoulli_process(rows * n_feat, p_max, gen)
         ratio = torch.from_numpy(self._p / p_max)[cand % n_feat]
         keep = torch.rand(cand.numel(), generator=gen, dtype=torch.float64) < ratio
@@ -382,18 +466,20 @@ class SyntheticData:
         """
         n_feat = self.config.n_features
         z = _normals(rows, self.config.correlation_rank, self.config.seed, key)
-        u = torch.addmm(self._thresholds, z, self._factor.T, alpha=-1.0)  # (rows, n_feat)
+        u = torch.addmm(self._thresholds, z, self._factor.T, alpha=-1.0,
+                        out=host_empty((rows, n_feat), torch.float32))  # (rows, n_feat)
         flat = u.view(-1)
-        fire = torch.zeros(rows, n_feat, dtype=torch.bool)
-        hit = fire.view(-1)
+        fire = torch.lt(u, _CUTOFF, out=host_empty((rows, n_feat), torch.bool))
+        low = _flat_nonzero(fire)  # entries with u < c (fire is the scratch space)
+        hit = fire.zero_().view(-1)
         cand = _bernoulli_process(flat.numel(), _RHO, gen)
-        v = torch.rand(cand.numel(), generator=gen, dtype=torch.float64) * _RHO
+        v = torch.rand(cand.numel(), generator=gen, dtype=torch.float64).mul_(_RHO)
         hit[cand[v < _phibar(flat[cand])]] = True
-        low = (flat < _CUTOFF).nonzero().squeeze(1)
-        is_cand = torch.zeros_like(hit)
-        is_cand[cand] = True
-        low = low[~is_cand[low]]
-        w = _RHO + (1 - _RHO) * torch.rand(low.numel(), generator=gen, dtype=torch.float64)
+        if cand.numel():  # drop the candidates (cand is sorted and unique)
+            at = torch.searchsorted(cand, low).clamp_(max=cand.numel() - 1)
+            low = low[cand[at] != low]
+        w = torch.rand(low.numel(), generator=gen, dtype=torch.float64)
+        w.mul_(1 - _RHO).add_(_RHO)
         hit[low[w < _phibar(flat[low])]] = True
         return fire
 
@@ -402,8 +488,8 @@ class SyntheticData:
         e = _normals(rows, cfg.n_features, cfg.seed, key)
         L = self._factor
         if not self._triangular:
-            return e @ L.T
-        g = torch.empty_like(e)
+            return torch.matmul(e, L.T, out=host_empty((rows, L.shape[0]), torch.float32))
+        g = host_empty(e.shape, torch.float32)
         n_feat = cfg.n_features
         bounds = np.linspace(0, n_feat, 5 if n_feat >= 256 else 2).astype(int)
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
@@ -460,16 +546,3 @@ class SyntheticData:
         spread = cfg.magnitude_spread or (1.0, 1.0)
         return mu, torch.from_numpy(np.linspace(*spread, n)).float()
 
-    def _sibling_blocks(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per hierarchy level: (parents, max_kids) child indices (padding repeats a
-        real child), its validity mask and the valid children in mask order."""
-        out = []
-        for parents, children in self._levels:
-            by_parent: dict[int, list[int]] = {}
-            for p, c in zip(parents.tolist(), children.tolist(), strict=True):
-                by_parent.setdefault(p, []).append(c)
-            width = max(len(k) for k in by_parent.values())
-            idx = torch.tensor([k + [k[0]] * (width - len(k)) for k in by_parent.values()])
-            valid = torch.tensor([[j < len(k) for j in range(width)] for k in by_parent.values()])
-            out.append((idx, valid, idx[valid]))
-        return out
