@@ -295,9 +295,17 @@ class SyntheticConfig(JsonMixin):
         is toysae's per-sample Gaussian copula (each feature's own event keeps
         its exact rate) rather than SAELens's correlated-Bernoulli sampler; the
         tree occupies the first indices breadth-first instead of SAELens's
-        assignment of hierarchy nodes to features, and ``tree_depth`` counts
-        the roots' level (the reading that gives the published L0 of about 34
-        with these rates); the low-rank strength 0.1 is toysae's
+        assignment of hierarchy nodes to features; ``tree_depth`` counts the
+        roots' level, so this is a three-level tree. SAELens's own published
+        16k model is deeper: ``max_depth=3`` below the roots (four levels,
+        10,880 nodes), with compensated rates and parent-scaled children, and
+        its sampler gives a true L0 of about 34.5. The same tree here
+        (``tree_depth=4, compensate_rates=True, scale_child_magnitude=True``)
+        gives a true L0 of 28.2 (measured, 4,096 samples): toysae compensates
+        a child by its parent's marginal and exclusivity then prunes siblings,
+        which SAELens's sampler does differently. This preset keeps the
+        three-level reading, which matches the published L0 of about 34 and
+        the benchmark's stated "depth 3"; the low-rank strength 0.1 is toysae's
         ``C = s U U^T + (1 - s) I``; magnitude spread 0.5 is toysae's choice.
         """
         params = dict(d=768, n_features=16384, firing="zipf", zipf_exponent=0.5, p_min=5e-4,
