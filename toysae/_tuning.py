@@ -72,3 +72,28 @@ CHECK_CHUNK_ENTRIES = 1 << 22
 # The dense (n_samples, n_atoms) code-KKT violation matrix is kept in a report only
 # below this size unless asked (40 MB of float64).
 KEEP_MATRIX_ENTRIES = 5_000_000
+
+# -- the sparsity-aware SAE step ------------------------------------------------------
+# An SAE step takes the sparse path (every product after the encoder's from the active
+# code entries alone, toysae/sae/active.py) when at most this share of the (batch, width)
+# code entries is active, and the dense path (five matmuls) above it.
+# benchmarks/bench_sae.py --crossover (dense vs sparse step time over densities).
+SPARSE_STEP_MAX_DENSITY = 0.05
+# ... and only when the step's encoder product (batch * d * width multiply-adds) is at
+# least this big: below it the sparse path's fixed costs (listing, CSR set-up, a dozen
+# small kernels) outweigh the matmuls it saves.
+SPARSE_STEP_MIN_WORK = 2 ** 24
+# The density is measured on the first 1/SPARSE_PROBE_SHARE of the batch's rows first;
+# when they are already this many times above the switch the step goes dense without
+# listing its active entries.
+SPARSE_PROBE_SHARE = 16
+SPARSE_PROBE_MARGIN = 2.0
+# Fast top-k (toysae/sae/active.py row_topk, batch_topk): bound the k-th largest value
+# from every TOPK_SAMPLE_STRIDE-th column, for rows at least TOPK_FAST_MIN_RATIO * k wide
+# and problems of at least TOPK_FAST_MIN_ENTRIES entries (below, torch.topk is as fast).
+# A row with more than TOPK_CANDIDATES_CAP * k candidates (ties) takes torch.topk.
+# benchmarks/bench_sae.py --kernels.
+TOPK_SAMPLE_STRIDE = 8
+TOPK_FAST_MIN_RATIO = 32
+TOPK_FAST_MIN_ENTRIES = 1 << 16
+TOPK_CANDIDATES_CAP = 8

@@ -68,6 +68,10 @@ class SAEOutput(NamedTuple):
         or None where the forward pass does not keep them (the ReLU SAE's fused
         forward; ``sae.encode_pre(x)`` computes them).
 
+    prefix_x_hats : for a dictionary read as nested prefixes (the Matryoshka SAE),
+        the (n, d) reconstruction of each prefix shorter than the width, shortest
+        first, as the forward pass computed them; None otherwise.
+
     Inside the training engine the same tuple carries a leading member axis:
     ``(M, n, d)``, ``(M, n, width)``.
     """
@@ -75,6 +79,7 @@ class SAEOutput(NamedTuple):
     x_hat: Tensor
     codes: Tensor
     pre_acts: Tensor | None
+    prefix_x_hats: tuple[Tensor, ...] | None = None
 
 
 class SAELoss(NamedTuple):
