@@ -88,12 +88,12 @@ SPARSE_STEP_MIN_WORK = 2 ** 24
 # listing its active entries.
 SPARSE_PROBE_SHARE = 16
 SPARSE_PROBE_MARGIN = 2.0
-# Fast top-k (toysae/sae/active.py row_topk, batch_topk): bound the k-th largest value
-# from every TOPK_SAMPLE_STRIDE-th column, for rows at least TOPK_FAST_MIN_RATIO * k wide
-# and problems of at least TOPK_FAST_MIN_ENTRIES entries (below, torch.topk is as fast).
-# A row with more than TOPK_CANDIDATES_CAP * k candidates (ties) takes torch.topk.
+# Fast top-k (toysae/sae/active.py): row_topk reads the k best of TOPK_GROUPS interleaved
+# column groups per row; batch_topk bounds the kept-th value from every
+# TOPK_SAMPLE_STRIDE-th column. Both for rows at least TOPK_FAST_MIN_RATIO * k wide and
+# problems of at least TOPK_FAST_MIN_ENTRIES entries (below, torch.topk is as fast).
 # benchmarks/bench_sae.py --kernels.
+TOPK_GROUPS = 8
 TOPK_SAMPLE_STRIDE = 8
 TOPK_FAST_MIN_RATIO = 32
 TOPK_FAST_MIN_ENTRIES = 1 << 16
-TOPK_CANDIDATES_CAP = 8

@@ -25,13 +25,15 @@ nested blocks (the Matryoshka SAE's prefixes), a (block, sample) pair, bag =
 
 The selections that produce the entries of TopK and BatchTopK are here too:
 :func:`row_topk` and :func:`batch_topk` give exactly what ``torch.topk`` gives
-(up to the order of tied values) in a fraction of its time, by first bounding
-the k-th largest value from a strided sample of the columns.
+(up to which of tied values is kept) in a fraction of its time, by first
+narrowing the candidates (to the groups of columns with the largest maxima, or
+above a bound on the k-th value from a strided sample of the columns).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -109,9 +111,8 @@ class ActiveSet:
 
         G : (n_bags, d). MKL's sampled dense-dense product on the CSR pattern.
         """
-        pattern = torch.sparse_csr_tensor(
-            self.offsets, self.cols, G.new_zeros(self.nnz) if add is None else add,
-            (self.n_bags, self.width), check_invariants=False)
+        pattern = _csr(self.offsets, self.cols, G.new_zeros(self.nnz) if add is None else add,
+                       (self.n_bags, self.width))
         return torch.sparse.sampled_addmm(pattern, G, W_dec.T,
                                           beta=0.0 if add is None else 1.0).values()
 
@@ -124,9 +125,8 @@ class ActiveSet:
         """
         perm, t_offsets = self._transposed()
         src = self.bags if by_bag else self.rows
-        pattern = torch.sparse_csr_tensor(
-            t_offsets, src.index_select(0, perm), values.index_select(0, perm),
-            (self.width, X.shape[0]), check_invariants=False)
+        pattern = _csr(t_offsets, src.index_select(0, perm), values.index_select(0, perm),
+                       (self.width, X.shape[0]))
         # addmm with beta=0 into ``out``: torch.mm(out=...) zero-fills a fresh temporary and
         # copies it over (3x the time, and fresh multi-MB buffers page-fault here)
         return torch.addmm(out, pattern, X, beta=0.0, out=out)
@@ -134,8 +134,7 @@ class ActiveSet:
     def sample_products(self, values: Tensor, M: Tensor) -> Tensor:
         """(n, d): for each sample ``b``, ``sum_{e: row_e = b} values[e] M[col_e]`` (M (width,
         d), any strides): the code matrix times ``M``, summed over blocks."""
-        pattern = torch.sparse_csr_tensor(self.offsets, self.cols, values,
-                                          (self.n_bags, self.width), check_invariants=False)
+        pattern = _csr(self.offsets, self.cols, values, (self.n_bags, self.width))
         out = torch.mm(pattern, M.contiguous())
         return out if self.n_blocks == 1 else out.view(self.n_blocks, self.n, -1).sum(0)
 
@@ -151,6 +150,13 @@ class ActiveSet:
         return self._transpose
 
 
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A CSR tensor of trusted indices (torch warns once that CSR support is in beta)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
 def _offsets(sorted_index: Tensor, n: int) -> Tensor:
     """(n + 1,) CSR pointers of a nondecreasing index in ``[0, n)``."""
     out = sorted_index.new_zeros(n + 1)
@@ -160,45 +166,27 @@ def _offsets(sorted_index: Tensor, n: int) -> Tensor:
 
 # -- selections -------------------------------------------------------------------
 def row_topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """``pre.topk(k, dim=1)`` (values (n, k) sorted descending, their column indices).
+    """``pre.topk(k, dim=1)``: the (n, k) values, sorted descending, and their columns.
 
     The same values as ``torch.topk``; which of several tied values is kept may
-    differ. For wide rows it bounds each row's k-th largest value from below by
-    the ``ceil(k / 4)``-th largest of every 8th column, keeps the entries above
-    that bound (about 2k a row) and runs the exact top-k on them alone. A row
-    whose candidates turn out fewer than ``k`` (the bound was too high) or too many
-    (ties) takes ``torch.topk`` of its own, so the result is exact for every row.
+    differ. A wide row is cut into ``g = TOPK_GROUPS`` interleaved groups of
+    columns (column ``j`` in group ``j mod (width / g)``); only the ``k`` groups with
+    the largest maxima can hold the row's ``k`` largest values (a group holding one
+    of them has a maximum at least the k-th value, and at most ``k - 1`` other
+    groups can beat it), so the exact top-k runs on their ``g * k`` entries alone.
     """
     n, width = pre.shape
-    stride = _tuning.TOPK_SAMPLE_STRIDE
-    if width < _tuning.TOPK_FAST_MIN_RATIO * k or n * width < _tuning.TOPK_FAST_MIN_ENTRIES:
+    g = _tuning.TOPK_GROUPS
+    if width % g or width < _tuning.TOPK_FAST_MIN_RATIO * k or \
+            n * width < _tuning.TOPK_FAST_MIN_ENTRIES:
         return pre.topk(k, dim=1)
+    span = width // g
     pre = pre.contiguous()
-    sample = pre[:, ::stride].contiguous()
-    bound = sample.topk(math.ceil(2 * k / stride), dim=1).values[:, -1:]
-    flat = torch.nonzero((pre >= bound).reshape(-1)).squeeze(1)
-    rows = torch.div(flat, width, rounding_mode="floor")
-    counts = torch.bincount(rows, minlength=n)
-    cap = _tuning.TOPK_CANDIDATES_CAP * k
-    packed = (counts >= k) & (counts <= cap)
-    if not bool(packed.all()):
-        keep = packed.index_select(0, rows)
-        flat, rows = flat[keep], rows[keep]
-        counts = torch.where(packed, counts, 0)
-    starts = _offsets(rows, n)[:-1]
-    slot = torch.arange(flat.numel(), device=pre.device) - starts.index_select(0, rows)
-    columns = int(counts.max()) if flat.numel() else k
-    cand = pre.new_full((n, max(columns, k)), float("-inf"))
-    cand_idx = torch.zeros(cand.shape, dtype=torch.int64, device=pre.device)
-    cand.index_put_((rows, slot), pre.reshape(-1).index_select(0, flat))
-    cand_idx.index_put_((rows, slot), flat - rows * width)
-    values, pos = cand.topk(k, dim=1)
-    idx = cand_idx.gather(1, pos)
-    if not bool(packed.all()):
-        redo = (~packed).nonzero().squeeze(1)
-        exact_values, exact_idx = pre.index_select(0, redo).topk(k, dim=1)
-        values[redo], idx[redo] = exact_values, exact_idx
-    return values, idx
+    best = pre.view(n, g, span).amax(dim=1).topk(k, dim=1, sorted=False).indices
+    columns = (best[:, None, :]
+               + torch.arange(0, width, span, device=pre.device)[None, :, None]).reshape(n, -1)
+    values, pos = pre.gather(1, columns).topk(k, dim=1)
+    return values, columns.gather(1, pos)
 
 
 def batch_topk(pre: Tensor, kept: int) -> Tensor:
@@ -206,9 +194,10 @@ def batch_topk(pre: Tensor, kept: int) -> Tensor:
     ``kept`` largest of ``relu(pre)``: what ``relu(pre).flatten().topk(kept)`` keeps,
     less the zeros it takes when fewer than ``kept`` entries are positive.
 
-    As :func:`row_topk`, from a lower bound on the ``kept``-th largest value (the
-    order statistic of every 8th column with twice the share), checked, with
-    ``torch.topk`` over all entries when the check fails.
+    The ``kept``-th largest value is bounded from below by the order statistic of
+    every ``TOPK_SAMPLE_STRIDE``-th column with twice the share; the bound is checked
+    (at least ``kept`` entries reach it), and ``torch.topk`` over all entries runs
+    when the check fails, so the result is exact.
     """
     flat_pre = pre.contiguous().reshape(-1)
     total = flat_pre.numel()
