@@ -197,6 +197,38 @@ def test_sparse_and_dense_paths_give_the_same_gradients(name, dense, small_steps
                                        msg=f"{name} {path} {key}")
 
 
+@pytest.mark.parametrize("aux_k, every", [(6, 9), (120, 2)], ids=["sparse-aux", "dense-aux"])
+def test_auxk_gradient_merges_into_the_sparse_path_or_goes_dense(aux_k, every,
+                                                                  small_steps_switch,
+                                                                  monkeypatch):
+    """AuxK sends a gradient to the pre-activations of the dead latents it picks: merged
+    into the active entries when it is sparse, a dense encoder product when it is not."""
+    merges = []
+    merged = ActiveSet.merged
+    monkeypatch.setattr(ActiveSet, "merged", lambda *a: merges.append(1) or merged(*a))
+    x = _x()
+    dead = torch.zeros(WIDTH, dtype=torch.bool)
+    dead[::every] = True
+    grads = {}
+    for path in ("dense", "sparse", "auto"):
+        sae = make_sae("topk", D, WIDTH, k=5, aux_k=aux_k, seed=3).train()
+        with step_path(path):
+            out = sae(x)
+        aux = sae.aux_k_loss(x, out, dead)
+        assert aux > 0
+        merges.clear()
+        (sae.loss_from_output(x, out).total + aux).backward()
+        grads[path] = {n: p.grad.clone() for n, p in sae.named_parameters()}
+        assert len(merges) == (path == "sparse" or (path == "auto" and aux_k < 10))
+    for path in ("sparse", "auto"):
+        for key, expected in grads["dense"].items():
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(grads[path][key], expected, rtol=1e-4,
+                                       atol=1e-5 * scale, msg=f"{path} {key}")
+    # the dead latents learn through AuxK alone (TopK never picks them here)
+    assert grads["auto"]["W_enc"][:, dead].abs().sum(0).gt(0).float().mean() > 0.5
+
+
 def test_jumprelu_sparse_path_lists_the_window_below_the_threshold():
     sae = _sae("jumprelu", dense=False)
     x = _x()

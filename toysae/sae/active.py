@@ -144,6 +144,16 @@ class ActiveSet:
         """(width,) the sum of ``values`` over each latent's entries."""
         return values.new_zeros(self.width).index_add_(0, self.cols, values)
 
+    def merged(self, values: Tensor, other: ActiveSet,
+               other_values: Tensor) -> tuple[ActiveSet, Tensor]:
+        """The union of two entry sets of the same shape (one block) and their values,
+        summed where an entry is in both."""
+        flat, order = torch.cat([self.flat, other.flat]).sort(stable=True)
+        both = torch.cat([values, other_values]).index_select(0, order)
+        flat, slot = torch.unique_consecutive(flat, return_inverse=True)
+        summed = both.new_zeros(flat.numel()).index_add_(0, slot, both)
+        return ActiveSet(flat, self.n, self.width), summed
+
     def _transposed(self) -> tuple[Tensor, Tensor]:
         """(the stable permutation that sorts the entries by latent, its CSR row pointers)."""
         if self._transpose is None:

@@ -134,6 +134,7 @@ class FusedForward(torch.autograd.Function):
             total = total + block
             x_hats.append(total)
         ctx.selection, ctx.active, ctx.n_prefixes = selection, active, len(ends) - 1
+        ctx.path = _PATH.get()
         ctx.spare = {} if spare is None else spare
         ctx.set_materialize_grads(False)
         keep_pre = pre if selection.keeps_pre else None
@@ -327,8 +328,14 @@ def _threshold_grad(ctx, active, gf, threshold, pre):
 
 
 def _sparse_encoder_backward(ctx, active: ActiveSet, gpre, grad_pre, xc, W_enc, needs_x):
-    """(dL/dW_enc, dL/db_enc, dL/dx) from dL/dpre at the entries (plus a dense
-    ``grad_pre`` from elsewhere, which makes the encoder's gradient a dense product)."""
+    """(dL/dW_enc, dL/db_enc, dL/dx) from dL/dpre at the entries, plus ``grad_pre``, a
+    gradient that reached the pre-activations from elsewhere (AuxK's): merged into the
+    entries when it is sparse too, else the encoder's gradient is one dense product."""
+    if grad_pre is not None:
+        extra = measured_active(grad_pre.contiguous(), xc.shape[1], ctx.path)
+        if extra is not None:
+            active, gpre = active.merged(gpre, extra, extra.gather(grad_pre))
+            grad_pre = None
     if grad_pre is not None:
         dense = grad_pre.clone(memory_format=torch.contiguous_format)
         active.scatter(gpre, dense)

@@ -65,6 +65,12 @@ class ReLUSAE(FusedSAEMixin, SparseAutoencoder):
                                               RELU, spare=self._backward_buffers)
         return SAEOutput(x_hat, codes, None)
 
+    def dead_pre_acts(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        """(n, n_dead) pre-activations of the dead latents, from their columns alone."""
+        idx = dead.nonzero().squeeze(1)
+        return torch.addmm(self.b_enc.index_select(0, idx), x - self.b_dec,
+                           self.W_enc.index_select(1, idx))
+
     def reference_forward(self, x) -> SAEOutput:
         """The same forward pass in plain autograd ops (the fast path's reference)."""
         return SparseAutoencoder.forward(self, x)
