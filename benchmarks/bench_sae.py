@@ -388,15 +388,15 @@ def parity(args) -> None:
     for name, (res, _) in runs.items():
         h = res.history
         label = "dense step" if name == "dense" else "sparse step when codes are sparse"
-        ax1.plot(h["samples"], h["mmcs"], label=label, lw=1.5, ls="-" if name == "dense"
-                 else "--")
-        ax2.plot(h["samples"], h["l0"] / width, lw=1.5, ls="-" if name == "dense" else "--")
+        style = "-" if name == "dense" else "--"
+        ax1.plot(h["samples"] / 1e3, h["mmcs"], label=label, lw=1.5, ls=style)
+        ax2.plot(h["samples"] / 1e3, h["l0"] / width, lw=1.5, ls=style)
     ax2.axhline(SPARSE_STEP_MAX_DENSITY, color="grey", lw=1)
     ax2.text(0, SPARSE_STEP_MAX_DENSITY, " switch", va="bottom", color="grey", fontsize=8)
-    ax1.set(xlabel="samples", ylabel="MMCS", title="recovery: the same curve")
-    ax2.set(xlabel="samples", ylabel="code density (L0 / width)", yscale="log",
+    ax1.set(xlabel="samples (thousands)", ylabel="MMCS", title="recovery: the same curve")
+    ax2.set(xlabel="samples (thousands)", ylabel="code density (L0 / width)", yscale="log",
             title="dense above the switch, sparse below")
-    ax1.legend()
+    ax1.legend(loc="lower right")
     path = plotting.save_figure(fig, ROOT / "figures" / "sparse-step-parity.png")
     print(f"figure: {path.relative_to(ROOT)}")
 
