@@ -126,15 +126,15 @@ class FusedForward(torch.autograd.Function):
         if active is not None:
             values = active.gather(codes)
             partial = active.decode(values, W_dec).view(active.n_blocks, n, -1)
+            x_hats = [partial[0].add_(b_dec)]  # the decode's own fresh buffer
         else:
             starts = (0, *ends[:-1])
-            partial = [codes[:, s:e] @ W_dec[s:e] for s, e in zip(starts, ends, strict=True)]
-        x_hats, total = [], b_dec
-        for block in partial:
-            total = total + block
-            x_hats.append(total)
-        ctx.selection, ctx.active, ctx.n_prefixes = selection, active, len(ends) - 1
-        ctx.path = _PATH.get()
+            partial = [codes[:, s:e] @ W_dec[s:e] for s, e in zip(starts[1:], ends[1:],
+                                                                  strict=True)]
+            x_hats = [torch.addmm(b_dec, codes[:, :ends[0]], W_dec[:ends[0]])]
+        for block in partial[1:] if active is not None else partial:
+            x_hats.append(x_hats[-1] + block)
+        ctx.selection, ctx.active, ctx.path = selection, active, _PATH.get()
         ctx.spare = {} if spare is None else spare
         ctx.set_materialize_grads(False)
         keep_pre = pre if selection.keeps_pre else None
