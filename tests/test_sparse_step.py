@@ -229,6 +229,21 @@ def test_auxk_gradient_merges_into_the_sparse_path_or_goes_dense(aux_k, every,
     assert grads["auto"]["W_enc"][:, dead].abs().sum(0).gt(0).float().mean() > 0.5
 
 
+@pytest.mark.parametrize("name", ["relu", "topk", "batchtopk", "matryoshka", "jumprelu"])
+def test_a_batch_where_nothing_fires_takes_the_sparse_path_cleanly(name):
+    sae = _sae(name, dense=False)
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)
+    x = _x().requires_grad_(True)
+    with step_path("sparse"):
+        out = sae(x)
+    assert out.x_hat.grad_fn.active.nnz == 0 and not out.codes.any()
+    torch.testing.assert_close(out.x_hat, sae.b_dec.detach().expand(N, D))
+    (out.x_hat - 1.0).square().sum().backward()
+    assert sae.W_dec.grad.abs().max() == 0 and sae.W_enc.grad.abs().max() == 0
+    assert sae.b_dec.grad.abs().max() > 0 and x.grad.abs().max() == 0
+
+
 def test_jumprelu_sparse_path_lists_the_window_below_the_threshold():
     sae = _sae("jumprelu", dense=False)
     x = _x()
