@@ -25,9 +25,10 @@ only where a latent is active, so the decoder's forward, both weight
 gradients and the input gradient cost ``nnz * d`` instead of ``n * width * d``.
 The path is chosen per batch by the measured density of the codes (the share
 of active entries): sparse at or below ``toysae._tuning.SPARSE_STEP_MAX_DENSITY``,
-dense above it, so early training, when codes are dense, still takes the
-matmuls. :func:`step_path` forces one path (tests compare the two). Both paths
-compute the same gradients up to float rounding.
+dense above it or when the step is too small to pay the sparse path's fixed
+costs (``SPARSE_STEP_MIN_WORK``), so early training, when codes are dense,
+still takes the matmuls. :func:`step_path` forces one path (tests compare the
+two). Both paths compute the same gradients up to float rounding.
 
 What stays dense on the sparse path: the ``(n, width)`` pre-activations and
 codes (the encoder's output, which the objective and the engine's firing counts
