@@ -329,6 +329,12 @@ def test_training_on_the_sparse_path_keeps_unit_rows_and_tangent_gradients(name)
     sae.remove_parallel_grad_()
     radial = (sae.W_dec.grad * sae.W_dec.detach()).sum(1)
     assert radial.abs().max() < 1e-5 * sae.W_dec.grad.abs().max()
+    # bit-reproducible: the same seed gives the same SAE on the sparse path
+    again = make_sae(name, D, WIDTH, seed=0, **({"k": 4} if name == "topk" else {}))
+    with step_path("sparse"):
+        train_sae(again, toy, cfg, progress=False)
+    for a, b in zip(sae.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
 
 
 def test_step_path_names_a_bad_path():
