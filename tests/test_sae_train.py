@@ -282,16 +282,16 @@ class _FirstHalf(Objective):
 
 
 def test_a_custom_objective_trains_through_the_fused_relu_path(toy, monkeypatch):
-    from toysae.sae.relu import ReLUForward
+    from toysae.sae.fused import FusedForward
 
     calls = []
-    backward = ReLUForward.backward
+    backward = FusedForward.backward
 
     def counting_backward(ctx, *grads):
         calls.append(1)
         return backward(ctx, *grads)
 
-    monkeypatch.setattr(ReLUForward, "backward", staticmethod(counting_backward))
+    monkeypatch.setattr(FusedForward, "backward", staticmethod(counting_backward))
     cfg = TrainConfig(n_samples=64 * 200, batch_size=64, lr=1e-2, sparsity_coef=0.01,
                       log_every=50)
     res = train_sae("relu", toy, cfg, width=16, objective=_FirstHalf(), progress=False)

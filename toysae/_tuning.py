@@ -33,6 +33,11 @@ GRID_PAD_WORK = 2 ** 22
 # ... or when padding adds at most this fraction of latents.
 GRID_PAD_FRACTION = 0.25
 
+# The decoder gradient's radial part is removed in blocks of this many rows (dot and
+# update while the block is in cache): 1.8 ms against 2.5 ms in one pass at width 4096,
+# d 768, one thread. benchmarks/bench_sae.py (the sparse-step rows).
+PARALLEL_GRAD_ROWS = 256
+
 # -- sparse coding ------------------------------------------------------------------
 # Rows per block where an (n, n_atoms) result is built piecewise, so torch's own
 # temporaries stay small. benchmarks/bench_dictlearn.py.
@@ -86,3 +91,33 @@ KEEP_MATRIX_ENTRIES = 5_000_000
 # the checks of a list of pairs (about a hundred bytes per entry live at once: ~100 MB).
 # benchmarks/bench_theory.py (4,096- and 16,384-atom rows).
 PAIR_GATHER_ENTRIES = 1 << 20
+
+# -- the sparsity-aware SAE step ------------------------------------------------------
+# An SAE step takes the sparse path (every product after the encoder's from the active
+# code entries alone, toysae/sae/active.py) when at most this share of the (batch, width)
+# code entries is active, and the dense path (five matmuls) above it.
+# benchmarks/bench_sae.py --crossover: at batch 1024, width 4096 (d 256 and 768, one
+# thread, CPU time on a loaded 2-core box) the sparse step was 3.0-3.6x faster at 0.5%
+# active, 1.5x at 8%, even at ~13%, slower at 20%; the switch sits at about half the
+# break-even density.
+SPARSE_STEP_MAX_DENSITY = 0.08
+# ... and only when the step's encoder product (batch * d * width multiply-adds) is at
+# least this big: below it the sparse path's fixed costs (listing, CSR set-up, a dozen
+# small kernels) outweigh the matmuls it saves (same benchmark, 1% active: 0.9x at
+# 2.1e6, 1.3x at 8.4e6, 1.6x at 1.7e7, 2.3x at 6.7e7).
+SPARSE_STEP_MIN_WORK = 2 ** 23
+# The density is measured on the first 1/SPARSE_PROBE_SHARE of the batch's rows first;
+# when they are already SPARSE_PROBE_MARGIN times above the switch the step goes dense
+# without listing its active entries (listing costs about as much as one pass over the
+# codes).
+SPARSE_PROBE_SHARE = 16
+SPARSE_PROBE_MARGIN = 2.0
+# Fast top-k (toysae/sae/active.py): row_topk reads the k best of TOPK_GROUPS interleaved
+# column groups per row; batch_topk bounds the kept-th value from every
+# TOPK_SAMPLE_STRIDE-th column. Both for rows at least TOPK_FAST_MIN_RATIO * k wide and
+# problems of at least TOPK_FAST_MIN_ENTRIES entries (below, torch.topk is as fast).
+# benchmarks/bench_sae.py --kernels.
+TOPK_GROUPS = 8
+TOPK_SAMPLE_STRIDE = 8
+TOPK_FAST_MIN_RATIO = 32
+TOPK_FAST_MIN_ENTRIES = 1 << 16

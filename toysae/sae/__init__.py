@@ -4,6 +4,8 @@ engine (``toysae.sae.engine``), checkpoints, batched ensembles and penalty x wid
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
 (``ARCHITECTURES``): relu, tied, topk, batchtopk, matryoshka, jumprelu, gated.
 ``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
+``step_path("dense" | "sparse" | "auto")`` forces the path of the sparsity-aware
+step (``toysae.sae.fused``; by default each batch's code density chooses).
 """
 
 from toysae.sae.base import (
@@ -29,6 +31,7 @@ from toysae.sae.engine import (
     train_sae,
 )
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
+from toysae.sae.fused import step_path
 from toysae.sae.gated import GatedSAE
 from toysae.sae.grid import GridResult, train_grid, train_grid_sequential
 from toysae.sae.jumprelu import JumpReLUSAE
@@ -43,5 +46,6 @@ __all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "DataScaleWarnin
            "Objective", "ReLUSAE", "ReLUSAEEnsemble", "SAELoss", "SAEOutput", "SingleSAE",
            "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
            "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
+           "step_path",
            "train_ensembles", "train_grid", "train_grid_sequential", "train_members",
            "train_sae"]

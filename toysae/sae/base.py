@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from toysae import _tuning
 from toysae._validation import check_float, check_int, check_seed
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {}
@@ -68,6 +69,10 @@ class SAEOutput(NamedTuple):
         or None where the forward pass does not keep them (the ReLU SAE's fused
         forward; ``sae.encode_pre(x)`` computes them).
 
+    prefix_x_hats : for a dictionary read as nested prefixes (the Matryoshka SAE),
+        the (n, d) reconstruction of each prefix shorter than the width, shortest
+        first, as the forward pass computed them; None otherwise.
+
     Inside the training engine the same tuple carries a leading member axis:
     ``(M, n, d)``, ``(M, n, width)``.
     """
@@ -75,6 +80,7 @@ class SAEOutput(NamedTuple):
     x_hat: Tensor
     codes: Tensor
     pre_acts: Tensor | None
+    prefix_x_hats: tuple[Tensor, ...] | None = None
 
 
 class SAELoss(NamedTuple):
@@ -277,8 +283,13 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         W, g = self.decoder_weight, self.decoder_weight.grad
         if g is None:
             return
-        # In place, without (width, d) temporaries: g -= (g . W) W, row by row.
-        g.addcmul_(torch.linalg.vecdot(g, W)[:, None], W, value=-1.0)
+        # In place, without (width, d) temporaries: g -= (g . W) W, in blocks of rows that
+        # stay in cache between the dot and the update (bit-identical to one pass;
+        # a (width, d) product temporary page-faults on every step here).
+        rows = _tuning.PARALLEL_GRAD_ROWS
+        for start in range(0, W.shape[0], rows):
+            gs, ws = g[start:start + rows], W[start:start + rows]
+            gs.addcmul_(torch.linalg.vecdot(gs, ws)[:, None], ws, value=-1.0)
 
     def recycle_grads_(self) -> None:
         """Drop every ``.grad`` before the next step (the engine's ``zero_grad``); an

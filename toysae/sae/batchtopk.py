@@ -5,7 +5,8 @@ batch are kept, so samples share a budget of ``k`` per sample on average. That
 rule needs a batch, so inference uses a threshold instead: ``f = pre * [pre >
 threshold]``, with ``threshold`` a running average (momentum ``momentum``) of
 the smallest positive activation kept in each training batch. Before any
-training step the threshold is 0, i.e. a plain ReLU.
+training step the threshold is 0, i.e. a plain ReLU. The forward pass is
+:class:`toysae.sae.fused.FusedForward` (its sparse path at small ``k / width``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import torch
 from torch import Tensor
 
 from toysae._validation import check_float
+from toysae.sae.active import batch_topk
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 from toysae.sae.topk import aux_k_loss, check_k
 
 
 @register("batchtopk")
-class BatchTopKSAE(SparseAutoencoder):
+class BatchTopKSAE(FusedSAEMixin, SparseAutoencoder):
     """``k`` active latents per sample on average over a training batch; thresholded at eval."""
 
     penalty_kind = "none"
@@ -35,6 +38,7 @@ class BatchTopKSAE(SparseAutoencoder):
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     min_inclusive=False)
         self._init_untied_()
+        self._init_buffers()
         self.register_buffer("threshold", torch.zeros(()))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
 
@@ -47,17 +51,40 @@ class BatchTopKSAE(SparseAutoencoder):
     def activate(self, pre_acts: Tensor) -> Tensor:
         if not self.training:
             return pre_acts * (pre_acts > self.threshold.clamp_min(0.0))
-        flat = torch.relu(pre_acts).flatten()
-        values, idx = flat.topk(min(self.k * pre_acts.shape[0], flat.numel()))
-        self._update_threshold(values.detach())
-        return torch.zeros_like(flat).scatter_(0, idx, values).view_as(pre_acts)
+        flat = batch_topk(pre_acts, self.k * pre_acts.shape[0])
+        kept = pre_acts.reshape(-1).index_select(0, flat)
+        if kept.numel():
+            self._update_threshold(kept.detach().min())
+        return (torch.zeros_like(pre_acts).reshape(-1).index_put((flat,), kept)
+                .view_as(pre_acts))
+
+    def selection(self) -> Selection:
+        """What the forward pass keeps: the batch's top ``k * n`` in training, the
+        running threshold at inference."""
+        if self.training:
+            return Selection("batchtopk", self.k, block_ends=self.block_ends())
+        return Selection("threshold", block_ends=self.block_ends())
+
+    def block_ends(self) -> tuple[int, ...]:
+        """Ends of the dictionary's nested blocks (none here; Matryoshka's prefixes)."""
+        return ()
+
+    def fused(self, x: Tensor):
+        """:func:`toysae.sae.fused.fused_forward` on a checked ``x``; the threshold updated."""
+        x_hat, codes, pre, kept_min, prefixes = fused_forward(
+            x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.selection(),
+            threshold=None if self.training else self.threshold, spare=self._backward_buffers)
+        if kept_min is not None and float(kept_min) > 0:
+            self._update_threshold(kept_min)
+        return x_hat, codes, pre, prefixes
+
+    def forward(self, x) -> SAEOutput:
+        x_hat, codes, pre, _ = self.fused(self.check_input(x))
+        return SAEOutput(x_hat, codes, pre)
 
     @torch.no_grad()
-    def _update_threshold(self, kept: Tensor) -> None:
-        positive = kept[kept > 0]
-        if positive.numel() == 0:
-            return
-        smallest = positive.min()
+    def _update_threshold(self, smallest: Tensor) -> None:
+        """Move the threshold toward ``smallest``, the batch's smallest kept positive code."""
         # The first batch sets it; after that an exponential moving average.
         weight = 1.0 if int(self.threshold_updates) == 0 else self.momentum
         self.threshold.add_(weight * (smallest - self.threshold))

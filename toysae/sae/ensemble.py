@@ -14,8 +14,9 @@ stacked tensors: torch's CPU bmm parallelises over the model axis, which
 wastes cores when there are few members. Everything else stays batched: one
 batch, one Adam step, one normalisation for all members.) The forward pass is
 one ``torch.autograd.Function`` (:class:`StackedReLUForward`), the batched twin
-of :class:`toysae.sae.relu.ReLUForward`, so the ensemble trains under any
-objective of the engine.
+of the ReLU SAE's :class:`toysae.sae.fused.FusedForward`, so the ensemble trains
+under any objective of the engine; a member whose codes are sparse takes the
+sparse path (its products after the encoder's from its active entries alone).
 
 Members may have different widths. The stack is padded to the largest width
 and a fixed mask ``(n_models, max_width)`` marks each member's real latents.
@@ -53,15 +54,30 @@ from toysae._validation import check_int, check_seed, check_tuple
 from toysae.sae.base import SAEOutput
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import MemberStack, TrainResult, train_members
-from toysae.sae.relu import ReLUSAE, scratch, spare_grad
+from toysae.sae.fused import (
+    current_step_path,
+    entry_code_grads,
+    measured_active,
+    scratch,
+    spare_grad,
+    sparse_encoder_grads,
+)
+from toysae.sae.relu import ReLUSAE
 
 __all__ = ["ReLUSAEEnsemble", "StackedReLUForward", "train_ensembles"]
 
 
 class StackedReLUForward(torch.autograd.Function):
     """``(x (n, d), W_enc (M, d, W), b_enc (M, W), W_dec (M, W, d), b_dec (M, d), mask)``
-    -> ``(x_hat (M, n, d), codes (M, n, W))``, with the backward of :class:`ReLUForward`
-    member by member. ``mask`` (M, W) zeroes padded latents (None: no padding)."""
+    -> ``(x_hat (M, n, d), codes (M, n, W))``, with the backward of
+    :class:`toysae.sae.fused.FusedForward` member by member. ``mask`` (M, W) zeroes padded
+    latents (None: no padding).
+
+    Each member takes the dense or the sparse path by the measured density of its own
+    codes (:func:`toysae.sae.fused.measured_active`); while every member is dense the
+    products stay batched, otherwise members step one at a time (the sparse path pays
+    only where members are large, and large members already step one at a time).
+    """
 
     @staticmethod
     def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, mask, spare_grads=None):
@@ -69,9 +85,21 @@ class StackedReLUForward(torch.autograd.Function):
         codes = _baddbmm(b_enc[:, None, :], xc, W_enc).clamp_min_(0.0)
         if mask is not None:  # padded latents: exactly 0, hence zero gradient
             codes.mul_(mask[:, None, :])
-        x_hat = _baddbmm(b_dec[:, None, :], codes, W_dec)
+        path = current_step_path()
+        actives = [measured_active(member, x.shape[1], path) for member in codes]
+        if all(a is None for a in actives):
+            x_hat, actives = _baddbmm(b_dec[:, None, :], codes, W_dec), None
+        else:
+            x_hat = codes.new_empty(codes.shape[0], x.shape[0], x.shape[1])
+            for m, active in enumerate(actives):
+                if active is None:
+                    torch.addmm(b_dec[m], codes[m], W_dec[m], out=x_hat[m])
+                else:
+                    torch.add(active.decode(active.gather(codes[m]), W_dec[m]), b_dec[m],
+                              out=x_hat[m])
         ctx.save_for_backward(xc, codes, W_enc, W_dec)
         ctx.set_materialize_grads(False)
+        ctx.actives = actives
         ctx.spare = {} if spare_grads is None else spare_grads
         return x_hat, codes
 
@@ -80,6 +108,8 @@ class StackedReLUForward(torch.autograd.Function):
         xc, codes, W_enc, W_dec = ctx.saved_tensors
         if grad_x_hat is None:
             grad_x_hat = torch.zeros_like(xc)
+        if ctx.actives is not None:
+            return _member_by_member_backward(ctx, grad_x_hat, grad_codes)
         grad_W_dec = _bmm(codes.transpose(1, 2), grad_x_hat,
                           out=spare_grad(ctx.spare, "W_dec", W_dec))
         grad_f = scratch(ctx.spare, "grad_f", codes)
@@ -97,6 +127,41 @@ class StackedReLUForward(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _bmm(grad_pre, W_enc.transpose(1, 2)).sum(dim=0)
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
+
+
+def _member_by_member_backward(ctx, grad_x_hat: Tensor, grad_codes: Tensor | None):
+    """:class:`StackedReLUForward`'s backward when some member took the sparse path."""
+    xc, codes, W_enc, W_dec = ctx.saved_tensors
+    needs_x = ctx.needs_input_grad[0]
+    grad_W_dec = spare_grad(ctx.spare, "W_dec", W_dec)
+    grad_W_enc = spare_grad(ctx.spare, "W_enc", W_enc)
+    grad_b_enc = codes.new_empty(codes.shape[0], codes.shape[2])
+    grad_x = torch.zeros_like(xc[0]) if needs_x else None
+    for m, active in enumerate(ctx.actives):
+        g, gc = grad_x_hat[m], None if grad_codes is None else grad_codes[m]
+        if active is None:
+            torch.mm(codes[m].T, g, out=grad_W_dec[m])
+            gf = scratch(ctx.spare, "grad_f_member", codes[m])
+            if gc is None:
+                torch.mm(g, W_dec[m].T, out=gf)
+            else:
+                torch.addmm(gc, g, W_dec[m].T, out=gf)
+            gpre = torch.ops.aten.threshold_backward.grad_input(gf, codes[m], 0.0,
+                                                                grad_input=gf)
+            torch.mm(xc[m].T, gpre, out=grad_W_enc[m])
+            torch.sum(gpre, dim=0, out=grad_b_enc[m])
+            if needs_x:
+                grad_x.addmm_(gpre, W_enc[m].T)
+        else:
+            gpre = entry_code_grads(active, g, W_dec[m], gc)
+            active.latent_products(active.gather(codes[m]), g, grad_W_dec[m])
+            _, grad_b_enc[m], dx = sparse_encoder_grads(
+                active, gpre, xc[m], W_enc[m], grad_W_enc[m],
+                scratch(ctx.spare, "latent_major", W_dec[m]), needs_x)
+            if needs_x:
+                grad_x.add_(dx)
+    grad_b_dec = grad_x_hat.sum(dim=1).sub_(torch.bmm(W_enc, grad_b_enc[:, :, None]).squeeze(2))
+    return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
 
 
 class ReLUSAEEnsemble(nn.Module, MemberStack):

@@ -12,6 +12,11 @@ learns through straight-through pseudo-derivatives with a rectangle kernel
 (the L0 term sends no gradient to ``pre``). Pre-activations within
 ``bandwidth / 2`` of a threshold therefore push it: down where reconstruction
 wants the latent on, up where the L0 penalty wants it off.
+
+The forward pass is :class:`toysae.sae.fused.FusedForward` with these
+pseudo-derivatives; its sparse path lists the entries above ``theta -
+bandwidth / 2``, which holds both the active latents and the window.
+:class:`_JumpReLU` is the same activation for ``activate`` (plain autograd).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch import Tensor, nn
 
 from toysae._validation import check_float
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
 
 def _window(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
@@ -59,7 +65,7 @@ class _Step(torch.autograd.Function):
 
 
 @register("jumprelu")
-class JumpReLUSAE(SparseAutoencoder):
+class JumpReLUSAE(FusedSAEMixin, SparseAutoencoder):
     """Per-latent learned threshold; the sparsity coefficient weighs an L0 penalty.
 
     ``threshold_init`` and ``bandwidth`` are in the units of the data (the
@@ -76,6 +82,7 @@ class JumpReLUSAE(SparseAutoencoder):
                                           min_inclusive=False)
         self.bandwidth = check_float(bandwidth, "bandwidth", minimum=0.0, min_inclusive=False)
         self._init_untied_()
+        self._init_buffers()
         self.log_threshold = nn.Parameter(torch.full((width,), math.log(self.threshold_init)))
 
     def config(self) -> dict:
@@ -92,6 +99,14 @@ class JumpReLUSAE(SparseAutoencoder):
 
     def activate(self, pre_acts: Tensor) -> Tensor:
         return _JumpReLU.apply(pre_acts, self.threshold, self.bandwidth)
+
+    def forward(self, x) -> SAEOutput:
+        x = self.check_input(x)
+        x_hat, codes, pre, _, _ = fused_forward(
+            x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+            Selection("threshold", bandwidth=self.bandwidth), threshold=self.threshold,
+            spare=self._backward_buffers)
+        return SAEOutput(x_hat, codes, pre)
 
     def penalty(self, out: SAEOutput) -> Tensor:
         """Mean L0 of the codes, differentiable in the thresholds."""

@@ -21,6 +21,11 @@ scale). With one prefix (``prefix_sizes=[width]``) the SAE is a BatchTopK SAE.
 The early latents must reconstruct with few atoms, so they learn the frequent,
 general directions (a parent feature), and later latents add the specifics;
 this is the remedy the paper proposes for feature absorption.
+
+The forward pass (:class:`toysae.sae.fused.FusedForward`) computes every
+prefix's reconstruction at the cost of one decode, block by block; on its
+sparse path each block decodes from its own active entries, and the backward
+sends each block the summed gradient of every prefix that contains it.
 """
 
 from __future__ import annotations
@@ -79,6 +84,13 @@ class MatryoshkaSAE(BatchTopKSAE):
     def config(self) -> dict:
         return {**super().config(), "prefix_sizes": list(self.prefix_sizes)}
 
+    def block_ends(self) -> tuple[int, ...]:
+        return tuple(self.prefix_sizes)
+
+    def forward(self, x) -> SAEOutput:
+        x_hat, codes, pre, prefixes = self.fused(self.check_input(x))
+        return SAEOutput(x_hat, codes, pre, tuple(prefixes))
+
     def prefix_reconstructions(self, codes: Tensor) -> list[Tensor]:
         """One (n, d) reconstruction per prefix, ``codes[:, :m] @ W_dec[:m] + b_dec``
         (built block by block, so the cost is one full decode)."""
@@ -96,11 +108,10 @@ class MatryoshkaSAE(BatchTopKSAE):
                             for x_hat in self.prefix_reconstructions(codes)])
 
     def auxiliary_loss(self, x: Tensor, out: SAEOutput, dead, dead_latent_coef: float) -> Tensor:
+        shorter = out.prefix_x_hats
+        if shorter is None:  # an output built elsewhere: decode the prefixes from its codes
+            shorter = self.prefix_reconstructions(out.codes)[:-1]
         nested = x.new_zeros(())
-        start = 0
-        partial = self.b_dec
-        for m in self.prefix_sizes[:-1]:
-            partial = partial + out.codes[:, start:m] @ self.W_dec[start:m]
-            nested = nested + reconstruction_loss(x, partial)
-            start = m
+        for x_hat in shorter:
+            nested = nested + reconstruction_loss(x, x_hat)
         return nested + super().auxiliary_loss(x, out, dead, dead_latent_coef)

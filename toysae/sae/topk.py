@@ -4,7 +4,8 @@
 largest pre-activations of each sample are kept, everything else is 0, so
 sparsity is set by ``k`` and no penalty is needed. Dead latents are revived by
 AuxK: the ``aux_k`` largest dead pre-activations try to reconstruct the
-residual (its loss is normalised by the residual's variance).
+residual (its loss is normalised by the residual's variance). The forward pass
+is :class:`toysae.sae.fused.FusedForward` (its sparse path at small ``k / width``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import torch
 from torch import Tensor
 
 from toysae._validation import check_int
+from toysae.sae.active import row_topk
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
+from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
 
 def check_k(k, width: int, name: str = "k") -> int:
@@ -25,19 +28,23 @@ def check_k(k, width: int, name: str = "k") -> int:
 
 def aux_k_loss(sae: SparseAutoencoder, x: Tensor, out: SAEOutput, dead: Tensor,
                aux_k: int) -> Tensor:
-    """Normalised MSE of the residual reconstructed by the top ``aux_k`` dead latents."""
+    """Normalised MSE of the residual reconstructed by the top ``aux_k`` dead latents.
+
+    Computed on the dead latents' columns alone (``n * n_dead * d`` multiply-adds, not
+    ``n * width * d``), so its gradient reaches only those pre-activations.
+    """
     residual = (x - out.x_hat).detach()
-    k = min(aux_k, int(dead.sum()))
-    dead_pre = out.pre_acts.masked_fill(~dead, float("-inf"))
-    values, idx = dead_pre.topk(k, dim=1)
-    acts = torch.zeros_like(out.pre_acts).scatter_(1, idx, torch.relu(values))
-    residual_hat = acts @ sae.decoder_weight
+    idx = dead.nonzero().squeeze(1)
+    dead_pre = out.pre_acts.index_select(1, idx)
+    values, pos = dead_pre.topk(min(aux_k, idx.numel()), dim=1)
+    acts = torch.zeros_like(dead_pre).scatter_(1, pos, torch.relu(values))
+    residual_hat = acts @ sae.decoder_weight.index_select(0, idx)
     variance = (residual - residual.mean(0)).pow(2).sum().clamp_min(1e-12)
     return (residual_hat - residual).pow(2).sum() / variance
 
 
 @register("topk")
-class TopKSAE(SparseAutoencoder):
+class TopKSAE(FusedSAEMixin, SparseAutoencoder):
     """Exactly ``k`` latents selected per sample (fewer nonzero only where a selected
     pre-activation is <= 0). ``aux_k`` defaults to ``min(width, max(1, d // 2))``."""
 
@@ -52,6 +59,7 @@ class TopKSAE(SparseAutoencoder):
         self.aux_k = check_k(min(self.width, max(1, self.d // 2)) if aux_k is None else aux_k,
                              self.width, "aux_k")
         self._init_untied_()
+        self._init_buffers()
 
     def config(self) -> dict:
         return {**super().config(), "k": self.k, "aux_k": self.aux_k}
@@ -60,8 +68,15 @@ class TopKSAE(SparseAutoencoder):
         return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
 
     def activate(self, pre_acts: Tensor) -> Tensor:
-        values, idx = pre_acts.topk(self.k, dim=1)
+        values, idx = row_topk(pre_acts, self.k)
         return torch.zeros_like(pre_acts).scatter_(1, idx, torch.relu(values))
+
+    def forward(self, x) -> SAEOutput:
+        x = self.check_input(x)
+        x_hat, codes, pre, _, _ = fused_forward(x, self.W_enc, self.b_enc, self.W_dec,
+                                                self.b_dec, Selection("topk", self.k),
+                                                spare=self._backward_buffers)
+        return SAEOutput(x_hat, codes, pre)
 
     def penalty(self, out: SAEOutput) -> Tensor:
         return out.codes.new_zeros(())

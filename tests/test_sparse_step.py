@@ -1,0 +1,360 @@
+"""The sparsity-aware SAE step: active-entry kernels, fast top-k, and dense == sparse gradients
+for every fused architecture and the batched ensemble, on both sides of the switch."""
+
+import pytest
+import torch
+
+from toysae import _tuning
+from toysae._threads import torch_threads
+from toysae.data import SyntheticConfig, SyntheticData
+from toysae.metrics import mmcs
+from toysae.sae import ReLUSAE, ReLUSAEEnsemble, TrainConfig, make_sae, train_sae
+from toysae.sae.active import ActiveSet, batch_topk, row_topk
+from toysae.sae.base import SparseAutoencoder
+from toysae.sae.fused import current_step_path, step_path
+
+D, WIDTH, N = 16, 256, 96
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def small_steps_switch(monkeypatch):
+    """Let steps of test size take the sparse path on "auto" (the density rule alone)."""
+    monkeypatch.setattr(_tuning, "SPARSE_STEP_MIN_WORK", 1)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# -- kernels ----------------------------------------------------------------------
+def test_active_set_products_equal_the_dense_products():
+    codes = torch.relu(torch.randn(40, 300, generator=_gen(0)) - 1.5)
+    codes[3] = 0.0  # an empty row
+    W_dec = torch.randn(300, 7, generator=_gen(1))
+    G, X = torch.randn(40, 7, generator=_gen(2)), torch.randn(40, 7, generator=_gen(3))
+    add = torch.randn(40, 300, generator=_gen(4))
+    active = ActiveSet.from_codes(codes)
+    assert active.nnz == int((codes > 0).sum()) and 0 < active.nnz < codes.numel() // 4
+    values = active.gather(codes)
+    close = dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(active.decode(values, W_dec), codes @ W_dec, **close)
+    torch.testing.assert_close(active.sampled_products(G, W_dec),
+                               (G @ W_dec.T)[codes > 0], **close)
+    torch.testing.assert_close(active.sampled_products(G, W_dec, active.gather(add)),
+                               (G @ W_dec.T + add)[codes > 0], **close)
+    out = torch.full((300, 7), float("nan"))  # beta=0: garbage in the buffer is ignored
+    torch.testing.assert_close(active.latent_products(values, X, out), codes.T @ X, **close)
+    torch.testing.assert_close(active.sample_products(values, W_dec), codes @ W_dec, **close)
+    torch.testing.assert_close(active.latent_sums(values), codes.sum(0), **close)
+    # an expanded constant (the L1 penalty's gradient) gathers like a dense tensor
+    torch.testing.assert_close(active.gather(torch.tensor(0.5).expand(40, 300)),
+                               torch.full((active.nnz,), 0.5))
+    scattered = torch.zeros(40, 300)
+    torch.testing.assert_close(active.scatter(values, scattered), codes)
+
+
+def test_active_set_blocks_decode_each_prefix_block_on_its_own():
+    codes = torch.relu(torch.randn(30, 50, generator=_gen(5)) - 1.0)
+    W_dec = torch.randn(50, 6, generator=_gen(6))
+    ends = (8, 20, 50)
+    active = ActiveSet.from_codes(codes, ends)
+    assert active.n_blocks == 3 and active.n_bags == 90
+    assert bool((active.bags[1:] >= active.bags[:-1]).all())
+    parts = active.decode(active.gather(codes), W_dec).view(3, 30, 6)
+    for part, (s, e) in zip(parts, [(0, 8), (8, 20), (20, 50)], strict=True):
+        torch.testing.assert_close(part, codes[:, s:e] @ W_dec[s:e], rtol=1e-5, atol=1e-5)
+    G = torch.randn(90, 6, generator=_gen(7))
+    block = torch.div(active.bags, 30, rounding_mode="floor")
+    expected = (G.view(3, 30, 6)[block, active.rows] * W_dec[active.cols]).sum(1)
+    torch.testing.assert_close(active.sampled_products(G, W_dec), expected, rtol=1e-5,
+                               atol=1e-5)
+    # the encoder's product reads samples, not bags
+    X = torch.randn(30, 6, generator=_gen(8))
+    torch.testing.assert_close(active.latent_products(active.gather(codes), X,
+                                                      torch.empty(50, 6), by_bag=False),
+                               codes.T @ X, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n, width, k", [(256, 1024, 8), (300, 2048, 25), (64, 4096, 100),
+                                         (200, 1000, 8), (8, 64, 3)])
+def test_row_topk_equals_torch_topk(n, width, k):
+    pre = torch.randn(n, width, generator=_gen(width))
+    values, idx = row_topk(pre, k)
+    ref_values, ref_idx = pre.topk(k, dim=1)
+    torch.testing.assert_close(values, ref_values, rtol=0, atol=0)
+    assert torch.equal(idx, ref_idx)
+    # ties: equal rows of zeros and integer-valued rows keep the same values
+    pre[:5] = 0.0
+    pre[5:10] = pre[5:10].round()
+    values, idx = row_topk(pre, k)
+    torch.testing.assert_close(values, pre.topk(k, dim=1).values, rtol=0, atol=0)
+    torch.testing.assert_close(pre.gather(1, idx), values, rtol=0, atol=0)
+    assert all(len(set(row.tolist())) == k for row in idx)
+
+
+def test_batch_topk_keeps_what_the_flat_topk_keeps():
+    def reference(pre, kept):
+        values, idx = torch.relu(pre).flatten().topk(kept)
+        return idx[values > 0].sort().values
+
+    pre = torch.randn(512, 1024, generator=_gen(9))
+    for kept in (512 * 4, 512 * 16):
+        assert torch.equal(batch_topk(pre, kept), reference(pre, kept))
+    # fewer positive entries than kept: every positive one, and no zero
+    sparse = torch.where(torch.rand(512, 1024, generator=_gen(10)) < 0.002, pre.abs() + 0.1,
+                         -1.0)
+    assert torch.equal(batch_topk(sparse, 512 * 8), (sparse > 0).flatten().nonzero()[:, 0])
+    # a strided sample that overestimates the kept-th value: the check catches it
+    skewed = torch.randn(512, 1024, generator=_gen(11)) - 3.0
+    skewed[:40, ::8] = 100.0 + torch.rand(40, 128, generator=_gen(12))
+    assert torch.equal(batch_topk(skewed, 512 * 16), reference(skewed, 512 * 16))
+
+
+# -- dense and sparse paths give the same gradients ---------------------------------------
+KWARGS = {"topk": {}, "batchtopk": {}, "matryoshka": {"prefix_sizes": [32, 96]},
+          "jumprelu": {"threshold_init": 0.5, "bandwidth": 0.3}}
+
+
+def _sae(name: str, dense: bool):
+    """An SAE whose codes are sparse (about 2% active) or dense (about 30%)."""
+    kwargs = dict(KWARGS.get(name, {}))
+    if name in ("topk", "batchtopk", "matryoshka"):
+        kwargs["k"] = 80 if dense else 5
+    sae = make_sae(name, D, WIDTH, seed=3, **kwargs)
+    with torch.no_grad():
+        sae.b_dec.normal_(0.0, 0.3, generator=_gen(13))
+        sae.b_enc.normal_(0.0, 0.2, generator=_gen(14))
+        if name in ("relu", "jumprelu"):
+            sae.b_enc.sub_(0.0 if dense else 1.2)
+    return sae.train()
+
+
+def _x():
+    return torch.rand(N, D, generator=_gen(15))
+
+
+def _step(sae, x, path):
+    """One step's loss parts (a custom objective term with an input gradient, the
+    architecture's penalty and, for the top-k SAEs, AuxK) and every gradient."""
+    x = x.clone().requires_grad_(True)
+    with step_path(path):
+        out = sae(x)
+    weights = torch.linspace(0.5, 2.0, D)
+    custom = (weights * (out.x_hat - x) ** 2).sum() / N + 0.05 * (out.codes ** 2).sum() / N
+    dead = torch.zeros(WIDTH, dtype=torch.bool)
+    dead[::7] = True
+    parts = sae.loss_from_output(x, out, 0.1, dead=dead if sae.dead_latent_loss == "auxk"
+                                 else None, dead_latent_coef=0.5)
+    (custom + parts.total).backward()
+    grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    grads["x"] = x.grad.clone()
+    sae.zero_grad(set_to_none=True)
+    return out, grads
+
+
+def _plain_autograd(sae, x):
+    out = SparseAutoencoder.forward(sae, x)
+    if sae.architecture == "matryoshka":
+        out = out._replace(prefix_x_hats=tuple(sae.prefix_reconstructions(out.codes)[:-1]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["relu", "topk", "batchtopk", "matryoshka", "jumprelu"])
+@pytest.mark.parametrize("dense", [False, True], ids=["sparse-codes", "dense-codes"])
+def test_sparse_and_dense_paths_give_the_same_gradients(name, dense, small_steps_switch):
+    x = _x()
+    runs = {}
+    for path in ("dense", "sparse", "auto"):
+        sae = _sae(name, dense)
+        out, grads = _step(sae, x, path)
+        runs[path] = out, grads, out.x_hat.grad_fn.active is not None
+    density = float((runs["dense"][0].codes > 0).float().mean())
+    assert (density > _tuning.SPARSE_STEP_MAX_DENSITY) == dense, density
+    assert not runs["dense"][2] and runs["sparse"][2]
+    assert runs["auto"][2] is not dense  # auto takes the path the density calls for
+    # plain autograd of the same formula
+    sae = _sae(name, dense)
+    original = type(sae).forward
+    type(sae).forward = _plain_autograd
+    try:
+        ref_out, ref = _step(sae, x, "dense")
+    finally:
+        type(sae).forward = original
+    for path, (out, grads, _) in runs.items():
+        torch.testing.assert_close(out.x_hat, ref_out.x_hat, rtol=1e-5, atol=1e-5)
+        assert torch.equal(out.codes > 0, ref_out.codes > 0), path
+        torch.testing.assert_close(out.codes, ref_out.codes, rtol=1e-5, atol=1e-6)
+        for key, expected in ref.items():
+            assert expected.abs().max() > 0, key
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(grads[key], expected, rtol=1e-4, atol=1e-5 * scale,
+                                       msg=f"{name} {path} {key}")
+
+
+@pytest.mark.parametrize("aux_k, every", [(6, 9), (120, 2)], ids=["sparse-aux", "dense-aux"])
+def test_auxk_gradient_merges_into_the_sparse_path_or_goes_dense(aux_k, every,
+                                                                  small_steps_switch,
+                                                                  monkeypatch):
+    """AuxK sends a gradient to the pre-activations of the dead latents it picks: merged
+    into the active entries when it is sparse, a dense encoder product when it is not."""
+    merges = []
+    merged = ActiveSet.merged
+    monkeypatch.setattr(ActiveSet, "merged", lambda *a: merges.append(1) or merged(*a))
+    x = _x()
+    dead = torch.zeros(WIDTH, dtype=torch.bool)
+    dead[::every] = True
+    grads = {}
+    for path in ("dense", "sparse", "auto"):
+        sae = make_sae("topk", D, WIDTH, k=5, aux_k=aux_k, seed=3).train()
+        with step_path(path):
+            out = sae(x)
+        aux = sae.aux_k_loss(x, out, dead)
+        assert aux > 0
+        merges.clear()
+        (sae.loss_from_output(x, out).total + aux).backward()
+        grads[path] = {n: p.grad.clone() for n, p in sae.named_parameters()}
+        assert len(merges) == (path == "sparse" or (path == "auto" and aux_k < 10))
+    for path in ("sparse", "auto"):
+        for key, expected in grads["dense"].items():
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(grads[path][key], expected, rtol=1e-4,
+                                       atol=1e-5 * scale, msg=f"{path} {key}")
+    # the dead latents learn through AuxK alone (TopK never picks them here)
+    assert grads["auto"]["W_enc"][:, dead].abs().sum(0).gt(0).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["relu", "topk", "batchtopk", "matryoshka", "jumprelu"])
+def test_a_batch_where_nothing_fires_takes_the_sparse_path_cleanly(name):
+    sae = _sae(name, dense=False)
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)
+    x = _x().requires_grad_(True)
+    with step_path("sparse"):
+        out = sae(x)
+    assert out.x_hat.grad_fn.active.nnz == 0 and not out.codes.any()
+    torch.testing.assert_close(out.x_hat, sae.b_dec.detach().expand(N, D))
+    (out.x_hat - 1.0).square().sum().backward()
+    assert sae.W_dec.grad.abs().max() == 0 and sae.W_enc.grad.abs().max() == 0
+    assert sae.b_dec.grad.abs().max() > 0 and x.grad.abs().max() == 0
+
+
+def test_jumprelu_sparse_path_lists_the_window_below_the_threshold():
+    sae = _sae("jumprelu", dense=False)
+    x = _x()
+    with step_path("sparse"):
+        out = sae(x)
+    active = out.x_hat.grad_fn.active
+    theta = sae.threshold.detach()
+    listed = torch.zeros(N, WIDTH, dtype=torch.bool)
+    listed[active.rows, active.cols] = True
+    assert torch.equal(listed, out.pre_acts.detach() > theta - sae.bandwidth / 2)
+    window_only = listed & (out.codes == 0)
+    assert window_only.any()  # entries the threshold's gradient reads, not active
+    sae.penalty(out).backward()  # the L0 term alone: thresholds move, the encoder does not
+    assert sae.log_threshold.grad.abs().max() > 0
+    assert sae.W_enc.grad is None or sae.W_enc.grad.abs().max() == 0
+
+
+def test_batchtopk_sparse_path_keeps_the_threshold_statistic():
+    x = _x()
+    sae_d, sae_s = _sae("batchtopk", False), _sae("batchtopk", False)
+    with step_path("dense"):
+        out_d = sae_d(x)
+    with step_path("sparse"):
+        out_s = sae_s(x)
+    assert torch.equal(out_s.codes, out_d.codes)
+    assert int((out_s.codes > 0).sum()) == 5 * N
+    torch.testing.assert_close(sae_s.threshold, out_s.codes[out_s.codes > 0].min())
+    torch.testing.assert_close(sae_s.threshold, sae_d.threshold)
+    # inference thresholds; both paths agree there too
+    sae_s.eval()
+    with step_path("sparse"):
+        eval_s = sae_s(x)
+    with step_path("dense"):
+        eval_d = sae_s(x)
+    torch.testing.assert_close(eval_s.x_hat, eval_d.x_hat, rtol=1e-5, atol=1e-5)
+    assert torch.equal(eval_s.codes > 0, out_s.pre_acts > sae_s.threshold)
+
+
+def test_ensemble_members_take_the_path_their_own_density_calls_for(small_steps_switch):
+    saes = [ReLUSAE(D, w, seed=s) for s, w in enumerate((WIDTH // 2, WIDTH, WIDTH))]
+    with torch.no_grad():
+        for s, shift in zip(saes, (1.2, 0.0, 1.2), strict=True):
+            s.b_enc.normal_(0.0, 0.2, generator=_gen(16)).sub_(shift)
+            s.b_dec.normal_(0.0, 0.3, generator=_gen(17))
+    x = _x()
+    runs = {}
+    for path in ("dense", "sparse", "auto"):
+        ens = ReLUSAEEnsemble.from_saes(saes)  # padded: widths differ
+        xx = x.clone().requires_grad_(True)
+        with step_path(path):
+            out, _ = ens(xx)
+        loss = (out.x_hat - xx).square().sum() + 0.3 * out.codes.sum(dim=(1, 2)).sum() / N
+        loss.backward()
+        grads = {k: p.grad for k, p in ens.named_parameters()}
+        grads["x"] = xx.grad
+        actives = out.x_hat.grad_fn.actives
+        runs[path] = out, grads, None if actives is None else [a is not None for a in actives]
+    assert runs["dense"][2] is None and runs["sparse"][2] == [True] * 3
+    assert runs["auto"][2] == [True, False, True]  # the middle member's codes are dense
+    for path in ("sparse", "auto"):
+        out, grads, _ = runs[path]
+        torch.testing.assert_close(out.x_hat, runs["dense"][0].x_hat, rtol=1e-5, atol=1e-5)
+        for key, expected in runs["dense"][1].items():
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(grads[key], expected, rtol=1e-4, atol=1e-5 * scale,
+                                       msg=f"{path} {key}")
+        padded = grads["W_dec"][0, WIDTH // 2:]
+        assert padded.abs().max() == 0 and grads["W_enc"][0, :, WIDTH // 2:].abs().max() == 0
+
+
+@pytest.mark.parametrize("name", ["relu", "topk"])
+def test_training_on_the_sparse_path_keeps_unit_rows_and_tangent_gradients(name):
+    toy = SyntheticData(SyntheticConfig(d=D, n_features=48, seed=1))
+    sae = make_sae(name, D, WIDTH, seed=0, **({"k": 4} if name == "topk" else {}))
+    cfg = TrainConfig(n_samples=64 * 30, batch_size=64, lr=3e-3, sparsity_coef=0.05,
+                      log_every=10)
+    with step_path("sparse"):
+        res = train_sae(sae, toy, cfg, progress=False)
+        assert res.success and current_step_path() == "sparse"
+        torch.testing.assert_close(sae.W_dec.detach().norm(dim=1), torch.ones(WIDTH))
+        sae.loss(torch.from_numpy(toy.sample(64, seed=2).x), 0.05).total.backward()
+    assert current_step_path() == "auto"
+    sae.remove_parallel_grad_()
+    radial = (sae.W_dec.grad * sae.W_dec.detach()).sum(1)
+    assert radial.abs().max() < 1e-5 * sae.W_dec.grad.abs().max()
+    # bit-reproducible: the same seed gives the same SAE on the sparse path
+    again = make_sae(name, D, WIDTH, seed=0, **({"k": 4} if name == "topk" else {}))
+    with step_path("sparse"):
+        train_sae(again, toy, cfg, progress=False)
+    for a, b in zip(sae.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
+
+
+def test_step_path_names_a_bad_path():
+    with pytest.raises(ValueError, match="path"):
+        with step_path("fast"):
+            pass
+
+
+# -- training on the sparse path reaches the dense path's MMCS ------------------------------
+def test_sparse_step_training_matches_dense_mmcs_on_the_reference_toy():
+    """The README's reference toy and SAE (width 1024), same seed, same samples (a short
+    run; benchmarks/bench_sae.py --parity runs the README's 300k samples): every step on
+    the sparse path ends at the dense path's MMCS."""
+    data = SyntheticData(SyntheticConfig())
+    config = TrainConfig(n_samples=60_000, batch_size=256, log_every=47)
+    scores = {}
+    for path in ("dense", "sparse"):
+        with step_path(path):
+            res = train_sae("relu", data, config, width=1024, progress=False, threads=1)
+        scores[path] = mmcs(data.features, res.sae.dictionary)
+        assert res.success and res.n_iter == config.n_steps
+    assert scores["dense"] > 0.5  # it learned; MMCS is still climbing at this budget
+    assert abs(scores["sparse"] - scores["dense"]) <= 0.002, scores

@@ -1,0 +1,404 @@
+"""One forward pass with a hand-written backward for the untied SAEs, on a dense or a sparse path.
+
+The ReLU, TopK, BatchTopK, Matryoshka and JumpReLU SAEs all compute, in
+Anthropic's pre-bias form::
+
+    pre = (x - b_dec) W_enc + b_enc        f = pre * [selected and pre > 0]
+    x_hat = f W_dec + b_dec
+
+and differ only in which entries are selected (:class:`Selection`): ``pre > 0``
+(ReLU), the ``k`` largest of each sample (TopK), the ``k * n`` largest of the
+batch (BatchTopK and Matryoshka in training), ``pre`` above a threshold
+(JumpReLU's learned per-latent thresholds; BatchTopK's running one at
+inference). :class:`FusedForward` is that pass as one ``torch.autograd.Function``,
+so every objective of the engine gets its backward. With ``g = dL/dx_hat`` and
+``h = dL/df``::
+
+    dL/dW_dec = f^T g          dL/dpre = (g W_dec^T + h) * [f > 0]      dL/db_enc = sum_n dL/dpre
+    dL/dW_enc = (x - b_dec)^T dL/dpre     dL/db_dec = sum_n g - W_enc dL/db_enc
+    dL/dx = dL/dpre W_enc^T
+
+**Two paths.** The *dense* path computes these as five matmuls. The *sparse*
+path computes only the encoder's product densely and everything after it from
+the active entries of ``f`` (:mod:`toysae.sae.active`): ``dL/dpre`` is nonzero
+only where a latent is active, so the decoder's forward, both weight
+gradients and the input gradient cost ``nnz * d`` instead of ``n * width * d``.
+The path is chosen per batch by the measured density of the codes (the share
+of active entries): sparse at or below ``toysae._tuning.SPARSE_STEP_MAX_DENSITY``,
+dense above it or when the step is too small to pay the sparse path's fixed
+costs (``SPARSE_STEP_MIN_WORK``), so early training, when codes are dense,
+still takes the matmuls. :func:`step_path` forces one path (tests compare the
+two). Both paths compute the same gradients up to float rounding.
+
+What stays dense on the sparse path: the ``(n, width)`` pre-activations and
+codes (the encoder's output, which the objective and the engine's firing counts
+read), the selection, and any gradient that reaches the pre-activations from
+elsewhere (AuxK's dead-latent loss): then the encoder's gradient is one dense
+matmul more.
+
+JumpReLU's thresholds learn through the straight-through pseudo-derivative of
+:mod:`toysae.sae.jumprelu`; its sparse path lists the entries within
+``bandwidth / 2`` below a threshold too, where that pseudo-derivative reads
+``dL/df``. A Matryoshka SAE's nested prefixes (``block_ends``) each get their
+own reconstruction as an extra output; on the sparse path each prefix block
+decodes from its own entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from toysae import _tuning
+from toysae._validation import check_choice
+from toysae.sae.active import ActiveSet, batch_topk, row_topk
+
+__all__ = ["PATHS", "FusedForward", "FusedSAEMixin", "Selection", "current_step_path",
+           "fused_forward", "measured_active", "step_path"]
+
+PATHS = ("auto", "dense", "sparse")
+_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("toysae_step_path", default="auto")
+
+
+@contextlib.contextmanager
+def step_path(path: str):
+    """Run the block's SAE forward passes on ``path``: ``"auto"`` (the default: by the
+    measured density of each batch's codes), ``"dense"`` or ``"sparse"``."""
+    token = _PATH.set(check_choice(path, "path", PATHS))
+    try:
+        yield
+    finally:
+        _PATH.reset(token)
+
+
+def current_step_path() -> str:
+    """The path set by the innermost :func:`step_path` (``"auto"`` outside any)."""
+    return _PATH.get()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which pre-activations become codes.
+
+    kind : ``"relu"`` (pre > 0), ``"topk"`` (the ``k`` largest of each sample),
+        ``"batchtopk"`` (the ``k * n`` largest of the batch), ``"threshold"`` (pre
+        above the ``threshold`` input, a (width,) tensor or a scalar).
+    bandwidth : for ``"threshold"``, the width of JumpReLU's pseudo-derivative
+        window (the threshold then gets a gradient); None for a fixed threshold.
+    block_ends : nested prefix ends ``m_1 < ... < m_P = width`` (Matryoshka); each
+        prefix's reconstruction becomes an output. Empty: one block.
+    """
+
+    kind: str
+    k: int = 0
+    bandwidth: float | None = None
+    block_ends: tuple[int, ...] = ()
+
+    @property
+    def keeps_pre(self) -> bool:
+        """Whether the pre-activations are an output (ReLU's are clamped in place)."""
+        return self.kind != "relu"
+
+
+class FusedForward(torch.autograd.Function):
+    """``(x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare)`` ->
+    ``(x_hat, codes, pre_acts or None, smallest kept code or None, *prefix x_hats)``.
+
+    x (n, d), W_enc (d, width), b_enc (width,), W_dec (width, d), b_dec (d,);
+    threshold None or a tensor (for ``"threshold"``); ``spare``: the module's dict
+    of recycled gradient buffers (see :meth:`FusedSAEMixin.recycle_grads_`).
+    Outputs: x_hat (n, d); codes (n, width); the pre-activations (n, width) unless
+    the selection is ReLU; for BatchTopK the smallest positive kept code (a 0-d
+    tensor, no gradient; -1 when none is positive); one (n, d) reconstruction per
+    prefix shorter than the width. Use :func:`fused_forward`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare):
+        n, width = x.shape[0], W_enc.shape[1]
+        xc = x - b_dec
+        pre = torch.addmm(b_enc, xc, W_enc)
+        codes, active, kept_min = _select(pre, threshold, selection, x.shape[1])
+        ends = selection.block_ends or (width,)
+        if active is not None:
+            values = active.gather(codes)
+            partial = active.decode(values, W_dec).view(active.n_blocks, n, -1)
+            x_hats = [partial[0].add_(b_dec)]  # the decode's own fresh buffer
+        else:
+            starts = (0, *ends[:-1])
+            partial = [codes[:, s:e] @ W_dec[s:e] for s, e in zip(starts[1:], ends[1:],
+                                                                  strict=True)]
+            x_hats = [torch.addmm(b_dec, codes[:, :ends[0]], W_dec[:ends[0]])]
+        for block in partial[1:] if active is not None else partial:
+            x_hats.append(x_hats[-1] + block)
+        ctx.selection, ctx.active, ctx.path = selection, active, _PATH.get()
+        ctx.spare = {} if spare is None else spare
+        ctx.set_materialize_grads(False)
+        keep_pre = pre if selection.keeps_pre else None
+        if active is not None:
+            ctx.values = values
+            ctx.pre_values = (active.gather(pre) if selection.kind == "threshold" else None)
+            ctx.save_for_backward(xc, W_enc, W_dec, threshold)
+        else:
+            ctx.save_for_backward(xc, W_enc, W_dec, threshold, codes, keep_pre)
+        if kept_min is not None:
+            ctx.mark_non_differentiable(kept_min)
+        return (x_hats[-1], codes, keep_pre, kept_min, *x_hats[:-1])
+
+    @staticmethod
+    def backward(ctx, grad_x_hat, grad_codes, grad_pre, _grad_kept, *grad_prefixes):
+        sel, active = ctx.selection, ctx.active
+        if active is not None:
+            xc, W_enc, W_dec, threshold = ctx.saved_tensors
+        else:
+            xc, W_enc, W_dec, threshold, codes, pre = ctx.saved_tensors
+        outs = [*grad_prefixes, grad_x_hat]
+        if all(g is None for g in outs) and grad_codes is None and grad_pre is None:
+            return (None,) * 8
+        # G_q = dL/d(block q's decode) = the gradient of every prefix that contains block q
+        outs = [torch.zeros_like(xc) if g is None else g for g in outs]
+        blocks = [outs[-1]]
+        for g in reversed(outs[:-1]):
+            blocks.append(blocks[-1] + g)
+        blocks.reverse()
+        needs = ctx.needs_input_grad
+        if active is not None:
+            gf, grad_W_dec = _sparse_decoder_backward(ctx, active, blocks, grad_codes, W_dec)
+        else:
+            gf, grad_W_dec = _dense_decoder_backward(ctx, codes, blocks, grad_codes, W_dec)
+        grad_threshold = None
+        if sel.kind == "threshold" and sel.bandwidth is not None and needs[5]:
+            grad_threshold = _threshold_grad(ctx, active, gf, threshold, pre if active is None
+                                             else None)
+        if active is not None:
+            if sel.kind == "threshold":
+                gf = gf * (ctx.pre_values > _entry_thresholds(threshold, active))
+            grad_W_enc, grad_b_enc, grad_x = _sparse_encoder_backward(
+                ctx, active, gf, grad_pre, xc, W_enc, needs[0])
+        else:
+            gpre = torch.ops.aten.threshold_backward.grad_input(gf, codes, 0.0, grad_input=gf)
+            if grad_pre is not None:
+                gpre.add_(grad_pre)
+            grad_W_enc = torch.mm(xc.T, gpre, out=spare_grad(ctx.spare, "W_enc", W_enc))
+            grad_b_enc = gpre.sum(dim=0)
+            grad_x = gpre @ W_enc.T if needs[0] else None
+        grad_b_dec = None
+        if needs[4]:
+            grad_b_dec = sum(g.sum(dim=0) for g in outs).sub_(W_enc @ grad_b_enc)
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, grad_threshold, None, None
+
+
+def fused_forward(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor,
+                  selection: Selection, *, threshold: Tensor | None = None,
+                  spare: dict | None = None):
+    """:class:`FusedForward` applied: (x_hat, codes, pre or None, smallest kept or None,
+    list of the shorter prefixes' reconstructions)."""
+    x_hat, codes, pre, kept_min, *prefixes = FusedForward.apply(
+        x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare)
+    return x_hat, codes, pre, kept_min, prefixes
+
+
+# -- selection and the path -------------------------------------------------------
+def _select(pre: Tensor, threshold: Tensor | None, sel: Selection, d: int):
+    """(codes (n, width), ActiveSet or None for the dense path, smallest kept code or None)."""
+    n, width = pre.shape
+    path = _PATH.get()
+    ends = sel.block_ends
+    if sel.kind == "relu":
+        codes = pre.clamp_min_(0.0)
+        return codes, measured_active(codes, d, path, ends), None
+    if sel.kind == "threshold":
+        t = threshold.clamp_min(0.0) if threshold.ndim == 0 else threshold
+        codes = pre * (pre > t)
+        if sel.bandwidth is None:
+            return codes, measured_active(codes, d, path, ends), None
+        # the entries JumpReLU's threshold gradient reads: pre above threshold - bandwidth/2
+        listed = pre > (threshold - sel.bandwidth / 2)
+        return codes, measured_active(listed, d, path, ends), None
+    sparse = path == "sparse" or (path == "auto" and _worth_listing(n, d, width)
+                                  and sel.k <= _tuning.SPARSE_STEP_MAX_DENSITY * width)
+    if sel.kind == "topk":
+        values, idx = row_topk(pre, sel.k)
+        values = values.clamp_min_(0.0)
+        codes = torch.zeros_like(pre).scatter_(1, idx, values)
+        active = None
+        if sparse:
+            flat = (idx.sort(dim=1).values
+                    + torch.arange(0, n * width, width, device=pre.device)[:, None]).reshape(-1)
+            flat = flat[codes.reshape(-1).index_select(0, flat) > 0]
+            active = ActiveSet(flat, n, width, ends)
+        return codes, active, None
+    if sel.kind == "batchtopk":
+        flat = batch_topk(pre, sel.k * n)
+        kept = pre.reshape(-1).index_select(0, flat)
+        codes = torch.zeros_like(pre).reshape(-1).index_put_((flat,), kept).view(n, width)
+        kept_min = kept.min() if kept.numel() else pre.new_full((), -1.0)
+        return codes, (ActiveSet(flat, n, width, ends) if sparse else None), kept_min
+    raise ValueError(f"selection kind must be relu, topk, batchtopk or threshold, "
+                     f"got {sel.kind!r}")
+
+
+def _worth_listing(n: int, d: int, width: int) -> bool:
+    """Whether a step is large enough for the sparse path to pay its fixed costs."""
+    return n * d * width >= _tuning.SPARSE_STEP_MIN_WORK
+
+
+def measured_active(listed: Tensor, d: int, path: str, ends=()) -> ActiveSet | None:
+    """The entries of ``listed`` (n, width) (nonzero = listed) when the step takes the
+    sparse path, else None; ``d`` is the input width, ``path`` the :func:`step_path`.
+
+    On ``"auto"`` a step below ``SPARSE_STEP_MIN_WORK`` (n * d * width) is dense; the
+    density is then measured on the leading rows first, and when they are already
+    ``SPARSE_PROBE_MARGIN`` times above ``SPARSE_STEP_MAX_DENSITY`` the step goes
+    dense without listing anything; otherwise the entries are listed and their exact
+    share decides.
+    """
+    if path == "dense":
+        return None
+    n, width = listed.shape
+    limit = _tuning.SPARSE_STEP_MAX_DENSITY * width
+    if path == "auto":
+        if not _worth_listing(n, d, width):
+            return None
+        rows = max(1, n // _tuning.SPARSE_PROBE_SHARE)
+        if int(torch.count_nonzero(listed[:rows])) > _tuning.SPARSE_PROBE_MARGIN * limit * rows:
+            return None
+    active = ActiveSet.from_codes(listed, ends)
+    if path == "auto" and active.nnz > limit * n:
+        return None
+    return active
+
+
+def _entry_thresholds(threshold: Tensor, active: ActiveSet) -> Tensor:
+    t = threshold.clamp_min(0.0) if threshold.ndim == 0 else threshold
+    return t if t.ndim == 0 else t.index_select(0, active.cols)
+
+
+# -- backward pieces ----------------------------------------------------------------
+def _sparse_decoder_backward(ctx, active: ActiveSet, blocks, grad_codes, W_dec):
+    """(dL/df at the entries (nnz,), dL/dW_dec (width, d)) from the active entries."""
+    G = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+    gf = entry_code_grads(active, G, W_dec, grad_codes)
+    grad_W_dec = None
+    if ctx.needs_input_grad[3]:
+        grad_W_dec = active.latent_products(ctx.values, G, spare_grad(ctx.spare, "W_dec", W_dec))
+    return gf, grad_W_dec
+
+
+def entry_code_grads(active: ActiveSet, G: Tensor, W_dec: Tensor,
+                     grad_codes: Tensor | None) -> Tensor:
+    """(nnz,) ``dL/df = G W_dec^T + grad_codes`` at the active entries (G (n_bags, d))."""
+    add = None
+    if grad_codes is not None:  # an expanded constant (the L1 penalty's) is read once
+        add = (grad_codes[0, 0].expand(active.nnz).contiguous()
+               if grad_codes.stride() == (0, 0) else active.gather(grad_codes))
+    return active.sampled_products(G, W_dec, add)
+
+
+def _dense_decoder_backward(ctx, codes, blocks, grad_codes, W_dec):
+    """(dL/df (n, width), dL/dW_dec (width, d)) as matmuls, block by block."""
+    width = codes.shape[1]
+    ends = ctx.selection.block_ends or (width,)
+    grad_W_dec = spare_grad(ctx.spare, "W_dec", W_dec) if ctx.needs_input_grad[3] else None
+    # The penalty's gradient rides in as addmm's input (a broadcast constant for L1 costs
+    # no extra pass); the (n, width) scratch stays with the module (a fresh multi-MB CPU
+    # buffer page-faults on every step).
+    gf = scratch(ctx.spare, "grad_f", codes)
+    for (s, e), G in zip(zip((0, *ends[:-1]), ends, strict=True), blocks, strict=True):
+        if grad_W_dec is not None:
+            torch.mm(codes[:, s:e].T, G, out=grad_W_dec[s:e])
+        if grad_codes is None:
+            torch.mm(G, W_dec[s:e].T, out=gf[:, s:e])
+        else:
+            torch.addmm(grad_codes[:, s:e], G, W_dec[s:e].T, out=gf[:, s:e])
+    return gf, grad_W_dec
+
+
+def _threshold_grad(ctx, active, gf, threshold, pre):
+    """JumpReLU's ``dL/dtheta = -(theta / bandwidth) sum_n dL/df * [|pre - theta| < bw/2]``."""
+    bw = ctx.selection.bandwidth
+    if active is None:
+        window = ((pre - threshold).abs() < bw / 2).to(gf.dtype)
+        return -(threshold / bw) * (gf * window).sum(0)
+    near = ((ctx.pre_values - threshold.index_select(0, active.cols)).abs() < bw / 2)
+    return -(threshold / bw) * active.latent_sums(gf * near.to(gf.dtype))
+
+
+def _sparse_encoder_backward(ctx, active: ActiveSet, gpre, grad_pre, xc, W_enc, needs_x):
+    """(dL/dW_enc, dL/db_enc, dL/dx) from dL/dpre at the entries, plus ``grad_pre``, a
+    gradient that reached the pre-activations from elsewhere (AuxK's): merged into the
+    entries when it is sparse too, else the encoder's gradient is one dense product."""
+    if grad_pre is not None:
+        extra = measured_active(grad_pre.contiguous(), xc.shape[1], ctx.path)
+        if extra is not None:
+            active, gpre = active.merged(gpre, extra, extra.gather(grad_pre))
+            grad_pre = None
+    if grad_pre is not None:
+        dense = grad_pre.clone(memory_format=torch.contiguous_format)
+        active.scatter(gpre, dense)
+        grad_W_enc = torch.mm(xc.T, dense, out=spare_grad(ctx.spare, "W_enc", W_enc))
+        return grad_W_enc, dense.sum(dim=0), (dense @ W_enc.T if needs_x else None)
+    grad_W_enc = spare_grad(ctx.spare, "W_enc", W_enc) if ctx.needs_input_grad[1] else None
+    return sparse_encoder_grads(active, gpre, xc, W_enc, grad_W_enc,
+                                scratch(ctx.spare, "latent_major", W_enc.T), needs_x)
+
+
+def sparse_encoder_grads(active: ActiveSet, gpre: Tensor, xc: Tensor, W_enc: Tensor,
+                         grad_W_enc: Tensor | None, latent_major: Tensor, needs_x: bool):
+    """(dL/dW_enc written into ``grad_W_enc`` (d, width), dL/db_enc, dL/dx or None) from
+    ``gpre`` = dL/dpre at the entries, for the encoder ``pre = xc W_enc + b_enc``.
+
+    The product is formed latent-major in ``latent_major`` (width, d) scratch (a CSR
+    product with the transposed pattern) and copied into the (d, width) layout.
+    """
+    if grad_W_enc is not None:
+        active.latent_products(gpre, xc, latent_major, by_bag=False)
+        grad_W_enc.copy_(latent_major.T)
+    grad_x = active.sample_products(gpre, W_enc.T) if needs_x else None
+    return grad_W_enc, active.latent_sums(gpre), grad_x
+
+
+# -- recycled buffers -----------------------------------------------------------------
+def scratch(spare: dict, name: str, like: Tensor) -> Tensor:
+    """A contiguous scratch buffer shaped like ``like`` that stays with the module across
+    steps (used and finished within one backward pass, so reusing it is safe)."""
+    buf = spare.get(name)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = spare[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buf
+
+
+def spare_grad(spare: dict, name: str, like: Tensor) -> Tensor:
+    """A recycled gradient buffer for ``name`` (see :meth:`FusedSAEMixin.recycle_grads_`), or
+    a fresh one. Popped, so the returned gradient is referenced by autograd alone and
+    becomes the parameter's ``.grad`` without a copy."""
+    buf = spare.pop(name, None)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buf
+
+
+class FusedSAEMixin:
+    """For SAEs whose forward is :class:`FusedForward`: the engine's ``recycle_grads_``
+    keeps the weight gradients' memory for the next backward pass."""
+
+    def _init_buffers(self) -> None:
+        self._backward_buffers: dict[str, Tensor] = {}
+
+    def recycle_grads_(self) -> None:
+        """Keep the weight gradients' memory for the next backward pass, then drop ``.grad``.
+
+        The training engine calls this in place of ``zero_grad(set_to_none=True)``:
+        the next backward writes into the same buffers (a fresh multi-MB CPU buffer
+        page-faults on every step here) and autograd adopts them as ``.grad`` again.
+        """
+        for name in ("W_enc", "W_dec"):
+            grad = getattr(self, name).grad
+            if grad is not None:
+                self._backward_buffers[name] = grad
+        for p in self.parameters():
+            p.grad = None
