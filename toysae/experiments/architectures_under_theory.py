@@ -407,8 +407,12 @@ def _panel_stationarity(ax, result: Result) -> None:
                    color="black" if r.name == DICTLEARN else "tab:blue", alpha=0.7)
         ax.annotate(r.name, (max(r.stationarity_median, 1e-6), r.f1), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("median atom-stationarity violation (tangential / normal force, log)")
+    values = [max(r.stationarity_median, 1e-6) for r in result.rows]
+    log = max(values) / min(values) > 10  # a narrow range reads better on a linear axis
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("median atom-stationarity violation (tangential / normal force"
+                  + (", log)" if log else ")"))
     ax.set_ylabel("mean F1 of latents as feature detectors")
     ax.set_title("Closer to stationary (left) vs better detectors (up);\nmarker area: "
                  "absorption rate")
@@ -422,8 +426,9 @@ def _panel_absorption(ax, result: Result) -> None:
     ax.set_ylabel("absorption rate (share of parent samples)")
     ax.set_xticks(x, names, rotation=30, ha="right")
     twin = ax.twinx()
-    twin.bar(x + 0.2, [r.n_certified for r in result.rows], 0.4, color="tab:gray",
-             label="certified hierarchy steps")
+    steps = [r.n_certified for r in result.rows]
+    twin.bar(x + 0.2, steps, 0.4, color="tab:gray", label="certified hierarchy steps")
+    twin.set_ylim(0, 1.15 * max(1, max(steps)))
     twin.set_ylabel("certified hierarchy descent steps (count)")
     ax.set_title("Absorption against the truth (red) and\nhierarchy steps the theory certifies "
                  "(gray)")
@@ -445,8 +450,11 @@ def _panel_track(ax, result: Result) -> None:
     twin = ax.twinx()
     twin.plot(s, track["n_certified"], "^--", color="tab:gray",
               label="certified hierarchy steps")
+    twin.set_ylim(0, 1.15 * max(1.0, max(track["n_certified"])))
     twin.set_ylabel("certified hierarchy descent steps (count)")
-    ax.set_title(f"{result.config.track} along training: absorption forms")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{result.config.track} along training: absorption, MCC\nand the "
+                 "hierarchy steps the theory certifies")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=8)
