@@ -50,7 +50,14 @@ import torch
 from toysae import metrics
 from toysae._config import JsonMixin
 from toysae._io import write_text
-from toysae._validation import check_choice, check_float, check_int, check_tuple
+from toysae._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_seed,
+    check_tuple,
+    shifted_seed,
+)
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -129,7 +136,7 @@ class Config(JsonMixin):
         check_choice(self.track, "track", self.architectures)
         check_int(self.track_points, "track_points", minimum=2)
         check_int(self.track_check, "track_check", minimum=64)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -295,7 +302,7 @@ def _track_fn(ev, F: np.ndarray, config: Config):
 def run(config: Config) -> Result:
     gen = SyntheticData(config.data)
     train = gen.sample(config.n_train, seed=config.seed)
-    ev = gen.sample(config.n_eval, seed=config.seed + 1)
+    ev = gen.sample(config.n_eval, seed=shifted_seed(config.seed, 1))
     scale = float(np.sqrt(np.mean(np.sum(train.x.astype(np.float64) ** 2, axis=1))))
     X = (train.x / scale).astype(np.float32)
     ev = ev._replace(x=(ev.x / scale).astype(np.float32))
