@@ -221,3 +221,29 @@ def test_row_state_keep_compacts_every_field_with_one_index():
     again = kept.keep(torch.tensor([0]), ws)
     assert again.slot == 0 and torch.equal(again.sample, torch.tensor([101]))
     assert ws.held() == {"lasso.response.0"}
+
+
+def test_codes_move_between_working_sets_in_bounded_blocks(monkeypatch):
+    """Moving codes between working sets matches every set atom of a row against every
+    other at once; a dense warm start made that (rows, n_atoms, n_atoms) and asked for
+    36 GB at 4,096 samples x 4,096 atoms. In blocks of rows the codes must be the same."""
+    import toysae._tuning as tuning
+    import toysae.dictlearn._active_set as active_set
+
+    rng = np.random.default_rng(3)
+    D = rng.standard_normal((300, 24))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = np.abs(rng.standard_normal((64, 300))) * (rng.random((64, 300)) < 0.03) @ D
+    init = np.abs(rng.standard_normal((64, 300))) * (rng.random((64, 300)) < 0.04)
+    one_pass = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init).codes
+    shapes, real = [], active_set._move_to_sets
+
+    def spy(S_old, values, S_new, valid):
+        shapes.append((S_new.shape[0], S_new.shape[1] * S_old.shape[1]))
+        return real(S_old, values, S_new, valid)
+
+    monkeypatch.setattr(active_set, "_move_to_sets", spy)
+    monkeypatch.setattr(tuning, "MOVE_BLOCK_ENTRIES", 1000)  # a few rows per block
+    blocked = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init).codes
+    assert any(rows * per_row > 1000 for rows, per_row in shapes)  # blocks were needed
+    np.testing.assert_array_equal(np.asarray(blocked), np.asarray(one_pass))

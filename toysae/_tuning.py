@@ -53,6 +53,10 @@ FIRST_SET = 8
 # The working-set cap of later rounds (support + KKT violators); a sample whose
 # support fills it moves to a set four times as large. benchmarks/bench_dictlearn.py.
 MAX_SET = 16
+# Entries of one block of the (rows, m_new, m_old) set matching when codes move between
+# working sets (16M: a 16 MB mask and a 128 MB float64 product at once). Only memory is at
+# stake; the blocks give the same sums as one pass.
+MOVE_BLOCK_ENTRIES = 1 << 24
 
 # A sample whose support fills its working set moves to a set this many times as large
 # (while SET_GROWTH**2 * cap <= n_atoms; past that the dense solver finishes it).

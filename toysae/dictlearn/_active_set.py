@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from toysae import _tuning
 from toysae._buffers import Workspace
 from toysae._tuning import FIRST_SET, MAX_SET, ROW_BLOCK, SET_GROWTH, WORKING_SET_ABOVE
 from toysae.dictlearn._fista import LassoOutput, gram_times, prox_grad
@@ -140,9 +141,20 @@ def set_times(S: torch.Tensor, values: torch.Tensor, M: torch.Tensor,
 
 def _move_to_sets(S_old: torch.Tensor, values: torch.Tensor, S_new: torch.Tensor,
                   valid: torch.Tensor) -> torch.Tensor:
-    """Codes given on sets ``S_old`` re-expressed on sets ``S_new`` (atoms not in it drop)."""
-    same = (S_new[:, :, None] == S_old[:, None, :]) & (valid[:, :, None] != 0)
-    return (same * values[:, None, :]).sum(dim=2)
+    """Codes given on sets ``S_old`` re-expressed on sets ``S_new`` (atoms not in it drop).
+
+    The match is an (rows, m_new, m_old) comparison, formed for blocks of rows so that
+    it stays under ``_tuning.MOVE_BLOCK_ENTRIES`` entries: a dense warm start makes
+    ``m_old`` the number of atoms (4,096 samples x 4,096 atoms asked for 36 GB at once).
+    """
+    n, m_new, m_old = S_new.shape[0], S_new.shape[1], S_old.shape[1]
+    rows = max(1, _tuning.MOVE_BLOCK_ENTRIES // max(1, m_new * m_old))
+    out = values.new_empty(n, m_new)
+    for start in range(0, n, rows):
+        b = slice(start, start + rows)
+        same = (S_new[b, :, None] == S_old[b, None, :]) & (valid[b, :, None] != 0)
+        torch.sum(same * values[b, None, :], dim=2, out=out[b])
+    return out
 
 
 def _full_kkt(z_set: torch.Tensor, g: torch.Tensor, S: torch.Tensor, lam: float,
