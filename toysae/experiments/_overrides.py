@@ -180,14 +180,19 @@ def _from_text(text: str, hint):
     if hint is tuple or typing.get_origin(hint) is tuple:
         return _tuple_from_text(text, hint)
     if hint is dict or typing.get_origin(hint) is dict or _is_config(hint):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise _Mismatch from None
-        if not isinstance(value, dict):
-            raise _Mismatch
-        return value  # a nested config's object is merged by the caller
+        return _json_as(text, dict)  # a nested config's object is merged by the caller
     raise _Mismatch
+
+
+def _json_as(text: str, kind: type):
+    """``text`` parsed as JSON, which must give a ``kind``; ``_Mismatch`` otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise _Mismatch from None
+    if not isinstance(value, kind):
+        raise _Mismatch
+    return value
 
 
 def _tuple_from_text(text: str, hint) -> tuple:
@@ -197,13 +202,7 @@ def _tuple_from_text(text: str, hint) -> tuple:
     if stripped.startswith("[") or stripped.startswith("("):
         if stripped.startswith("("):
             stripped = "[" + stripped[1:-1] + "]" if stripped.endswith(")") else stripped
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError:
-            raise _Mismatch from None
-        if not isinstance(value, list):
-            raise _Mismatch
-        return tuple(_from_json(v, item) for v in value)
+        return tuple(_from_json(v, item) for v in _json_as(stripped, list))
     if not stripped:
         return ()
     return tuple(_scalar_from_text(part) if item is Any else _from_text(part, item)
