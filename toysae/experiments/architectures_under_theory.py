@@ -232,8 +232,13 @@ def _next_coef(tried: list, target: float) -> float:
     return coef * (target / l0) ** (1.0 / slope)
 
 
+def _miss(l0: float, target: float) -> float:
+    """How far an L0 lands from the target, symmetric in ratio."""
+    return abs(math.log(l0 / target))
+
+
 def _closest(tried, target: float):
-    return min(tried, key=lambda t: abs(math.log(t[1] / target)))
+    return min(tried, key=lambda t: _miss(t[1], target))
 
 
 def _calibrate(name: str, X: np.ndarray, X_eval: np.ndarray, target: float,
@@ -331,7 +336,7 @@ def run(config: Config) -> Result:
                 sae, result = _train_one(name, X, tc.replace(sparsity_coef=coef), k, config,
                                          eval_fn)
                 finals.append((coef, max(float(metrics.l0(_codes(sae, X_cal))), 1e-3)))
-                if best is None or finals[-1] == _closest([best[0], finals[-1]], true_l0):
+                if best is None or _miss(finals[-1][1], true_l0) < _miss(best[0][1], true_l0):
                     best = (finals[-1], sae, result)
                 if abs(finals[-1][1] / true_l0 - 1) < config.final_tol:
                     break
