@@ -13,6 +13,7 @@ from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn._active_set import (
     RowState,
+    minus_gram_times,
     refit_on_support,
     set_times,
     working_set_prox_grad,
@@ -79,11 +80,27 @@ def test_set_times_is_the_dense_product():
         (torch.arange(5)[:, None], S), values, accumulate=True)
     np.testing.assert_allclose(set_times(S, values, M).numpy(), (dense @ M).numpy(),
                                atol=1e-12)
-    target = torch.tensor(rng.standard_normal((5, 7)))
-    expected = target - dense @ M
-    out = set_times(S, values, M, subtract_from=target)
-    assert out.data_ptr() == target.data_ptr()  # in place
-    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [1, 6])  # below and above the switch to (z D) D^T at d = 40
+def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(m):
+    rng = np.random.default_rng(2)
+    D = torch.tensor(rng.standard_normal((50, 40)))
+    G = D @ D.T
+    S = torch.tensor(rng.integers(0, 50, (5, m)))
+    values = torch.tensor(rng.standard_normal((5, m)))
+    dense = torch.zeros(5, 50, dtype=torch.float64).index_put_(
+        (torch.arange(5)[:, None], S), values, accumulate=True)
+    base = torch.tensor(rng.standard_normal((5, 50)))
+    expected = (base - dense @ G).numpy()
+    for dictionary in (None, D):
+        out = torch.empty_like(base)
+        minus_gram_times(base, S, values, G, dictionary, out=out)
+        np.testing.assert_allclose(out.numpy(), expected, atol=1e-10)
+        inplace = base.clone()
+        assert minus_gram_times(inplace, S, values, G, dictionary,
+                                out=inplace).data_ptr() == inplace.data_ptr()
+        np.testing.assert_allclose(inplace.numpy(), expected, atol=1e-10)
 
 
 @pytest.mark.parametrize("nonneg", [True, False])

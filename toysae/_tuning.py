@@ -50,18 +50,33 @@ WORKING_SET_ABOVE = 96
 # is ~3x slower for k >= 9 than for k <= 8; on the reference toy 2/3 of the optimal
 # supports lie in the 8 largest responses. benchmarks/bench_dictlearn.py.
 FIRST_SET = 8
+# ... doubled, for the samples that kept every atom of it, while they are more than half
+# of the batch, up to this many atoms (toysae check's world, L0 ~ 20 at 4,096 atoms:
+# the 8-atom guess fills on most samples).
+# benchmarks/bench_check.py; no change on bench_dictlearn.py's toy (L0 ~ 4.5).
+FIRST_SET_MAX = 64
 # The working-set cap of later rounds (support + KKT violators); a sample whose
 # support fills it moves to a set four times as large. benchmarks/bench_dictlearn.py.
 MAX_SET = 16
+# The active-set solver updates its responses g = c - z G for codes on m-atom sets either
+# by gathering m rows of G per sample (memory-bound: m * n_atoms reads) or through the
+# dictionary, (z D) D^T (compute-bound: d * n_atoms multiply-adds, whatever m). The
+# dictionary route is taken when m * GRAM_VIA_DICTIONARY > d, where they broke even at
+# 4,096 atoms on 2 threads in float64: m ~ 3 at d = 64, ~ 7 at d = 256, ~ 25 at
+# d = 768 (at m = 30, d = 256: 0.49 s against 0.20 s for 4,096 rows).
+# benchmarks/bench_check.py and benchmarks/bench_dictlearn.py.
+GRAM_VIA_DICTIONARY = 30
 # Entries of one block of the (rows, m_new, m_old) set matching when codes move between
 # working sets (16M: a 16 MB mask and a 128 MB float64 product at once). Only memory is at
 # stake; the blocks give the same sums as one pass.
 MOVE_BLOCK_ENTRIES = 1 << 24
 
 # A sample whose support fills its working set moves to a set this many times as large
-# (while SET_GROWTH**2 * cap <= n_atoms; past that the dense solver finishes it).
-# benchmarks/bench_dictlearn.py.
-SET_GROWTH = 4
+# (while SET_GROWTH**2 * cap <= n_atoms; past that the dense solver finishes it). 2 rather
+# than 4: every row of a group pays for its widest set, and a support of 20 filling a
+# 16-atom cap went to 64 atoms (4,096 samples, 4,096 atoms, d = 256: 2.1 s against 1.6 s);
+# the same on bench_dictlearn.py's toy. benchmarks/bench_check.py.
+SET_GROWTH = 2
 # Per-sample Gram blocks up to this many atoms are multiplied by broadcasting, which
 # beats batched GEMM calls on tiny blocks. benchmarks/bench_dictlearn.py.
 BROADCAST_GRAM_MAX = 32

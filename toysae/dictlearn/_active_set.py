@@ -38,7 +38,15 @@ import torch
 
 from toysae import _tuning
 from toysae._buffers import Workspace
-from toysae._tuning import FIRST_SET, MAX_SET, ROW_BLOCK, SET_GROWTH, WORKING_SET_ABOVE
+from toysae._tuning import (
+    FIRST_SET,
+    FIRST_SET_MAX,
+    GRAM_VIA_DICTIONARY,
+    MAX_SET,
+    ROW_BLOCK,
+    SET_GROWTH,
+    WORKING_SET_ABOVE,
+)
 from toysae.dictlearn._fista import LassoOutput, gram_times, prox_grad
 from toysae.objective import objective_from_parts
 
@@ -124,19 +132,30 @@ def _refit_if_better(c: torch.Tensor, G: torch.Tensor, z: torch.Tensor, lam: flo
     return torch.where(keep[:, None], refit, z)
 
 
-def set_times(S: torch.Tensor, values: torch.Tensor, M: torch.Tensor,
-              subtract_from: torch.Tensor | None = None) -> torch.Tensor:
-    """``z @ M``, or ``subtract_from - z @ M`` in place, for codes on index sets.
+def set_times(S: torch.Tensor, values: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """``z @ M`` for codes on index sets.
 
     The codes are ``z[i, S[i, j]] = values[i, j]``; padding entries must carry
     exact zeros. The product is a weighted ``embedding_bag`` (each output row is
     the weighted sum of the ``m`` rows of ``M`` its sample uses), several times
     faster on the CPU than a CSR product and never materialising ``z``.
     """
-    product = torch.nn.functional.embedding_bag(S, M, per_sample_weights=values, mode="sum")
-    if subtract_from is None:
-        return product
-    return subtract_from.sub_(product)
+    return torch.nn.functional.embedding_bag(S, M, per_sample_weights=values, mode="sum")
+
+
+def minus_gram_times(base: torch.Tensor, S: torch.Tensor, values: torch.Tensor,
+                     G: torch.Tensor, D: torch.Tensor | None, *,
+                     out: torch.Tensor) -> torch.Tensor:
+    """``out = base - z G`` for codes on index sets (``base`` may be ``out``: in place).
+
+    With the dictionary ``D`` (n_atoms, d) at hand, ``z G = (z D) D^T``: one dense
+    product of ``d * n_atoms`` per row instead of gathering ``m`` rows of ``G`` (
+    ``m * n_atoms`` memory reads), taken when ``m * GRAM_VIA_DICTIONARY > d``
+    (``toysae._tuning``). The two agree to rounding.
+    """
+    if D is not None and S.shape[1] * GRAM_VIA_DICTIONARY > D.shape[1]:
+        return torch.addmm(base, set_times(S, values, D), D.T, alpha=-1.0, out=out)
+    return torch.sub(base, set_times(S, values, G), out=out)
 
 
 def _move_to_sets(S_old: torch.Tensor, values: torch.Tensor, S_new: torch.Tensor,
@@ -266,23 +285,44 @@ def _response_buffer(workspace: Workspace, rows: int, like: torch.Tensor) -> tor
 
 
 def first_round(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
-                first_set: int, scale: float, workspace: Workspace) -> RowState:
+                first_set: int, scale: float, workspace: Workspace,
+                D: torch.Tensor | None = None) -> RowState:
     """Round 0 from zero codes, for every sample: a refit on the largest responses.
 
     From zero codes nearly every atom with ``c_j > lam`` violates KKT: the
     first guess is the ``first_set`` largest responses above lam, refit exactly
-    (no iterations), atoms that come out negative dropped.
+    (no iterations), atoms that come out negative dropped. While more than half
+    of the samples keep every atom of their guess (their supports are likely
+    larger), those samples are guessed again with twice as many atoms, up to
+    ``FIRST_SET_MAX``; the sets are padded to the widest guess.
     """
     n, n_atoms = C.shape
-    top = (C if nonneg else C.abs()).topk(min(first_set, n_atoms), dim=1)
-    S, valid = top.indices, (top.values > lam).to(C.dtype)
-    c_set = C.gather(1, S) * valid
-    z_set = _refit_if_better(c_set, _gram_blocks(G, S), torch.zeros_like(valid), lam, nonneg,
-                             support=valid != 0)
+    k = min(first_set, n_atoms)
+    S = torch.zeros(n, k, dtype=torch.long, device=C.device)
+    z_set = torch.zeros(n, k, dtype=C.dtype, device=C.device)
+    rows = None  # every sample, then those that kept their whole guess
+    while True:
+        C_r = C if rows is None else C.index_select(0, rows)
+        top = (C_r if nonneg else C_r.abs()).topk(k, dim=1)
+        valid = (top.values > lam).to(C.dtype)
+        z_r = _refit_if_better(C_r.gather(1, top.indices) * valid,
+                               _gram_blocks(G, top.indices), torch.zeros_like(valid), lam,
+                               nonneg, support=valid != 0)
+        if rows is None:
+            S, z_set = top.indices, z_r
+        else:
+            S = torch.cat([S, S.new_zeros(n, k - S.shape[1])], dim=1)
+            z_set = torch.cat([z_set, z_set.new_zeros(n, k - z_set.shape[1])], dim=1)
+            S[rows], z_set[rows] = top.indices, z_r
+        full = _count(z_r != 0) == k
+        if 2 * k > min(FIRST_SET_MAX, n_atoms) or 2 * int(full.sum()) <= len(z_r):
+            break
+        rows = torch.nonzero(full).squeeze(1) if rows is None else rows[full]
+        k *= 2
     g = _response_buffer(workspace, n, C)
     for i in range(0, n, ROW_BLOCK):  # blocks: torch's temporaries stay small
-        rows = slice(i, i + ROW_BLOCK)
-        torch.sub(C[rows], set_times(S[rows], z_set[rows], G), out=g[rows])
+        block = slice(i, i + ROW_BLOCK)
+        minus_gram_times(C[block], S[block], z_set[block], G, D, out=g[block])
     kkt = _full_kkt(z_set, g, S, lam, nonneg) / scale
     return RowState(torch.arange(n, device=C.device), S, z_set, g,
                     torch.zeros(n, dtype=torch.long, device=C.device), kkt, 0)
@@ -290,7 +330,7 @@ def first_round(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
 
 def warm_state(C: torch.Tensor, G: torch.Tensor, lam: float, samples: torch.Tensor,
                init: torch.Tensor, *, nonneg: bool, scale: float,
-               workspace: Workspace) -> RowState:
+               workspace: Workspace, D: torch.Tensor | None = None) -> RowState:
     """The state of ``samples`` (rows of ``C``) at the warm-start codes ``init`` (r, n_atoms)."""
     z0 = init.clamp(min=0.0) if nonneg else init
     S, valid = _index_sets(z0 != 0, C.dtype)
@@ -300,7 +340,7 @@ def warm_state(C: torch.Tensor, G: torch.Tensor, lam: float, samples: torch.Tens
         g.copy_(C)
     else:
         torch.index_select(C, 0, samples, out=g)
-    set_times(S, z_set, G, subtract_from=g)
+    minus_gram_times(g, S, z_set, G, D, out=g)
     kkt = _full_kkt(z_set, g, S, lam, nonneg) / scale
     return RowState(samples, S, z_set, g,
                     torch.zeros(samples.numel(), dtype=torch.long, device=C.device), kkt, 0)
@@ -308,7 +348,7 @@ def warm_state(C: torch.Tensor, G: torch.Tensor, lam: float, samples: torch.Tens
 
 def later_round(state: RowState, C: torch.Tensor, G: torch.Tensor, lam: float, *,
                 nonneg: bool, accelerate: bool, budget: int, tol: float, scale: float,
-                cap: int) -> RowState:
+                cap: int, D: torch.Tensor | None = None) -> RowState:
     """One round on the support plus the KKT violators (at most ``cap`` atoms): FISTA on
     the set problem to ``tol``, then an exact refit where it helps; updates the state."""
     S, valid = _next_sets(state.atoms, state.codes, state.response, lam, nonneg, cap)
@@ -321,7 +361,7 @@ def later_round(state: RowState, C: torch.Tensor, G: torch.Tensor, lam: float, *
                     scale=scale, L=L, mask=valid)
     z_set = _refit_if_better(c_set, Gs, out.codes, lam, nonneg)
     # g = c - z G, updated in place by the change of the codes.
-    g = set_times(S, z_set - z_start, G, subtract_from=state.response)
+    g = minus_gram_times(state.response, S, z_set - z_start, G, D, out=state.response)
     kkt = _full_kkt(z_set, g, S, lam, nonneg) / scale
     return RowState(state.sample, S, z_set, g, state.used + out.n_iter, kkt, state.slot)
 
@@ -412,11 +452,14 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
                           accelerate: bool, max_iter: int, tol: float,
                           init: torch.Tensor | None, scale: float, max_set: int = MAX_SET,
                           first_set: int = FIRST_SET, max_rounds: int = 100,
-                          workspace: Workspace | None = None) -> LassoOutput:
+                          workspace: Workspace | None = None,
+                          D: torch.Tensor | None = None) -> LassoOutput:
     """The active-set lasso solve of every row of ``C`` (see the module docstring).
 
     C : (n, n_atoms) correlations ``X D^T``; G : (n_atoms, n_atoms) Gram ``D D^T``;
     init : (n, n_atoms) warm start or None; max_set : the first cap;
+    D : the dictionary (n_atoms, d) whose Gram ``G`` is, or None; with it the
+    responses are updated through ``D`` where that is cheaper (:func:`minus_gram_times`);
     first_set : atoms of the cold first round; max_rounds : rounds per group.
     The scratch (rows, n_atoms) responses live in ``workspace`` (a fresh one if
     None). The result carries the codes as index sets (``LassoOutput.sets``);
@@ -437,7 +480,7 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
             overflow: list[_Overflow] = []
             _solve_group(C, G, lam, group, nonneg=nonneg, accelerate=accelerate, tol=tol,
                          scale=scale, first_set=first_set, max_rounds=max_rounds,
-                         finished=finished, overflow=overflow, workspace=workspace)
+                         finished=finished, overflow=overflow, workspace=workspace, D=D)
             for full in overflow:
                 budget = max(group.budget - int(full.used.max()), 1)
                 if SET_GROWTH ** 2 * group.cap <= n_atoms:
@@ -455,16 +498,19 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
 
 def _solve_group(C, G, lam, group: _Group, *, nonneg, accelerate, tol, scale, first_set,
                  max_rounds, finished: _Finished, overflow: list[_Overflow],
-                 workspace: Workspace) -> None:
+                 workspace: Workspace, D: torch.Tensor | None) -> None:
     """The rounds of one group until each of its samples retired or overflowed."""
     if group.init is None and max_rounds > 0:
         state = first_round(C, G, lam, nonneg=nonneg, first_set=first_set, scale=scale,
-                            workspace=workspace)
+                            workspace=workspace, D=D)
+        # A first guess grown to the cap would overflow at once: the cap (and so the
+        # caps of the groups that overflow from it) grows with it.
+        group.cap = max(group.cap, state.atoms.shape[1])
         start = 1
     else:
         init = torch.zeros_like(C) if group.init is None else group.init
         state = warm_state(C, G, lam, group.samples, init, nonneg=nonneg, scale=scale,
-                           workspace=workspace)
+                           workspace=workspace, D=D)
         start = 0
     for round_ in range(start, max_rounds + 1):
         state = retire(state, tol=tol, budget=group.budget, cap=group.cap,
@@ -474,17 +520,19 @@ def _solve_group(C, G, lam, group: _Group, *, nonneg, accelerate, tol, scale, fi
             return
         state = later_round(state, C, G, lam, nonneg=nonneg, accelerate=accelerate,
                             budget=group.budget, tol=max(tol, 0.1 ** max(round_, 1)),
-                            scale=scale, cap=min(group.cap, C.shape[1]))
+                            scale=scale, cap=min(group.cap, C.shape[1]), D=D)
 
 
 def solve_lasso(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
                 accelerate: bool, max_iter: int, tol: float, init: torch.Tensor | None,
                 scale: float, working_set_above: int = WORKING_SET_ABOVE,
-                workspace: Workspace | None = None) -> LassoOutput:
-    """Dense prox-gradient for small dictionaries, working sets for large ones."""
+                workspace: Workspace | None = None,
+                D: torch.Tensor | None = None) -> LassoOutput:
+    """Dense prox-gradient for small dictionaries, working sets for large ones (``D``, the
+    dictionary of ``G``, lets those update their responses through it)."""
     if G.shape[0] > working_set_above and lam > 0:
         return working_set_prox_grad(C, G, lam, nonneg=nonneg, accelerate=accelerate,
                                      max_iter=max_iter, tol=tol, init=init, scale=scale,
-                                     workspace=workspace)
+                                     workspace=workspace, D=D)
     return prox_grad(C, G, lam, nonneg=nonneg, accelerate=accelerate, max_iter=max_iter,
                      tol=tol, init=init, scale=scale)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.sparse
 import torch
 
 from toysae import _tuning
@@ -58,6 +60,23 @@ class LassoOutput:
                                       device=values.device).index_put_(
                 (rows, S), values, accumulate=True)
         return self._codes
+
+    def csr(self) -> scipy.sparse.csr_matrix:
+        """The codes as a float64 scipy CSR matrix with sorted indices and no stored zeros,
+        straight from the index sets when there are some (no dense scan)."""
+        if self.sets is None:
+            Z = scipy.sparse.csr_matrix(self.codes.cpu().double().numpy())
+        else:
+            S, values = (t.cpu().numpy() for t in self.sets)
+            nonzero = values != 0
+            indptr = np.zeros(S.shape[0] + 1, dtype=np.int64)
+            np.cumsum(nonzero.sum(axis=1), out=indptr[1:])
+            Z = scipy.sparse.csr_matrix(
+                (values[nonzero].astype(np.float64), S[nonzero], indptr),
+                shape=(S.shape[0], self.n_atoms))
+        Z.eliminate_zeros()
+        Z.sort_indices()
+        return Z
 
 
 def kkt_violation(codes: torch.Tensor, response: torch.Tensor, lam: float, nonneg: bool,

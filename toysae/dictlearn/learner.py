@@ -263,17 +263,8 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
             return Z, int(out.n_steps.max()), 0 if out.success else Xb.shape[0]
         out = solve_lasso(C, G, self.lam, nonneg=self.nonneg, accelerate=True,
                           max_iter=self.coding_max_iter, tol=self.coding_tol, init=init,
-                          scale=self.lam, workspace=ws)
-        if out.sets is None:
-            Z = scipy.sparse.csr_matrix(out.codes.cpu().double().numpy())
-        else:  # straight from the solver's index sets, without scanning dense codes
-            S, values = (t.cpu().numpy() for t in out.sets)
-            nonzero = values != 0
-            indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))])
-            Z = scipy.sparse.csr_matrix(
-                (values[nonzero].astype(np.float64), S[nonzero], indptr),
-                shape=(Xb.shape[0], n_atoms))
-        return Z, int(out.n_iter.max()), int((~out.success).sum())
+                          scale=self.lam, workspace=ws, D=D)
+        return out.csr(), int(out.n_iter.max()), int((~out.success).sum())
 
     def _step(self, Xb: np.ndarray, codes: np.ndarray | None = None,
               idx: np.ndarray | None = None) -> tuple[scipy.sparse.csr_matrix, dict]:

@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from toysae._buffers import Workspace
@@ -66,7 +67,7 @@ class SparseCodeResult(Result):
     Attributes
     ----------
     codes : (n_samples, n_atoms) numpy array of codes ``Z`` (float64 or float32,
-        following ``dtype``).
+        following ``dtype``); a float64 scipy CSR matrix with ``sparse_output=True``.
     objective : ``1/2 ||X - Z D||^2 + lam ||Z||_1`` summed over samples (float64).
     success : every sample met the stopping rule (fista/ista: KKT gap <= tol;
         omp: every nonnegative refit met its tolerance; cvxpy: solver status optimal).
@@ -149,7 +150,8 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
                 n_nonzero: int | None = None, solver: str | None = None,
                 solver_options: dict | None = None, device=None,
                 dtype: torch.dtype = torch.float32, threads: int | None = None,
-                workspace: Workspace | None = None) -> SparseCodeResult:
+                workspace: Workspace | None = None,
+                sparse_output: bool = False, gram=None) -> SparseCodeResult:
     """Optimal (or greedy) codes of ``X`` on dictionary ``D``.
 
     Parameters
@@ -179,6 +181,13 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         arrays; None makes one for this call. A caller that codes batch after
         batch passes the same one and skips re-allocating (and page-faulting)
         them every call. The returned codes never live in it.
+    gram : the precomputed Gram matrix ``D D^T`` (n_atoms, n_atoms), as in
+        scikit-learn's ``sparse_encode``: a caller coding batch after batch on one
+        dictionary computes it once (fista, ista, omp; its diagonal is checked against
+        the squared row norms of ``D``).
+    sparse_output : return ``codes`` as a float64 scipy CSR matrix (sorted indices, no
+        stored zeros) instead of a dense array; with fista/ista on more than 96 atoms
+        it comes straight from the active-set solver, never forming the dense codes.
 
     Returns
     -------
@@ -187,6 +196,8 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
     method = check_choice(method, "method", METHODS)
     if not isinstance(nonneg, bool):
         raise TypeError(f"nonneg must be a bool, got {nonneg!r}")
+    if not isinstance(sparse_output, (bool, np.bool_)):
+        raise TypeError(f"sparse_output must be a bool, got {sparse_output!r}")
     lam = check_float(lam, "lam", minimum=0.0)
     dtype = _check_dtype(dtype)
     device = _check_device(device)
@@ -232,6 +243,24 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
             n_nonzero = check_int(n_nonzero, "n_nonzero", minimum=1, maximum=n_atoms)
         elif n_nonzero is not None:
             raise ValueError(f"n_nonzero is only used by method='omp', got {n_nonzero!r}")
+        gram_t = None
+        if gram is not None:
+            if method == "cvxpy":
+                raise ValueError("gram is not used by method='cvxpy'; pass gram=None")
+            # Trusted as D D^T: the shape and the diagonal are checked, not every entry
+            # (a full finiteness scan of 4,096^2 entries per batch costs more than it
+            # guards; a NaN off the diagonal would fail the KKT stopping rule anyway).
+            if not isinstance(gram, torch.Tensor):
+                gram = to_numpy(gram, "gram", ndim=2, dtype=None, finite=False)
+            gram_t = torch.as_tensor(gram, dtype=dtype, device=device)
+            if tuple(gram_t.shape) != (n_atoms, n_atoms):
+                raise ValueError(f"gram must have shape {(n_atoms, n_atoms)} (D D^T), got "
+                                 f"{tuple(gram_t.shape)}")
+            norms = Dt.square().sum(dim=1)
+            off = float((gram_t.diagonal() - norms).abs().max())
+            if not off <= 1e-6 * max(1.0, float(norms.max())):  # NaN fails too
+                raise ValueError(f"gram is not D D^T: its diagonal is off the squared row "
+                                 f"norms of D by up to {off:.3g}")
         if method == "cvxpy":
             import cvxpy as cp
 
@@ -253,11 +282,12 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
                           device=device):
             return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter,
                           tol=tol, init_t=init_t, n_nonzero=n_nonzero, solver=solver,
-                          solver_options=solver_options, dtype=dtype, workspace=workspace)
+                          solver_options=solver_options, dtype=dtype, workspace=workspace,
+                          sparse_output=bool(sparse_output), G=gram_t)
 
 
 def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, solver,
-           solver_options, dtype, workspace) -> SparseCodeResult:
+           solver_options, dtype, workspace, sparse_output, G) -> SparseCodeResult:
     n = Xt.shape[0]
     device = Xt.device
     scale = lam if lam > 0 else 1.0
@@ -284,7 +314,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                    f"(e.g. sample {bad[0]}: {out.statuses[bad[0]]})")
     else:
         C = torch.mm(Xt, Dt.T, out=workspace.empty("C", (n, Dt.shape[0]), Xt.dtype, device))
-        G = Dt @ Dt.T
+        G = Dt @ Dt.T if G is None else G
         if method == "omp":
             rel_tol = 1e-10 if dtype == torch.float64 else 1e-5
             res = omp(C, G, torch.linalg.vector_norm(Xt, dim=1), n_nonzero, nonneg=nonneg,
@@ -298,7 +328,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
         else:
             res = solve_lasso(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
                               max_iter=max_iter, tol=tol, init=init_t, scale=scale,
-                              workspace=workspace)
+                              workspace=workspace, D=Dt)
             sets = res.sets
             n_bad = int((~res.success).sum())
             success = n_bad == 0
@@ -306,7 +336,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
             message = (f"KKT gap <= tol={tol:g} for all {n} samples" if success else
                        f"max_iter={max_iter} reached before the KKT gap fell below tol={tol:g}"
                        f" on {n_bad} of {n} samples")
-            Z = res.codes
+            Z = None if sparse_output and sets is not None else res.codes
     # The objective from the residual of the returned codes (not the Gram identity,
     # which cancels badly in float32); torch's sums are pairwise, accurate to ~1e-7
     # in float32. fista/ista already know their KKT gaps.
@@ -332,6 +362,14 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     elapsed = time.perf_counter() - start
     if not success:
         warnings.warn(f"sparse_code({method!r}): {message}", ConvergenceWarning, stacklevel=3)
-    return SparseCodeResult(codes=Z.cpu().numpy(), objective=objective, success=success,
+    if not sparse_output:
+        codes = Z.cpu().numpy()
+    elif Z is None:
+        codes = res.csr()
+    else:
+        codes = sp.csr_matrix(Z.cpu().double().numpy())
+        codes.eliminate_zeros()
+        codes.sort_indices()
+    return SparseCodeResult(codes=codes, objective=objective, success=success,
                             n_iter=n_iter, kkt_gap=gap, method=method,
                             message=f"{message} ({elapsed:.3g} s)")

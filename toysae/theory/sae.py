@@ -11,6 +11,7 @@ the decoder could be a dictionary-learning optimum at all.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -92,19 +93,44 @@ def sae_dictionary(sae) -> tuple[np.ndarray, np.ndarray | None]:
     return D, b
 
 
+def _encode(sae, X: np.ndarray) -> torch.Tensor:
+    """``sae.encode`` of one batch, without gradients, in the SAE's dtype, on the CPU."""
+    param = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else "cpu"
+    with torch.no_grad():
+        return sae.encode(torch.as_tensor(X, dtype=dtype, device=device)).cpu()
+
+
 def sae_codes(sae, X, *, batch_size: int = 4096) -> np.ndarray:
     """``sae.encode`` on ``X`` in batches, without gradients, as float64 numpy."""
     X = to_numpy(X, "X", ndim=2)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    param = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
-    dtype = param.dtype if param is not None else torch.float32
-    device = param.device if param is not None else "cpu"
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            xb = torch.as_tensor(X[start:start + batch_size], dtype=dtype, device=device)
-            out.append(to_numpy(sae.encode(xb), "sae.encode(x)", ndim=2))
-    return np.concatenate(out, axis=0)
+    return np.concatenate([to_numpy(_encode(sae, X[start:start + batch_size]),
+                                    "sae.encode(x)", ndim=2)
+                           for start in range(0, len(X), batch_size)], axis=0)
+
+
+def sparse_sae_codes(sae, X: np.ndarray, width: int) -> sp.csr_matrix:
+    """``sae.encode`` on one batch ``X`` (m, d) as float64 CSR (m, width), sorted indices:
+    the checks never need the dense float64 codes (128 MB at 4,096 x 4,096)."""
+    Z = _encode(sae, X)
+    if Z.ndim != 2 or tuple(Z.shape) != (len(X), width):
+        raise ValueError(f"sae.encode(x) must have shape {(len(X), width)}, got "
+                         f"{tuple(Z.shape)}")
+    if Z.is_complex():
+        raise TypeError("sae.encode(x) must be real, got complex codes")
+    with warnings.catch_warnings():  # torch calls its CSR layout beta; this use is basic
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        csr = Z.to_sparse_csr()  # NaN and Inf are nonzero: they land in the values
+    values = csr.values().double().numpy()
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.isfinite(values).sum())
+        raise ValueError(f"sae.encode(x) contains {bad} NaN or Inf value(s)")
+    out = sp.csr_matrix((values, csr.col_indices().numpy(), csr.crow_indices().numpy()),
+                        shape=(len(X), width))
+    out.sort_indices()
+    return out
 
 
 @dataclass
@@ -115,6 +141,12 @@ class SAEDictionary:
     scale: np.ndarray | None  # (width,) old row norms (normalize=True), codes times these
     bias: np.ndarray | None  # (d,) b_dec or None
     trained_bias: bool  # b_dec is a parameter (a trained bias), not a fixed offset
+
+    @functools.cached_property
+    def gram(self) -> torch.Tensor:
+        """``D D^T`` in float64, computed once for every batch the re-solve codes."""
+        D = torch.as_tensor(self.D, dtype=torch.float64)
+        return D @ D.T
 
 
 def unit_sae_dictionary(sae, *, normalize: bool = False,
@@ -132,15 +164,17 @@ def code_batch(sae, X: np.ndarray, dic: SAEDictionary, lam: float, *, nonneg: bo
                max_iter: int, workspace: Workspace | None = None):
     """One batch ``X`` (m, d) float64: the encoder's codes (m, width) in the units of the
     unit-row dictionary, and the :class:`~toysae.dictlearn.SparseCodeResult` of the
-    float64 re-solve of the optimal codes for that dictionary."""
-    Z_sae = sae_codes(sae, X, batch_size=max(1, len(X)))
+    float64 re-solve of the optimal codes for that dictionary; both code matrices are
+    float64 CSR with sorted indices."""
+    Z_sae = sparse_sae_codes(sae, X, dic.D.shape[0])
     if dic.scale is not None:
-        Z_sae *= dic.scale
+        Z_sae.data *= dic.scale[Z_sae.indices]
     target = X if dic.bias is None else X - dic.bias
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported in the message
         sol = sparse_code(target, dic.D, lam, method="fista", nonneg=nonneg,
-                          dtype=torch.float64, tol=tol, max_iter=max_iter, workspace=workspace)
+                          dtype=torch.float64, tol=tol, max_iter=max_iter, workspace=workspace,
+                          sparse_output=True, gram=dic.gram)
     return Z_sae, sol
 
 
@@ -172,34 +206,40 @@ class AmortisationSums:
         self.failures: list[str] = []
         self.seen = 0
 
-    def add(self, start: int, X: np.ndarray, Z_sae: np.ndarray, sol) -> sp.csr_matrix:
-        """Batch ``X`` (m, d) starting at sample ``start``, the encoder's codes and the
-        re-solve; returns the optimal codes as CSR."""
+    def add(self, start: int, X: np.ndarray, Z_sae: sp.csr_matrix,
+            sol) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Batch ``X`` (m, d) starting at sample ``start``, the encoder's codes (CSR) and the
+        re-solve (CSR codes, ``sparse_output=True``); returns the optimal codes (CSR, sorted
+        indices, no stored zeros) and their residuals (m, d)."""
         D, b, lam = self.dic.D, self.dic.bias, self.lam
-        Z_opt = np.asarray(sol.codes, dtype=np.float64)
-        Zs, Zo = sp.csr_matrix(Z_sae), sp.csr_matrix(Z_opt)
-        losses = []
-        for Z, Zcsr in ((Z_sae, Zs), (Z_opt, Zo)):
-            R = X - Zcsr @ D
+        Zs, Zo = sp.csr_matrix(Z_sae, dtype=np.float64), sp.csr_matrix(sol.codes,
+                                                                        dtype=np.float64)
+        for Z in (Zs, Zo):
+            Z.eliminate_zeros()
+            Z.sort_indices()
+        losses, residuals = [], []
+        for Z in (Zs, Zo):
+            R = X - Z @ D
             if b is not None:
                 R -= b
-            losses.append(objective_from_parts(np.einsum("ij,ij->i", R, R),
-                                               np.abs(Z).sum(axis=1), lam))
-            if Z is Z_sae:
-                self.kkt.add(Chunk(start, start + len(X), X, Zs, R, (R @ D.T) / lam))
+            l1 = np.asarray(abs(Z).sum(axis=1)).ravel()
+            losses.append(objective_from_parts(np.einsum("ij,ij->i", R, R), l1, lam))
+            residuals.append(R)
+        self.kkt.add(Chunk(start, start + len(X), X, Zs, residuals[0],
+                           (residuals[0] @ D.T) / lam))
         sae_loss, opt_loss = losses
         self.sae_total += float(sae_loss.sum())
         self.opt_total += float(opt_loss.sum())
         if self.per_sample is not None:
             self.per_sample.append(sae_loss - opt_loss)
-        on_sae, on_opt = Z_sae != 0, Z_opt != 0
-        union = (on_sae | on_opt).sum(axis=1)
-        inter = (on_sae & on_opt).sum(axis=1)
+        on_sae, on_opt = (np.diff(Z.indptr) for Z in (Zs, Zo))
+        inter = np.asarray((Zs != 0).multiply(Zo != 0).sum(axis=1)).ravel()
+        union = on_sae + on_opt - inter
         self.jaccard += float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).sum())
         self.sae_nnz += int(on_sae.sum())
         self.opt_nnz += int(on_opt.sum())
-        self.diff_sq += float(np.square(Z_sae - Z_opt).sum())
-        self.opt_sq += float(np.square(Z_opt).sum())
+        self.diff_sq += float(np.square((Zs - Zo).data).sum())
+        self.opt_sq += float(np.square(Zo.data).sum())
         self.success &= bool(sol.success)
         self.kkt_gap = max(self.kkt_gap, float(sol.kkt_gap))
         if not sol.success:
@@ -207,9 +247,9 @@ class AmortisationSums:
         self.n_batches += 1
         self.seen += len(X)
         if self.keep_codes:
-            self.codes[0].append(Z_sae if self.dense else Zs)
-            self.codes[1].append(Z_opt if self.dense else Zo)
-        return Zo
+            self.codes[0].append(Zs)
+            self.codes[1].append(Zo)
+        return Zo, residuals[1]
 
     def result(self) -> AmortisationReport:
         if self.seen != self.n_samples:
@@ -236,7 +276,8 @@ class AmortisationSums:
             message += f"\n{INDENT}{solver_message}: the gap is a lower bound"
         codes = [None, None]
         if self.keep_codes and self.dense:
-            codes = [np.concatenate(parts, axis=0) for parts in self.codes]
+            codes = [np.concatenate([Z.toarray() for Z in parts], axis=0)
+                     for parts in self.codes]
         elif self.keep_codes:
             codes = [sp.csr_matrix(sp.vstack(parts, format="csr")) for parts in self.codes]
         if not self.success:
