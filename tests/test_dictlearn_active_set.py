@@ -11,8 +11,10 @@ from problems import random_problem
 from toysae._buffers import Workspace
 from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
+from toysae._tuning import FIRST_SET, FIRST_SET_MAX
 from toysae.dictlearn._active_set import (
     RowState,
+    first_round,
     minus_gram_times,
     refit_on_support,
     set_times,
@@ -252,7 +254,8 @@ def test_codes_move_between_working_sets_in_bounded_blocks(monkeypatch):
     D /= np.linalg.norm(D, axis=1, keepdims=True)
     X = np.abs(rng.standard_normal((64, 300))) * (rng.random((64, 300)) < 0.03) @ D
     init = np.abs(rng.standard_normal((64, 300))) * (rng.random((64, 300)) < 0.04)
-    one_pass = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init).codes
+    one_pass = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init,
+                           max_iter=20000).codes
     shapes, real = [], active_set._move_to_sets
 
     def spy(S_old, values, S_new, valid):
@@ -261,6 +264,29 @@ def test_codes_move_between_working_sets_in_bounded_blocks(monkeypatch):
 
     monkeypatch.setattr(active_set, "_move_to_sets", spy)
     monkeypatch.setattr(tuning, "MOVE_BLOCK_ENTRIES", 1000)  # a few rows per block
-    blocked = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init).codes
+    blocked = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init,
+                           max_iter=20000).codes
     assert any(rows * per_row > 1000 for rows, per_row in shapes)  # blocks were needed
     np.testing.assert_array_equal(np.asarray(blocked), np.asarray(one_pass))
+
+
+def test_the_first_guess_grows_on_wide_supports_and_the_solve_stays_exact():
+    # About 20 of 256 atoms per sample: an 8-atom first guess fills on nearly every
+    # sample, so the first round doubles it (on those samples only), and the cap of the
+    # later rounds follows; the codes are still the dense solver's.
+    C, G = _problem(5, density=0.08)
+    lam = 0.02
+    first = first_round(C, G, lam, nonneg=True, first_set=FIRST_SET, scale=lam,
+                        workspace=Workspace())
+    width = first.atoms.shape[1]
+    assert FIRST_SET < width <= FIRST_SET_MAX
+    kept = (first.codes != 0).sum(dim=1)
+    assert int(kept.max()) > FIRST_SET  # some samples did get the wider guess
+    assert bool((first.codes[:, FIRST_SET:][kept <= FIRST_SET] == 0).all())  # padding
+    kw = dict(nonneg=True, accelerate=True, max_iter=50_000, tol=1e-10, init=None,
+              scale=lam)
+    ws = working_set_prox_grad(C, G, lam, **kw)
+    dense = prox_grad(C, G, lam, **kw)
+    assert bool(ws.success.all())
+    np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-7)
+    assert int((dense.codes != 0).sum(dim=1).float().median()) > FIRST_SET

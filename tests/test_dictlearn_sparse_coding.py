@@ -173,6 +173,10 @@ def test_cvxpy_other_solver_agrees():
         ({"tol": 0.0}, "tol"),
         ({"method": "cvxpy", "solver": "NOPE"}, "solver"),
         ({"dtype": torch.float16}, "dtype"),
+        ({"gram": "wrong_shape"}, "gram"),
+        ({"gram": "not_DDt"}, "gram"),
+        ({"gram": "nan_diagonal"}, "gram"),
+        ({"gram": "ok", "method": "cvxpy"}, "gram"),
     ],
 )
 def test_bad_input_raises_value_error_naming_argument(kwargs, name):
@@ -191,6 +195,15 @@ def test_bad_input_raises_value_error_naming_argument(kwargs, name):
         X[0, 0] = np.nan if kwargs["X"] == "nan" else np.inf
     if kwargs.get("init") == "wrong_shape":
         kwargs["init"] = np.zeros((3, 5))
+    if "gram" in kwargs:
+        gram = D @ D.T
+        if kwargs["gram"] == "wrong_shape":
+            gram = gram[:-1]
+        elif kwargs["gram"] == "not_DDt":
+            gram = 2.0 * gram
+        elif kwargs["gram"] == "nan_diagonal":
+            gram[0, 0] = np.nan
+        kwargs["gram"] = gram
     kwargs.pop("D", None)
     kwargs.pop("X", None)
     lam = kwargs.pop("lam", 0.1)
@@ -218,3 +231,23 @@ def test_working_set_path_matches_cvxpy_and_dense(nonneg):
     dense = prox_grad(C, G, lam, **kw)
     assert bool(ws.success.all())
     np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["fista", "omp"])
+@pytest.mark.parametrize("n_atoms", [64, 160])  # the dense solver, then the working sets
+def test_sparse_output_and_a_precomputed_gram_give_the_same_codes(method, n_atoms):
+    import scipy.sparse as sp
+
+    X, D, _ = random_problem(16, d=24, n_atoms=n_atoms, n=20, density=0.05)
+    kw = dict(method=method, dtype=torch.float64)
+    kw.update(n_nonzero=3) if method == "omp" else kw.update(tol=1e-10)
+    dense = sparse_code(X, D, 0.05, **kw)
+    sparse = sparse_code(X, D, 0.05, sparse_output=True, **kw)
+    gram = sparse_code(X, D, 0.05, sparse_output=True, gram=torch.tensor(D @ D.T), **kw)
+    for out in (sparse, gram):
+        assert sp.isspmatrix_csr(out.codes) and out.codes.has_sorted_indices
+        assert out.codes.dtype == np.float64 and not (out.codes.data == 0).any()
+        np.testing.assert_allclose(out.codes.toarray(), dense.codes, atol=1e-12)
+        assert out.objective == pytest.approx(dense.objective, rel=1e-12)
+    with pytest.raises(TypeError, match="sparse_output"):
+        sparse_code(X, D, 0.05, sparse_output=1)
