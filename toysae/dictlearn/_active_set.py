@@ -298,22 +298,23 @@ def first_round(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
     """
     n, n_atoms = C.shape
     k = min(first_set, n_atoms)
-    S = torch.zeros(n, k, dtype=torch.long, device=C.device)
-    z_set = torch.zeros(n, k, dtype=C.dtype, device=C.device)
+    score = C if nonneg else C.abs()
     rows = None  # every sample, then those that kept their whole guess
     while True:
-        C_r = C if rows is None else C.index_select(0, rows)
-        top = (C_r if nonneg else C_r.abs()).topk(k, dim=1)
-        valid = (top.values > lam).to(C.dtype)
-        z_r = _refit_if_better(C_r.gather(1, top.indices) * valid,
-                               _gram_blocks(G, top.indices), torch.zeros_like(valid), lam,
-                               nonneg, support=valid != 0)
+        # topk over every row even when fewer grow: they are more than half of them, and
+        # gathering their (n_atoms,)-wide rows first costs more than the rest's topk
+        top = score.topk(k, dim=1)
+        atoms = top.indices if rows is None else top.indices.index_select(0, rows)
+        c_set = C.gather(1, atoms) if rows is None else C[rows[:, None], atoms]
+        valid = ((c_set if nonneg else c_set.abs()) > lam).to(C.dtype)
+        z_r = _refit_if_better(c_set * valid, _gram_blocks(G, atoms), torch.zeros_like(valid),
+                               lam, nonneg, support=valid != 0)
         if rows is None:
-            S, z_set = top.indices, z_r
+            S, z_set = atoms, z_r
         else:
             S = torch.cat([S, S.new_zeros(n, k - S.shape[1])], dim=1)
             z_set = torch.cat([z_set, z_set.new_zeros(n, k - z_set.shape[1])], dim=1)
-            S[rows], z_set[rows] = top.indices, z_r
+            S[rows], z_set[rows] = atoms, z_r
         full = _count(z_r != 0) == k
         if 2 * k > min(FIRST_SET_MAX, n_atoms) or 2 * int(full.sum()) <= len(z_r):
             break
