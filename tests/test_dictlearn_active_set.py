@@ -9,9 +9,9 @@ import torch
 from problems import random_problem
 
 from toysae._buffers import Workspace
+from toysae._tuning import FIRST_SET, FIRST_SET_MAX
 from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
-from toysae._tuning import FIRST_SET, FIRST_SET_MAX
 from toysae.dictlearn._active_set import (
     RowState,
     first_round,
