@@ -19,7 +19,7 @@ from toysae.sae import (
     resample_dead_latents_,
     train_sae,
 )
-from toysae.sae.engine import lr_schedule, sparsity_schedule
+from toysae.sae.engine import DataScaleWarning, lr_schedule, sparsity_schedule
 
 D = 12
 TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
@@ -215,6 +215,14 @@ def test_nan_in_data_is_rejected(toy):
     batches[2][0, 0] = np.inf
     with pytest.raises(ValueError, match="data batch 2 contains NaN or Inf"):
         train_sae(ReLUSAE(D, 16), iter(batches), FAST, progress=False)
+    # The batch check sums first: finite entries whose float32 sum overflows are no error.
+    huge = np.full((64, D), 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(huge.sum(dtype=np.float32))
+    sae = ReLUSAE(D, 16)
+    with pytest.raises(TrainingDiverged), pytest.warns(DataScaleWarning):  # not refused
+        train_sae(sae, iter([huge]), FAST.replace(n_samples=64, batch_size=64),
+                  progress=False)
 
 
 def test_bad_training_input(toy):

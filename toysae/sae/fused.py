@@ -121,7 +121,9 @@ class FusedForward(torch.autograd.Function):
     def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare):
         n, width = x.shape[0], W_enc.shape[1]
         xc = x - b_dec
-        pre = torch.addmm(b_enc, xc, W_enc)
+        # mm then add_: addmm first copies the broadcast bias into its (n, width) output, a
+        # single-threaded pass that cost 2.3 ms of a 60 ms step at 1024 x 4096
+        pre = torch.mm(xc, W_enc).add_(b_enc)
         codes, active, kept_min = _select(pre, threshold, selection, x.shape[1])
         ends = selection.block_ends or (width,)
         if active is not None:
