@@ -358,3 +358,31 @@ def test_sparse_step_training_matches_dense_mmcs_on_the_reference_toy():
         assert res.success and res.n_iter == config.n_steps
     assert scores["dense"] > 0.5  # it learned; MMCS is still climbing at this budget
     assert abs(scores["sparse"] - scores["dense"]) <= 0.002, scores
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk"])
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_forward_outputs_recycle_memory_only_once_nothing_holds_it(arch, path):
+    """A training step's pre-activations and codes reuse the memory of an earlier step's
+    (a fresh multi-MB buffer page-faults on every step) only once no tensor holds it: an
+    output kept by the caller, even detached, is never overwritten, and the memory
+    alternates between two buffers while the caller keeps the last step's outputs."""
+    sae = make_sae(arch, 24, 64, seed=0, **({"k": 4} if arch == "topk" else {}))
+    x = torch.randn(256, 24, generator=torch.Generator().manual_seed(0))
+    kept, pointers = [], []
+    with step_path(path):
+        for step in range(4):
+            out = sae(x * (1 + step))
+            out.x_hat.square().sum().backward()
+            kept.append((out.codes.detach(), out.codes.clone()))
+            pointers.append(out.codes.data_ptr())
+            del out
+            if len(kept) > 1:  # the caller lets go of all but the last step's outputs
+                kept.pop(0)
+            held, copy = kept[-1]
+            assert torch.equal(held, copy)
+    assert pointers[2] == pointers[0] and pointers[3] == pointers[1] != pointers[0]
+    with torch.no_grad():  # inference: fresh memory every call, never a recycled buffer
+        first, second = sae(x).codes, sae(x).codes
+    assert first.data_ptr() != second.data_ptr()
+    assert first.data_ptr() not in pointers[:2] and second.data_ptr() not in pointers[:2]

@@ -105,12 +105,14 @@ class Selection:
 
 
 class FusedForward(torch.autograd.Function):
-    """``(x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare)`` ->
+    """``(x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare, recycle)`` ->
     ``(x_hat, codes, pre_acts or None, smallest kept code or None, *prefix x_hats)``.
 
     x (n, d), W_enc (d, width), b_enc (width,), W_dec (width, d), b_dec (d,);
     threshold None or a tensor (for ``"threshold"``); ``spare``: the module's dict
-    of recycled gradient buffers (see :meth:`FusedSAEMixin.recycle_grads_`).
+    of recycled buffers (see :meth:`FusedSAEMixin.recycle_grads_`); ``recycle``:
+    whether the pre-activations and codes may reuse earlier outputs' memory
+    (:func:`recycled`; a training step).
     Outputs: x_hat (n, d); codes (n, width); the pre-activations (n, width) unless
     the selection is ReLU; for BatchTopK the smallest positive kept code (a 0-d
     tensor, no gradient; -1 when none is positive); one (n, d) reconstruction per
@@ -118,13 +120,15 @@ class FusedForward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare):
+    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare, recycle):
         n, width = x.shape[0], W_enc.shape[1]
         xc = x - b_dec
+        spare = {} if spare is None else spare
+        outputs = spare if recycle else None  # see recycled
         # mm then add_: addmm first copies the broadcast bias into its (n, width) output, a
         # single-threaded pass that cost 2.3 ms of a 60 ms step at 1024 x 4096
-        pre = torch.mm(xc, W_enc).add_(b_enc)
-        codes, active, kept_min = _select(pre, threshold, selection, x.shape[1])
+        pre = torch.mm(xc, W_enc, out=recycled(outputs, "pre", (n, width), xc)).add_(b_enc)
+        codes, active, kept_min = _select(pre, threshold, selection, x.shape[1], outputs)
         ends = selection.block_ends or (width,)
         if active is not None:
             values = active.gather(codes)
@@ -138,7 +142,7 @@ class FusedForward(torch.autograd.Function):
         for block in partial[1:] if active is not None else partial:
             x_hats.append(x_hats[-1] + block)
         ctx.selection, ctx.active, ctx.path = selection, active, _PATH.get()
-        ctx.spare = {} if spare is None else spare
+        ctx.spare = spare
         ctx.set_materialize_grads(False)
         keep_pre = pre if selection.keeps_pre else None
         if active is not None:
@@ -160,7 +164,7 @@ class FusedForward(torch.autograd.Function):
             xc, W_enc, W_dec, threshold, codes, pre = ctx.saved_tensors
         outs = [*grad_prefixes, grad_x_hat]
         if all(g is None for g in outs) and grad_codes is None and grad_pre is None:
-            return (None,) * 8
+            return (None,) * 9
         # G_q = dL/d(block q's decode) = the gradient of every prefix that contains block q
         outs = [torch.zeros_like(xc) if g is None else g for g in outs]
         blocks = [outs[-1]]
@@ -191,7 +195,8 @@ class FusedForward(torch.autograd.Function):
         grad_b_dec = None
         if needs[4]:
             grad_b_dec = sum(g.sum(dim=0) for g in outs).sub_(W_enc @ grad_b_enc)
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, grad_threshold, None, None
+        return (grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, grad_threshold, None,
+                None, None)
 
 
 def fused_forward(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor,
@@ -199,14 +204,19 @@ def fused_forward(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec:
                   spare: dict | None = None):
     """:class:`FusedForward` applied: (x_hat, codes, pre or None, smallest kept or None,
     list of the shorter prefixes' reconstructions)."""
+    # outputs recycle memory in training steps only (grad mode on, a weight to train)
+    recycle = spare is not None and torch.is_grad_enabled() and (W_enc.requires_grad
+                                                                 or W_dec.requires_grad)
     x_hat, codes, pre, kept_min, *prefixes = FusedForward.apply(
-        x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare)
+        x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare, recycle)
     return x_hat, codes, pre, kept_min, prefixes
 
 
 # -- selection and the path -------------------------------------------------------
-def _select(pre: Tensor, threshold: Tensor | None, sel: Selection, d: int):
-    """(codes (n, width), ActiveSet or None for the dense path, smallest kept code or None)."""
+def _select(pre: Tensor, threshold: Tensor | None, sel: Selection, d: int,
+            outputs: dict | None):
+    """(codes (n, width), ActiveSet or None for the dense path, smallest kept code or None);
+    ``outputs``: where the codes' memory may be recycled from (:func:`recycled`)."""
     n, width = pre.shape
     path = _PATH.get()
     ends = sel.block_ends
@@ -226,7 +236,7 @@ def _select(pre: Tensor, threshold: Tensor | None, sel: Selection, d: int):
     if sel.kind == "topk":
         values, idx = row_topk(pre, sel.k)
         values = values.clamp_min_(0.0)
-        codes = torch.zeros_like(pre).scatter_(1, idx, values)
+        codes = recycled(outputs, "codes", pre.shape, pre).zero_().scatter_(1, idx, values)
         active = None
         if sparse:
             flat = (idx.sort(dim=1).values
@@ -365,6 +375,46 @@ def sparse_encoder_grads(active: ActiveSet, gpre: Tensor, xc: Tensor, W_enc: Ten
 
 
 # -- recycled buffers -----------------------------------------------------------------
+def recycled(spare: dict | None, name: str, shape, like: Tensor) -> Tensor:
+    """Memory for a forward output of ``shape`` (``like``'s dtype and device): the memory of
+    the module's previous output ``name`` (kept in ``spare``) once nothing else holds it,
+    else fresh memory (uninitialised either way). ``spare`` None (not a training step):
+    always fresh.
+
+    A fresh multi-MB CPU buffer page-faults as it is first written: 4-6 ms of a 65 ms
+    TopK step at 1024 x 4096. The returned tensor is a new object over the kept storage;
+    the storage is reused only when its reference count says that no tensor (a view, a
+    detached copy, a tensor autograd saved) but the kept one still uses it, so nothing a
+    caller holds is ever overwritten. Inference (no input wants a gradient) always gets
+    fresh memory: concurrent inference on one module must not share a buffer.
+    """
+    if spare is None or like.device.type != "cpu" or _use_count is None:
+        return like.new_empty(shape)
+    # Two slots: the engine still holds step t's codes (its log reads them) while step
+    # t + 1 runs, so step t + 1 takes step t - 1's memory.
+    slots = [kept for kept in spare.get(f"out.{name}", ())
+             if tuple(kept.shape) == tuple(shape) and kept.dtype == like.dtype]
+    free = next((kept for kept in slots if _use_count(kept) == 1), None)
+    if free is None:
+        free = like.new_empty(shape)
+        slots = [*slots[-(OUTPUT_SLOTS - 1):], free]
+    spare[f"out.{name}"] = slots
+    return like.new_empty(0).set_(free.untyped_storage(), 0, free.shape, free.stride())
+
+
+OUTPUT_SLOTS = 2
+
+
+def _storage_users(t: Tensor) -> int:
+    """Tensors holding ``t``'s storage (torch's reference count, less this call's own)."""
+    storage = t.untyped_storage()
+    return torch._C._storage_Use_Count(storage._cdata) - 1
+
+
+# torch's storage reference count is a private function: without it, no reuse.
+_use_count = _storage_users if hasattr(torch._C, "_storage_Use_Count") else None
+
+
 def scratch(spare: dict, name: str, like: Tensor) -> Tensor:
     """A contiguous scratch buffer shaped like ``like`` that stays with the module across
     steps (used and finished within one backward pass, so reusing it is safe)."""
