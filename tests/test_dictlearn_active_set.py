@@ -84,8 +84,19 @@ def test_set_times_is_the_dense_product():
                                atol=1e-12)
 
 
-@pytest.mark.parametrize("m", [1, 6])  # below and above the switch to (z D) D^T at d = 40
-def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(m):
+@pytest.mark.parametrize(("m", "cached", "route"), [(1, False, "G"), (6, False, "D"),
+                                                    (6, True, "G")])
+def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(monkeypatch, m,
+                                                                        cached, route):
+    # Through D when the sets are wide against d = 40 (m * 30 > 40) and G is too large for
+    # the cache (here: a zero-byte cache), else by gathering rows of G.
+    import toysae.dictlearn._active_set as active_set
+
+    monkeypatch.setattr(active_set, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
+    widths = []
+    real = active_set.set_times
+    monkeypatch.setattr(active_set, "set_times",
+                        lambda S, v, M: widths.append(M.shape[1]) or real(S, v, M))
     rng = np.random.default_rng(2)
     D = torch.tensor(rng.standard_normal((50, 40)))
     G = D @ D.T
@@ -103,6 +114,8 @@ def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(m):
         assert minus_gram_times(inplace, S, values, G, dictionary,
                                 out=inplace).data_ptr() == inplace.data_ptr()
         np.testing.assert_allclose(inplace.numpy(), expected, atol=1e-10)
+    assert widths[:2] == [50, 50]  # without D: always G
+    assert widths[2:] == ([40, 40] if route == "D" else [50, 50])
 
 
 @pytest.mark.parametrize("nonneg", [True, False])

@@ -41,6 +41,7 @@ from toysae._buffers import Workspace
 from toysae._tuning import (
     FIRST_SET,
     FIRST_SET_MAX,
+    GRAM_CACHED_BYTES,
     GRAM_VIA_DICTIONARY,
     MAX_SET,
     ROW_BLOCK,
@@ -150,10 +151,12 @@ def minus_gram_times(base: torch.Tensor, S: torch.Tensor, values: torch.Tensor,
 
     With the dictionary ``D`` (n_atoms, d) at hand, ``z G = (z D) D^T``: one dense
     product of ``d * n_atoms`` per row instead of gathering ``m`` rows of ``G`` (
-    ``m * n_atoms`` memory reads), taken when ``m * GRAM_VIA_DICTIONARY > d``
-    (``toysae._tuning``). The two agree to rounding.
+    ``m * n_atoms`` memory reads), taken when ``m * GRAM_VIA_DICTIONARY > d`` and ``G``
+    is too large for the cache (``GRAM_CACHED_BYTES``; ``toysae._tuning``). The two agree
+    to rounding.
     """
-    if D is not None and S.shape[1] * GRAM_VIA_DICTIONARY > D.shape[1]:
+    if (D is not None and S.shape[1] * GRAM_VIA_DICTIONARY > D.shape[1]
+            and G.numel() * G.element_size() > GRAM_CACHED_BYTES):
         return torch.addmm(base, set_times(S, values, D), D.T, alpha=-1.0, out=out)
     return torch.sub(base, set_times(S, values, G), out=out)
 
