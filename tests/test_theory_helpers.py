@@ -82,3 +82,17 @@ def problems(draw, *, n=(4, 24), d=(2, 4), k=(1, 5)):
     D = unit_rows(rng.normal(size=(n_atoms, dim)))
     lam = draw(finite(0.05, 1.0))
     return X, D, lam
+
+
+def test_scratch_rows_reuses_one_buffer_and_hands_out_its_leading_rows():
+    from toysae.theory._problem import scratch_rows
+
+    store: dict = {}
+    a = scratch_rows(store, "s", 8, 5)
+    b = scratch_rows(store, "s", 3, 5)  # a smaller chunk: the leading rows, same memory
+    assert a.shape == (8, 5) and b.shape == (3, 5) and b.flags.c_contiguous
+    assert np.shares_memory(a, b) and b.__array_interface__["data"] == a.__array_interface__["data"]
+    c = scratch_rows(store, "s", 9, 5)  # more rows than kept: a new, larger buffer
+    assert c.shape == (9, 5) and not np.shares_memory(a, c)
+    assert scratch_rows(store, "s", 2, 4).shape == (2, 4)  # another width: new
+    assert scratch_rows(store, "m", 2, 4, dtype=bool).dtype == bool

@@ -13,7 +13,13 @@ import numpy as np
 from toysae._result import Result
 from toysae._tuning import CHECK_CHUNK_ENTRIES, KEEP_MATRIX_ENTRIES
 from toysae._validation import check_float, check_int
-from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
+from toysae.theory._problem import (
+    UNIT_NORM_ATOL,
+    Chunk,
+    Problem,
+    make_problem,
+    scratch_rows,
+)
 from toysae.theory._support import SampleSums
 
 #: Default tolerances, in the units of each violation (see the reports).
@@ -156,16 +162,19 @@ class CodeKKTSums:
         self.n_viol = 0
         self.on_max = self.off_max = 0.0
         self.cand: list[tuple[np.ndarray, ...]] = []
+        self._scratch: dict[str, np.ndarray] = {}  # per-chunk temporaries, kept
 
     def add(self, c: Chunk) -> None:
         S, k = c.S, self.n_atoms
         rows = np.repeat(np.arange(c.Z.shape[0]), np.diff(c.Z.indptr))
         cols = c.Z.indices
+        V = scratch_rows(self._scratch, "violation", S.shape[0], k)
         if self.nonneg:
-            V = S - 1.0
+            np.subtract(S, 1.0, out=V)
             on = np.abs(V[rows, cols])
         else:
-            V = np.abs(S) - 1.0
+            np.abs(S, out=V)
+            V -= 1.0
             on = np.abs(S[rows, cols] - np.sign(c.Z.data))
         np.maximum(V, 0.0, out=V)
         self.off_max = max(self.off_max, float(V.max()))
@@ -178,7 +187,8 @@ class CodeKKTSums:
             self.per_sample[c.start:c.stop] = per_sample
         np.maximum(self.per_atom, V.max(axis=0), out=self.per_atom)
         self.total += float(V.sum())
-        self.n_viol += int(np.count_nonzero(V > self.tol))
+        above = scratch_rows(self._scratch, "above", S.shape[0], k, dtype=bool)
+        self.n_viol += int(np.count_nonzero(np.greater(V, self.tol, out=above)))
         top = _top_entries(V, per_sample, self.n_worst)
         r, a = top // k, top % k
         on_support = np.asarray(c.Z[r, a]).ravel() != 0 if top.size else np.zeros(0, bool)

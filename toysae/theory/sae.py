@@ -26,7 +26,7 @@ from toysae._validation import check_float, check_int, check_problem_shapes, to_
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.sparse_coding import ConvergenceWarning
 from toysae.objective import objective_from_parts
-from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, unit_dictionary
+from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, scratch_rows, unit_dictionary
 from toysae.theory.conditions import CODE_TOL, INDENT, CodeKKTSums
 from toysae.theory.pairs import MAX_PAIRS
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
@@ -205,6 +205,7 @@ class AmortisationSums:
         self.success, self.kkt_gap, self.n_batches = True, 0.0, 0
         self.failures: list[str] = []
         self.seen = 0
+        self._scratch: dict[str, np.ndarray] = {}  # the responses, rebuilt per batch
 
     def add(self, start: int, X: np.ndarray, Z_sae: sp.csr_matrix,
             sol) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -225,8 +226,10 @@ class AmortisationSums:
             l1 = np.asarray(abs(Z).sum(axis=1)).ravel()
             losses.append(objective_from_parts(np.einsum("ij,ij->i", R, R), l1, lam))
             residuals.append(R)
-        self.kkt.add(Chunk(start, start + len(X), X, Zs, residuals[0],
-                           (residuals[0] @ D.T) / lam))
+        S = scratch_rows(self._scratch, "responses", len(X), D.shape[0])
+        np.matmul(residuals[0], D.T, out=S)
+        np.divide(S, lam, out=S)
+        self.kkt.add(Chunk(start, start + len(X), X, Zs, residuals[0], S))
         sae_loss, opt_loss = losses
         self.sae_total += float(sae_loss.sum())
         self.opt_total += float(opt_loss.sum())
