@@ -56,7 +56,7 @@ FIRST_SET = 8
 # benchmarks/bench_check.py; no change on bench_dictlearn.py's toy (L0 ~ 4.5).
 FIRST_SET_MAX = 64
 # The working-set cap of later rounds (support + KKT violators); a sample whose
-# support fills it moves to a set four times as large. benchmarks/bench_dictlearn.py.
+# support fills it moves to a set SET_GROWTH times as large. benchmarks/bench_dictlearn.py.
 MAX_SET = 16
 # The active-set solver updates its responses g = c - z G for codes on m-atom sets either
 # by gathering m rows of G per sample (memory-bound: m * n_atoms reads) or through the

@@ -11,7 +11,9 @@ per sample instead of ``n_atoms**2``). The rounds:
   largest responses ``c_j > lam``, solved by :func:`refit_on_support` alone
   (one Cholesky solve, atoms that come out negative dropped and the solve
   repeated). On the reference toy this finishes about 2/3 of the samples:
-  those whose optimal support lies among their 8 largest responses.
+  those whose optimal support lies among their 8 largest responses. Where most
+  samples keep every atom of the guess (wider supports), those are guessed again
+  with twice the atoms, up to ``FIRST_SET_MAX``, and the cap grows with it.
 - :func:`later_round`: the support plus the atoms that violate KKT
   (``g_j > lam``), largest first, at most ``cap``; dense FISTA solves the set
   problem (Gershgorin bound of the Gram block as ``L``, tolerance ``0.1``
