@@ -24,8 +24,8 @@ per sample instead of ``n_atoms**2``). The rounds:
 The unfinished samples live in one :class:`RowState` (one row per sample);
 after each round :func:`retire` takes out the samples that are done and
 compacts the rest with one index (:meth:`RowState.keep`). Samples whose
-support fills the cap have no room for new atoms: they form a new group, warm
-started from their codes, whose cap is ``SET_GROWTH`` times as large, while
+support fills the cap have no room for new atoms: those of every round form one
+new group, warm started from their codes, whose cap is ``SET_GROWTH`` times as large, while
 ``SET_GROWTH**2 * cap <= n_atoms``; past that the dense solver finishes them.
 :func:`working_set_prox_grad` works through those groups in a loop.
 """
@@ -33,7 +33,6 @@ started from their codes, whose cap is ``SET_GROWTH`` times as large, while
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -189,8 +188,14 @@ def _full_kkt(z_set: torch.Tensor, g: torch.Tensor, S: torch.Tensor, lam: float,
     over all atoms is one reduction; on the support it is read on the set only.
     """
     top = g.amax(dim=1) if nonneg else g.abs().amax(dim=1)
+    return set_kkt(z_set, g.gather(1, S), top, lam, nonneg)
+
+
+def set_kkt(z_set: torch.Tensor, gS: torch.Tensor, top: torch.Tensor, lam: float,
+            nonneg: bool) -> torch.Tensor:
+    """:func:`_full_kkt` from its parts: the responses on the set ``gS`` (n, m) and each
+    sample's largest response over all atoms ``top`` (n,) (largest ``|g|`` if signed)."""
     off = torch.clamp(top - lam, min=0.0)
-    gS = g.gather(1, S)
     target = lam if nonneg else lam * torch.sign(z_set)
     on = torch.where(z_set != 0, (gS - target).abs(), torch.zeros_like(gS))
     return torch.maximum(off, on.amax(dim=1) if on.shape[1] else off)
@@ -342,7 +347,8 @@ def warm_state(C: torch.Tensor, G: torch.Tensor, lam: float, samples: torch.Tens
     S, valid = _index_sets(z0 != 0, C.dtype)
     z_set = z0.gather(1, S) * valid
     g = _response_buffer(workspace, samples.numel(), C)
-    if samples.numel() == C.shape[0]:
+    if samples.numel() == C.shape[0] and bool(
+            (samples == torch.arange(samples.numel(), device=samples.device)).all()):
         g.copy_(C)
     else:
         torch.index_select(C, 0, samples, out=g)
@@ -391,7 +397,7 @@ class _Finished:
         self.success[samples] = success
 
     def output(self) -> LassoOutput:
-        m = max(S.shape[1] for _, S, _ in self.sets)
+        m = max((S.shape[1] for _, S, _ in self.sets), default=1)
         device = self.kkt.device
         S_all = torch.zeros(self.n, m, dtype=torch.long, device=device)
         z_sets = torch.zeros(self.n, m, dtype=self.kkt.dtype, device=device)
@@ -471,34 +477,39 @@ def working_set_prox_grad(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonne
     None). The result carries the codes as index sets (``LassoOutput.sets``);
     its dense ``codes`` are built on first access.
 
-    A work list of groups, no recursion: the batch is the first group; the
-    samples of a group whose support fills its cap form a new group with
+    A chain of groups, no recursion: the batch is the first group; the samples
+    of a group whose support fills its cap (in any of its rounds) form the next group, with
     ``SET_GROWTH`` times the cap and the iterations left (at least one), while
     ``SET_GROWTH**2 * cap <= n_atoms``; past that the dense solver finishes them.
     """
     n, n_atoms = C.shape
     workspace = Workspace() if workspace is None else workspace
     finished = _Finished(n, n_atoms, C.dtype, C.device)
-    groups = deque([_Group(torch.arange(n, device=C.device), init, max_set, max_iter)])
+    group = _Group(torch.arange(n, device=C.device), init, max_set, max_iter) if n else None
     with workspace.session():
-        while groups:
-            group = groups.popleft()
+        while group is not None:
             overflow: list[_Overflow] = []
             _solve_group(C, G, lam, group, nonneg=nonneg, accelerate=accelerate, tol=tol,
                          scale=scale, first_set=first_set, max_rounds=max_rounds,
                          finished=finished, overflow=overflow, workspace=workspace, D=D)
-            for full in overflow:
-                budget = max(group.budget - int(full.used.max()), 1)
-                if SET_GROWTH ** 2 * group.cap <= n_atoms:
-                    groups.append(_Group(full.samples, full.codes, SET_GROWTH * group.cap,
-                                         budget))
-                else:  # a bigger set would cost about what the dense solver does
-                    out = prox_grad(C[full.samples], G, lam, nonneg=nonneg,
-                                    accelerate=accelerate, max_iter=budget, tol=tol,
-                                    init=full.codes, scale=scale)
-                    S, valid = _index_sets(out.codes != 0, C.dtype)
-                    finished.add(full.samples, S, out.codes.gather(1, S) * valid, out.kkt,
-                                 out.n_iter, out.success)
+            if not overflow:
+                break
+            # One next group for every round's overflow: each group pays its own start and
+            # rounds, and the overflow of a round is often a handful of samples.
+            full = _Overflow(torch.cat([o.samples for o in overflow]),
+                             torch.cat([o.codes for o in overflow]),
+                             torch.cat([o.used for o in overflow]))
+            budget = max(group.budget - int(full.used.max()), 1)
+            if SET_GROWTH ** 2 * group.cap <= n_atoms:
+                group = _Group(full.samples, full.codes, SET_GROWTH * group.cap, budget)
+            else:  # a bigger set would cost about what the dense solver does
+                group = None
+                out = prox_grad(C[full.samples], G, lam, nonneg=nonneg,
+                                accelerate=accelerate, max_iter=budget, tol=tol,
+                                init=full.codes, scale=scale)
+                S, valid = _index_sets(out.codes != 0, C.dtype)
+                finished.add(full.samples, S, out.codes.gather(1, S) * valid, out.kkt,
+                             out.n_iter, out.success)
     return finished.output()
 
 
