@@ -35,7 +35,7 @@ import torch
 from toysae._buffers import Workspace
 from toysae._result import Result
 from toysae._threads import check_threads, thread_count
-from toysae._tuning import CODING_SMALL_WORK, ROW_BLOCK
+from toysae._tuning import CODING_SMALL_WORK, ROW_BLOCK, WORKING_SET_ABOVE
 from toysae._validation import (
     check_choice,
     check_float,
@@ -46,6 +46,7 @@ from toysae._validation import (
 )
 from toysae.dictlearn._active_set import set_times, solve_lasso
 from toysae.dictlearn._fista import kkt_violation, sparse_times
+from toysae.dictlearn._mixed_precision import mixed_precision_lasso
 from toysae.dictlearn._omp import omp
 from toysae.objective import objective_from_parts
 
@@ -313,8 +314,11 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                    f"{solver} status not optimal on {len(bad)} of {n} samples "
                    f"(e.g. sample {bad[0]}: {out.statuses[bad[0]]})")
     else:
-        C = torch.mm(Xt, Dt.T, out=workspace.empty("C", (n, Dt.shape[0]), Xt.dtype, device))
         G = Dt @ Dt.T if G is None else G
+        mixed = (dtype == torch.float64 and method in ("fista", "ista") and init_t is None
+                 and lam > 0 and Dt.shape[0] > WORKING_SET_ABOVE)
+        C = None if mixed else torch.mm(
+            Xt, Dt.T, out=workspace.empty("C", (n, Dt.shape[0]), Xt.dtype, device))
         if method == "omp":
             rel_tol = 1e-10 if dtype == torch.float64 else 1e-5
             res = omp(C, G, torch.linalg.vector_norm(Xt, dim=1), n_nonzero, nonneg=nonneg,
@@ -326,9 +330,14 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                        if success else
                        "OMP's nonnegative least-squares refit hit its iteration limit")
         else:
-            res = solve_lasso(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
-                              max_iter=max_iter, tol=tol, init=init_t, scale=scale,
-                              workspace=workspace, D=Dt)
+            # float64 solves find their supports in float32 first (_mixed_precision)
+            res = (mixed_precision_lasso(Xt, Dt, G, lam, nonneg=nonneg,
+                                         accelerate=method == "fista", max_iter=max_iter,
+                                         tol=tol, scale=scale, workspace=workspace)
+                   if mixed else
+                   solve_lasso(C, G, lam, nonneg=nonneg, accelerate=method == "fista",
+                               max_iter=max_iter, tol=tol, init=init_t, scale=scale,
+                               workspace=workspace, D=Dt))
             sets = res.sets
             n_bad = int((~res.success).sum())
             success = n_bad == 0
