@@ -11,8 +11,9 @@ import scipy.sparse as sp
 from test_theory_helpers import unit_rows
 
 import toysae.theory.pairs as pairs_module
+from toysae._tuning import CHECK_CHUNK_ENTRIES
 from toysae.theory import check_optimality, hierarchy_certificate, pair_conditions
-from toysae.theory._support import NestingTracker
+from toysae.theory._support import NestingTracker, lookup
 
 LAM = 0.1
 
@@ -168,3 +169,22 @@ def test_a_large_dictionary_needs_no_n_atoms_squared_memory():
     # 16 times the pairs, about the same memory (one (k, k) float64 matrix is 537 MB)
     assert peak < 1.5 * small_peak and peak < 0.25 * k * k * 8, (
         f"peak {peak / 1e6:.0f} MB at {k} atoms, {small_peak / 1e6:.0f} MB at 2048")
+
+
+@pytest.mark.parametrize("shape", [(64, 50), (3000, 2000)])  # the dense and the search paths
+def test_code_lookup_reads_each_chunk_exactly_and_leaves_its_kept_block_zero(shape):
+    rng = np.random.default_rng(0)
+    scratch: dict = {}
+    for seed in range(4):  # chunks of different patterns reuse one block
+        Z = sp.random(*shape, density=0.02, format="csr", random_state=seed)
+        Z.sort_indices()
+        rows = rng.integers(0, shape[0], 500)
+        cols = rng.integers(0, shape[1], 500)
+        rows[:20], cols[:20] = Z.nonzero()[0][:20], Z.nonzero()[1][:20]  # some hits
+        want = Z.toarray()[rows, cols]
+        np.testing.assert_array_equal(lookup(Z, rows, cols, scratch), want)
+        np.testing.assert_array_equal(lookup(Z, rows, cols), want)
+        assert np.count_nonzero(want) >= 20
+    if "lookup" in scratch:
+        assert not scratch["lookup"].any()
+    assert ("lookup" in scratch) == (shape[0] * shape[1] <= CHECK_CHUNK_ENTRIES)

@@ -30,6 +30,7 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
+from toysae.theory._support import lookup
 
 #: Default distance from unit norm tolerated in a dictionary row.
 UNIT_NORM_ATOL = 1e-5
@@ -89,7 +90,7 @@ class Problem:
             S = scratch_rows(self._scratch, "responses", R.shape[0], self.n_atoms)
             np.matmul(R, self.D.T, out=S)
             np.divide(S, self.lam, out=S)
-        return Chunk(start, stop, X, Z, R, S)
+        return Chunk(start, stop, X, Z, R, S, self._scratch)
 
 
 def scratch_rows(store: dict, name: str, rows: int, cols: int, dtype=np.float64) -> np.ndarray:
@@ -114,6 +115,11 @@ class Chunk(NamedTuple):
     R: np.ndarray  # (m, d) residuals r_n = x_n - z_n D (- b)
     S: np.ndarray | None  # (m, k) scaled responses s_nk = d_k . r_n / lam (valid until the
     #                       next chunk of the same Problem: a reused buffer)
+    scratch: dict | None = None  # the Problem's kept buffers, for lookup() in its checkers
+
+    def codes_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``Z[rows[e], cols[e]]`` for each entry (:func:`~toysae.theory._support.lookup`)."""
+        return lookup(self.Z, rows, cols, self.scratch)
 
 
 def _codes(Z, name: str) -> sp.csr_matrix:

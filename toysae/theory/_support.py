@@ -202,16 +202,29 @@ class NestingTracker:
         return np.where(self._sign_low == self._sign_high, self._sign_low, 0).astype(np.int8)
 
 
-def lookup(Z: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def lookup(Z: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray,
+           scratch: dict | None = None) -> np.ndarray:
     """``Z[rows[e], cols[e]]`` for every entry ``e`` of a CSR matrix with sorted indices
     (0 where the code is 0): a gather from the dense block when it is small
     (``CHECK_CHUNK_ENTRIES``), else a binary search of each key in the sorted keys
-    ``row * n_atoms + col``."""
+    ``row * n_atoms + col``.
+
+    ``scratch``: a dict in which the dense block is kept between calls, zero outside
+    each call (a fresh 32 MB block page-faults in: 9.5 ms per 1,024 x 4,096 chunk).
+    """
     m, k = Z.shape
     query = rows.astype(np.int64) * k + cols
-    if m * k <= CHECK_CHUNK_ENTRIES:
+    if m * k <= CHECK_CHUNK_ENTRIES and scratch is None:
         return Z.toarray().ravel()[query]
     keys = np.repeat(np.arange(m, dtype=np.int64), np.diff(Z.indptr)) * k + Z.indices
+    if m * k <= CHECK_CHUNK_ENTRIES:
+        flat = scratch.get("lookup")
+        if flat is None or flat.size < m * k:
+            flat = scratch["lookup"] = np.zeros(m * k)
+        Z.toarray(out=flat[:m * k].reshape(m, k))  # adds into the block: zero here
+        out = flat[query]
+        flat[keys] = 0.0
+        return out
     at = np.minimum(np.searchsorted(keys, query), max(keys.size - 1, 0))
     out = np.zeros(query.size)
     if keys.size:

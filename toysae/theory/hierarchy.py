@@ -34,7 +34,6 @@ from toysae.theory._support import (
     NestingTracker,
     SampleSums,
     csc_sorted,
-    lookup,
     pair_rows,
     row_dots,
 )
@@ -186,7 +185,7 @@ class StepVerifier:
             return
         step = g.pair
         i, j = plan.child[step], plan.parent[step]
-        zi, zj = g.z, lookup(c.Z, g.rows, j)
+        zi, zj = g.z, c.codes_at(g.rows, j)
         at_min = np.abs(zj) / np.abs(zi) == plan.eps[step]
         new_zi = np.where(plan.norm[step] > 1e-12, zi * plan.norm[step], 0.0)
         new_zj = zj - plan.sign[step] * plan.eps[step] * zi

@@ -38,7 +38,6 @@ from toysae.theory._support import (
     NestingTracker,
     SampleSums,
     csc_sorted,
-    lookup,
     pair_rows,
     row_dots,
 )
@@ -215,7 +214,7 @@ class PairListSums:
         j = self.second[g.pair]
         s = c.S[g.rows, j]
         t = s if self.nonneg else np.sign(g.z) * s
-        co = (lookup(c.Z, g.rows, j) != 0).astype(float)
+        co = (c.codes_at(g.rows, j) != 0).astype(float)
         act, starts = g.active, g.starts
         self.low[act] = np.minimum(self.low[act], np.minimum.reduceat(t, starts))
         self.high[act] = np.maximum(self.high[act], np.maximum.reduceat(t, starts))
@@ -471,7 +470,7 @@ class HullSampler:
             return
         j = self.pairs[g.pair, 1]
         t = np.sign(g.z) * c.S[g.rows, j]
-        co = lookup(c.Z, g.rows, j) != 0
+        co = c.codes_at(g.rows, j) != 0
         ends = np.append(g.starts[1:], g.n_entries)
         for a, start, stop in zip(g.active, g.starts, ends, strict=True):
             take = min(stop - start, self.max_points - self.kept[a])
