@@ -87,12 +87,14 @@ def test_sparse_code_on_no_samples_in_the_working_set_regime(dtype):
     assert out.codes.shape == (0, 256) and out.success
 
 
-def test_set_correlations_are_the_gathered_full_products(monkeypatch):
+def test_set_correlations_are_the_full_products_on_each_rows_leading_entries():
     X, D, _ = _tensors(4)
     S = torch.randint(0, 256, (60, 7))
-    monkeypatch.setattr(mixed, "SET_ENTRIES_BLOCK", 7 * 48 * 5)  # blocks of 5 rows
-    np.testing.assert_allclose(set_correlations(X, D, S).numpy(),
-                               (X @ D.T).gather(1, S).numpy(), rtol=1e-12, atol=1e-12)
+    count = torch.randint(0, 8, (60,))
+    count[0], count[1] = 0, 7
+    want = (X @ D.T).gather(1, S) * (torch.arange(7)[None, :] < count[:, None])
+    np.testing.assert_allclose(set_correlations(X, D, S, count).numpy(), want.numpy(),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_sparse_code_takes_the_mixed_route_only_for_cold_float64_working_set_solves(

@@ -79,9 +79,6 @@ MOVE_BLOCK_ENTRIES = 1 << 24
 # At 1e-4, 0-7 of 4,096 samples needed float64 rounds after the refit on
 # benchmarks/bench_check.py's world (4,096 atoms, d = 256); float32 reached it on all.
 SEARCH_TOL = 1e-4
-# Entries (rows * m * d) of one block of gathered dictionary rows when correlations are
-# formed on index sets (2M: 16 MB of float64, within the cache).
-SET_ENTRIES_BLOCK = 1 << 21
 
 # A sample whose support fills its working set moves to a set this many times as large
 # (while SET_GROWTH**2 * cap <= n_atoms; past that the dense solver finishes it). 2 rather
