@@ -12,7 +12,7 @@ from toysae._buffers import Workspace
 from toysae.dictlearn import _mixed_precision as mixed
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn._active_set import warm_state
-from toysae.dictlearn._fista import prox_grad
+from toysae.dictlearn._fista import LassoOutput, prox_grad
 from toysae.dictlearn._mixed_precision import mixed_precision_lasso, set_correlations
 
 
@@ -62,6 +62,23 @@ def test_samples_the_float32_search_leaves_short_are_finished_in_float64(monkeyp
     ref = _dense_reference(X, D, G, lam, True)
     assert bool(out.success.all())
     np.testing.assert_allclose(out.codes.numpy(), ref.codes.numpy(), atol=1e-8)
+
+
+def test_the_finish_replaces_a_late_samples_polished_codes_whatever_their_widths():
+    # sample 1's polish left 6 atoms; its finish has 2 (narrower sets): none of the 6 stay
+    buckets = [(torch.tensor([0, 1]), torch.tensor([[3, 4, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]]),
+                torch.tensor([[1.0, 2.0, 0, 0, 0, 0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]],
+                             dtype=torch.float64))]
+    finish = LassoOutput(torch.tensor([0.0], dtype=torch.float64), torch.tensor([4]),
+                         torch.tensor([True]), sets=(torch.tensor([[11, 12]]), torch.tensor(
+                             [[0.5, 0.25]], dtype=torch.float64)), n_atoms=16)
+    out = mixed._merged(2, 16, buckets, torch.tensor([0.0, 3.0], dtype=torch.float64),
+                        torch.tensor([7, 9]), torch.tensor([1]), finish)
+    want = torch.zeros(2, 16, dtype=torch.float64)
+    want[0, 3], want[0, 4], want[1, 11], want[1, 12] = 1.0, 2.0, 0.5, 0.25
+    assert out.codes.dtype == torch.float64 and torch.equal(out.codes, want)
+    assert out.kkt.tolist() == [0.0, 0.0] and out.n_iter.tolist() == [7, 13]
+    assert bool(out.success.all())
 
 
 def test_mixed_precision_reports_samples_it_could_not_finish():

@@ -109,7 +109,7 @@ def mixed_precision_lasso(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, lam
             kkt[rows] = set_kkt(z_b, g[rows[:, None], S_b], top[rows], lam, nonneg) / scale
 
         # finish: the samples the float32 support left short, in float64
-        late = torch.nonzero(kkt > tol).squeeze(1)
+        late = torch.nonzero(~(kkt <= tol)).squeeze(1)  # NaN, were there one, is late too
         finish = None
         if late.numel():
             position = torch.full((n,), -1, dtype=torch.long, device=X.device)
@@ -128,9 +128,10 @@ def mixed_precision_lasso(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, lam
 
 def _merged(n: int, n_atoms: int, buckets, kkt: torch.Tensor, n_iter: torch.Tensor,
             late: torch.Tensor, finish: LassoOutput | None) -> LassoOutput:
-    """One :class:`LassoOutput` from the polished buckets and the finished late samples."""
+    """One :class:`LassoOutput` from the polished buckets and the finished late samples
+    (whose polished codes the finish replaces, however wide either set is)."""
     parts = list(buckets)
-    success = kkt.new_ones(n, dtype=torch.bool) if n else kkt.new_zeros(0, dtype=torch.bool)
+    success = kkt.new_ones(n, dtype=torch.bool)
     n_iter = n_iter.clone()
     if finish is not None:
         parts.append((late, *finish.sets))
@@ -139,7 +140,9 @@ def _merged(n: int, n_atoms: int, buckets, kkt: torch.Tensor, n_iter: torch.Tens
     m = max([S_b.shape[1] for _, S_b, _ in parts], default=1)
     S_all = torch.zeros(n, m, dtype=torch.long, device=kkt.device)
     z_all = torch.zeros(n, m, dtype=kkt.dtype, device=kkt.device)
-    for rows, S_b, z_b in parts:
+    for part, (rows, S_b, z_b) in enumerate(parts):
+        if part == len(buckets):  # the finish: nothing of the late rows' polish stays
+            S_all[rows], z_all[rows] = 0, 0.0
         S_all[rows, :S_b.shape[1]] = S_b
         z_all[rows, :S_b.shape[1]] = z_b
     return LassoOutput(kkt, n_iter, success, sets=(S_all, z_all), n_atoms=n_atoms)
