@@ -186,5 +186,7 @@ def test_code_lookup_reads_each_chunk_exactly_and_leaves_its_kept_block_zero(sha
         np.testing.assert_array_equal(lookup(Z, rows, cols), want)
         assert np.count_nonzero(want) >= 20
     if "lookup" in scratch:
+        with pytest.raises(IndexError):  # a query off the matrix
+            lookup(Z, np.array([shape[0] + 5]), np.array([0]), scratch)
         assert not scratch["lookup"].any()
     assert ("lookup" in scratch) == (shape[0] * shape[1] <= CHECK_CHUNK_ENTRIES)

@@ -222,9 +222,10 @@ def lookup(Z: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray,
         if flat is None or flat.size < m * k:
             flat = scratch["lookup"] = np.zeros(m * k)
         Z.toarray(out=flat[:m * k].reshape(m, k))  # adds into the block: zero here
-        out = flat[query]
-        flat[keys] = 0.0
-        return out
+        try:
+            return flat[query]
+        finally:  # zero again, even when the query fails
+            flat[keys] = 0.0
     at = np.minimum(np.searchsorted(keys, query), max(keys.size - 1, 0))
     out = np.zeros(query.size)
     if keys.size:
