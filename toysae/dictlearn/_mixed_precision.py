@@ -130,19 +130,20 @@ def _merged(n: int, n_atoms: int, buckets, kkt: torch.Tensor, n_iter: torch.Tens
             late: torch.Tensor, finish: LassoOutput | None) -> LassoOutput:
     """One :class:`LassoOutput` from the polished buckets and the finished late samples
     (whose polished codes the finish replaces, however wide either set is)."""
-    parts = list(buckets)
     success = kkt.new_ones(n, dtype=torch.bool)
     n_iter = n_iter.clone()
+    widths = [S_b.shape[1] for _, S_b, _ in buckets]
     if finish is not None:
-        parts.append((late, *finish.sets))
         kkt[late], success[late] = finish.kkt, finish.success
         n_iter[late] += finish.n_iter
-    m = max([S_b.shape[1] for _, S_b, _ in parts], default=1)
+        widths.append(finish.sets[0].shape[1])
+    m = max(widths, default=1)
     S_all = torch.zeros(n, m, dtype=torch.long, device=kkt.device)
     z_all = torch.zeros(n, m, dtype=kkt.dtype, device=kkt.device)
-    for part, (rows, S_b, z_b) in enumerate(parts):
-        if part == len(buckets):  # the finish: nothing of the late rows' polish stays
-            S_all[rows], z_all[rows] = 0, 0.0
-        S_all[rows, :S_b.shape[1]] = S_b
-        z_all[rows, :S_b.shape[1]] = z_b
+    for rows, S_b, z_b in buckets:
+        S_all[rows, :S_b.shape[1]], z_all[rows, :S_b.shape[1]] = S_b, z_b
+    if finish is not None:  # nothing of the late rows' polish stays
+        S_f, z_f = finish.sets
+        S_all[late], z_all[late] = 0, 0.0
+        S_all[late, :S_f.shape[1]], z_all[late, :S_f.shape[1]] = S_f, z_f
     return LassoOutput(kkt, n_iter, success, sets=(S_all, z_all), n_atoms=n_atoms)
