@@ -9,9 +9,9 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, TrainConfig, make_sae, train_sae
-from toysae.sae.active import ActiveSet, batch_topk, row_topk
+from toysae.sae.active import ActiveSet, _sort_rows, _stable_argsort, batch_topk, row_topk
 from toysae.sae.base import SparseAutoencoder
-from toysae.sae.fused import current_step_path, step_path
+from toysae.sae.fused import current_step_path, step_path, transposed_copy_
 
 D, WIDTH, N = 16, 256, 96
 
@@ -96,6 +96,35 @@ def test_row_topk_equals_torch_topk(n, width, k):
     torch.testing.assert_close(values, pre.topk(k, dim=1).values, rtol=0, atol=0)
     torch.testing.assert_close(pre.gather(1, idx), values, rtol=0, atol=0)
     assert all(len(set(row.tolist())) == k for row in idx)
+    # by column: the same entries, each row's in ascending column order; a NaN counts as
+    # the largest value, as in torch.topk
+    pre[-1, 3] = float("nan")
+    ref_values, ref_idx = pre.topk(k, dim=1)
+    values, idx = row_topk(pre, k, by_column=True)
+    assert bool((idx[:, 1:] > idx[:, :-1]).all())
+    torch.testing.assert_close(pre.gather(1, idx), values, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(values.sort(dim=1).values, ref_values.sort(dim=1).values,
+                               rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(idx[10:], ref_idx[10:].sort(dim=1).values)
+    # an input that requires a gradient (the reference forward's) selects the same entries
+    assert torch.equal(row_topk(pre.requires_grad_(), k, by_column=True)[1], idx)
+
+
+@pytest.mark.parametrize("bound", [7, 4096, 1 << 16, (1 << 16) + 1, 1 << 20])
+def test_stable_argsort_is_torchs_stable_argsort(bound):
+    # many ties: the order among equal keys is the input order, on the radix route
+    # (bound <= 2^16) and on torch's
+    index = torch.randint(0, bound, (5000,), generator=_gen(bound))
+    index[:10] = bound - 1
+    assert torch.equal(_stable_argsort(index, bound), torch.argsort(index, stable=True))
+
+
+def test_sort_rows_and_the_blocked_transposed_copy_equal_torchs():
+    index = torch.randint(0, 5000, (33, 25), generator=_gen(11))
+    assert torch.equal(_sort_rows(index), index.sort(dim=1).values)
+    src = torch.randn(2 * _tuning.TRANSPOSE_BLOCK + 5, 9, generator=_gen(12))  # a partial block
+    out = torch.full((9, src.shape[0]), float("nan"))
+    assert transposed_copy_(out, src) is out and torch.equal(out, src.T)
 
 
 def test_batch_topk_keeps_what_the_flat_topk_keeps():
