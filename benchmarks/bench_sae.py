@@ -47,10 +47,11 @@ from pathlib import Path
 
 import torch
 
+from toysae._tuning import TRANSPOSE_BLOCK
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import ReLUSAE, TopKSAE, TrainConfig, train_sae
-from toysae.sae.active import ActiveSet, batch_topk, row_topk
-from toysae.sae.fused import step_path
+from toysae.sae.active import ActiveSet, _stable_argsort, batch_topk, row_topk
+from toysae.sae.fused import step_path, transposed_copy_
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,6 +251,12 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
+def blocked_copy(out, src, rows: int):
+    """:func:`toysae.sae.fused.transposed_copy_` with ``rows`` latents per block."""
+    for start in range(0, src.shape[0], rows):
+        out[:, start:start + rows].copy_(src[start:start + rows].T)
+
+
 def kernels(args) -> None:
     B, d, width, k = args.batch, 768, 4096, args.l0
     gen = torch.Generator().manual_seed(0)
@@ -283,7 +290,9 @@ def kernels(args) -> None:
                 0, cols, G[rows] * values[:, None]),
             "dense mm": lambda: torch.mm(codes.T, G, out=out)},
         "encoder gradient x^T h": {
-            "CSR^T @ x + transposed copy (chosen)": lambda: grad_enc.copy_(
+            "CSR^T @ x + blocked copy (chosen)": lambda: transposed_copy_(
+                grad_enc, active.latent_products(values, X, out, by_bag=False)),
+            "CSR^T @ x + one whole copy": lambda: grad_enc.copy_(
                 active.latent_products(values, X, out, by_bag=False).T),
             "dense @ CSR": lambda: torch.mm(X.T, csr),
             "dense mm": lambda: torch.mm(X.T, codes, out=grad_enc)},
@@ -292,11 +301,20 @@ def kernels(args) -> None:
                 values, W_enc.T),
             "CSR @ W_enc^T": lambda: csr @ W_enc.T,
             "dense mm": lambda: codes @ W_enc.T},
+        "encoder gradient's transposing copy": {
+            **{f"blocks of {rows} latents" + (" (chosen)" if rows == TRANSPOSE_BLOCK else ""):
+               (lambda rows=rows: blocked_copy(grad_enc, out, rows))
+               for rows in (32, 64, 128, 256, 512)},
+            "one whole copy": lambda: grad_enc.copy_(out.T)},
+        "stable sort of the entries by latent": {
+            "numpy uint16 radix sort (chosen)": lambda: _stable_argsort(cols, width),
+            "torch.argsort(stable=True)": lambda: torch.argsort(cols, stable=True)},
         "listing the active entries": {
             "nonzero (chosen)": lambda: ActiveSet.from_codes(codes),
             "to_sparse_csr": lambda: codes.to_sparse_csr()},
         "top-k of each row (TopK)": {
-            "row_topk (chosen)": lambda: row_topk(pre, k),
+            "row_topk, by column (chosen)": lambda: row_topk(pre, k, by_column=True),
+            "row_topk, by value": lambda: row_topk(pre, k),
             "torch.topk": lambda: pre.topk(k, dim=1)},
         "top-k*n of the batch (BatchTopK)": {
             "batch_topk (chosen)": lambda: batch_topk(pre, k * B),
