@@ -215,9 +215,15 @@ def test_sparse_and_dense_paths_give_the_same_gradients(name, dense, small_steps
         ref_out, ref = _step(sae, x, "dense")
     finally:
         type(sae).forward = original
-    for path, (out, grads, _) in runs.items():
+    fired = (ref_out.codes > 0).any(0)
+    assert 0 < int(fired.sum()) < WIDTH
+    for path, (out, grads, sparse) in runs.items():
         torch.testing.assert_close(out.x_hat, ref_out.x_hat, rtol=1e-5, atol=1e-5)
         assert torch.equal(out.codes > 0, ref_out.codes > 0), path
+        # the sparse path reads the fired latents off its entries (JumpReLU lists a window
+        # of inactive ones too), the dense path leaves them to the codes
+        assert (out.fired is not None) == sparse, path
+        assert torch.equal(out.fired_latents(), fired), path
         torch.testing.assert_close(out.codes, ref_out.codes, rtol=1e-5, atol=1e-6)
         for key, expected in ref.items():
             assert expected.abs().max() > 0, key

@@ -72,15 +72,27 @@ class SAEOutput(NamedTuple):
     prefix_x_hats : for a dictionary read as nested prefixes (the Matryoshka SAE),
         the (n, d) reconstruction of each prefix shorter than the width, shortest
         first, as the forward pass computed them; None otherwise.
+    fired : (width,) bool, the latents active on at least one sample, where the
+        forward pass knows them without reading ``codes`` (the sparse step lists its
+        active entries); None otherwise. :meth:`fired_latents` gives it either way.
 
     Inside the training engine the same tuple carries a leading member axis:
-    ``(M, n, d)``, ``(M, n, width)``.
+    ``(M, n, d)``, ``(M, n, width)``, ``(M, width)``.
     """
 
     x_hat: Tensor
     codes: Tensor
     pre_acts: Tensor | None
     prefix_x_hats: tuple[Tensor, ...] | None = None
+    fired: Tensor | None = None
+
+    def fired_latents(self) -> Tensor:
+        """(width,) bool (``(M, width)`` in the engine): the latents active on at least
+        one sample of the batch."""
+        if self.fired is not None:
+            return self.fired
+        # codes are >= 0 for every architecture: a latent fired iff its column max is > 0
+        return self.codes.detach().amax(-2) > 0
 
 
 class SAELoss(NamedTuple):

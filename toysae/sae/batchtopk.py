@@ -17,7 +17,7 @@ from torch import Tensor
 from toysae._validation import check_float
 from toysae.sae.active import batch_topk
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
-from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
+from toysae.sae.fused import FusedOutput, FusedSAEMixin, Selection, fused_forward
 from toysae.sae.topk import aux_k_loss, check_k
 
 
@@ -69,18 +69,18 @@ class BatchTopKSAE(FusedSAEMixin, SparseAutoencoder):
         """Ends of the dictionary's nested blocks (none here; Matryoshka's prefixes)."""
         return ()
 
-    def fused(self, x: Tensor):
+    def fused(self, x: Tensor) -> FusedOutput:
         """:func:`toysae.sae.fused.fused_forward` on a checked ``x``; the threshold updated."""
-        x_hat, codes, pre, kept_min, prefixes = fused_forward(
-            x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.selection(),
-            threshold=None if self.training else self.threshold, spare=self._backward_buffers)
-        if kept_min is not None and float(kept_min) > 0:
-            self._update_threshold(kept_min)
-        return x_hat, codes, pre, prefixes
+        out = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.selection(),
+                            threshold=None if self.training else self.threshold,
+                            spare=self._backward_buffers)
+        if out.kept_min is not None and float(out.kept_min) > 0:
+            self._update_threshold(out.kept_min)
+        return out
 
     def forward(self, x) -> SAEOutput:
-        x_hat, codes, pre, _ = self.fused(self.check_input(x))
-        return SAEOutput(x_hat, codes, pre)
+        out = self.fused(self.check_input(x))
+        return SAEOutput(out.x_hat, out.codes, out.pre, fired=out.fired)
 
     @torch.no_grad()
     def _update_threshold(self, smallest: Tensor) -> None:

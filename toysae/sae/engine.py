@@ -209,7 +209,8 @@ class SingleSAE(MemberStack):
     def forward(self, x):
         out = self.sae(x)
         pre = None if out.pre_acts is None else out.pre_acts[None]
-        return SAEOutput(out.x_hat[None], out.codes[None], pre), out
+        fired = None if out.fired is None else out.fired[None]
+        return SAEOutput(out.x_hat[None], out.codes[None], pre, fired=fired), out
 
     def penalties(self, native):
         return self.sae.penalty(native)[None]
@@ -610,8 +611,7 @@ class _Engine:
             named = {"loss": total.detach(), **{k: v.detach() for k, v in named.items()},
                      "auxiliary": (torch.zeros_like(total) if aux is None else aux).detach()}
             codes = out.codes.detach()
-            # Codes are >= 0 for every architecture: a latent fired iff its column max is > 0.
-            self.silent[g].add_(1).masked_fill_(codes.amax(1) > 0, 0)
+            self.silent[g].add_(1).masked_fill_(out.fired_latents(), 0)
             named["_codes"] = codes
             stack.remove_parallel_grad_()
             parts.append(named)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -57,8 +58,8 @@ from toysae import _tuning
 from toysae._validation import check_choice
 from toysae.sae.active import ActiveSet, batch_topk, row_topk
 
-__all__ = ["PATHS", "FusedForward", "FusedSAEMixin", "Selection", "current_step_path",
-           "fused_forward", "measured_active", "step_path"]
+__all__ = ["PATHS", "FusedForward", "FusedOutput", "FusedSAEMixin", "Selection",
+           "current_step_path", "fused_forward", "measured_active", "step_path"]
 
 PATHS = ("auto", "dense", "sparse")
 _PATH: contextvars.ContextVar[str] = contextvars.ContextVar("toysae_step_path", default="auto")
@@ -106,7 +107,8 @@ class Selection:
 
 class FusedForward(torch.autograd.Function):
     """``(x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare, recycle)`` ->
-    ``(x_hat, codes, pre_acts or None, smallest kept code or None, *prefix x_hats)``.
+    ``(x_hat, codes, pre_acts or None, smallest kept code or None, fired or None,
+    *prefix x_hats)``.
 
     x (n, d), W_enc (d, width), b_enc (width,), W_dec (width, d), b_dec (d,);
     threshold None or a tensor (for ``"threshold"``); ``spare``: the module's dict
@@ -115,8 +117,10 @@ class FusedForward(torch.autograd.Function):
     (:func:`recycled`; a training step).
     Outputs: x_hat (n, d); codes (n, width); the pre-activations (n, width) unless
     the selection is ReLU; for BatchTopK the smallest positive kept code (a 0-d
-    tensor, no gradient; -1 when none is positive); one (n, d) reconstruction per
-    prefix shorter than the width. Use :func:`fused_forward`.
+    tensor, no gradient; -1 when none is positive); on the sparse path the (width,) bool
+    mask of the latents active on at least one sample (no gradient; read from the
+    listed entries, not the codes); one (n, d) reconstruction per prefix shorter than
+    the width. Use :func:`fused_forward`.
     """
 
     @staticmethod
@@ -145,18 +149,22 @@ class FusedForward(torch.autograd.Function):
         ctx.spare = spare
         ctx.set_materialize_grads(False)
         keep_pre = pre if selection.keeps_pre else None
+        fired = None
         if active is not None:
             ctx.values = values
             ctx.pre_values = (active.gather(pre) if selection.kind == "threshold" else None)
             ctx.save_for_backward(xc, W_enc, W_dec, threshold)
+            # JumpReLU lists a window below its thresholds too: active = a positive code
+            fired = torch.zeros(width, dtype=torch.bool, device=x.device).index_fill_(
+                0, active.cols[values > 0], True)
         else:
             ctx.save_for_backward(xc, W_enc, W_dec, threshold, codes, keep_pre)
-        if kept_min is not None:
-            ctx.mark_non_differentiable(kept_min)
-        return (x_hats[-1], codes, keep_pre, kept_min, *x_hats[:-1])
+        ctx.mark_non_differentiable(*(t for t in (kept_min, fired) if t is not None))
+        return (x_hats[-1], codes, keep_pre, kept_min, fired, *x_hats[:-1])
 
     @staticmethod
-    def backward(ctx, grad_x_hat, grad_codes, grad_pre, _grad_kept, *grad_prefixes):
+    def backward(ctx, grad_x_hat, grad_codes, grad_pre, _grad_kept, _grad_fired,
+                 *grad_prefixes):
         sel, active = ctx.selection, ctx.active
         if active is not None:
             xc, W_enc, W_dec, threshold = ctx.saved_tensors
@@ -199,17 +207,33 @@ class FusedForward(torch.autograd.Function):
                 None, None)
 
 
+class FusedOutput(NamedTuple):
+    """What :func:`fused_forward` computes (see :class:`FusedForward`).
+
+    x_hat (n, d); codes (n, width); pre (n, width) or None (ReLU); kept_min: BatchTopK's
+    smallest kept positive code (0-d) or None; fired: (width,) bool, the latents active on
+    at least one sample, on the sparse path (None on the dense one); prefixes: the
+    shorter prefixes' (n, d) reconstructions, shortest first.
+    """
+
+    x_hat: Tensor
+    codes: Tensor
+    pre: Tensor | None
+    kept_min: Tensor | None
+    fired: Tensor | None
+    prefixes: list[Tensor]
+
+
 def fused_forward(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor,
                   selection: Selection, *, threshold: Tensor | None = None,
-                  spare: dict | None = None):
-    """:class:`FusedForward` applied: (x_hat, codes, pre or None, smallest kept or None,
-    list of the shorter prefixes' reconstructions)."""
+                  spare: dict | None = None) -> FusedOutput:
+    """:class:`FusedForward` applied."""
     # outputs recycle memory in training steps only (grad mode on, a weight to train)
     recycle = spare is not None and torch.is_grad_enabled() and (W_enc.requires_grad
                                                                  or W_dec.requires_grad)
-    x_hat, codes, pre, kept_min, *prefixes = FusedForward.apply(
+    x_hat, codes, pre, kept_min, fired, *prefixes = FusedForward.apply(
         x, W_enc, b_enc, W_dec, b_dec, threshold, selection, spare, recycle)
-    return x_hat, codes, pre, kept_min, prefixes
+    return FusedOutput(x_hat, codes, pre, kept_min, fired, prefixes)
 
 
 # -- selection and the path -------------------------------------------------------

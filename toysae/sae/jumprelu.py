@@ -102,11 +102,10 @@ class JumpReLUSAE(FusedSAEMixin, SparseAutoencoder):
 
     def forward(self, x) -> SAEOutput:
         x = self.check_input(x)
-        x_hat, codes, pre, _, _ = fused_forward(
-            x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
-            Selection("threshold", bandwidth=self.bandwidth), threshold=self.threshold,
-            spare=self._backward_buffers)
-        return SAEOutput(x_hat, codes, pre)
+        out = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+                            Selection("threshold", bandwidth=self.bandwidth),
+                            threshold=self.threshold, spare=self._backward_buffers)
+        return SAEOutput(out.x_hat, out.codes, out.pre, fired=out.fired)
 
     def penalty(self, out: SAEOutput) -> Tensor:
         """Mean L0 of the codes, differentiable in the thresholds."""

@@ -88,8 +88,8 @@ class MatryoshkaSAE(BatchTopKSAE):
         return tuple(self.prefix_sizes)
 
     def forward(self, x) -> SAEOutput:
-        x_hat, codes, pre, prefixes = self.fused(self.check_input(x))
-        return SAEOutput(x_hat, codes, pre, tuple(prefixes))
+        out = self.fused(self.check_input(x))
+        return SAEOutput(out.x_hat, out.codes, out.pre, tuple(out.prefixes), out.fired)
 
     def prefix_reconstructions(self, codes: Tensor) -> list[Tensor]:
         """One (n, d) reconstruction per prefix, ``codes[:, :m] @ W_dec[:m] + b_dec``

@@ -61,9 +61,9 @@ class ReLUSAE(FusedSAEMixin, SparseAutoencoder):
 
     def forward(self, x) -> SAEOutput:
         x = self.check_input(x)
-        x_hat, codes, _, _, _ = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
-                                              RELU, spare=self._backward_buffers)
-        return SAEOutput(x_hat, codes, None)
+        out = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, RELU,
+                            spare=self._backward_buffers)
+        return SAEOutput(out.x_hat, out.codes, None, fired=out.fired)
 
     def dead_pre_acts(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
         """(n, n_dead) pre-activations of the dead latents, from their columns alone."""

@@ -73,10 +73,9 @@ class TopKSAE(FusedSAEMixin, SparseAutoencoder):
 
     def forward(self, x) -> SAEOutput:
         x = self.check_input(x)
-        x_hat, codes, pre, _, _ = fused_forward(x, self.W_enc, self.b_enc, self.W_dec,
-                                                self.b_dec, Selection("topk", self.k),
-                                                spare=self._backward_buffers)
-        return SAEOutput(x_hat, codes, pre)
+        out = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+                            Selection("topk", self.k), spare=self._backward_buffers)
+        return SAEOutput(out.x_hat, out.codes, out.pre, fired=out.fired)
 
     def penalty(self, out: SAEOutput) -> Tensor:
         return out.codes.new_zeros(())
