@@ -50,7 +50,7 @@ import torch
 from toysae._tuning import TRANSPOSE_BLOCK
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import ReLUSAE, TopKSAE, TrainConfig, train_sae
-from toysae.sae.active import ActiveSet, _stable_argsort, batch_topk, row_topk
+from toysae.sae.active import ActiveSet, _flat_nonzero, _stable_argsort, batch_topk, row_topk
 from toysae.sae.fused import step_path, transposed_copy_
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,7 +310,8 @@ def kernels(args) -> None:
             "numpy uint16 radix sort (chosen)": lambda: _stable_argsort(cols, width),
             "torch.argsort(stable=True)": lambda: torch.argsort(cols, stable=True)},
         "listing the active entries": {
-            "nonzero (chosen)": lambda: ActiveSet.from_codes(codes),
+            "numpy flatnonzero (chosen)": lambda: _flat_nonzero(codes),
+            "torch.nonzero": lambda: torch.nonzero(codes.reshape(-1)),
             "to_sparse_csr": lambda: codes.to_sparse_csr()},
         "top-k of each row (TopK)": {
             "row_topk, by column (chosen)": lambda: row_topk(pre, k, by_column=True),

@@ -9,7 +9,14 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, TrainConfig, make_sae, train_sae
-from toysae.sae.active import ActiveSet, _sort_rows, _stable_argsort, batch_topk, row_topk
+from toysae.sae.active import (
+    ActiveSet,
+    _flat_nonzero,
+    _sort_rows,
+    _stable_argsort,
+    batch_topk,
+    row_topk,
+)
 from toysae.sae.base import SparseAutoencoder
 from toysae.sae.fused import current_step_path, step_path, transposed_copy_
 
@@ -117,6 +124,18 @@ def test_stable_argsort_is_torchs_stable_argsort(bound):
     index = torch.randint(0, bound, (5000,), generator=_gen(bound))
     index[:10] = bound - 1
     assert torch.equal(_stable_argsort(index, bound), torch.argsort(index, stable=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bool, torch.int64])
+def test_flat_nonzero_is_torchs_nonzero(dtype):
+    t = torch.randn(37, 300, generator=_gen(13)) - 1.5
+    t = t * ((t > 0) | (t < -3.0))  # positive and negative entries
+    t[5] = float("nan")  # NaN is nonzero, as for torch
+    t = t.to(dtype)[:, ::3]  # not contiguous
+    expected = torch.nonzero(t.reshape(-1)).squeeze(1)
+    assert 0 < expected.numel() < t.numel() // 2
+    assert torch.equal(_flat_nonzero(t), expected)
+    assert _flat_nonzero(t[:0]).numel() == 0
 
 
 def test_sort_rows_and_the_blocked_transposed_copy_equal_torchs():

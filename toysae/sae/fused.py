@@ -155,8 +155,9 @@ class FusedForward(torch.autograd.Function):
             ctx.pre_values = (active.gather(pre) if selection.kind == "threshold" else None)
             ctx.save_for_backward(xc, W_enc, W_dec, threshold)
             # JumpReLU lists a window below its thresholds too: active = a positive code
+            cols = active.cols if selection.bandwidth is None else active.cols[values > 0]
             fired = torch.zeros(width, dtype=torch.bool, device=x.device).index_fill_(
-                0, active.cols[values > 0], True)
+                0, cols, True)
         else:
             ctx.save_for_backward(xc, W_enc, W_dec, threshold, codes, keep_pre)
         ctx.mark_non_differentiable(*(t for t in (kept_min, fired) if t is not None))
