@@ -414,14 +414,14 @@ def test_sparse_step_training_matches_dense_mmcs_on_the_reference_toy():
     assert abs(scores["sparse"] - scores["dense"]) <= 0.002, scores
 
 
-@pytest.mark.parametrize("arch", ["relu", "topk"])
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk"])
 @pytest.mark.parametrize("path", ["dense", "sparse"])
 def test_forward_outputs_recycle_memory_only_once_nothing_holds_it(arch, path):
     """A training step's pre-activations and codes reuse the memory of an earlier step's
     (a fresh multi-MB buffer page-faults on every step) only once no tensor holds it: an
     output kept by the caller, even detached, is never overwritten, and the memory
     alternates between two buffers while the caller keeps the last step's outputs."""
-    sae = make_sae(arch, 24, 64, seed=0, **({"k": 4} if arch == "topk" else {}))
+    sae = make_sae(arch, 24, 64, seed=0, **({} if arch == "relu" else {"k": 4}))
     x = torch.randn(256, 24, generator=torch.Generator().manual_seed(0))
     kept, pointers = [], []
     with step_path(path):

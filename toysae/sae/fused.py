@@ -274,7 +274,8 @@ def _select(pre: Tensor, threshold: Tensor | None, sel: Selection, d: int,
     if sel.kind == "batchtopk":
         flat = batch_topk(pre, sel.k * n)
         kept = pre.reshape(-1).index_select(0, flat)
-        codes = torch.zeros_like(pre).reshape(-1).index_put_((flat,), kept).view(n, width)
+        codes = recycled(outputs, "codes", pre.shape, pre).zero_()
+        codes.view(-1).index_put_((flat,), kept)
         kept_min = kept.min() if kept.numel() else pre.new_full((), -1.0)
         return codes, (ActiveSet(flat, n, width, ends) if sparse else None), kept_min
     raise ValueError(f"selection kind must be relu, topk, batchtopk or threshold, "
