@@ -89,7 +89,7 @@ def test_active_set_blocks_decode_each_prefix_block_on_its_own():
 
 
 @pytest.mark.parametrize("n, width, k", [(256, 1024, 8), (300, 2048, 25), (64, 4096, 100),
-                                         (200, 1000, 8), (8, 64, 3)])
+                                         (64, 8192, 8), (200, 1000, 8), (8, 64, 3)])
 def test_row_topk_equals_torch_topk(n, width, k):
     pre = torch.randn(n, width, generator=_gen(width))
     values, idx = row_topk(pre, k)
