@@ -152,8 +152,9 @@ TRANSPOSE_BLOCK = 128
 # benchmarks/bench_sae.py --kernels.
 TOPK_GROUPS = 8
 # Rows of at most TOPK_SORT_MAX_WIDTH entries are cut at their k-th value by numpy's sort;
-# wider ones go to torch.topk. 1024 rows, k = 25, 2 threads: numpy's sort takes 0.30 ms
-# at 256 entries, 0.65 at 512, 3.5 at 800, 18 at 2048; torch.topk 1.3, 2.3, 3.8, 5.0.
+# wider ones are narrowed by groups again (or, too narrow for that, go to torch.topk).
+# 1024 rows, k = 25, 2 threads: numpy's sort takes 0.30 ms at 256 entries, 0.65 at 512,
+# 3.5 at 800, 18 at 2048; torch.topk 1.3, 2.3, 3.8, 5.0.
 TOPK_SORT_MAX_WIDTH = 512
 TOPK_SAMPLE_STRIDE = 8
 TOPK_FAST_MIN_RATIO = 32
