@@ -700,7 +700,8 @@ class _Engine:
                 if (step + 1) % cfg.log_every == 0 or step + 1 == n_steps:
                     self._check(finite, parts, self.good, step, start)
                     self._log(step, parts, lr, factor, bar)
-                    self.good = self._snapshot()
+                    if step + 1 != n_steps:  # the last step's restore point is never read
+                        self.good = self._snapshot()
                 if (self.checkpoint_every and self.n_iter % self.checkpoint_every == 0
                         and self.n_iter != n_steps):  # the run's end writes its own
                     self.write_checkpoint(n_steps, start)
