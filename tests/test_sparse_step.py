@@ -391,6 +391,35 @@ def test_training_on_the_sparse_path_keeps_unit_rows_and_tangent_gradients(name)
         assert torch.equal(a.detach(), b.detach())
 
 
+@pytest.mark.parametrize("name", ["relu", "topk", "matryoshka"])
+def test_the_radial_parts_read_off_the_entries_serve_only_the_gradient_they_came_from(
+        name, monkeypatch):
+    """After a sparse backward pass the decoder gradient's radial parts come from its
+    entries (no pass over the gradient); once the gradient has changed in place since
+    (here doubled, as clipping or a second loss would), the projection reads them anew."""
+    base_passes = []
+    base = SparseAutoencoder.remove_parallel_grad_
+    monkeypatch.setattr(SparseAutoencoder, "remove_parallel_grad_",
+                        lambda self: base_passes.append(1) or base(self))
+
+    def tangent(g, W):
+        return g - torch.linalg.vecdot(g, W)[:, None] * W
+
+    x = _x()
+    for path, change in (("sparse", False), ("sparse", True), ("dense", False)):
+        sae = _sae(name, dense=False)
+        with step_path(path):
+            out = sae(x)
+        (0.5 * (out.x_hat - x).square().sum() / N + 0.1 * out.codes.sum() / N).backward()
+        if change:
+            sae.W_dec.grad.mul_(2.0)
+        expected = tangent(sae.W_dec.grad.clone(), sae.W_dec.detach())
+        base_passes.clear()
+        sae.remove_parallel_grad_()
+        torch.testing.assert_close(sae.W_dec.grad, expected, rtol=1e-5, atol=1e-6)
+        assert len(base_passes) == (0 if path == "sparse" and not change else 1), (path, change)
+
+
 def test_step_path_names_a_bad_path():
     with pytest.raises(ValueError, match="path"):
         with step_path("fast"):

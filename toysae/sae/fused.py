@@ -320,27 +320,48 @@ def _entry_thresholds(threshold: Tensor, active: ActiveSet) -> Tensor:
 
 # -- backward pieces ----------------------------------------------------------------
 def _sparse_decoder_backward(ctx, active: ActiveSet, blocks, grad_codes, W_dec):
-    """(dL/df at the entries (nnz,), dL/dW_dec (width, d)) from the active entries."""
+    """(dL/df at the entries (nnz,), dL/dW_dec (width, d)) from the active entries.
+
+    Also keeps, for :meth:`FusedSAEMixin.remove_parallel_grad_`, each decoder row's
+    radial component ``dL/dW_dec[j] . W_dec[j] = sum_e f_e (G[bag_e] . W_dec[j])``: a sum
+    over the entries of the sampled products already formed for ``dL/df``, where a dot
+    per row would read the whole (width, d) gradient and decoder once more.
+    """
     G = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-    gf = entry_code_grads(active, G, W_dec, grad_codes)
-    grad_W_dec = None
-    if ctx.needs_input_grad[3]:
-        grad_W_dec = active.latent_products(ctx.values, G, spare_grad(ctx.spare, "W_dec", W_dec))
+    ctx.spare.pop(RADIAL, None)
+    if not ctx.needs_input_grad[3]:
+        return entry_code_grads(active, G, W_dec, grad_codes), None
+    sampled = active.sampled_products(G, W_dec)
+    add = entry_code_grad_offsets(active, grad_codes)
+    gf = sampled if add is None else sampled + add
+    grad_W_dec = active.latent_products(ctx.values, G, spare_grad(ctx.spare, "W_dec", W_dec))
+    ctx.spare[RADIAL] = (grad_W_dec.data_ptr(), grad_W_dec._version,
+                         active.latent_sums(ctx.values * sampled))
     return gf, grad_W_dec
+
+
+# spare's key for the decoder gradient's radial components (see _sparse_decoder_backward)
+RADIAL = "W_dec.radial"
 
 
 def entry_code_grads(active: ActiveSet, G: Tensor, W_dec: Tensor,
                      grad_codes: Tensor | None) -> Tensor:
     """(nnz,) ``dL/df = G W_dec^T + grad_codes`` at the active entries (G (n_bags, d))."""
-    add = None
-    if grad_codes is not None:  # an expanded constant (the L1 penalty's) is read once
-        add = (grad_codes[0, 0].expand(active.nnz).contiguous()
-               if grad_codes.stride() == (0, 0) else active.gather(grad_codes))
-    return active.sampled_products(G, W_dec, add)
+    return active.sampled_products(G, W_dec, entry_code_grad_offsets(active, grad_codes))
+
+
+def entry_code_grad_offsets(active: ActiveSet, grad_codes: Tensor | None) -> Tensor | None:
+    """(nnz,) ``grad_codes`` at the active entries, or None."""
+    if grad_codes is None:
+        return None
+    if grad_codes.stride() == (0, 0):  # an expanded constant (the L1 penalty's) is read once
+        return grad_codes[0, 0].expand(active.nnz).contiguous()
+    return active.gather(grad_codes)
 
 
 def _dense_decoder_backward(ctx, codes, blocks, grad_codes, W_dec):
     """(dL/df (n, width), dL/dW_dec (width, d)) as matmuls, block by block."""
+    ctx.spare.pop(RADIAL, None)
     width = codes.shape[1]
     ends = ctx.selection.block_ends or (width,)
     grad_W_dec = spare_grad(ctx.spare, "W_dec", W_dec) if ctx.needs_input_grad[3] else None
@@ -475,10 +496,23 @@ def spare_grad(spare: dict, name: str, like: Tensor) -> Tensor:
 
 class FusedSAEMixin:
     """For SAEs whose forward is :class:`FusedForward`: the engine's ``recycle_grads_``
-    keeps the weight gradients' memory for the next backward pass."""
+    keeps the weight gradients' memory for the next backward pass, and after a sparse
+    pass ``remove_parallel_grad_`` reads the decoder gradient's radial parts off the
+    active entries."""
 
     def _init_buffers(self) -> None:
         self._backward_buffers: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """As the base class does; after a sparse backward pass whose decoder gradient is
+        still as it wrote it (the same buffer, no in-place change since: its version
+        counter says so), with the radial components that pass formed from its entries."""
+        radial = self._backward_buffers.pop(RADIAL, None)
+        g = self.decoder_weight.grad
+        if radial is None or g is None or (g.data_ptr(), g._version) != radial[:2]:
+            return super().remove_parallel_grad_()
+        g.addcmul_(radial[2][:, None], self.decoder_weight, value=-1.0)
 
     def recycle_grads_(self) -> None:
         """Keep the weight gradients' memory for the next backward pass, then drop ``.grad``.
