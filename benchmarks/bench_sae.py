@@ -23,10 +23,14 @@ step, and a large square product.
    learning rate of 1e-6 without warm-ups, so the codes keep the density they
    are timed at (a step's cost does not depend on the learning rate). Dense step
    (``step_path("dense")``) against sparse step (``step_path("sparse")``) in the
-   same run; the effective rate is the dense step's FLOPs over the sparse step's
-   time, against the roofline; "Adam" is the fused Adam step over the SAE's
-   parameters alone (dense, O(width * d), part of both steps). GPU rows follow
-   when CUDA is present.
+   same run. A step is timed from one batch request to the next, the median over
+   the steps of a run past its first two (``timed_steps``): what a long run pays
+   per step, without the run's set-up and first allocations, and robust to a
+   burst of load landing on one step; "runs" is the ratio of the whole runs' wall
+   times, set-up included. The effective rate is the dense
+   step's FLOPs over the sparse step's time, against the roofline; "Adam" is the
+   fused Adam step over the SAE's parameters alone (dense, O(width * d), part of
+   both steps). GPU rows follow when CUDA is present.
 
 Other modes, each a measurement that set a constant in ``toysae/_tuning.py``:
 ``--kernels`` (each product of the sparse step by every candidate method: the
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -92,13 +97,40 @@ def cycle(pool, n: int):
 def timed_training(sae, pool, steps: int, B: int, path: str = "auto", device="cpu",
                    log_every: int = 50, **config) -> float:
     """Seconds for ``steps`` steps of ``train_sae`` on ``sae`` (trained in place)."""
+    return timed_steps(sae, pool, steps, B, path, device, log_every, **config)[0]
+
+
+def timed_steps(sae, pool, steps: int, B: int, path: str = "auto", device="cpu",
+                log_every: int = 50, **config) -> tuple[float, float]:
+    """(seconds for ``steps`` steps of ``train_sae`` on ``sae``, trained in place; the
+    median seconds of its steps past the first ``WARM_STEPS``).
+
+    A step is timed from one batch request to the next, so the per-step figure leaves
+    out the run's set-up (engine, optimizer state, the first steps' buffers) and its
+    end (the last log): what a long run pays per step. The median, because a burst of
+    load from other processes on this shared machine lands on single steps. With too
+    few steps for that it is the whole run's mean."""
     cfg = TrainConfig(batch_size=B, n_samples=steps * B, log_every=log_every, **config)
+    marks: list[float] = []
+
+    def batches():
+        for batch in cycle(pool, steps):
+            sync(device)
+            marks.append(time.perf_counter())
+            yield batch
+
     with step_path(path):
         sync(device)
         start = time.perf_counter()
-        train_sae(sae, cycle(pool, steps), cfg, progress=False)
+        train_sae(sae, batches(), cfg, progress=False)
         sync(device)
-    return time.perf_counter() - start
+    run = time.perf_counter() - start
+    # the steps between the requests of batch WARM_STEPS and the last batch
+    times = [b - a for a, b in zip(marks[WARM_STEPS:-1], marks[WARM_STEPS + 1:], strict=True)]
+    return run, (statistics.median(times) if len(times) >= 3 else run / steps)
+
+
+WARM_STEPS = 2
 
 
 class PlainAutogradReLU(ReLUSAE):
@@ -197,15 +229,17 @@ def sparse_rows(args, device="cpu") -> list[dict]:
                 base = sae_at_l0(arch, d, width, l0, pool[0], device)
 
                 def run(sae, path, n=steps, pool=pool):
-                    return timed_training(sae, pool, n, B, path, device, **HOLD)
+                    return timed_steps(sae, pool, n, B, path, device, **HOLD)
 
                 run(copy.deepcopy(base), "sparse", 2)  # warm-up
-                dense = sparse = float("inf")
+                dense = sparse = dense_run = sparse_run = float("inf")
                 same = 0.0
                 for _ in range(args.rounds):
-                    dense = min(dense, run(copy.deepcopy(base), "dense"))
+                    whole, step = run(copy.deepcopy(base), "dense")
+                    dense, dense_run = min(dense, step), min(dense_run, whole)
                     trained = copy.deepcopy(base)
-                    sparse = min(sparse, run(trained, "sparse"))
+                    whole, step = run(trained, "sparse")
+                    sparse, sparse_run = min(sparse, step), min(sparse_run, whole)
                     same = max(same, matmul_rate(shapes, repeats=2, device=device))
                     square = max(square, matmul_rate([(2048, 2048, 2048)], repeats=3,
                                                      device=device))
@@ -213,9 +247,9 @@ def sparse_rows(args, device="cpu") -> list[dict]:
                     codes = trained.encode(pool[1])
                 rows.append({"preset": preset, "d": d, "width": width, "arch": arch,
                              "l0": float((codes > 0).sum(1).float().mean()),
-                             "dense": steps * B / dense, "sparse": steps * B / sparse,
-                             "roofline": max(same, square),
-                             "adam": adam_seconds(base, 5, device), "step": sparse / steps})
+                             "dense": B / dense, "sparse": B / sparse,
+                             "runs": dense_run / sparse_run, "roofline": max(same, square),
+                             "adam": adam_seconds(base, 5, device), "step": sparse})
     return rows
 
 
@@ -224,13 +258,15 @@ def print_sparse_rows(rows: list[dict], device: str, B: int) -> None:
           f"torch threads={torch.get_num_threads()}")
     print(f"{'preset':16s} {'d':>4s} {'width':>6s} {'arch':5s} {'L0':>5s} {'dense/s':>9s} "
           f"{'sparse/s':>9s} {'ratio':>6s} {'eff GFLOP/s':>11s} {'roofline':>9s} "
-          f"{'ratio':>6s} {'Adam ms':>8s} {'step ms':>8s}")
+          f"{'ratio':>6s} {'Adam ms':>8s} {'step ms':>8s} {'runs':>5s}")
     for r in rows:
         eff = r["sparse"] * 12 * r["d"] * r["width"]
         print(f"{r['preset']:16s} {r['d']:4d} {r['width']:6d} {r['arch']:5s} {r['l0']:5.1f} "
               f"{r['dense']:9.0f} {r['sparse']:9.0f} {r['sparse'] / r['dense']:6.2f} "
               f"{eff / 1e9:11.1f} {r['roofline'] / 1e9:9.1f} {eff / r['roofline']:6.2f} "
-              f"{r['adam'] * 1e3:8.1f} {r['step'] * 1e3:8.1f}")
+              f"{r['adam'] * 1e3:8.1f} {r['step'] * 1e3:8.1f} {r['runs']:5.2f}")
+    print("(samples/s and step ms: the median step past the first two of a run, the best "
+          "run; runs: the dense run's wall time over the sparse run's, set-up included)")
     target = [r for r in rows if r["d"] == 768 and r["width"] == 4096]
     if target:
         met = all(r["sparse"] >= 3 * r["dense"]
