@@ -27,10 +27,10 @@ step, and a large square product.
    the steps of a run past its first two (``timed_steps``): what a long run pays
    per step, without the run's set-up and first allocations, and robust to a
    burst of load landing on one step; "runs" is the ratio of the whole runs' wall
-   times, set-up included. The effective rate is the dense
-   step's FLOPs over the sparse step's time, against the roofline; "Adam" is the
-   fused Adam step over the SAE's parameters alone (dense, O(width * d), part of
-   both steps). GPU rows follow when CUDA is present.
+   times, set-up included. The effective rate is the dense step's FLOPs over the
+   sparse step's time, against the roofline; "Adam" is the fused Adam step over
+   the SAE's parameters alone (dense, O(width * d), part of both steps). GPU rows
+   follow when CUDA is present.
 
 Other modes, each a measurement that set a constant in ``toysae/_tuning.py``:
 ``--kernels`` (each product of the sparse step by every candidate method: the
