@@ -287,12 +287,6 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
-def blocked_copy(out, src, rows: int):
-    """:func:`toysae.sae.fused.transposed_copy_` with ``rows`` latents per block."""
-    for start in range(0, src.shape[0], rows):
-        out[:, start:start + rows].copy_(src[start:start + rows].T)
-
-
 def kernels(args) -> None:
     B, d, width, k = args.batch, 768, 4096, args.l0
     gen = torch.Generator().manual_seed(0)
@@ -339,7 +333,7 @@ def kernels(args) -> None:
             "dense mm": lambda: codes @ W_enc.T},
         "encoder gradient's transposing copy": {
             **{f"blocks of {rows} latents" + (" (chosen)" if rows == TRANSPOSE_BLOCK else ""):
-               (lambda rows=rows: blocked_copy(grad_enc, out, rows))
+               (lambda rows=rows: transposed_copy_(grad_enc, out, rows))
                for rows in (32, 64, 128, 256, 512)},
             "one whole copy": lambda: grad_enc.copy_(out.T)},
         "stable sort of the entries by latent": {

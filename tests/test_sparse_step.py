@@ -144,6 +144,8 @@ def test_sort_rows_and_the_blocked_transposed_copy_equal_torchs():
     src = torch.randn(2 * _tuning.TRANSPOSE_BLOCK + 5, 9, generator=_gen(12))  # a partial block
     out = torch.full((9, src.shape[0]), float("nan"))
     assert transposed_copy_(out, src) is out and torch.equal(out, src.T)
+    out.fill_(float("nan"))
+    assert torch.equal(transposed_copy_(out, src, rows=4), src.T)  # the benchmark's sizes
 
 
 def test_batch_topk_keeps_what_the_flat_topk_keeps():

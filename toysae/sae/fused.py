@@ -423,12 +423,12 @@ def sparse_encoder_grads(active: ActiveSet, gpre: Tensor, xc: Tensor, W_enc: Ten
     return grad_W_enc, active.latent_sums(gpre), grad_x
 
 
-def transposed_copy_(out: Tensor, src: Tensor) -> Tensor:
+def transposed_copy_(out: Tensor, src: Tensor, rows: int | None = None) -> Tensor:
     """``out.copy_(src.T)`` for a contiguous (a, b) ``src`` and (b, a) ``out``, in blocks of
-    ``TRANSPOSE_BLOCK`` rows of ``src``: each block is read once while in cache, and each
-    row of ``out`` gets a contiguous run per block (one whole transposing copy of a
-    4096 x 768 gradient strides through memory: 5-6 ms against 2 ms blocked here)."""
-    rows = _tuning.TRANSPOSE_BLOCK
+    ``rows`` (default ``TRANSPOSE_BLOCK``) rows of ``src``: each block is read once while in
+    cache, and each row of ``out`` gets a contiguous run per block (one whole transposing
+    copy of a 4096 x 768 gradient strides through memory: 5-6 ms against 2 ms blocked)."""
+    rows = rows or _tuning.TRANSPOSE_BLOCK
     for start in range(0, src.shape[0], rows):
         out[:, start:start + rows].copy_(src[start:start + rows].T)
     return out
