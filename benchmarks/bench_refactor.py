@@ -11,9 +11,13 @@ figure is the best over the rounds. Figures:
 - ReLU SAE training samples/s, width 1024, batch 1024 and the default batch 256
   (benchmarks/bench_sae.py);
 - the batched grid's speed-up over sequential training (benchmarks/bench_sae_grid.py);
+- the sparse step's samples/s at width 4096, d 768, for ReLU and TopK
+  (benchmarks/bench_sae.py's sparse-step rows);
 - sparse coding against scikit-learn's ``sparse_encode(lasso_cd)`` and the
   dictionary learner's time to MMCS 0.95 against ``MiniBatchDictionaryLearning``
-  (benchmarks/bench_dictlearn.py; ``--skip-dictlearn`` leaves them out).
+  (benchmarks/bench_dictlearn.py; ``--skip-dictlearn`` leaves them out);
+- ``toysae check`` on 50,000 activations (benchmarks/bench_check.py ``--n 50000``,
+  samples/s of the command; ``--skip-check`` leaves it out).
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ CASES = [
      ["benchmarks/bench_sae.py", "--batch", "256", "--steps", "200"],
      r"^training samples/s\s+([\d.]+)", True),
 ]
+# The sparse-step rows only need the width-4096 presets; the first section's 4 steps
+# are not read.
+SPARSE = (["benchmarks/bench_sae.py", "--steps", "4", "--rounds", "1", "--widths", "4096"],
+          r"^\S+\s+768\s+4096\s+(relu|topk)\s+[\d.]+\s+[\d.]+\s+([\d.]+)")
 GRID = ("benchmarks/bench_sae_grid.py", ["--repeats", "1", "--toy-steps", "400"])
+CHECK = ("benchmarks/bench_check.py", ["--n", "50000"])
+CHECK_PATTERN = r"^ours: toysae check \(streamed, CLI\)\s+\d+\s+[\d.]+\s+([\d.]+)"
 DICTLEARN = ("benchmarks/bench_dictlearn.py", ["--sk-cap", "60"])
 
 
@@ -86,6 +96,7 @@ def main() -> None:
     parser.add_argument("--head", default="HEAD")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-dictlearn", action="store_true")
+    parser.add_argument("--skip-check", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -124,8 +135,16 @@ def measure(trees, args) -> list[tuple[str, float, float]]:
             for label, command, pattern, _ in CASES:
                 for value in figures(run_in(tree, command[0], command[1:]), pattern):
                     keep(name, label, value)
+            sparse_out = run_in(tree, SPARSE[0][0], SPARSE[0][1:])
+            for arch, rate in re.findall(SPARSE[1], sparse_out, flags=re.MULTILINE):
+                keep(name, f"sparse step samples/s, width 4096, d 768, {arch}", float(rate))
             for label, ratio in grid_ratios(run_in(tree, *GRID)).items():
                 keep(name, f"grid speed-up: {label}", ratio)
+            if not args.skip_check:
+                # each tree writes its own activation files, so neither reads the other's
+                work = ["--workdir", str(Path(tempfile.gettempdir()) / f"bench-refactor-{name}")]
+                for value in figures(run_in(tree, CHECK[0], CHECK[1] + work), CHECK_PATTERN):
+                    keep(name, "toysae check samples/s, 50k activations", value)
             if not args.skip_dictlearn and round_ == 0:
                 output = run_in(tree, *DICTLEARN)
                 print(f"--- bench_dictlearn.py at {name} ---\n{output}")
