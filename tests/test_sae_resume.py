@@ -18,7 +18,7 @@ from toysae.sae import (
     train_grid,
     train_sae,
 )
-from toysae.sae.engine import training_batches
+from toysae.sae.batches import training_batches
 from toysae.sae.train_state import read_train_state, run_differences, write_train_state
 
 D = 12

@@ -19,7 +19,8 @@ from toysae.sae import (
     resample_dead_latents_,
     train_sae,
 )
-from toysae.sae.engine import DataScaleWarning, lr_schedule, sparsity_schedule
+from toysae.sae.engine import DataScaleWarning
+from toysae.sae.schedules import lr_schedule, sparsity_schedule
 
 D = 12
 TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
@@ -378,18 +379,19 @@ def test_weight_gradients_reuse_their_memory_across_steps(toy):
 
 
 def test_train_members_refuses_bad_stacks(toy):
-    from toysae.sae import SingleSAE, train_members
+    from toysae.sae import RunOptions, SingleSAE, train_members
 
     cfg = TrainConfig(n_samples=128, batch_size=64)
+    quiet = RunOptions(progress=False)
     with pytest.raises(TypeError, match="stacks must be a non-empty sequence"):
-        train_members([], [], toy, cfg, progress=False)
+        train_members([], [], toy, cfg, quiet)
     with pytest.raises(TypeError, match=r"stacks\[0\] must be a MemberStack"):
-        train_members([ReLUSAE(D, 8)], [0.1], toy, cfg, progress=False)
+        train_members([ReLUSAE(D, 8)], [0.1], toy, cfg, quiet)
     with pytest.raises(ValueError, match=r"stacks\[1\] has d=5"):
         train_members([SingleSAE(ReLUSAE(D, 8)), SingleSAE(ReLUSAE(5, 8))], [0.1, 0.1], toy,
-                      cfg, progress=False)
+                      cfg, quiet)
     with pytest.raises(ValueError, match="one entry per member"):
-        train_members([SingleSAE(ReLUSAE(D, 8))], [0.1, 0.2], toy, cfg, progress=False)
+        train_members([SingleSAE(ReLUSAE(D, 8))], [0.1, 0.2], toy, cfg, quiet)
 
 
 # -- data far from unit scale: a data-scale problem, not only "lower lr" -------------------

@@ -1,8 +1,11 @@
-"""Tuning constants, in one place, each beside the measurement that set it.
+"""Tuning constants, in one place, each beside the measurement that set it; and, at the
+end, the constants that decide which samples and random draws a run sees.
 
-These are speed settings only: changing one never changes a result beyond
-float rounding. Each names the benchmark that measures its effect; re-run that
+The tuning constants are speed settings only: changing one never changes a result
+beyond float rounding. Each names the benchmark that measures its effect; re-run that
 benchmark before moving it. "Work" is multiply-adds of a step's dominant product.
+The reproducibility constants (the last section) are not knobs: changing one changes
+every seeded training run.
 """
 
 # -- threads --------------------------------------------------------------------
@@ -159,3 +162,29 @@ TOPK_SORT_MAX_WIDTH = 512
 TOPK_SAMPLE_STRIDE = 8
 TOPK_FAST_MIN_RATIO = 32
 TOPK_FAST_MIN_ENTRIES = 1 << 16
+
+# -- reproducibility: which samples and draws a run sees --------------------------------
+# Not tuning knobs. Each decides which samples a training step sees or which random
+# draws it makes, so changing one changes every seeded run (tests/test_behaviour_pins.py
+# fails, and a checkpoint no longer resumes to the run it came from).
+
+# A SyntheticData training stream is drawn in chunks of SYNTHETIC_CHUNK_SAMPLES // batch
+# whole batches (at least one); chunk c is one data.sample call seeded
+# derived_seed(config.seed, SEED_KEY_SYNTHETIC, c) (toysae/sae/batches.py). So this
+# decides which seed each batch's samples come from.
+SYNTHETIC_CHUNK_SAMPLES = 65536
+# Dead-latent resampling weighs the pool's inputs by the SAE's loss on them, running the
+# SAE over the pool in chunks of this many rows (toysae/sae/resampling.py). The chunk is
+# the batch the SAE sees there: a batch-level selection (BatchTopK in training) and the
+# rounding of each product depend on it, so it decides which inputs are drawn.
+RESAMPLE_FORWARD_ROWS = 4096
+# An input of norm at most this (an all-zero sample) has no direction for a new atom and
+# is never drawn by resampling.
+RESAMPLE_MIN_INPUT_NORM = 1e-6
+# The key paths derived_seed(seed, key, ...) derives a run's independent streams from
+# (toysae/sae/batches.py): the synthetic stream's chunks, an array's epoch orders, the
+# resampling draws, a grid's per-width initial SAEs. Distinct, so no two share draws.
+SEED_KEY_SYNTHETIC = 1
+SEED_KEY_EPOCHS = 2
+SEED_KEY_RESAMPLING = 3
+SEED_KEY_GRID_INIT = 4

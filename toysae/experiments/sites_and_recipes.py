@@ -52,7 +52,15 @@ from toysae._threads import torch_threads
 from toysae._validation import check_float, check_int, check_seed, check_tuple, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.models import ResidualToy, ResidualToyConfig, SiteObjective
-from toysae.sae import ReLUSAE, ReLUSAEEnsemble, SingleSAE, TiedSAE, TrainConfig, train_members
+from toysae.sae import (
+    ReLUSAE,
+    ReLUSAEEnsemble,
+    RunOptions,
+    SingleSAE,
+    TiedSAE,
+    TrainConfig,
+    train_members,
+)
 from toysae.theory import amortisation_gap, check_sae, hierarchy_certificate, sae_codes
 
 NAME = "sites-and-recipes"
@@ -362,7 +370,8 @@ def _train_site(host: ResidualToy, site: str, coef: float, config: Config):
         singles = [(t, b, s, _make(t, b, d, width, s)) for t, b in keys for s in seeds]
         stacks = [ens] + [SingleSAE(sae) for *_, sae in singles]
         results = train_members(stacks, [coef] * (len(seeds) + len(singles)), host.data, cfg,
-                                objective=SiteObjective(host, site, "local"), progress=False)
+                                RunOptions(objective=SiteObjective(host, site, "local"),
+                                           progress=False))
         for s, res in zip(seeds, results[:len(seeds)], strict=True):
             trained[(False, True, resample, s)] = res
         for (t, b, s, _), res in zip(singles, results[len(seeds):], strict=True):
@@ -450,7 +459,8 @@ def _train_pair(X_stream, d: int, width: int, lam: float, cfg: TrainConfig, seed
     """A tied and an untied SAE (same init, same batches, same bias setting)."""
     saes = [TiedSAE(d, width, decoder_bias=bias, seed=seed),
             ReLUSAE(d, width, decoder_bias=bias, seed=seed)]
-    train_members([SingleSAE(s) for s in saes], [lam, lam], X_stream, cfg, progress=False)
+    train_members([SingleSAE(s) for s in saes], [lam, lam], X_stream, cfg,
+                  RunOptions(progress=False))
     return saes
 
 

@@ -1,6 +1,11 @@
 """Sparse autoencoders: one module per architecture behind one base class, one training
 engine (``toysae.sae.engine``), checkpoints, batched ensembles and penalty x width grids.
 
+The engine's parts, one job each: ``stacks`` (what a step trains), ``batches``
+(which samples each step sees), ``schedules`` and ``resampling`` (per-step
+coefficients, dead latents), ``engine`` (the loop, :class:`RunOptions`),
+``callbacks`` (its per-step hooks) and ``train_state`` (checkpoints of a run).
+
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
 (``ARCHITECTURES``): relu, tied, topk, batchtopk, matryoshka, jumprelu, gated.
 ``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
@@ -17,16 +22,15 @@ from toysae.sae.base import (
     register,
 )
 from toysae.sae.batchtopk import BatchTopKSAE
+from toysae.sae.callbacks import Callback, EvalFnCallback, StopTraining, TrainingState
 from toysae.sae.checkpoint import load, save
 from toysae.sae.config import TrainConfig
 from toysae.sae.engine import (
     DATA_SCALE_RANGE,
     DataScaleWarning,
-    MemberStack,
-    SingleSAE,
+    RunOptions,
     TrainingDiverged,
     TrainResult,
-    resample_dead_latents_,
     train_members,
     train_sae,
 )
@@ -38,14 +42,16 @@ from toysae.sae.jumprelu import JumpReLUSAE
 from toysae.sae.matryoshka import MatryoshkaSAE
 from toysae.sae.objectives import LocalReconstruction, Objective
 from toysae.sae.relu import ReLUSAE
+from toysae.sae.resampling import resample_dead_latents_
+from toysae.sae.stacks import MemberStack, SingleSAE
 from toysae.sae.tied import TiedSAE
 from toysae.sae.topk import TopKSAE
 
-__all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "DataScaleWarning", "GatedSAE",
-           "GridResult", "JumpReLUSAE", "LocalReconstruction", "MatryoshkaSAE", "MemberStack",
-           "Objective", "ReLUSAE", "ReLUSAEEnsemble", "SAELoss", "SAEOutput", "SingleSAE",
-           "SparseAutoencoder", "TiedSAE", "TopKSAE", "TrainConfig", "TrainResult",
-           "TrainingDiverged", "load", "make_sae", "register", "resample_dead_latents_", "save",
-           "step_path",
+__all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "Callback", "DataScaleWarning",
+           "EvalFnCallback", "GatedSAE", "GridResult", "JumpReLUSAE", "LocalReconstruction",
+           "MatryoshkaSAE", "MemberStack", "Objective", "ReLUSAE", "ReLUSAEEnsemble", "RunOptions",
+           "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder", "StopTraining", "TiedSAE",
+           "TopKSAE", "TrainConfig", "TrainResult", "TrainingDiverged", "TrainingState", "load",
+           "make_sae", "register", "resample_dead_latents_", "save", "step_path",
            "train_ensembles", "train_grid", "train_grid_sequential", "train_members",
            "train_sae"]

@@ -1,9 +1,10 @@
-"""The one training engine: every SAE in toysae trains through :func:`train_members`.
+"""The one training loop: every SAE in toysae trains through :func:`train_members`.
 
-A run trains one or more *stacks*. A stack holds ``M >= 1`` SAEs whose
-parameters live together (:class:`SingleSAE` wraps one SAE of any
-architecture; :class:`toysae.sae.ensemble.ReLUSAEEnsemble` stacks many ReLU
-SAEs into batched tensors). Every member sees the same batches. One step:
+A run trains one or more *stacks* (``toysae.sae.stacks``): a stack holds
+``M >= 1`` SAEs whose parameters live together (:class:`SingleSAE` wraps one
+SAE of any architecture; :class:`toysae.sae.ensemble.ReLUSAEEnsemble` stacks
+many ReLU SAEs into batched tensors). Every member sees the same batches
+(``toysae.sae.batches``). One step:
 
 1. ``sae_input = objective.sae_input(batch)``; the stacks' forward passes
    (leading member axis on every output);
@@ -11,14 +12,19 @@ SAEs into batched tensors). Every member sees the same batches. One step:
    architecture's auxiliary terms (dead-latent loss, gate loss), per member;
 3. one backward pass per stack, the decoder gradient's component along each
    (unit) row removed, one Adam step over all parameters, rows renormalised;
-4. firing counts, dead-latent resampling, history, divergence checks.
+4. firing counts, dead-latent resampling (``toysae.sae.resampling``), the
+   callbacks' ``on_step``, history, divergence checks, checkpoints.
 
-The loop owns the LR and sparsity schedules, the dead-latent remedies
-(Anthropic's resampling, ghost grads, AuxK: each architecture names its own),
-history (one :class:`toysae._result.History` per member), divergence
-detection (NaN/Inf, and finite blow-up by ``config.divergence_factor``), the
-data-scale check (``DATA_SCALE_RANGE``), device placement, train/eval mode,
-the thread count and the progress bar.
+The loop owns the LR and sparsity schedules (``toysae.sae.schedules``), the
+dead-latent remedies (Anthropic's resampling, ghost grads, AuxK: each
+architecture names its own), history (one :class:`toysae._result.History` per
+member), divergence detection (NaN/Inf, and finite blow-up by
+``config.divergence_factor``), the data-scale check (``DATA_SCALE_RANGE``),
+device placement, train/eval mode, the thread count, the progress bar and the
+callbacks (``toysae.sae.callbacks``: per-step hooks, ``eval_fn`` among them).
+Checkpoints of the whole run state are written and restored by
+``toysae.sae.train_state``. The run's options (objective, eval_fn, callbacks,
+recording, progress, threads, checkpointing) travel as one :class:`RunOptions`.
 Members never interact: the summed loss has a block-diagonal gradient, Adam is
 element-wise, and resampling acts per member with its own generator, so a
 member trains as it would alone (up to float rounding of batched matmuls).
@@ -26,40 +32,38 @@ member trains as it would alone (up to float rounding of batched matmuls).
 
 from __future__ import annotations
 
-import abc
+import dataclasses
 import functools
-import json
 import math
 import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from toysae import _tuning
 from toysae._result import History, Result
 from toysae._threads import check_threads, thread_count
-from toysae._validation import check_float, check_int, check_tuple, to_numpy
-from toysae.sae.base import SAEOutput, SparseAutoencoder, make_sae
+from toysae._validation import check_float, check_int, check_tuple
+from toysae.sae.base import SparseAutoencoder, make_sae
+from toysae.sae.batches import data_dim, derived_seed, training_batches
+from toysae.sae.callbacks import Callback, EvalFnCallback, StopTraining, TrainingState, check_rows
 from toysae.sae.config import TrainConfig
 from toysae.sae.objectives import LocalReconstruction, Objective
-from toysae.sae.train_state import (
-    TensorReader,
-    data_fingerprint,
-    read_train_state,
-    run_differences,
-    write_train_state,
-)
+from toysae.sae.resampling import reinit_dead_latents_, reset_optimizer_slots_
+from toysae.sae.schedules import lr_schedule, sparsity_schedule
+from toysae.sae.stacks import MemberStack, SingleSAE
+from toysae.sae.train_state import read_train_state, restore_checkpoint, run_key, write_checkpoint
 
-__all__ = ["DATA_SCALE_RANGE", "DataScaleWarning", "MemberStack", "SingleSAE", "TrainResult",
-           "TrainingDiverged", "data_scale", "train_members", "train_sae"]
+__all__ = ["DATA_SCALE_RANGE", "DataScaleWarning", "RunOptions", "TrainResult",
+           "TrainingDiverged", "data_scale", "fused_adam_options", "train_members", "train_sae"]
 
 ENGINE_PARTS = ("loss", "sparsity", "auxiliary")
 
@@ -96,7 +100,7 @@ class TrainResult(Result):
         objective's parts (``reconstruction`` by default), ``sparsity``,
         ``auxiliary``, ``l0`` (on the logged batch), ``dead`` (latents silent
         for ``dead_window`` steps), ``lr``, ``sparsity_coef`` (after warm-up),
-        plus whatever ``eval_fn`` returns.
+        plus the columns ``eval_fn`` and the callbacks add.
     sae : the trained SAE (for a single SAE, the object passed in, trained in place).
     config : the run's config with this member's ``sparsity_coef``.
     dictionary_history : unit-row (width, d) dictionaries at each logging step,
@@ -139,286 +143,135 @@ class TrainingDiverged(RuntimeError, ValueError):
         self.result = results[0]
 
 
-# -- stacks -----------------------------------------------------------------------
-class MemberStack(abc.ABC):
-    """M >= 1 SAEs on the same input width whose parameters step together.
+# -- the run's options --------------------------------------------------------------
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run trains, beside what (stacks, data) and with which hyperparameters
+    (``TrainConfig``): one object every trainer takes and relays.
 
-    ``forward(x)`` returns ``(out, native)``: ``out`` with a leading member axis
-    for the objective, ``native`` whatever the stack's own ``penalties`` and
-    ``auxiliary`` read (for one SAE, its unstacked output, so no gradient is
-    routed through a stacking view).
+    objective : what to minimise besides the architecture's own terms (None:
+        :class:`toysae.sae.LocalReconstruction`, stored as such).
+    eval_fn : ``eval_fn(sae) -> {name: float}``, run for each member at each
+        logging step (eval mode, no grad, on a view valid during the call); its
+        values join the history row. This is how callers add ground-truth
+        metrics (MMCS, ...) without this layer importing ``toysae.metrics``.
+        It runs as the first callback (:class:`toysae.sae.EvalFnCallback`).
+    callbacks : :class:`toysae.sae.Callback` objects (a single one is accepted),
+        whose hooks the loop calls in this order (``toysae.sae.callbacks``).
+    record_dictionaries : keep each member's unit-row dictionary at each logging
+        step (``TrainResult.dictionary_history``).
+    progress : show a progress bar.
+    threads : torch threads for the run (None: one thread for small work, see
+        ``toysae._threads``).
+    checkpoint_every, checkpoint_path : write the run's whole state to
+        ``checkpoint_path`` (atomically, replacing the previous one) every
+        ``checkpoint_every`` steps and once more when the run ends
+        (``toysae.sae.train_state``).
+    resume_from : a checkpoint of this same run (:func:`train_members`). With
+        ``checkpoint_every`` and no ``checkpoint_path``, checkpoints keep going to
+        ``resume_from`` (:attr:`checkpoint_file`).
+
+    Every field is checked here, when the options are made: TypeError/ValueError
+    naming the field, FileNotFoundError for a missing ``resume_from``.
     """
 
-    module: nn.Module
-    n_members: int
-    d: int
-    widths: tuple[int, ...]
-    max_width: int
-    supports_dead_latent_loss: bool = True
+    objective: Objective | None = None
+    eval_fn: Callable[[SparseAutoencoder], dict[str, float]] | None = None
+    callbacks: Sequence[Callback] = ()
+    record_dictionaries: bool = False
+    progress: bool = True
+    threads: int | None = None
+    checkpoint_every: int | None = None
+    checkpoint_path: str | os.PathLike | None = None
+    resume_from: str | os.PathLike | None = None
 
-    @abc.abstractmethod
-    def forward(self, x: Tensor) -> tuple[SAEOutput, object]: ...
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
 
-    @abc.abstractmethod
-    def penalties(self, native) -> Tensor:
-        """(M,) mean penalty of each member."""
+        if self.objective is None:
+            put("objective", LocalReconstruction())
+        elif not isinstance(self.objective, Objective):
+            raise TypeError(f"objective must be a toysae.sae.Objective, got "
+                            f"{type(self.objective).__name__}")
+        if self.eval_fn is not None and not callable(self.eval_fn):
+            raise TypeError(f"eval_fn must be callable, got {type(self.eval_fn).__name__}")
+        put("callbacks", _check_callbacks(self.callbacks))
+        for name in ("record_dictionaries", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        put("threads", check_threads(self.threads))
+        self._check_checkpointing(put)
 
-    @abc.abstractmethod
-    def auxiliary(self, x: Tensor, native, dead: Tensor | None, coef: float) -> Tensor | None:
-        """(M,) auxiliary terms, or None when there are none; ``dead`` is (M, max_width)
-        or None (remedy off)."""
-
-    @abc.abstractmethod
-    def member(self, m: int) -> SparseAutoencoder:
-        """Member ``m`` as an SAE whose parameters alias the stack (valid while it trains)."""
-
-    @abc.abstractmethod
-    def trained_member(self, m: int) -> SparseAutoencoder:
-        """The SAE a result hands out for member ``m`` once training ends."""
-
-    @abc.abstractmethod
-    def latent_slots(self, m: int, idx: Tensor) -> list[tuple[nn.Parameter, tuple]]:
-        """(parameter, index) of every slice that belongs to latents ``idx`` of member ``m``."""
-
-    @abc.abstractmethod
-    def real_latents(self) -> Tensor | None:
-        """(M, max_width) bool mask of real latents, or None when no member is padded."""
-
-    @abc.abstractmethod
-    def remove_parallel_grad_(self) -> None: ...
-
-    def recycle_grads_(self) -> None:
-        """Drop the gradients before a step (stacks may keep their memory for reuse)."""
-        self.module.zero_grad(set_to_none=True)
-
-    @abc.abstractmethod
-    def normalize_decoder_(self) -> None: ...
+    def _check_checkpointing(self, put) -> None:
+        every, path, resume_from = self.checkpoint_every, self.checkpoint_path, self.resume_from
+        if every is not None:
+            put("checkpoint_every", check_int(every, "checkpoint_every", minimum=1))
+        for name, value in (("checkpoint_path", path), ("resume_from", resume_from)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a path, got {type(value).__name__}")
+        if resume_from is not None:
+            put("resume_from", Path(resume_from))
+            if not self.resume_from.is_file():
+                raise FileNotFoundError(f"resume_from: no training checkpoint at "
+                                        f"{self.resume_from}")
+        if (every is None) != (self.checkpoint_file is None):
+            raise ValueError("checkpoint_every and checkpoint_path go together: give both to "
+                             f"checkpoint a run, got checkpoint_every={every!r}, "
+                             f"checkpoint_path={path!r}")
+        if path is not None:
+            put("checkpoint_path", Path(path))
+            if self.checkpoint_path.is_dir():
+                raise ValueError(f"checkpoint_path {self.checkpoint_path} is a directory; "
+                                 "name a file")
 
     @property
-    def device(self) -> torch.device:
-        return next(self.module.parameters()).device
-
-
-class SingleSAE(MemberStack):
-    """One SAE of any architecture as a stack of one."""
-
-    def __init__(self, sae: SparseAutoencoder):
-        self.module = self.sae = sae
-        self.n_members, self.d, self.widths, self.max_width = 1, sae.d, (sae.width,), sae.width
-
-    def forward(self, x):
-        out = self.sae(x)
-        pre = None if out.pre_acts is None else out.pre_acts[None]
-        fired = None if out.fired is None else out.fired[None]
-        return SAEOutput(out.x_hat[None], out.codes[None], pre, fired=fired), out
-
-    def penalties(self, native):
-        return self.sae.penalty(native)[None]
-
-    def auxiliary(self, x, native, dead, coef):
-        if dead is None and not self.sae.has_auxiliary_term:
-            return None
-        return self.sae.auxiliary_loss(x, native, None if dead is None else dead[0], coef)[None]
-
-    def member(self, m):
-        return self.sae
-
-    def trained_member(self, m):
-        return self.sae
-
-    def latent_slots(self, m, idx):
-        return [(p, (slice(None),) * axis + (idx,)) for p, axis in self.sae.latent_parameters()]
-
-    def real_latents(self):
+    def checkpoint_file(self) -> Path | None:
+        """Where checkpoints are written: ``checkpoint_path``, or ``resume_from`` when only
+        ``checkpoint_every`` was given with it; None when the run is not checkpointed."""
+        if self.checkpoint_path is not None:
+            return Path(self.checkpoint_path)
+        if self.checkpoint_every is not None and self.resume_from is not None:
+            return Path(self.resume_from)
         return None
 
-    def remove_parallel_grad_(self):
-        self.sae.remove_parallel_grad_()
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the options write or read a checkpoint."""
+        return self.checkpoint_every is not None or self.resume_from is not None
 
-    def recycle_grads_(self):
-        self.sae.recycle_grads_()
+    def replace(self, **changes) -> RunOptions:
+        """A copy with ``changes`` applied (checked again)."""
+        return dataclasses.replace(self, **changes)
 
-    def normalize_decoder_(self):
-        self.sae.normalize_decoder_()
-
-
-# -- data -------------------------------------------------------------------------
-def derived_seed(seed: int, *key: int) -> int:
-    """A 32-bit seed derived from ``seed`` and a key path (independent streams)."""
-    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
-
-
-def training_batches(data, width: int, config: TrainConfig, *,
-                     start: int = 0) -> tuple[Iterator[Tensor], int]:
-    """(iterator of float32 (B, width) tensors, planned number of steps).
-
-    start : the first step's batch (a resumed run): synthetic streams and
-        array epochs are regenerated from that position; an iterable of
-        batches has its first ``start`` batches read and dropped.
-    """
-    from toysae.data import SyntheticData  # data is the layer below; imported lazily
-
-    B, n_steps = config.batch_size, config.n_steps
-    if isinstance(data, SyntheticData):
-        if data.config.d != width:
-            raise ValueError(f"data has d={data.config.d} but the SAE has d={width}")
-        return _synthetic_batches(data, B, n_steps, config.seed, start), n_steps
-    if isinstance(data, (np.ndarray, torch.Tensor)):
-        X = to_numpy(data, "data", dtype=np.float32, ndim=2)
-        if X.shape[1] != width:
-            raise ValueError(f"data has {X.shape[1]} columns but the SAE has d={width}")
-        if X.shape[0] == 0:
-            raise ValueError("data has no rows")
-        return _array_batches(torch.from_numpy(X), B, n_steps, config.seed, start), n_steps
-    if isinstance(data, (Iterable, Iterator)) and not isinstance(data, (str, bytes, dict)):
-        batches = _checked_batches(iter(data), width, config.n_samples)
-        return (_skip_batches(batches, start) if start else batches), n_steps
-    raise TypeError(f"data must be a SyntheticData, an (n, d) array or an iterable of batches, "
-                    f"got {type(data).__name__}")
+    @classmethod
+    def of(cls, options: RunOptions | None = None, **fields) -> RunOptions:
+        """``options`` (None: the defaults) with the given fields replaced: what a trainer
+        that takes both ``options`` and the fields as keywords runs with."""
+        if options is not None and not isinstance(options, RunOptions):
+            raise TypeError(f"options must be a RunOptions, got {type(options).__name__}")
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}; the run "
+                            f"options are {[f.name for f in dataclasses.fields(cls)]}")
+        if options is None:
+            return cls(**fields)
+        return dataclasses.replace(options, **fields) if fields else options
 
 
-def _synthetic_batches(data, B: int, n_steps: int, seed: int,
-                       start: int = 0) -> Iterator[Tensor]:
-    per_chunk = max(1, 65536 // B)
-    for chunk in range(start // per_chunk, math.ceil(n_steps / per_chunk)):
-        first = chunk * per_chunk
-        count = min(per_chunk, n_steps - first)
-        X = torch.from_numpy(data.sample(count * B, seed=derived_seed(seed, 1, chunk)).x)
-        yield from X.split(B)[max(0, start - first):]
-
-
-def _array_batches(X: Tensor, B: int, n_steps: int, seed: int,
-                   start: int = 0) -> Iterator[Tensor]:
-    gen = torch.Generator().manual_seed(derived_seed(seed, 2))
-    n, step = X.shape[0], 0
-    while True:
-        order = torch.randperm(n, generator=gen)  # drawn for skipped epochs too: same stream
-        for first in range(0, n, B):
-            if step == n_steps:
-                return
-            if step >= start:
-                yield X.index_select(0, order[first:first + B])
-            step += 1
-
-
-def _skip_batches(batches: Iterator[Tensor], start: int) -> Iterator[Tensor]:
-    for k in range(start):
-        if next(batches, None) is None:
-            raise ValueError(f"resume_from: the data ended after {k} batches, before the "
-                             f"{start} the checkpoint had trained on; pass the same data "
-                             "from its start")
-    yield from batches
-
-
-def _checked_batches(it: Iterator, width: int, n_samples: int) -> Iterator[Tensor]:
-    seen = 0
-    for k, item in enumerate(it):
-        if seen >= n_samples:
-            return
-        x = getattr(item, "x", item)  # a toysae.data.Batch or a bare array
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if not isinstance(x, Tensor):
-            raise TypeError(f"data batch {k} must be an array or Batch, got {type(item).__name__}")
-        if x.ndim != 2 or x.shape[1] != width or x.shape[0] == 0:
-            raise ValueError(f"data batch {k} must have shape (n, {width}), got {tuple(x.shape)}")
-        x = x.float()
-        # A NaN or Inf entry makes the sum NaN or Inf: one reduction clears a good batch
-        # (an elementwise isfinite costs 7x as much); the exact test runs only on doubt.
-        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"data batch {k} contains NaN or Inf values")
-        seen += x.shape[0]
-        yield x
-
-
-def data_dim(data) -> int:
-    """``d`` of a SyntheticData or an (n, d) array; ValueError for anything else."""
-    from toysae.data import SyntheticData
-
-    if isinstance(data, SyntheticData):
-        return data.config.d
-    if isinstance(data, (np.ndarray, torch.Tensor)) and data.ndim == 2:
-        return int(data.shape[1])
-    raise ValueError("pass an SAE (not a name) when data is an iterable of batches, or an "
-                     f"(n, d) array / SyntheticData; got {type(data).__name__}")
-
-
-# -- schedules and dead latents -----------------------------------------------------
-def lr_schedule(step: int, n_steps: int, warmup: float, decay: float) -> float:
-    """LR factor: linear warm-up over ``warmup`` of the steps, linear decay to 0 over ``decay``."""
-    factor = 1.0
-    warm = round(warmup * n_steps)
-    if warm and step < warm:
-        factor = (step + 1) / warm
-    decay_steps = round(decay * n_steps)
-    if decay_steps and step >= n_steps - decay_steps:
-        factor = min(factor, (n_steps - step) / decay_steps)
-    return factor
-
-
-def sparsity_schedule(step: int, n_steps: int, warmup: float) -> float:
-    """Sparsity-coefficient factor: linear warm-up from 0 over ``warmup`` of the steps."""
-    warm = round(warmup * n_steps)
-    return min(1.0, (step + 1) / warm) if warm else 1.0
-
-
-@torch.no_grad()
-def reinit_dead_latents_(sae: SparseAutoencoder, dead: Tensor, inputs: Tensor, *,
-                         encoder_scale: float = 0.2,
-                         generator: torch.Generator | None = None) -> Tensor:
-    """Anthropic's resampling ("Towards Monosemanticity", 2023) of ``sae``'s dead latents.
-
-    Each dead latent gets an input drawn with probability proportional to the
-    square of its reconstruction loss: the unit input becomes the decoder row,
-    the input scaled to ``encoder_scale`` x the mean alive encoder norm the
-    encoder vector, the encoder bias 0. Returns the indices moved (the caller
-    resets the optimizer state of those slices).
-    """
-    idx = dead.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return idx
-    x_hat = torch.cat([sae(chunk).x_hat for chunk in inputs.split(4096)])
-    weights = (x_hat - inputs).pow(2).sum(1).pow(2)
-    # An all-zero input (no feature active) has no direction: it would make a zero atom.
-    has_direction = inputs.norm(dim=1) > 1e-6
-    if not bool(has_direction.any()):
-        return idx[:0]
-    weights = torch.where(has_direction, weights, 0.0)
-    if not bool(weights.sum() > 0):
-        weights = has_direction.to(weights.dtype)
-    replace = idx.numel() > int((weights > 0).sum())
-    pick = torch.multinomial(weights.cpu(), idx.numel(), replacement=replace,
-                             generator=generator).to(inputs.device)
-    directions = inputs[pick]
-    directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    norms = sae.encoder_norms()
-    alive = ~dead
-    scale = float(norms[alive].mean()) if bool(alive.any()) else 1.0
-    sae.reinit_latents_(idx, directions, encoder_scale * scale)
-    return idx
-
-
-@torch.no_grad()
-def reset_optimizer_slots_(optimizer: torch.optim.Optimizer, slots) -> None:
-    """Zero Adam's moments on the given (parameter, index) slices, so stale statistics
-    do not throw a re-initialised latent off at once."""
-    for param, index in slots:
-        state = optimizer.state.get(param, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                state[key][index] = 0.0
-
-
-def resample_dead_latents_(sae: SparseAutoencoder, optimizer: torch.optim.Optimizer | None,
-                           dead: Tensor, inputs: Tensor, *, encoder_scale: float = 0.2,
-                           generator: torch.Generator | None = None) -> int:
-    """:func:`reinit_dead_latents_` and, with an ``optimizer``, its Adam moments of the
-    moved slices reset; returns how many latents moved."""
-    idx = reinit_dead_latents_(sae, dead, inputs, encoder_scale=encoder_scale,
-                               generator=generator)
-    if optimizer is not None and idx.numel():
-        reset_optimizer_slots_(optimizer, SingleSAE(sae).latent_slots(0, idx))
-    return int(idx.numel())
+def _check_callbacks(callbacks) -> tuple[Callback, ...]:
+    if isinstance(callbacks, Callback):
+        return (callbacks,)
+    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a sequence of toysae.sae.Callback, got "
+                        f"{type(callbacks).__name__}")
+    callbacks = tuple(callbacks)
+    for k, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks[{k}] must be a toysae.sae.Callback (subclass it and "
+                            f"override on_start, on_step or on_log), got "
+                            f"{type(callback).__name__}")
+    return callbacks
 
 
 def fused_adam_options() -> dict:
@@ -432,46 +285,27 @@ def fused_adam_options() -> dict:
 
 # -- the loop -----------------------------------------------------------------------
 def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float], data,
-                  config: TrainConfig, *, objective: Objective | None = None,
-                  eval_fn: Callable[[SparseAutoencoder], dict[str, float]] | None = None,
-                  record_dictionaries: bool = False, progress: bool = True,
-                  threads: int | None = None, checkpoint_every: int | None = None,
-                  checkpoint_path: str | os.PathLike | None = None,
-                  resume_from: str | os.PathLike | None = None) -> list[TrainResult]:
+                  config: TrainConfig, options: RunOptions | None = None) -> list[TrainResult]:
     """Train every member of ``stacks`` on the same batches; one :class:`TrainResult` each.
 
     Members are numbered across the stacks in order; member ``k`` uses
-    ``sparsity_coefs[k]``. ``objective`` defaults to :class:`LocalReconstruction`.
-    ``eval_fn(sae) -> {name: float}`` runs for each member at each logging step
-    (eval mode, no grad, on a view valid during the call). ``threads``: torch
-    threads for the run (None: one thread for small work, see toysae._threads).
+    ``sparsity_coefs[k]``. ``data``: as for :func:`train_sae`. ``options``
+    (:class:`RunOptions`, None: the defaults): the objective, ``eval_fn``, the
+    callbacks, dictionary recording, the progress bar, threads and
+    checkpointing.
 
-    checkpoint_every, checkpoint_path : write the run's whole state to
-        ``checkpoint_path`` (atomically, replacing the previous one) every
-        ``checkpoint_every`` steps and once more when the run ends
-        (``toysae.sae.train_state``).
-    resume_from : a checkpoint of this same run (same config, members,
-        coefficients, objective and data; ``ValueError`` naming what differs
-        otherwise). The stacks' parameters, Adam, the schedules' position, the
-        dead-latent counters, the resampling generators and pool, the
-        histories and the data position are restored, and the run continues to
-        end bit-identical to one never interrupted (on the same machine and
-        thread count, as every seeded result in toysae). A checkpoint of a finished
-        run returns its results at once. With ``checkpoint_every`` and no
-        ``checkpoint_path``, checkpoints keep going to ``resume_from``.
+    With ``options.resume_from``, a checkpoint of this same run (same config,
+    members, coefficients, objective and data; ``ValueError`` naming what
+    differs otherwise): the stacks' parameters, Adam, the schedules' position,
+    the dead-latent counters, the resampling generators and pool, the histories
+    and the data position are restored, and the run continues to end
+    bit-identical to one never interrupted (on the same machine and thread
+    count, as every seeded result in toysae). A checkpoint of a finished run
+    returns its results at once.
     """
-    objective = LocalReconstruction() if objective is None else objective
-    if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a toysae.sae.Objective, got "
-                        f"{type(objective).__name__}")
+    options = RunOptions.of(options)
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
-    for name, flag in (("record_dictionaries", record_dictionaries), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
-    threads = check_threads(threads)
     if isinstance(stacks, MemberStack) or not isinstance(stacks, Sequence) or not stacks:
         raise TypeError(f"stacks must be a non-empty sequence of MemberStack, got {stacks!r}")
     for k, stack in enumerate(stacks):
@@ -485,63 +319,31 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     if len(coefs) != n_members:
         raise ValueError(f"sparsity_coefs must have one entry per member ({n_members}), "
                          f"got {len(coefs)}")
-    every, path, resume_from = _checkpoint_args(checkpoint_every, checkpoint_path, resume_from)
+    resume_from = options.resume_from
     saved = read_train_state(resume_from) if resume_from is not None else None
     d = stacks[0].d
-    batches, n_steps = training_batches(data, objective.batch_width(d), config,
+    batches, n_steps = training_batches(data, options.objective.batch_width(d), config,
                                         start=saved[0]["n_iter"] if saved else 0)
-    engine = _Engine(list(stacks), coefs, config, objective, eval_fn, record_dictionaries,
-                     progress)
-    if every is not None or saved is not None:
-        engine.run_key = _run_key(engine, data)
-        engine.checkpoint_every, engine.checkpoint_path = every, path
+    engine = _Engine(list(stacks), coefs, config, options)
+    if options.checkpointing:
+        engine.run_key = run_key(engine, data)
+        engine.checkpoint_every = options.checkpoint_every
+        engine.checkpoint_path = options.checkpoint_file
     if saved is not None:
-        engine.load_state(*saved, n_steps=n_steps, source=resume_from)
+        restore_checkpoint(engine, *saved, n_steps=n_steps, source=resume_from)
     work = config.batch_size * d * sum(s.n_members * s.max_width for s in stacks)
-    with thread_count(threads, work=work, small_work=_tuning.SAE_SMALL_WORK,
+    with thread_count(options.threads, work=work, small_work=_tuning.SAE_SMALL_WORK,
                       device=stacks[0].device):
         return engine.run(batches, n_steps)
 
 
-def _checkpoint_args(every, path, resume_from) -> tuple[int | None, Path | None, Path | None]:
-    """Validated (checkpoint_every, checkpoint_path, resume_from)."""
-    if every is not None:
-        every = check_int(every, "checkpoint_every", minimum=1)
-    for name, value in (("checkpoint_path", path), ("resume_from", resume_from)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"{name} must be a path, got {type(value).__name__}")
-    if resume_from is not None:
-        resume_from = Path(resume_from)
-        if not resume_from.is_file():
-            raise FileNotFoundError(f"resume_from: no training checkpoint at {resume_from}")
-        if every is not None and path is None:
-            path = resume_from
-    if (every is None) != (path is None):
-        raise ValueError("checkpoint_every and checkpoint_path go together: give both to "
-                         f"checkpoint a run, got checkpoint_every={every!r}, "
-                         f"checkpoint_path={path!r}")
-    if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"checkpoint_path {path} is a directory; name a file")
-    return every, path, resume_from
-
-
-def _run_key(engine: _Engine, data) -> dict:
-    """What a checkpoint's run must share with this one to resume it (JSON types)."""
-    stacks = [{"kind": type(s).__name__, "d": s.d, "widths": list(s.widths),
-               "members": [{"architecture": s.member(m).architecture, **s.member(m).config()}
-                           for m in range(s.n_members)]} for s in engine.stacks]
-    key = {"config": engine.cfg.to_dict(), "sparsity_coefs": list(engine.member_coefs),
-           "objective": engine.objective.describe(), "stacks": stacks,
-           "record_dictionaries": engine.record, "data": data_fingerprint(data)}
-    return json.loads(json.dumps(key))
-
-
 class _Engine:
-    def __init__(self, stacks, coefs, config, objective, eval_fn, record, progress):
-        self.stacks, self.cfg, self.objective = stacks, config, objective
-        self.eval_fn, self.record, self.progress = eval_fn, record, progress
+    """One run's state and loop; checkpoints read and write it (toysae.sae.train_state)."""
+
+    def __init__(self, stacks: list[MemberStack], coefs: tuple[float, ...],
+                 config: TrainConfig, options: RunOptions):
+        self.stacks, self.cfg, self.objective = stacks, config, options.objective
+        self.record, self.progress = options.record_dictionaries, options.progress
         self.where = [(g, m) for g, s in enumerate(stacks) for m in range(s.n_members)]
         self.device = stacks[0].device
         offsets = np.cumsum([0] + [s.n_members for s in stacks])
@@ -556,8 +358,8 @@ class _Engine:
                                    device=self.device) for s in stacks]
         self.real = [s.real_latents() for s in stacks]
         # One generator per member, seeded alike, so a member resamples as it would alone.
-        self.gens = [torch.Generator().manual_seed(derived_seed(config.seed, 3))
-                     for _ in self.where]
+        seed = derived_seed(config.seed, _tuning.SEED_KEY_RESAMPLING)
+        self.gens = [torch.Generator().manual_seed(seed) for _ in self.where]
         n = len(self.where)
         self.histories = [History() for _ in range(n)]
         self.frames: list[list[np.ndarray]] = [[] for _ in range(n)]
@@ -575,6 +377,15 @@ class _Engine:
         self.checkpoint_every: int | None = None
         self.checkpoint_path: Path | None = None
         self.data_scale: float | None = None  # of the first batch, see DATA_SCALE_RANGE
+        self.n_steps = 0  # planned, set by run()
+        callbacks = ((EvalFnCallback(options.eval_fn),) if options.eval_fn is not None
+                     else ()) + options.callbacks
+        hooks = [cb.hooks() for cb in callbacks]
+        self.on_start, self.on_step, self.on_log = (
+            [h[name] for h in hooks if name in h] for name in ("on_start", "on_step", "on_log"))
+        # None without callbacks: then the loop does no callback work at all.
+        self.state = TrainingState(self) if callbacks else None
+        self.stop: tuple[object, StopTraining] | None = None  # (hook, request) that ended it
 
     def _dead_latent_coef(self) -> float:
         """The dead-latent loss weight: the config's, or the architecture's default."""
@@ -672,7 +483,8 @@ class _Engine:
         if self.finite is None:
             self.finite = [torch.ones(s.n_members, dtype=torch.bool, device=self.device)
                            for s in self.stacks]
-        pool, finite, first = self.pool, self.finite, self.n_iter
+        pool, finite, first, state = self.pool, self.finite, self.n_iter, self.state
+        self.n_steps = n_steps
         desc = f"{len(self.where)} SAEs" if len(self.where) > 1 else None
         bar = tqdm(total=n_steps, initial=first, disable=not self.progress, unit="step",
                    leave=False, desc=desc)
@@ -681,9 +493,13 @@ class _Engine:
             stack.module.train()
         step, parts = first - 1, None
         try:
+            for hook in self.on_start:
+                hook(state)
             for step, batch in enumerate(batches, start=first):
                 batch = batch.to(self.device, non_blocking=True)
                 lr = cfg.lr * lr_schedule(step, n_steps, cfg.lr_warmup, cfg.lr_decay)
+                if state is not None:
+                    lr *= state.lr_scale
                 factor = sparsity_schedule(step, n_steps, cfg.sparsity_warmup)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -697,6 +513,9 @@ class _Engine:
                 if (cfg.resample_every and (step + 1) % cfg.resample_every == 0
                         and step < cfg.resample_until * n_steps):
                     self.resample(torch.cat(list(pool)))
+                if state is not None:
+                    state._observe(batch, lr, factor, parts)
+                    self._call(self.on_step)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == n_steps:
                     self._check(finite, parts, self.good, step, start)
                     self._log(step, parts, lr, factor, bar)
@@ -704,10 +523,13 @@ class _Engine:
                         self.good = self._snapshot()
                 if (self.checkpoint_every and self.n_iter % self.checkpoint_every == 0
                         and self.n_iter != n_steps):  # the run's end writes its own
-                    self.write_checkpoint(n_steps, start)
+                    write_checkpoint(self, n_steps, self._wall(start))
                 bar.update(1)
+                if state is not None and self.stop is not None:
+                    break
             if step >= first and (step + 1) % cfg.log_every and step + 1 != n_steps:
-                self._check(finite, parts, self.good, step, start)  # data ended between logs
+                # data ended, or a callback stopped the run, between logging steps
+                self._check(finite, parts, self.good, step, start)
                 self._log(step, parts, lr, factor, bar)
         finally:
             bar.close()
@@ -720,11 +542,12 @@ class _Engine:
                              f"step {first}: the interrupted run had trained on all of it, and "
                              "the history row it logs when data ends between logging steps "
                              "cannot be rebuilt from a checkpoint")
-        ended = (f"trained {self.n_iter} steps ({self.n_samples} samples)"
-                 + ("" if self.n_iter == n_steps else
-                    f"; the data ended before the planned {n_steps} steps"))
+        ended = f"trained {self.n_iter} steps ({self.n_samples} samples)"
+        if self.n_iter != n_steps:
+            ended += (f"; the data ended before the planned {n_steps} steps" if self.stop is None
+                      else f"; {self._stopped(n_steps)}")
         if self.checkpoint_every:
-            self.write_checkpoint(n_steps, start, finished=ended)
+            write_checkpoint(self, n_steps, self._wall(start), finished=ended)
         return self._results(True, ended, self._wall(start))
 
     def _wall(self, start: float) -> float:
@@ -749,118 +572,6 @@ class _Engine:
     def _snapshot(self) -> list[dict]:
         return [{k: v.detach().clone() for k, v in s.module.state_dict().items()}
                 for s in self.stacks]
-
-    # -- checkpoints (toysae.sae.train_state) --------------------------------------------
-    def _params(self) -> list[nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
-
-    def _resampling_ahead(self, n_steps: int) -> bool:
-        return bool(self.cfg.resample_every) and self.n_iter < self.cfg.resample_until * n_steps
-
-    def write_checkpoint(self, n_steps: int, start: float, finished: str | None = None) -> None:
-        """Write the whole run state to ``checkpoint_path`` (atomically)."""
-        tensors: dict[str, Tensor] = {}
-        at_log = self.n_iter % self.cfg.log_every == 0 or self.n_iter == n_steps
-        for g, stack in enumerate(self.stacks):
-            for key, value in stack.module.state_dict().items():
-                tensors[f"stack.{g}.{key}"] = value
-            if not at_log and finished is None:  # the divergence check's restore point
-                for key, value in self.good[g].items():
-                    tensors[f"good.{g}.{key}"] = value
-            tensors[f"silent.{g}"] = self.silent[g]
-            tensors[f"finite.{g}"] = self.finite[g]
-            if self.reference[g] is not None:
-                tensors[f"reference.{g}"] = self.reference[g]
-        for i, param in enumerate(self._params()):
-            for key, value in self.optimizer.state.get(param, {}).items():
-                tensors[f"adam.{i}.{key}"] = torch.as_tensor(value)
-        for k, gen in enumerate(self.gens):
-            tensors[f"generator.{k}"] = gen.get_state()
-        pool_sizes = []
-        if self._resampling_ahead(n_steps) and self.pool:
-            pool_sizes = [int(b.shape[0]) for b in self.pool]
-            tensors["pool"] = torch.cat(list(self.pool))
-        for k, frames in enumerate(self.frames):
-            if frames:
-                tensors[f"frames.{k}"] = torch.from_numpy(np.stack(frames))
-        state = {"run": self.run_key, "n_iter": self.n_iter, "n_samples": self.n_samples,
-                 "n_steps": n_steps, "wall_time": self._wall(start),
-                 "n_resampled": list(self.n_resampled),
-                 "histories": [h.rows for h in self.histories], "pool_sizes": pool_sizes,
-                 "finished": finished, "data_scale": self.data_scale}
-        write_train_state(self.checkpoint_path, tensors, state)
-
-    def load_state(self, state: dict, tensors: dict[str, Tensor], *, n_steps: int,
-                   source: Path) -> None:
-        """Restore a checkpoint of this run; ValueError before any change if it is not one."""
-        differ = run_differences(state["run"], self.run_key)
-        if differ:
-            shown = "; ".join(differ[:6]) + (f"; and {len(differ) - 6} more"
-                                             if len(differ) > 6 else "")
-            raise ValueError(f"resume_from: {source} is a checkpoint of a different run: "
-                             f"{shown}")
-        n = len(self.where)
-        if (state["n_steps"] != n_steps or len(state["histories"]) != n
-                or len(state["n_resampled"]) != n):
-            raise ValueError(f"resume_from: {source} holds {len(state['histories'])} members "
-                             f"and {state['n_steps']} planned steps; this run has {n} and "
-                             f"{n_steps}")
-        # Every tensor is checked against its destination before anything is written.
-        read = TensorReader(tensors, source)
-        modules = [read.group(f"stack.{g}", s.module.state_dict())
-                   for g, s in enumerate(self.stacks)]
-        goods = [read.group(f"good.{g}", s.module.state_dict(), optional=True)
-                 for g, s in enumerate(self.stacks)]
-        silent = [read.take(f"silent.{g}", self.silent[g]) for g in range(len(self.stacks))]
-        finite = [read.take(f"finite.{g}", torch.ones(s.n_members, dtype=torch.bool))
-                  for g, s in enumerate(self.stacks)]
-        reference = [read.take(f"reference.{g}", torch.zeros(s.n_members), optional=True)
-                     for g, s in enumerate(self.stacks)]
-        adam = {}
-        for i, param in enumerate(self._params()):
-            moments = read.group(f"adam.{i}", {"exp_avg": param.detach(),
-                                               "exp_avg_sq": param.detach()}, optional=True)
-            step = read.take(f"adam.{i}.step", None, optional=True)
-            if (moments is None) != (step is None):
-                raise ValueError(f"resume_from: {source} has an incomplete Adam state for "
-                                 f"parameter {i}")
-            if moments is not None:
-                adam[i] = {"step": step, **moments}
-        gens = [read.take(f"generator.{k}", gen.get_state()) for k, gen in enumerate(self.gens)]
-        sizes = state["pool_sizes"]
-        pool = read.take("pool", torch.zeros(sum(sizes), self.stacks[0].d),
-                         optional=not sizes)
-        frames = [read.take(f"frames.{k}", torch.zeros(len(state["histories"][k]),
-                                                       self.stacks[g].widths[m],
-                                                       self.stacks[g].d),
-                            optional=not (self.record and state["histories"][k]))
-                  for k, (g, m) in enumerate(self.where)]
-        read.done()
-
-        with torch.no_grad():
-            for stack, module_state in zip(self.stacks, modules, strict=True):
-                stack.module.load_state_dict(module_state)
-            for counter, value in zip(self.silent, silent, strict=True):
-                counter.copy_(value)
-        self.good = [{k: v.detach().clone() for k, v in s.module.state_dict().items()}
-                     if good is None else {k: v.to(self.device) for k, v in good.items()}
-                     for s, good in zip(self.stacks, goods, strict=True)]
-        self.finite = [f.to(self.device) for f in finite]
-        self.reference = [None if r is None else r.to(self.device) for r in reference]
-        self.optimizer.load_state_dict({"state": adam,
-                                        "param_groups": self.optimizer.state_dict()[
-                                            "param_groups"]})
-        for gen, value in zip(self.gens, gens, strict=True):
-            gen.set_state(value)
-        self.pool = deque(maxlen=math.ceil(self.cfg.resample_pool / self.cfg.batch_size))
-        if pool is not None:
-            self.pool.extend(pool.to(self.device).split(sizes))
-        self.frames = [[] if f is None else list(f.numpy()) for f in frames]
-        self.histories = [History(rows) for rows in state["histories"]]
-        self.n_resampled = list(state["n_resampled"])
-        self.n_iter, self.n_samples = state["n_iter"], state["n_samples"]
-        self.elapsed, self.finished = state["wall_time"], state["finished"]
-        self.data_scale = state["data_scale"]  # measured once, on the run's first batch
 
     def _check(self, finite, parts, good, step: int, start: float) -> None:
         """Raise TrainingDiverged, every stack restored to ``good``, on NaN/Inf or blow-up."""
@@ -907,43 +618,42 @@ class _Engine:
             cols.setdefault("l0", []).extend(
                 int(torch.count_nonzero(member)) / codes.shape[1] for member in codes)
             cols.setdefault("dead", []).extend(self.dead(g).sum(1).tolist())
-        for k, (g, m) in enumerate(self.where):
-            row = {"step": step + 1, "samples": self.n_samples,
-                   **{key: values[k] for key, values in cols.items()},
-                   "lr": lr, "sparsity_coef": self.member_coefs[k] * factor}
-            if self.eval_fn is not None or self.record:
-                view = self.stacks[g].member(m)
-                view.eval()
-                if self.record:
-                    self.frames[k].append(view.dictionary.numpy())
-                if self.eval_fn is not None:
-                    row.update(_evaluate(self.eval_fn, view, row))
-                view.train()
-            self.histories[k].append(row)
+        rows = [{"step": step + 1, "samples": self.n_samples,
+                 **{key: values[k] for key, values in cols.items()},
+                 "lr": lr, "sparsity_coef": self.member_coefs[k] * factor}
+                for k in range(len(self.where))]
+        if self.record:
+            for k, (g, m) in enumerate(self.where):
+                self.frames[k].append(self.stacks[g].member(m).dictionary.numpy())
+        if self.on_log:
+            engine_rows = [dict(row) for row in rows]
+            for hook in self.on_log:
+                self._call([hook], rows)
+                check_rows(rows, engine_rows, hook)
+        for history, row in zip(self.histories, rows, strict=True):
+            history.append(row)
         bar.set_postfix(loss=f"{np.mean(cols['loss']):.4g}", l0=f"{np.mean(cols['l0']):.1f}",
                         dead=int(sum(cols["dead"])), refresh=False)
 
+    def _call(self, hooks: list, *args) -> None:
+        """Call each hook with the state; the first StopTraining is kept, the rest run."""
+        for hook in hooks:
+            try:
+                hook(self.state, *args)
+            except StopTraining as request:
+                if self.stop is None:
+                    self.stop = (hook, request)
 
-def _evaluate(eval_fn, sae: SparseAutoencoder, row: dict) -> dict[str, float]:
-    with torch.no_grad():
-        extra = eval_fn(sae)
-    if not isinstance(extra, dict):
-        raise TypeError(f"eval_fn must return a dict, got {type(extra).__name__}")
-    clash = set(extra) & set(row)
-    if clash:
-        names = ", ".join(repr(c) for c in sorted(clash))
-        raise ValueError(f"eval_fn returned {names}, name(s) the engine already logs")
-    return {key: float(value) for key, value in extra.items()}
+    def _stopped(self, n_steps: int) -> str:
+        hook, request = self.stop
+        reason = f": {request}" if str(request) else ""
+        return (f"stopped by {type(hook.__self__).__name__}.{hook.__name__} before the "
+                f"planned {n_steps} steps{reason}")
 
 
 def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = None, *,
               width: int | None = None, sae_kwargs: dict | None = None,
-              objective: Objective | None = None,
-              eval_fn: Callable[[SparseAutoencoder], dict[str, float]] | None = None,
-              progress: bool = True, threads: int | None = None,
-              checkpoint_every: int | None = None,
-              checkpoint_path: str | os.PathLike | None = None,
-              resume_from: str | os.PathLike | None = None) -> TrainResult:
+              options: RunOptions | None = None, **run_options) -> TrainResult:
     """Train one SAE with the engine and return its :class:`TrainResult`.
 
     sae : an SAE (trained in place) or a registered architecture name, then
@@ -953,20 +663,14 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
         ``config.seed``), an (n, d) numpy array / torch tensor (shuffled
         epochs) or an iterable of batches ((B, d) arrays or ``Batch``
         objects; training stops when it ends or after ``n_samples``).
-    objective : what to minimise besides the architecture's own terms
-        (default :class:`toysae.sae.LocalReconstruction`).
-    eval_fn : called at each logging step as ``eval_fn(sae)`` (eval mode, no
-        grad); its ``{name: float}`` is appended to the history. This is how
-        callers add ground-truth metrics (MMCS, ...) without this layer
-        importing ``toysae.metrics``.
-    threads : torch threads for the run (None: one for a small SAE, else unchanged).
-    checkpoint_every, checkpoint_path, resume_from : write the run's state every
-        ``checkpoint_every`` steps (and at its end) to ``checkpoint_path``;
-        continue a run from such a checkpoint, ending bit-identical to the run
-        never interrupted (:func:`train_members`). To resume, pass the same SAE
-        as built for the first session (or the same name, width and
-        sae_kwargs), the same data and config: its weights are overwritten
-        from the checkpoint.
+    options, **run_options : a :class:`RunOptions` and/or its fields as keywords
+        (``objective``, ``eval_fn``, ``callbacks``, ``record_dictionaries``,
+        ``progress``, ``threads``, ``checkpoint_every``, ``checkpoint_path``,
+        ``resume_from``), the keywords replacing the object's fields. To resume
+        (``resume_from``), pass the same SAE as built for the first session (or
+        the same name, width and sae_kwargs), the same data and config: its
+        weights are overwritten from the checkpoint, and the run ends
+        bit-identical to the run never interrupted (:func:`train_members`).
 
     A NaN/Inf loss, or one that grows ``config.divergence_factor``-fold, raises
     :class:`TrainingDiverged` at the next logging step, with the SAE restored to
@@ -975,6 +679,7 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
     (:class:`DataScaleWarning`) before the first step, and a divergence then
     says it is a data-scale problem.
     """
+    options = RunOptions.of(options, **run_options)
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -987,7 +692,4 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
                         f"got {type(sae).__name__}")
     elif width is not None or sae_kwargs:
         raise ValueError("width and sae_kwargs only apply when sae is an architecture name")
-    return train_members([SingleSAE(sae)], [config.sparsity_coef], data, config,
-                         objective=objective, eval_fn=eval_fn, progress=progress,
-                         threads=threads, checkpoint_every=checkpoint_every,
-                         checkpoint_path=checkpoint_path, resume_from=resume_from)[0]
+    return train_members([SingleSAE(sae)], [config.sparsity_coef], data, config, options)[0]

@@ -38,7 +38,7 @@ per distinct width (no padding at all) and steps them together.
 Members do not interact: the summed loss has a block-diagonal gradient, Adam
 is element-wise, and the decoder projection and resampling act per member, so
 a member trains exactly as the same SAE would alone (up to float rounding of
-the batched matmuls). The ensemble is a :class:`toysae.sae.engine.MemberStack`:
+the batched matmuls). The ensemble is a :class:`toysae.sae.stacks.MemberStack`:
 the one training engine trains it.
 """
 
@@ -53,7 +53,7 @@ from toysae import _tuning
 from toysae._validation import check_int, check_seed, check_tuple
 from toysae.sae.base import SAEOutput
 from toysae.sae.config import TrainConfig
-from toysae.sae.engine import MemberStack, TrainResult, train_members
+from toysae.sae.engine import RunOptions, TrainResult, train_members
 from toysae.sae.fused import (
     current_step_path,
     entry_code_grads,
@@ -63,6 +63,7 @@ from toysae.sae.fused import (
     sparse_encoder_grads,
 )
 from toysae.sae.relu import ReLUSAE
+from toysae.sae.stacks import MemberStack
 
 __all__ = ["ReLUSAEEnsemble", "StackedReLUForward", "train_ensembles"]
 
@@ -338,9 +339,7 @@ def _baddbmm(bias: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None) -> T
 
 def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
                     sparsity_coefs: Sequence[float], data, config: TrainConfig, *,
-                    objective=None, eval_fn=None, record_dictionaries: bool = False,
-                    progress: bool = True, threads: int | None = None,
-                    **checkpointing) -> list[TrainResult]:
+                    options: RunOptions | None = None, **run_options) -> list[TrainResult]:
     """Train every member of ``ensembles`` at once with the engine; one TrainResult each.
 
     Members are numbered across the ensembles in order; member ``k`` uses
@@ -348,11 +347,12 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
     ``train_sae`` would take the same SAE on the same data (same batches, same
     resampling draws), up to float rounding of the batched matmuls. Its
     ``TrainResult.sae`` is an independent copy. A dead-latent loss is not
-    supported (``config.dead_latent_coef`` must be unset or 0). ``objective``:
-    as for :func:`toysae.sae.train_members` (default: local reconstruction).
-    ``checkpointing``: ``checkpoint_every``, ``checkpoint_path``, ``resume_from``
-    of :func:`toysae.sae.train_members`.
+    supported (``config.dead_latent_coef`` must be unset or 0).
+    ``options, **run_options``: a :class:`toysae.sae.RunOptions` and/or its fields
+    as keywords (objective, eval_fn, callbacks, record_dictionaries, progress,
+    threads, checkpointing), as for :func:`toysae.sae.train_sae`.
     """
+    options = RunOptions.of(options, **run_options)
     if isinstance(ensembles, ReLUSAEEnsemble):
         ensembles = [ensembles]
     if isinstance(ensembles, (str, bytes)) or not isinstance(ensembles, Sequence) \
@@ -365,6 +365,4 @@ def train_ensembles(ensembles: ReLUSAEEnsemble | Sequence[ReLUSAEEnsemble],
         if ens.d != ensembles[0].d:
             raise ValueError(f"ensembles[{k}] has d={ens.d} but ensembles[0] has "
                              f"d={ensembles[0].d}")
-    return train_members(list(ensembles), sparsity_coefs, data, config, objective=objective,
-                         eval_fn=eval_fn, record_dictionaries=record_dictionaries,
-                         progress=progress, threads=threads, **checkpointing)
+    return train_members(list(ensembles), sparsity_coefs, data, config, options)

@@ -34,8 +34,9 @@ import numpy as np
 from toysae import _tuning
 from toysae._result import Result
 from toysae._validation import check_choice, check_float, check_int, check_seed, check_tuple
+from toysae.sae.batches import data_dim, derived_seed
 from toysae.sae.config import TrainConfig
-from toysae.sae.engine import TrainResult, data_dim, derived_seed, train_sae
+from toysae.sae.engine import RunOptions, TrainResult, train_sae
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
 from toysae.sae.relu import ReLUSAE
 
@@ -46,7 +47,8 @@ LAYOUTS = ("auto", "pad", "group")
 
 def member_seed(seed: int, width: int) -> int:
     """Init seed of a grid's width-``width`` SAEs for grid seed ``seed``."""
-    return derived_seed(check_seed(seed), 4, check_int(width, "width", minimum=1))
+    return derived_seed(check_seed(seed), _tuning.SEED_KEY_GRID_INIT,
+                        check_int(width, "width", minimum=1))
 
 
 @dataclass(repr=False)
@@ -162,28 +164,27 @@ def _summary(members: list[TrainResult]) -> tuple[bool, str]:
 
 
 def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
-               config: TrainConfig, *,
-               eval_fn: Callable[[ReLUSAE], dict[str, float]] | None = None,
-               progress: bool = True, seed: int = 0, layout: str = "auto",
-               record_dictionaries: bool = False, d: int | None = None,
-               objective=None, threads: int | None = None,
-               checkpoint_every: int | None = None, checkpoint_path=None,
-               resume_from=None) -> GridResult:
+               config: TrainConfig, *, seed: int = 0, layout: str = "auto",
+               d: int | None = None, options: RunOptions | None = None,
+               **run_options) -> GridResult:
     """Train the ReLU+L1 SAE of every (penalty, width) pair as one batched model.
 
     data : as for :func:`train_sae` (``SyntheticData``, (n, d) array, or an
         iterable of batches, then ``d`` is required); ``config.sparsity_coef``
         is ignored, each member uses its own ``sparsity_coefs[i]``.
-    eval_fn : ``eval_fn(sae) -> {name: float}`` per member at each logging step.
+    seed : the grid's init seed (module docstring).
     layout : "auto", "pad" or "group" (module docstring).
-    record_dictionaries : keep each member's dictionary at each logging step.
     d : the SAEs' input width; required when it cannot be read off ``data`` (an
         iterable of batches, or an objective whose batches are a host's inputs).
-    objective : what to minimise besides the penalty (default: local reconstruction).
-    threads : torch threads for the run (None: the engine's rule).
-    checkpoint_every, checkpoint_path, resume_from : checkpoint the whole grid's
-        run and resume it bit-identically (:func:`toysae.sae.train_members`).
+    options, **run_options : a :class:`toysae.sae.RunOptions` and/or its fields as
+        keywords, as for :func:`train_sae`: ``eval_fn(sae) -> {name: float}`` and
+        the callbacks see every member (numbered row-major over the grid only
+        with ``layout="pad"``: each ensemble's members in turn otherwise);
+        ``record_dictionaries`` keeps each member's dictionary at each logging
+        step; checkpointing saves and resumes the whole grid's run bit-identically
+        (:func:`toysae.sae.train_members`).
     """
+    options = RunOptions.of(options, **run_options)
     sparsity_coefs, widths, seed = _check_grid(sparsity_coefs, widths, config, seed)
     d = _dim(data, d)
     pairs = [(coef, w) for coef in sparsity_coefs for w in widths]
@@ -193,10 +194,7 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                  for g in groups]
     order = [k for g in groups for k in g]  # member number in the ensembles -> grid index
     trained = train_ensembles(ensembles, [pairs[k][0] for k in order], data, config,
-                              objective=objective, eval_fn=eval_fn,
-                              record_dictionaries=record_dictionaries, progress=progress,
-                              threads=threads, checkpoint_every=checkpoint_every,
-                              checkpoint_path=checkpoint_path, resume_from=resume_from)
+                              options=options)
     members: list[TrainResult | None] = [None] * len(pairs)
     for n, k in enumerate(order):
         members[k] = trained[n]
@@ -207,23 +205,29 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
 
 
 def train_grid_sequential(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
-                          config: TrainConfig, *,
-                          eval_fn: Callable[[ReLUSAE], dict[str, float]] | None = None,
-                          progress: bool = True, seed: int = 0, d: int | None = None,
-                          objective=None, threads: int | None = None) -> GridResult:
+                          config: TrainConfig, *, seed: int = 0, d: int | None = None,
+                          options: RunOptions | None = None,
+                          **run_options) -> GridResult:
     """The same grid as :func:`train_grid`, one ``train_sae`` call per SAE (the reference).
 
     ``data`` must be replayable (``SyntheticData``, an array, or a re-iterable
     such as a list), because every SAE reads the same stream from its start.
+    ``options, **run_options``: as for :func:`train_grid`, given to every SAE's
+    run (each a run of one member), without checkpointing: one checkpoint holds
+    one run, so checkpoint :func:`train_grid` instead.
     """
+    options = RunOptions.of(options, **run_options)
+    if options.checkpointing:
+        raise ValueError("train_grid_sequential trains one run per SAE and a checkpoint holds "
+                         "one run: checkpoint_every, checkpoint_path and resume_from apply to "
+                         "train_grid")
     sparsity_coefs, widths, seed = _check_grid(sparsity_coefs, widths, config, seed)
     if isinstance(data, Iterator):
         raise ValueError("data is a one-shot iterator; train_grid_sequential replays the data "
                          "for every SAE, so pass SyntheticData, an array or a list of batches")
     d = _dim(data, d)
     members = [train_sae(ReLUSAE(d, width, seed=member_seed(seed, width)), data,
-                         config.replace(sparsity_coef=coef), objective=objective,
-                         eval_fn=eval_fn, progress=progress, threads=threads)
+                         config.replace(sparsity_coef=coef), options=options)
                for coef in sparsity_coefs for width in widths]
     success, message = _summary(members)
     return GridResult(success, message, sparsity_coefs, widths, "sequential", seed,

@@ -10,8 +10,11 @@ arguments, the sparsity coefficients, the objective, the data), the position
 (steps and samples trained), the histories and the amortised wall time.
 Loading parses a JSON header and raw tensors: nothing is unpickled.
 
-The engine (``toysae.sae.engine``) gathers and restores the state; this
-module only writes, reads and validates the file and compares run keys.
+:func:`write_checkpoint` gathers the state of a running engine
+(``toysae.sae.engine``) into such a file, :func:`restore_checkpoint` checks a
+file against the engine's run and restores it, :func:`run_key` is what the run
+must share with a checkpoint to resume it; the rest writes, reads and
+validates the file and compares run keys.
 """
 
 from __future__ import annotations
@@ -20,13 +23,20 @@ import hashlib
 import json
 import math
 import os
+from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from toysae._io import read_safetensors, write_safetensors
+from toysae._result import History
 from toysae._validation import to_numpy
+
+if TYPE_CHECKING:  # the engine imports this module; it is only named here
+    from toysae.sae.engine import _Engine
 
 FORMAT = "toysae-train-state"
 VERSION = "1"
@@ -192,3 +202,137 @@ class TensorReader:
         if self.left:
             raise ValueError(f"resume_from: {self.source} holds unexpected tensors "
                              f"{sorted(self.left)[:8]}")
+
+
+# -- the engine's state ---------------------------------------------------------------
+def run_key(engine: _Engine, data) -> dict:
+    """What a checkpoint's run must share with this one to resume it (JSON types)."""
+    stacks = [{"kind": type(s).__name__, "d": s.d, "widths": list(s.widths),
+               "members": [{"architecture": s.member(m).architecture, **s.member(m).config()}
+                           for m in range(s.n_members)]} for s in engine.stacks]
+    key = {"config": engine.cfg.to_dict(), "sparsity_coefs": list(engine.member_coefs),
+           "objective": engine.objective.describe(), "stacks": stacks,
+           "record_dictionaries": engine.record, "data": data_fingerprint(data)}
+    return json.loads(json.dumps(key))
+
+
+def _optimized(engine: _Engine) -> list[nn.Parameter]:
+    """The optimizer's parameters in its order: a checkpoint numbers Adam's state by it."""
+    return [p for group in engine.optimizer.param_groups for p in group["params"]]
+
+
+def _resampling_ahead(engine: _Engine, n_steps: int) -> bool:
+    cfg = engine.cfg
+    return bool(cfg.resample_every) and engine.n_iter < cfg.resample_until * n_steps
+
+
+def write_checkpoint(engine: _Engine, n_steps: int, wall_time: float,
+                     finished: str | None = None) -> Path:
+    """Write ``engine``'s whole run state to its ``checkpoint_path`` (atomically).
+
+    n_steps : the run's planned steps. wall_time : seconds trained so far, earlier
+    sessions included. finished : the run's closing message when it has ended
+    (a resume then returns the results at once), else None.
+    """
+    tensors: dict[str, Tensor] = {}
+    at_log = engine.n_iter % engine.cfg.log_every == 0 or engine.n_iter == n_steps
+    for g, stack in enumerate(engine.stacks):
+        for key, value in stack.module.state_dict().items():
+            tensors[f"stack.{g}.{key}"] = value
+        if not at_log and finished is None:  # the divergence check's restore point
+            for key, value in engine.good[g].items():
+                tensors[f"good.{g}.{key}"] = value
+        tensors[f"silent.{g}"] = engine.silent[g]
+        tensors[f"finite.{g}"] = engine.finite[g]
+        if engine.reference[g] is not None:
+            tensors[f"reference.{g}"] = engine.reference[g]
+    for i, param in enumerate(_optimized(engine)):
+        for key, value in engine.optimizer.state.get(param, {}).items():
+            tensors[f"adam.{i}.{key}"] = torch.as_tensor(value)
+    for k, gen in enumerate(engine.gens):
+        tensors[f"generator.{k}"] = gen.get_state()
+    pool_sizes = []
+    if _resampling_ahead(engine, n_steps) and engine.pool:
+        pool_sizes = [int(b.shape[0]) for b in engine.pool]
+        tensors["pool"] = torch.cat(list(engine.pool))
+    for k, frames in enumerate(engine.frames):
+        if frames:
+            tensors[f"frames.{k}"] = torch.from_numpy(np.stack(frames))
+    state = {"run": engine.run_key, "n_iter": engine.n_iter, "n_samples": engine.n_samples,
+             "n_steps": n_steps, "wall_time": wall_time,
+             "n_resampled": list(engine.n_resampled),
+             "histories": [h.rows for h in engine.histories], "pool_sizes": pool_sizes,
+             "finished": finished, "data_scale": engine.data_scale}
+    return write_train_state(engine.checkpoint_path, tensors, state)
+
+
+def restore_checkpoint(engine: _Engine, state: dict, tensors: dict[str, Tensor], *,
+                       n_steps: int, source: Path) -> None:
+    """Restore a checkpoint (:func:`read_train_state`) of ``engine``'s run into it;
+    ValueError before any change if it is not one."""
+    differ = run_differences(state["run"], engine.run_key)
+    if differ:
+        shown = "; ".join(differ[:6]) + (f"; and {len(differ) - 6} more"
+                                         if len(differ) > 6 else "")
+        raise ValueError(f"resume_from: {source} is a checkpoint of a different run: "
+                         f"{shown}")
+    n = len(engine.where)
+    if (state["n_steps"] != n_steps or len(state["histories"]) != n
+            or len(state["n_resampled"]) != n):
+        raise ValueError(f"resume_from: {source} holds {len(state['histories'])} members "
+                         f"and {state['n_steps']} planned steps; this run has {n} and "
+                         f"{n_steps}")
+    stacks, device = engine.stacks, engine.device
+    # Every tensor is checked against its destination before anything is written.
+    read = TensorReader(tensors, source)
+    modules = [read.group(f"stack.{g}", s.module.state_dict()) for g, s in enumerate(stacks)]
+    goods = [read.group(f"good.{g}", s.module.state_dict(), optional=True)
+             for g, s in enumerate(stacks)]
+    silent = [read.take(f"silent.{g}", engine.silent[g]) for g in range(len(stacks))]
+    finite = [read.take(f"finite.{g}", torch.ones(s.n_members, dtype=torch.bool))
+              for g, s in enumerate(stacks)]
+    reference = [read.take(f"reference.{g}", torch.zeros(s.n_members), optional=True)
+                 for g, s in enumerate(stacks)]
+    adam = {}
+    for i, param in enumerate(_optimized(engine)):
+        moments = read.group(f"adam.{i}", {"exp_avg": param.detach(),
+                                           "exp_avg_sq": param.detach()}, optional=True)
+        step = read.take(f"adam.{i}.step", None, optional=True)
+        if (moments is None) != (step is None):
+            raise ValueError(f"resume_from: {source} has an incomplete Adam state for "
+                             f"parameter {i}")
+        if moments is not None:
+            adam[i] = {"step": step, **moments}
+    gens = [read.take(f"generator.{k}", gen.get_state()) for k, gen in enumerate(engine.gens)]
+    sizes = state["pool_sizes"]
+    pool = read.take("pool", torch.zeros(sum(sizes), stacks[0].d), optional=not sizes)
+    frames = [read.take(f"frames.{k}", torch.zeros(len(state["histories"][k]),
+                                                   stacks[g].widths[m], stacks[g].d),
+                        optional=not (engine.record and state["histories"][k]))
+              for k, (g, m) in enumerate(engine.where)]
+    read.done()
+
+    with torch.no_grad():
+        for stack, module_state in zip(stacks, modules, strict=True):
+            stack.module.load_state_dict(module_state)
+        for counter, value in zip(engine.silent, silent, strict=True):
+            counter.copy_(value)
+    engine.good = [{k: v.detach().clone() for k, v in s.module.state_dict().items()}
+                   if good is None else {k: v.to(device) for k, v in good.items()}
+                   for s, good in zip(stacks, goods, strict=True)]
+    engine.finite = [f.to(device) for f in finite]
+    engine.reference = [None if r is None else r.to(device) for r in reference]
+    engine.optimizer.load_state_dict({"state": adam,
+                                      "param_groups": engine.optimizer.state_dict()[
+                                          "param_groups"]})
+    for gen, value in zip(engine.gens, gens, strict=True):
+        gen.set_state(value)
+    engine.pool = deque(maxlen=math.ceil(engine.cfg.resample_pool / engine.cfg.batch_size))
+    if pool is not None:
+        engine.pool.extend(pool.to(device).split(sizes))
+    engine.frames = [[] if f is None else list(f.numpy()) for f in frames]
+    engine.histories = [History(rows) for rows in state["histories"]]
+    engine.n_resampled = list(state["n_resampled"])
+    engine.n_iter, engine.n_samples = state["n_iter"], state["n_samples"]
+    engine.elapsed, engine.finished = state["wall_time"], state["finished"]
+    engine.data_scale = state["data_scale"]  # measured once, on the run's first batch
