@@ -206,6 +206,24 @@ def test_export_refuses_what_saelens_cannot_hold(tmp_path):
 
     with pytest.raises(ValueError, match="subclass of the registered relu SAE"):
         export_saelens(Custom(D, WIDTH), tmp_path / "c")
+
+    class NoFormat(ReLUSAE):
+        saelens_architecture = None
+
+    class OtherFormat(ReLUSAE):
+        saelens_architecture = "abstopk"
+
+    class Unregistered(ReLUSAE):
+        architecture = "unregistered"
+
+    with pytest.raises(ValueError, match=r"architecture 'relu' has no SAELens mapping; "
+                                         r"exportable: \['batchtopk', 'gated', 'jumprelu'"):
+        export_saelens(NoFormat(D, WIDTH), tmp_path / "f")
+    with pytest.raises(ValueError, match="maps to SAELens's 'abstopk', whose directory toysae "
+                                         "does not write"):
+        export_saelens(OtherFormat(D, WIDTH), tmp_path / "o")
+    with pytest.raises(ValueError, match="'unregistered' is not registered"):
+        export_saelens(Unregistered(D, WIDTH), tmp_path / "u")
     with pytest.raises(TypeError, match="sae must be a toysae SparseAutoencoder"):
         export_saelens(torch.nn.Linear(2, 2), tmp_path / "l")
     broken = random_toysae("relu")

@@ -14,6 +14,7 @@ from toysae.sae import (
     TiedSAE,
     TopKSAE,
     make_sae,
+    register,
 )
 
 D, WIDTH = 10, 24
@@ -36,13 +37,36 @@ def _x(n=64, seed=0):
     return torch.rand(n, D, generator=torch.Generator().manual_seed(seed))
 
 
+SHIPPED = {"relu": ReLUSAE, "tied": TiedSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
+           "jumprelu": JumpReLUSAE, "gated": GatedSAE, "matryoshka": MatryoshkaSAE}
+
+
 def test_registry_holds_every_architecture():
-    assert set(ARCHITECTURES) == {"relu", "tied", "topk", "batchtopk", "matryoshka", "jumprelu",
-                                 "gated"}
-    classes = {ReLUSAE, TiedSAE, TopKSAE, BatchTopKSAE, MatryoshkaSAE, JumpReLUSAE, GatedSAE}
-    assert set(ARCHITECTURES.values()) == classes
+    # The shipped seven, each under its name; a new architecture may join them
+    # (tests/test_new_architecture.py).
+    assert set(SHIPPED) <= set(ARCHITECTURES)
+    assert {name: ARCHITECTURES[name] for name in SHIPPED} == SHIPPED
     for name, cls in ARCHITECTURES.items():
         assert cls.architecture == name
+    # listing order, the order the experiments run and tabulate them in
+    assert [name for name in ARCHITECTURES if name in SHIPPED] == list(SHIPPED)
+
+
+def test_register_checks_what_an_architecture_declares():
+    class NoPenalty(ReLUSAE):
+        penalty_kind = "l2"
+
+    class NoAuxK(ReLUSAE):
+        dead_latent_loss = "auxk"
+
+    with pytest.raises(ValueError, match=r"NoPenalty.penalty_kind must be one of"):
+        register("nopenalty")(NoPenalty)
+    with pytest.raises(ValueError, match=r"NoAuxK.dead_latent_loss is 'auxk' but the class "
+                                         r"defines no aux_k_loss"):
+        register("noauxk")(NoAuxK)
+    with pytest.raises(RuntimeError, match="registered twice"):
+        register("relu")(NoAuxK)
+    assert "nopenalty" not in ARCHITECTURES and "noauxk" not in ARCHITECTURES
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

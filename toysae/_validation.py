@@ -164,6 +164,15 @@ def check_choice(value: Any, name: str, choices) -> Any:
     return value
 
 
+def listed_latents(mask: Any, max_shown: int = 5) -> str:
+    """How many entries of a (width,) bool ``mask`` are set and the first ``max_shown`` of
+    them by index, for an error message: ``"2 latent(s) (2, 5)"``, ``"9 latent(s) (0, 1, 2,
+    3, 4, ...)"``. ``mask`` is a numpy array or a CPU tensor."""
+    idx = np.flatnonzero(np.asarray(mask)).tolist()
+    shown = ", ".join(map(str, idx[:max_shown]))
+    return f"{len(idx)} latent(s) ({shown}{', ...' if len(idx) > max_shown else ''})"
+
+
 def check_problem_shapes(X_shape, D_shape, Z_shape=None, bias_shape=None) -> None:
     """The one shape check of a dictionary-learning state: ``X`` (n_samples, d), ``D``
     (n_atoms, d), ``Z`` (n_samples, n_atoms), ``bias`` (d,). Shapes are tuples."""

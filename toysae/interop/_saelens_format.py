@@ -15,17 +15,14 @@ WEIGHTS_FILENAME = "sae_weights.safetensors"
 #: The SAELens release whose format is written (and that the tests load it with).
 SAELENS_VERSION = "6.54.12"
 
-#: SAELens inference architecture -> the toysae architectures it can hold.
-TOYSAE_FOR_SAELENS = {"standard": ("relu",), "topk": ("topk",),
-                      "jumprelu": ("jumprelu", "batchtopk", "matryoshka"),
-                      "gated": ("gated",)}
-SAELENS_FOR_TOYSAE = {name: arch for arch, names in TOYSAE_FOR_SAELENS.items()
-                      for name in names}
+#: SAELens inference architectures whose directories this format reads and writes (their
+#: tensors: expected_shapes). Which toysae architecture each holds, its class declares.
+SAELENS_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")
 #: SAELens architectures toysae has no counterpart for (named in the error).
 OTHER_SAELENS = ("abstopk", "transcoder", "skip_transcoder", "jumprelu_transcoder",
                  "jumprelu_skip_transcoder", "temporal", "matching_pursuit")
-#: SAELens's training architectures that it saves as JumpReLU SAEs.
-SAVED_AS_JUMPRELU = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}
+#: SAELens's training architectures with no inference class: it saves them as JumpReLU SAEs.
+SAELENS_TRAINING_ONLY = ("batchtopk", "matryoshka_batchtopk")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 
@@ -67,16 +64,16 @@ def read_cfg(directory: Path) -> SAELensConfig:
                          f"toysae reads the SAELens 6 format: load the SAE with SAELens >= 6 "
                          f"(SAE.load_from_disk) and save it again (save_model)")
     arch = raw.get("architecture")
-    if arch in SAVED_AS_JUMPRELU:
+    if arch in SAELENS_TRAINING_ONLY:
         raise ValueError(f"{path}: a SAELens {arch} training SAE (its activation needs a whole "
                          f"batch); save it with SAELens's save_inference_model, which writes "
                          f"the JumpReLU SAE it becomes at inference, and load that")
     if arch in OTHER_SAELENS:
         raise ValueError(f"{path}: SAELens architecture {arch!r} has no toysae counterpart; "
-                         f"toysae reads {sorted(TOYSAE_FOR_SAELENS)}")
-    if arch not in TOYSAE_FOR_SAELENS:
+                         f"toysae reads {sorted(SAELENS_ARCHITECTURES)}")
+    if arch not in SAELENS_ARCHITECTURES:
         raise ValueError(f"{path}: architecture {arch!r} is not a SAELens SAE architecture "
-                         f"toysae knows; it reads {sorted(TOYSAE_FOR_SAELENS)}")
+                         f"toysae knows; it reads {sorted(SAELENS_ARCHITECTURES)}")
     d_in = _cfg_int(raw, "d_in", path, minimum=1)
     d_sae = _cfg_int(raw, "d_sae", path, minimum=1)
     dtype_name = str(raw.get("dtype", "float32")).removeprefix("torch.")

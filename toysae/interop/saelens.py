@@ -8,7 +8,12 @@ parameters, under SAELens's names: ``W_enc (d_in, d_sae)``, ``b_enc``,
 This module writes and reads that format with json and safetensors alone: the
 ``sae-lens`` package is needed only to check it (the tests use the real one).
 
-The mapping, toysae -> SAELens inference architecture:
+Each architecture declares its own mapping on its class (``saelens_architecture``,
+``saelens_training_architecture``, ``saelens_state`` and the other hooks of
+``toysae.sae.base.SparseAutoencoder``, "SAELens's format"), as SAELens keeps its
+own conversions on its SAE classes; this module knows the directory and asks the
+class, so it names no toysae architecture. The shipped ones, toysae -> SAELens
+inference architecture:
 
     relu        -> standard    (b_dec subtracted before encoding: apply_b_dec_to_input)
     topk        -> topk        (k; rescale_acts_by_decoder_norm false)
@@ -46,24 +51,20 @@ import torch
 from torch import Tensor
 
 from toysae._io import atomic_directory, read_safetensors
-from toysae._validation import check_float
+from toysae._validation import check_float, listed_latents
 from toysae.interop._saelens_format import (
     CFG_FILENAME,
-    SAELENS_FOR_TOYSAE,
+    SAELENS_ARCHITECTURES,
     SAELENS_VERSION,
-    SAVED_AS_JUMPRELU,
-    TOYSAE_FOR_SAELENS,
     WEIGHTS_FILENAME,
     SAELensConfig,
     check_tensor_header,
     read_cfg,
 )
 from toysae.sae.base import ARCHITECTURES, SparseAutoencoder, make_sae
-from toysae.sae.matryoshka import check_prefix_sizes
 
 # Rows within this of unit norm are unit rows up to float32 rounding: left as they are.
 _UNIT_ATOL = 1e-6
-_MAX_NOTED = 5  # latents listed by index in an error
 
 
 # --------------------------------------------------------------------- export
@@ -86,8 +87,9 @@ def export_saelens(sae: SparseAutoencoder, directory: str | os.PathLike, *,
     overwrite : replace an existing SAELens directory at ``directory``
         (a directory holding anything else is never replaced).
     The directory is written under a temporary name and renamed into place.
-    Raises ValueError for the tied SAE (no SAELens counterpart), for a subclass
-    or unregistered architecture, and for non-finite parameters.
+    Raises ValueError for an architecture SAELens has no counterpart for (the tied
+    SAE; the class says, ``saelens_architecture``), for a subclass or unregistered
+    architecture, and for non-finite parameters.
     """
     name = _exportable_architecture(sae)
     for label, value in (("hook_name", hook_name), ("model_name", model_name)):
@@ -103,12 +105,12 @@ def export_saelens(sae: SparseAutoencoder, directory: str | os.PathLike, *,
     directory = Path(directory)
     _check_target(directory, overwrite)
 
-    arch, extra_cfg, tensors = _saelens_parameters(sae, name)
+    tensors = {key: _cpu32(value) for key, value in sae.saelens_state().items()}
     for key, value in tensors.items():
         if not torch.isfinite(value).all():
             raise ValueError(f"sae has NaN or Inf in {key}; refusing to export it")
     metadata = {"sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": None,
-                **_training_metadata(sae, name, sparsity_coef)}
+                **_training_metadata(sae, sparsity_coef)}
     if hook_name is not None:
         metadata["hook_name"] = hook_name
     if model_name is not None:
@@ -117,9 +119,10 @@ def export_saelens(sae: SparseAutoencoder, directory: str | os.PathLike, *,
     if sparsity_coef is not None:
         toysae_entry["sparsity_coef"] = sparsity_coef
     metadata["toysae"] = toysae_entry
-    cfg = {"architecture": arch, "d_in": sae.d, "d_sae": sae.width, "dtype": "float32",
-           "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
-           "reshape_activations": "none", **extra_cfg, "metadata": metadata}
+    cfg = {"architecture": sae.saelens_architecture, "d_in": sae.d, "d_sae": sae.width,
+           "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+           "normalize_activations": "none", "reshape_activations": "none",
+           **sae.saelens_cfg(), "metadata": metadata}
 
     from safetensors.torch import save_file
 
@@ -133,13 +136,14 @@ def _exportable_architecture(sae) -> str:
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a toysae SparseAutoencoder, got {type(sae).__name__}")
     name = sae.architecture
-    if name == "tied":
-        raise ValueError("sae: the tied SAE has no SAELens counterpart (SAELens has no "
-                         "architecture whose encoder and decoder are one matrix); export an "
-                         "untied architecture such as relu instead")
-    if name not in SAELENS_FOR_TOYSAE:
-        raise ValueError(f"sae: architecture {name!r} has no SAELens mapping; exportable: "
-                         f"{sorted(SAELENS_FOR_TOYSAE)}")
+    sae.check_saelens_format()
+    if sae.saelens_architecture not in SAELENS_ARCHITECTURES:
+        raise ValueError(f"sae: architecture {name!r} maps to SAELens's "
+                         f"{sae.saelens_architecture!r}, whose directory toysae does not "
+                         f"write; it writes {sorted(SAELENS_ARCHITECTURES)}")
+    if name not in ARCHITECTURES:
+        raise ValueError(f"sae: architecture {name!r} is not registered "
+                         f"(toysae.sae.register); only registered classes are exported")
     if type(sae) is not ARCHITECTURES[name]:
         raise ValueError(f"sae is a {type(sae).__name__}, a subclass of the registered {name} "
                          f"SAE; only the registered classes are exported, since the mapping "
@@ -166,55 +170,20 @@ def _cpu32(t: Tensor) -> Tensor:
     return t.detach().to("cpu", torch.float32).contiguous().clone()
 
 
-def _saelens_parameters(sae, name: str) -> tuple[str, dict, dict[str, Tensor]]:
-    """(SAELens architecture, its extra cfg fields, its state dict) for ``sae``."""
-    tensors = {"W_dec": _cpu32(sae.W_dec), "b_dec": _cpu32(sae.b_dec)}
-    if name == "gated":
-        tensors.update(W_enc=_cpu32(sae.W_gate), b_gate=_cpu32(sae.b_gate),
-                       b_mag=_cpu32(sae.b_mag), r_mag=_cpu32(sae.r_mag))
-        return "gated", {}, tensors
-    tensors.update(W_enc=_cpu32(sae.W_enc), b_enc=_cpu32(sae.b_enc))
-    if name == "relu":
-        return "standard", {}, tensors
-    if name == "topk":
-        return "topk", {"k": sae.k, "rescale_acts_by_decoder_norm": False}, tensors
-    if name == "jumprelu":
-        # Exactly the float32 thresholds toysae's forward pass compares against.
-        tensors["threshold"] = _cpu32(sae.threshold)
-        return "jumprelu", {}, tensors
-    # batchtopk, matryoshka: eval computes pre * [pre > max(threshold, 0)]; SAELens's
-    # JumpReLU computes ReLU(pre) * [pre > threshold], the same for a threshold >= 0.
-    threshold = float(sae.threshold.clamp_min(0.0))
-    tensors["threshold"] = torch.full((sae.width,), threshold, dtype=torch.float32)
-    return "jumprelu", {}, tensors
+def _training_architecture(cls: type[SparseAutoencoder]) -> str:
+    """SAELens's ``metadata.training_architecture`` for an architecture."""
+    return cls.saelens_training_architecture or cls.saelens_architecture
 
 
-def _training_metadata(sae, name: str, sparsity_coef: float | None) -> dict:
+def _training_metadata(sae: SparseAutoencoder, sparsity_coef: float | None) -> dict:
     """SAELens's ``training_architecture`` and the details it shares with toysae."""
-    details: dict = {}
-    if name == "relu":
-        training = "standard"
-        if sparsity_coef is not None:
-            details.update(l1_coefficient=2 * sparsity_coef, lp_norm=1.0)
-    elif name == "gated":
-        training = "gated"
-        if sparsity_coef is not None:
-            details["l1_coefficient"] = 2 * sparsity_coef
-    elif name == "jumprelu":
-        training = "jumprelu"
-        details.update(jumprelu_bandwidth=sae.bandwidth,
-                       jumprelu_init_threshold=sae.threshold_init)
-        if sparsity_coef is not None:
-            details.update(l0_coefficient=2 * sparsity_coef, jumprelu_sparsity_loss_mode="step")
-    elif name == "topk":
-        training = "topk"
-    elif name == "batchtopk":
-        training = "batchtopk"
-        details["k"] = sae.k
-    else:
-        training = "matryoshka_batchtopk"
-        details.update(k=sae.k, matryoshka_widths=list(sae.prefix_sizes))
-    return {"training_architecture": training, "training_architecture_details": details}
+    details = sae.saelens_details()
+    if sparsity_coef is not None:
+        # SAELens's l1_coefficient / l0_coefficient weigh a reconstruction term with no 1/2.
+        details = {**details, f"{sae.penalty_kind}_coefficient": 2 * sparsity_coef,
+                   **sae.saelens_penalty_details}
+    return {"training_architecture": _training_architecture(type(sae)),
+            "training_architecture_details": details}
 
 
 # --------------------------------------------------------------------- import
@@ -273,10 +242,18 @@ def read_saelens(directory: str | os.PathLike, *,
     return SAELensImport(sae, coef, tuple(cfg.notes))
 
 
-def _listed(mask: Tensor) -> str:
-    idx = torch.nonzero(mask).flatten().tolist()
-    shown = ", ".join(map(str, idx[:_MAX_NOTED]))
-    return f"{len(idx)} latent(s) ({shown}{', ...' if len(idx) > _MAX_NOTED else ''})"
+def _holders(saelens_architecture: str) -> list[type[SparseAutoencoder]]:
+    """The registered architectures saved as ``saelens_architecture``, in listing order."""
+    return [cls for cls in ARCHITECTURES.values()
+            if cls.saelens_architecture == saelens_architecture]
+
+
+def _own_cfg(cfg: SAELensConfig) -> dict:
+    """The cfg.json fields of the architecture's own, as read and checked (what
+    ``saelens_cfg`` writes): SAELens's TopK has ``k`` and its ranking switch."""
+    if cfg.k is None:
+        return {}
+    return {"k": cfg.k, "rescale_acts_by_decoder_norm": cfg.rescale_acts_by_decoder_norm}
 
 
 def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
@@ -327,7 +304,7 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
                          f"{float(norms.max()):.6g} (fold_decoder_norms=False)")
         return p
     if bool((norms == 0).any()):
-        raise ValueError(f"{directory}: W_dec has zero rows at {_listed(norms == 0)}; their "
+        raise ValueError(f"{directory}: W_dec has zero rows at {listed_latents(norms == 0)}; their "
                          f"norms cannot be folded into the encoder"
                          f"{'' if must_fold else ' (use fold_decoder_norms=False)'}")
     # f_i ||W_dec,i|| with unit rows reconstructs the same: ReLU, the gate's sign and
@@ -346,54 +323,30 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
 
 def _toysae_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
                          directory: Path) -> tuple[str, dict]:
-    """The toysae architecture and constructor arguments for this directory."""
+    """The toysae architecture and constructor arguments for this directory.
+
+    One that toysae wrote says which (``metadata.toysae``). For one that SAELens wrote,
+    the architectures saved as its inference architecture are asked in listing order:
+    first those trained as its ``training_architecture`` (a BatchTopK SAE saved as a
+    JumpReLU one), then those trained as the inference architecture itself.
+    """
     path = directory / CFG_FILENAME
     if cfg.toysae is not None:
         return _recorded_architecture(cfg, p, path)
-    if cfg.architecture == "standard":
-        return "relu", {}
-    if cfg.architecture == "topk":
-        return "topk", {"k": cfg.k}
-    if cfg.architecture == "gated":
-        return "gated", {}
-    # jumprelu: a BatchTopK / Matryoshka SAE when SAELens saved one (one shared threshold).
-    name = SAVED_AS_JUMPRELU.get(cfg.training_architecture)
-    if name is not None:
-        config = _batchtopk_config(cfg, p, path)
-        if config is not None:
-            return name, config
-        cfg.notes.append(f"a SAELens {cfg.training_architecture} SAE whose thresholds differ "
-                         f"per latent or whose k is not an integer: read as the JumpReLU SAE "
-                         f"it computes")
-    config = {}
-    for key, arg in (("jumprelu_init_threshold", "threshold_init"),
-                     ("jumprelu_bandwidth", "bandwidth")):
-        value = cfg.details.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and math.isfinite(value) and value > 0:
-            config[arg] = float(value)
-    return "jumprelu", config
-
-
-def _batchtopk_config(cfg: SAELensConfig, p: dict[str, Tensor], path: Path) -> dict | None:
-    threshold, k = p["threshold"], cfg.details.get("k")
-    if not bool((threshold == threshold[0]).all()):
-        return None
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() \
-            or not 1 <= k <= cfg.d_sae:
-        return None
-    config = {"k": int(k)}
-    lr = cfg.details.get("topk_threshold_lr")
-    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr <= 1:
-        config["momentum"] = float(lr)
-    if cfg.training_architecture == "matryoshka_batchtopk":
+    holders = _holders(cfg.architecture)
+    trained = [c for c in holders if _training_architecture(c) == cfg.training_architecture]
+    native = [c for c in holders
+              if _training_architecture(c) == cfg.architecture and c not in trained]
+    for cls in trained + native:
         try:
-            config["prefix_sizes"] = check_prefix_sizes(cfg.details.get("matryoshka_widths"),
-                                                        cfg.d_sae)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: metadata.training_architecture_details."
-                             f"matryoshka_widths is not a valid prefix list: {err}") from err
-    return config
+            config = cls.config_from_saelens(_own_cfg(cfg), cfg.details, p)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        if isinstance(config, dict):
+            return cls.architecture, config
+        cfg.notes.append(config)
+    raise ValueError(f"{path}: no toysae architecture reads a SAELens {cfg.architecture} SAE "
+                     f"trained as {cfg.training_architecture!r}")
 
 
 def _recorded_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
@@ -401,10 +354,10 @@ def _recorded_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
     """The architecture and config that toysae recorded in ``metadata.toysae``,
     checked against what the SAELens fields say."""
     name, config = cfg.toysae.get("architecture"), cfg.toysae.get("config")
-    if name not in TOYSAE_FOR_SAELENS[cfg.architecture]:
+    holders = [cls.architecture for cls in _holders(cfg.architecture)]
+    if name not in holders:
         raise ValueError(f"{path}: metadata.toysae.architecture is {name!r}, which a SAELens "
-                         f"{cfg.architecture} SAE cannot hold "
-                         f"({list(TOYSAE_FOR_SAELENS[cfg.architecture])})")
+                         f"{cfg.architecture} SAE cannot hold ({holders})")
     if not isinstance(config, dict):
         raise ValueError(f"{path}: metadata.toysae.config must be an object, got {config!r}")
     config = dict(config)
@@ -412,17 +365,10 @@ def _recorded_architecture(cfg: SAELensConfig, p: dict[str, Tensor],
         raise ValueError(f"{path}: metadata.toysae.config has d={cfg.toysae['config'].get('d')}"
                          f", width={cfg.toysae['config'].get('width')}, but d_in={cfg.d_in}, "
                          f"d_sae={cfg.d_sae}")
-    if name == "topk" and config.get("k") != cfg.k:
-        raise ValueError(f"{path}: metadata.toysae.config has k={config.get('k')!r} but the "
-                         f"SAELens k is {cfg.k}")
-    if name in ("batchtopk", "matryoshka") and \
-            not bool((p["threshold"] == p["threshold"][0]).all()):
-        raise ValueError(f"{path}: metadata.toysae says {name}, which has one threshold, but "
-                         f"the thresholds differ per latent (decoder norms folded into them? "
-                         f"then load with fold_decoder_norms=False)")
-    if name == "relu" and config.get("decoder_bias") is False and bool(p["b_dec"].any()):
-        raise ValueError(f"{path}: metadata.toysae says a relu SAE without decoder bias, but "
-                         f"b_dec is not zero")
+    try:
+        ARCHITECTURES[name].check_saelens_record(config, _own_cfg(cfg), p)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     return name, config
 
 
@@ -433,26 +379,10 @@ def _build(name: str, config: dict, p: dict[str, Tensor], directory: Path) -> Sp
     except (TypeError, ValueError) as err:
         raise ValueError(f"{directory / CFG_FILENAME}: not a valid {name} configuration "
                          f"{config}: {err}") from err
-    state = {"W_dec": p["W_dec"], "b_dec": p["b_dec"]}
-    if name == "gated":
-        state.update(W_gate=p["W_enc"], b_gate=p["b_gate"], b_mag=p["b_mag"],
-                     r_mag=p["r_mag"])
-    else:
-        state.update(W_enc=p["W_enc"], b_enc=p["b_enc"])
-    if name == "jumprelu":
-        threshold = p["threshold"]
-        if not bool((threshold > 0).all()):
-            raise ValueError(
-                f"{directory}: JumpReLU thresholds must be > 0 for toysae, which stores "
-                f"log thresholds; {_listed(threshold <= 0)} have threshold <= 0")
-        state["log_threshold"] = threshold.log()
-    elif name in ("batchtopk", "matryoshka"):
-        threshold = p["threshold"][0]
-        state["threshold"] = threshold
-        # Only whether the running threshold was ever set matters (the first batch sets it).
-        state["threshold_updates"] = torch.tensor(int(bool(threshold > 0)), dtype=torch.int64)
-    if name == "relu" and not sae.decoder_bias:
-        state["b_dec"] = torch.zeros(d)
+    try:
+        state = sae.state_from_saelens(p)
+    except ValueError as err:
+        raise ValueError(f"{directory}: {err}") from err
     expected = sae.state_dict()
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     with torch.no_grad():
@@ -469,24 +399,16 @@ def _sparsity_coef(cfg: SAELensConfig, name: str, directory: Path) -> float | No
                                minimum=0.0)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{directory / CFG_FILENAME}: {err}") from err
-    training, details = cfg.training_architecture, cfg.details
-    if training == "standard" and name == "relu":
-        key = "l1_coefficient"
-        if details.get("lp_norm", 1.0) != 1.0:
-            cfg.notes.append(f"trained with an L{details.get('lp_norm')} penalty: no "
-                             f"sparsity_coef (toysae's relu SAE uses L1)")
-            return None
-    elif training == "gated" and name == "gated":
-        key = "l1_coefficient"
-    elif training == "jumprelu" and name == "jumprelu":
-        key = "l0_coefficient"
-        mode = details.get("jumprelu_sparsity_loss_mode", "step")
-        if mode != "step":
-            cfg.notes.append(f"trained with the {mode!r} sparsity loss: no sparsity_coef "
-                             f"(toysae's JumpReLU SAE uses the step L0 penalty)")
-            return None
-    else:
+    cls, details = ARCHITECTURES[name], cfg.details
+    if cls.penalty_kind == "none" or cfg.training_architecture != _training_architecture(cls):
         return None
+    key = f"{cls.penalty_kind}_coefficient"  # SAELens's l1_coefficient, l0_coefficient
+    for field, value in cls.saelens_penalty_details.items():
+        found = details.get(field, value)
+        if found != value:
+            cfg.notes.append(f"trained with {field} {found!r} (toysae's {name} SAE: "
+                             f"{value!r}): no sparsity_coef")
+            return None
     value = details.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value < 0:

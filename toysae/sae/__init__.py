@@ -7,11 +7,16 @@ coefficients, dead latents), ``engine`` (the loop, :class:`RunOptions`),
 ``callbacks`` (its per-step hooks) and ``train_state`` (checkpoints of a run).
 
 ``make_sae(name, d, width, **kwargs)`` builds any registered architecture
-(``ARCHITECTURES``): relu, tied, topk, batchtopk, matryoshka, jumprelu, gated.
+(``ARCHITECTURES``): relu, tied, topk, batchtopk, jumprelu, gated, matryoshka. Every
+module of this package is imported with it, so an architecture in a file of its own
+registers itself (docs/design.md, "Add an architecture").
 ``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
 ``step_path("dense" | "sparse" | "auto")`` forces the path of the sparsity-aware
 step (``toysae.sae.fused``; by default each batch's code density chooses).
 """
+
+import importlib
+import pkgutil
 
 from toysae.sae.base import (
     ARCHITECTURES,
@@ -55,3 +60,14 @@ __all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "Callback", "Dat
            "make_sae", "register", "resample_dead_latents_", "save", "step_path",
            "train_ensembles", "train_grid", "train_grid_sequential", "train_members",
            "train_sae"]
+
+
+def _import_modules() -> None:
+    """Import every module of this package, so that an architecture's module registers it
+    (``register``) without being named here."""
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_modules()

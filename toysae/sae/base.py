@@ -22,6 +22,10 @@ Anthropic's ``sum_i f_i ||W_dec,i||``.
 Dead latents: each architecture names its auxiliary loss for them
 (``dead_latent_loss``: ghost grads or AuxK) and that loss's default weight
 (``default_dead_latent_coef``; 0 means off unless a config turns it on).
+
+Everything else toysae needs to know of an architecture lives on its class too:
+its place in listings (``listing_order``) and its SAELens format (``saelens_*``),
+so a new architecture is one module (docs/design.md, "Add an architecture").
 """
 
 from __future__ import annotations
@@ -36,18 +40,42 @@ from torch import Tensor, nn
 from toysae import _tuning
 from toysae._validation import check_float, check_int, check_seed
 
+#: Every registered architecture by name, in listing order (``listing_order``, then the
+#: order of registration): the order the experiments train and tabulate them in.
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {}
+PENALTY_KINDS = ("l1", "l0", "none")
+DEAD_LATENT_LOSSES = ("ghost", "auxk")
 
 
 def register(name: str):
-    """Class decorator: make an SAE class constructible by ``make_sae(name, ...)``."""
+    """Class decorator: make an SAE class constructible by ``make_sae(name, ...)``.
+
+    Checks the facts the class declares (``penalty_kind``, ``dead_latent_loss``, an
+    ``aux_k_loss`` for AuxK) and keeps ``ARCHITECTURES`` in listing order.
+    """
     def wrap(cls):
         if name in ARCHITECTURES and ARCHITECTURES[name] is not cls:
             raise RuntimeError(f"architecture {name!r} is registered twice")
+        _check_declared(cls)
         cls.architecture = name
         ARCHITECTURES[name] = cls
+        # sorted() is stable: architectures of equal listing_order keep registration order
+        ordered = sorted(ARCHITECTURES.items(), key=lambda item: item[1].listing_order)
+        ARCHITECTURES.clear()
+        ARCHITECTURES.update(ordered)
         return cls
     return wrap
+
+
+def _check_declared(cls) -> None:
+    for attr, choices in (("penalty_kind", PENALTY_KINDS),
+                          ("dead_latent_loss", DEAD_LATENT_LOSSES)):
+        if getattr(cls, attr) not in choices:
+            raise ValueError(f"{cls.__name__}.{attr} must be one of {list(choices)}, "
+                             f"got {getattr(cls, attr)!r}")
+    if cls.dead_latent_loss == "auxk" and cls.aux_k_loss is SparseAutoencoder.aux_k_loss:
+        raise ValueError(f"{cls.__name__}.dead_latent_loss is 'auxk' but the class defines "
+                         f"no aux_k_loss")
 
 
 def make_sae(name: str, d: int, width: int, **kwargs) -> SparseAutoencoder:
@@ -114,22 +142,43 @@ class SAELoss(NamedTuple):
 class SparseAutoencoder(nn.Module, abc.ABC):
     """Base class: ``encode``, ``decode``, ``forward``, ``loss`` and the decoder's geometry.
 
-    Subclasses define ``encode_pre(x) -> pre_acts``, ``activate(pre_acts) -> codes``,
-    ``decoder_weight`` (the ``(width, d)`` parameter whose rows are atoms),
-    ``decode`` and ``penalty(out)``; and, if their parameters differ from the
-    ``W_enc (d, width), b_enc (width,), W_dec (width, d), b_dec (d,)`` layout,
-    ``latent_parameters`` / ``reinit_latents_`` / ``encoder_norms``.
+    Subclasses define ``encode_pre(x) -> pre_acts`` and ``activate(pre_acts) -> codes``
+    (abstract), and ``config()`` when their constructor takes arguments beyond d, width
+    and seed. Every other hook has a default here: ``decoder_weight`` (the ``(width, d)``
+    parameter whose rows are atoms), ``decode``, ``forward``, ``penalty(out)``,
+    ``auxiliary_loss`` / ``ghost_grad_loss`` / ``aux_k_loss`` (the last for AuxK
+    architectures only); for parameters that differ from the ``W_enc (d, width), b_enc
+    (width,), W_dec (width, d), b_dec (d,)`` layout, ``latent_parameters`` /
+    ``reinit_latents_`` / ``encoder_norms``; and SAELens's format (``saelens_*``,
+    ``config_from_saelens``, ``check_saelens_record``, ``state_from_saelens``).
+    The class attributes below declare the rest (docs/design.md, "Add an architecture").
     """
 
     architecture: str = "base"
-    # What sparsity_coef weighs: "l1" (mean L1 of the codes), "l0", or "none".
+    # What sparsity_coef weighs: "l1" (mean L1 of the codes), "l0", or "none" (sparsity is
+    # set otherwise, by k: the experiments give such an architecture k, never a coefficient).
     penalty_kind: str = "l1"
-    # Which auxiliary loss revives dead latents ("ghost": ghost grads, "auxk": AuxK),
-    # and its weight when a TrainConfig leaves dead_latent_coef unset.
+    # Which auxiliary loss revives dead latents ("ghost": ghost grads, "auxk": AuxK, which
+    # needs aux_k_loss), and its weight when a TrainConfig leaves dead_latent_coef unset.
     dead_latent_loss: str = "ghost"
     default_dead_latent_coef: float = 0.0
     # True when auxiliary_loss adds a term of the architecture's own (the gated SAE's).
     has_auxiliary_term: bool = False
+    # Where the architecture stands in ARCHITECTURES (ascending; ties in registration order),
+    # so the order the experiments run and list it in. The shipped ones are 10 (relu) to 70
+    # (matryoshka); the default puts a new architecture after them.
+    listing_order: int = 100
+
+    # SAELens's format (toysae.interop.saelens asks the class; docs/interop.md). The SAELens
+    # inference architecture this SAE is saved as ("standard", "topk", "jumprelu", "gated"),
+    # or None where SAELens has none that computes it (then export raises, naming it).
+    saelens_architecture: str | None = None
+    # SAELens's name for how it was trained (metadata.training_architecture): what tells
+    # apart the architectures saved as one inference architecture. None: saelens_architecture.
+    saelens_training_architecture: str | None = None
+    # Written beside the coefficient when one is recorded, and required of a SAELens
+    # directory for its recorded coefficient to mean toysae's sparsity_coef (relu: lp_norm 1).
+    saelens_penalty_details: dict = {}
 
     def __init__(self, d: int, width: int, *, seed: int = 0):
         super().__init__()
@@ -248,6 +297,18 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             return dead_latent_coef * self.aux_k_loss(x, out, dead)
         return dead_latent_coef * self.ghost_grad_loss(x, out, dead)
 
+    def aux_k_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024), the dead-latent loss of ``dead_latent_loss == "auxk"``:
+        a scalar tensor for a checked ``x`` (n, d), its forward output ``out`` and the
+        (width,) bool mask ``dead`` (at least one True).
+
+        The base class has none (AuxK needs the architecture's ``aux_k``):
+        ``toysae.sae.topk.aux_k_loss`` computes it, and :func:`register` refuses an
+        ``"auxk"`` architecture that does not define this method.
+        """
+        raise NotImplementedError(f"the {self.architecture} SAE has dead_latent_loss "
+                                  f"{self.dead_latent_loss!r} and no aux_k_loss")
+
     def dead_pre_acts(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
         """(n, n_dead) pre-activations of the dead latents (from ``out`` when it kept them)."""
         if out.pre_acts is not None:
@@ -333,6 +394,69 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         self.W_dec[idx] = directions
         self.W_enc[:, idx] = directions.T * encoder_norm
         self.b_enc[idx] = 0.0
+
+    # -- SAELens's format ---------------------------------------------------
+    # What toysae.interop.saelens asks the class, in SAELens's names; it knows the
+    # directory's layout, the architecture knows its own fields and tensors. Nothing here
+    # imports sae_lens. Each hook raises ValueError with a message that names the field;
+    # the interop prefixes the file.
+    def check_saelens_format(self) -> None:
+        """Raise ValueError, naming the architecture, where SAELens has no architecture
+        that computes this SAE (``saelens_architecture`` is None)."""
+        if self.saelens_architecture is None:
+            exportable = sorted(name for name, cls in ARCHITECTURES.items()
+                                if cls.saelens_architecture is not None)
+            raise ValueError(f"sae: architecture {self.architecture!r} has no SAELens "
+                             f"mapping; exportable: {exportable}")
+
+    def saelens_cfg(self) -> dict:
+        """The cfg.json fields of the architecture's own, beside ``d_in``, ``d_sae`` and the
+        common switches (TopK's ``k``); none by default."""
+        return {}
+
+    def saelens_details(self) -> dict:
+        """``metadata.training_architecture_details`` beyond the coefficient (which the
+        interop writes from ``penalty_kind``): the training hyperparameters SAELens has
+        fields for; none by default."""
+        return {}
+
+    def saelens_state(self) -> dict[str, Tensor]:
+        """The tensors SAELens's architecture holds, under its names. Default: the untied
+        layout ``W_dec (width, d)``, ``b_dec (d,)``, ``W_enc (d, width)``, ``b_enc
+        (width,)``, which SAELens's standard and TopK SAEs hold as they are."""
+        self.check_saelens_format()
+        return {"W_dec": self.W_dec, "b_dec": self.b_dec, "W_enc": self.W_enc,
+                "b_enc": self.b_enc}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict, details: dict, state: dict[str, Tensor]
+                            ) -> dict | str:
+        """Constructor arguments (beyond d and width) for a directory that SAELens wrote.
+
+        cfg : the architecture's own cfg.json fields as read and checked (those
+            :meth:`saelens_cfg` writes, e.g. ``{"k": 4, "rescale_acts_by_decoder_norm":
+            True}`` for SAELens's TopK; ``{}`` otherwise).
+        details : ``metadata.training_architecture_details`` (an object, maybe empty).
+        state : SAELens's tensors in toysae's parametrisation (``b_dec`` subtracted before
+            encoding, decoder norms folded where asked), float32, read-only.
+        Returns the arguments, or a sentence saying why this architecture cannot hold the
+        directory (it then goes to the notes, and the architecture whose training
+        architecture is the inference one reads it). Default: no arguments.
+        """
+        return {}
+
+    @classmethod
+    def check_saelens_record(cls, config: dict, cfg: dict, state: dict[str, Tensor]) -> None:
+        """Raise ValueError where the config toysae recorded (``metadata.toysae.config``,
+        less d and width) contradicts SAELens's own fields ``cfg`` or tensors ``state``
+        (as :meth:`config_from_saelens` gets them). Default: nothing to contradict."""
+
+    def state_from_saelens(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This SAE's ``state_dict`` (every entry) from SAELens's tensors ``state`` in
+        toysae's parametrisation (see :meth:`config_from_saelens`); the interop casts each
+        to the dtype of this SAE's entry and loads it strictly. Default: the untied layout
+        of :meth:`saelens_state`."""
+        return {key: state[key] for key in ("W_dec", "b_dec", "W_enc", "b_enc")}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())

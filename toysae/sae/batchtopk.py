@@ -28,6 +28,11 @@ class BatchTopKSAE(FusedSAEMixin, SparseAutoencoder):
     penalty_kind = "none"
     dead_latent_loss = "auxk"
     default_dead_latent_coef = 1 / 32  # as TopK (Gao et al. 2024)
+    listing_order = 40
+    # SAELens has no inference BatchTopK: it saves one as the JumpReLU SAE its inference
+    # rule is, every latent at the one threshold, and so does toysae.
+    saelens_architecture = "jumprelu"
+    saelens_training_architecture = "batchtopk"
 
     def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
                  momentum: float = 0.01, seed: int = 0):
@@ -95,3 +100,43 @@ class BatchTopKSAE(FusedSAEMixin, SparseAutoencoder):
 
     def aux_k_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
         return aux_k_loss(self, x, out, dead, self.aux_k)
+
+    def saelens_details(self) -> dict:
+        return {"k": self.k}
+
+    def saelens_state(self) -> dict[str, Tensor]:
+        # eval computes pre * [pre > max(threshold, 0)]; SAELens's JumpReLU computes
+        # ReLU(pre) * [pre > threshold], the same for a threshold >= 0.
+        threshold = float(self.threshold.clamp_min(0.0))
+        return {**super().saelens_state(),
+                "threshold": torch.full((self.width,), threshold, dtype=torch.float32)}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict, details: dict,
+                            state: dict[str, Tensor]) -> dict | str:
+        threshold, k = state["threshold"], details.get("k")
+        if not bool((threshold == threshold[0]).all()) or isinstance(k, bool) \
+                or not isinstance(k, (int, float)) or not float(k).is_integer() \
+                or not 1 <= k <= threshold.shape[0]:
+            return (f"a SAELens {cls.saelens_training_architecture} SAE whose thresholds "
+                    f"differ per latent or whose k is not an integer: read as the JumpReLU "
+                    f"SAE it computes")
+        config = {"k": int(k)}
+        lr = details.get("topk_threshold_lr")
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr <= 1:
+            config["momentum"] = float(lr)
+        return config
+
+    @classmethod
+    def check_saelens_record(cls, config: dict, cfg: dict, state: dict[str, Tensor]) -> None:
+        if not bool((state["threshold"] == state["threshold"][0]).all()):
+            raise ValueError(f"metadata.toysae says {cls.architecture}, which has one "
+                             f"threshold, but the thresholds differ per latent (decoder norms "
+                             f"folded into them? then load with fold_decoder_norms=False)")
+
+    def state_from_saelens(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        threshold = state["threshold"][0]
+        # Only whether the running threshold was ever set matters (the first batch sets it).
+        updates = torch.tensor(int(bool(threshold > 0)), dtype=torch.int64)
+        return {**super().state_from_saelens(state), "threshold": threshold,
+                "threshold_updates": updates}

@@ -28,6 +28,9 @@ class GatedSAE(SparseAutoencoder):
     """Gated SAE with weight-shared gate and magnitude paths (``r_mag`` rescales per latent)."""
 
     has_auxiliary_term = True  # the gate's reconstruction through the frozen decoder
+    listing_order = 60
+    saelens_architecture = "gated"
+    saelens_training_architecture = "gated"
 
     def __init__(self, d: int, width: int, *, aux_weight: float = 1.0, seed: int = 0):
         super().__init__(d, width, seed=seed)
@@ -59,6 +62,15 @@ class GatedSAE(SparseAutoencoder):
         gate_x_hat = torch.relu(out.pre_acts) @ self.W_dec.detach() + self.b_dec.detach()
         gate_aux = self.aux_weight * reconstruction_loss(x, gate_x_hat)
         return gate_aux + super().auxiliary_loss(x, out, dead, dead_latent_coef)
+
+    def saelens_state(self) -> dict[str, Tensor]:
+        # SAELens's gated SAE calls the shared gate / magnitude matrix W_enc.
+        return {"W_dec": self.W_dec, "b_dec": self.b_dec, "W_enc": self.W_gate,
+                "b_gate": self.b_gate, "b_mag": self.b_mag, "r_mag": self.r_mag}
+
+    def state_from_saelens(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"W_dec": state["W_dec"], "b_dec": state["b_dec"], "W_gate": state["W_enc"],
+                "b_gate": state["b_gate"], "b_mag": state["b_mag"], "r_mag": state["r_mag"]}
 
     def latent_parameters(self):
         return [(self.W_gate, 1), (self.b_gate, 0), (self.r_mag, 0), (self.b_mag, 0),

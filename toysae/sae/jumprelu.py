@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from toysae._validation import check_float
+from toysae._validation import check_float, listed_latents
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
 from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
@@ -74,6 +74,10 @@ class JumpReLUSAE(FusedSAEMixin, SparseAutoencoder):
     """
 
     penalty_kind = "l0"
+    listing_order = 50
+    saelens_architecture = "jumprelu"
+    saelens_training_architecture = "jumprelu"
+    saelens_penalty_details = {"jumprelu_sparsity_loss_mode": "step"}  # the step L0 penalty
 
     def __init__(self, d: int, width: int, *, threshold_init: float = 0.1,
                  bandwidth: float = 0.1, seed: int = 0):
@@ -111,6 +115,33 @@ class JumpReLUSAE(FusedSAEMixin, SparseAutoencoder):
         """Mean L0 of the codes, differentiable in the thresholds."""
         steps = _Step.apply(out.pre_acts, self.threshold, self.bandwidth)
         return steps.sum() / steps.shape[0]
+
+    def saelens_details(self) -> dict:
+        return {"jumprelu_bandwidth": self.bandwidth,
+                "jumprelu_init_threshold": self.threshold_init}
+
+    def saelens_state(self) -> dict[str, Tensor]:
+        # Exactly the float32 thresholds toysae's forward pass compares against.
+        return {**super().saelens_state(), "threshold": self.threshold}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict, details: dict, state: dict[str, Tensor]) -> dict:
+        config = {}
+        for key, arg in (("jumprelu_init_threshold", "threshold_init"),
+                         ("jumprelu_bandwidth", "bandwidth")):
+            value = details.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value) and value > 0:
+                config[arg] = float(value)
+        return config
+
+    def state_from_saelens(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        threshold = state["threshold"]
+        if not bool((threshold > 0).all()):
+            raise ValueError(f"JumpReLU thresholds must be > 0 for toysae, which stores log "
+                             f"thresholds; {listed_latents(threshold <= 0)} have threshold "
+                             f"<= 0")
+        return {**super().state_from_saelens(state), "log_threshold": threshold.log()}
 
     def latent_parameters(self):
         return [*super().latent_parameters(), (self.log_threshold, 0)]

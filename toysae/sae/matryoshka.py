@@ -75,6 +75,8 @@ class MatryoshkaSAE(BatchTopKSAE):
     """
 
     has_auxiliary_term = True  # the shorter prefixes' reconstruction losses
+    listing_order = 70
+    saelens_training_architecture = "matryoshka_batchtopk"
 
     def __init__(self, d: int, width: int, *, prefix_sizes=None, k: int = 8,
                  aux_k: int | None = None, momentum: float = 0.01, seed: int = 0):
@@ -83,6 +85,23 @@ class MatryoshkaSAE(BatchTopKSAE):
 
     def config(self) -> dict:
         return {**super().config(), "prefix_sizes": list(self.prefix_sizes)}
+
+    def saelens_details(self) -> dict:
+        return {**super().saelens_details(), "matryoshka_widths": list(self.prefix_sizes)}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict, details: dict,
+                            state: dict[str, Tensor]) -> dict | str:
+        config = super().config_from_saelens(cfg, details, state)
+        if isinstance(config, str):
+            return config
+        try:
+            config["prefix_sizes"] = check_prefix_sizes(details.get("matryoshka_widths"),
+                                                        state["W_dec"].shape[0])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"metadata.training_architecture_details.matryoshka_widths is "
+                             f"not a valid prefix list: {err}") from err
+        return config
 
     def block_ends(self) -> tuple[int, ...]:
         return tuple(self.prefix_sizes)

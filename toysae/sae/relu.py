@@ -39,6 +39,11 @@ class ReLUSAE(FusedSAEMixin, SparseAutoencoder):
     one SAE runs one backward pass at a time (autograd on the CPU does).
     """
 
+    listing_order = 10
+    saelens_architecture = "standard"
+    saelens_training_architecture = "standard"
+    saelens_penalty_details = {"lp_norm": 1.0}  # SAELens's standard SAE: an L1 penalty
+
     def __init__(self, d: int, width: int, *, decoder_bias: bool = True, seed: int = 0):
         super().__init__(d, width, seed=seed)
         if not isinstance(decoder_bias, bool):
@@ -70,6 +75,18 @@ class ReLUSAE(FusedSAEMixin, SparseAutoencoder):
         idx = dead.nonzero().squeeze(1)
         return torch.addmm(self.b_enc.index_select(0, idx), x - self.b_dec,
                            self.W_enc.index_select(1, idx))
+
+    @classmethod
+    def check_saelens_record(cls, config: dict, cfg: dict, state: dict[str, Tensor]) -> None:
+        if config.get("decoder_bias") is False and bool(state["b_dec"].any()):
+            raise ValueError("metadata.toysae says a relu SAE without decoder bias, but b_dec "
+                             "is not zero")
+
+    def state_from_saelens(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        own = super().state_from_saelens(state)
+        if not self.decoder_bias:
+            own["b_dec"] = torch.zeros(self.d)
+        return own
 
     def reference_forward(self, x) -> SAEOutput:
         """The same forward pass in plain autograd ops (the fast path's reference)."""

@@ -19,6 +19,8 @@ from toysae.sae.base import SparseAutoencoder, register
 class TiedSAE(SparseAutoencoder):
     """``f = ReLU(x M^T + b)``, ``x_hat = f M``; rows of ``M`` are the atoms."""
 
+    listing_order = 20
+
     def __init__(self, d: int, width: int, *, decoder_bias: bool = False, seed: int = 0):
         super().__init__(d, width, seed=seed)
         if not isinstance(decoder_bias, bool):
@@ -28,6 +30,11 @@ class TiedSAE(SparseAutoencoder):
         self.b = nn.Parameter(torch.zeros(width))
         if decoder_bias:
             self.b_dec = nn.Parameter(torch.zeros(d))
+
+    def check_saelens_format(self) -> None:
+        raise ValueError("sae: the tied SAE has no SAELens counterpart (SAELens has no "
+                         "architecture whose encoder and decoder are one matrix); export an "
+                         "untied architecture such as relu instead")
 
     def config(self) -> dict:
         return {**super().config(), **({"decoder_bias": True} if self.decoder_bias else {})}

@@ -51,6 +51,9 @@ class TopKSAE(FusedSAEMixin, SparseAutoencoder):
     penalty_kind = "none"
     dead_latent_loss = "auxk"
     default_dead_latent_coef = 1 / 32  # Gao et al. 2024's AuxK weight
+    listing_order = 30
+    saelens_architecture = "topk"
+    saelens_training_architecture = "topk"
 
     def __init__(self, d: int, width: int, *, k: int = 8, aux_k: int | None = None,
                  seed: int = 0):
@@ -82,3 +85,17 @@ class TopKSAE(FusedSAEMixin, SparseAutoencoder):
 
     def aux_k_loss(self, x: Tensor, out: SAEOutput, dead: Tensor) -> Tensor:
         return aux_k_loss(self, x, out, dead, self.aux_k)
+
+    def saelens_cfg(self) -> dict:
+        # SAELens's TopK ranks raw pre-activations unless told to rescale; so does toysae's.
+        return {"k": self.k, "rescale_acts_by_decoder_norm": False}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict, details: dict, state: dict[str, Tensor]) -> dict:
+        return {"k": cfg["k"]}
+
+    @classmethod
+    def check_saelens_record(cls, config: dict, cfg: dict, state: dict[str, Tensor]) -> None:
+        if config.get("k") != cfg["k"]:
+            raise ValueError(f"metadata.toysae.config has k={config.get('k')!r} but the "
+                             f"SAELens k is {cfg['k']}")
