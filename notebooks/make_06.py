@@ -104,7 +104,7 @@ cells = [
         "from toysae.experiments import architectures_under_theory as aut\n"
         "result = aut.run(aut.Config.quick())\n"
         "print(aut.table(result))\n"
-        "print('every learner scored:', len(result.rows) == len(aut.ARCHITECTURES) + 1)"),
+        "print('every learner scored:', len(result.rows) == len(aut.architectures()) + 1)"),
 ]
 
 for number, cell in enumerate(cells):  # fixed ids: regenerating changes only what changed

@@ -7,13 +7,15 @@ benchmark-grade world :meth:`toysae.data.SyntheticConfig.synth_small` (2,048
 Zipf-firing features in d = 256, 16 trees of exclusive children, true L0
 about 10.6), rescaled so that ``E ||x||^2 = 1``.
 
-1. **Matched L0.** Every architecture (relu, tied, topk, batchtopk, jumprelu,
-   gated, matryoshka) trains at width ``width`` on the same fixed training
-   set with one recipe (Adam, LR schedule, resampling, each architecture's
-   own dead-latent loss). The k-architectures get ``k = round(true L0)``; the
-   penalty architectures get the coefficient found by a log-log secant search
-   on short runs (``calibration_samples`` each) for L0 = true L0. The L0 each
-   one lands at on fresh evaluation samples is in the table.
+1. **Matched L0.** Every registered architecture (:func:`architectures`; the
+   shipped ones relu, tied, topk, batchtopk, jumprelu, gated, matryoshka)
+   trains at width ``width`` on the same fixed training set with one recipe
+   (Adam, LR schedule, resampling, each architecture's own dead-latent loss).
+   The k-architectures (``penalty_kind`` "none": topk, batchtopk, matryoshka)
+   get ``k = round(true L0)``; the penalty architectures get the coefficient
+   found by a log-log secant search on short runs (``calibration_samples``
+   each) for L0 = true L0. The L0 each one lands at on fresh evaluation
+   samples is in the table.
 2. **Scored against the truth** on ``n_eval`` fresh samples: MCC (Hungarian,
    per latent), mean F1 of latents as detectors of their best-matching
    feature, uniqueness, explained variance (relative to the mean) and the
@@ -40,6 +42,7 @@ The table sets ours beside them and says whether the order holds.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +64,7 @@ from toysae._validation import (
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
-from toysae.sae import TrainConfig, make_sae, train_sae
+from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
 from toysae.theory import check_optimality, check_sae
 
 NAME = "architectures-under-theory"
@@ -69,14 +72,27 @@ DESCRIPTION = ("Every SAE architecture at matched L0 on benchmark-grade hierarch
                "MCC, F1, absorption against the truth, and how far each dictionary is from a "
                "stationary point of dictionary learning.")
 
-ARCHITECTURES = ("relu", "tied", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
-K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")
 DICTLEARN = "dictlearn"
 # SynthSAEBench-16k at L0 = 25, (F1, MCC); "relu" is the paper's standard L1 SAE
 PAPER = {"matryoshka": (0.879, 0.793), "batchtopk": (0.732, 0.757),
          "jumprelu": (0.732, 0.753), "relu": (0.556, 0.604)}
-# Where the coefficient search starts, for data with E ||x||^2 = 1
-_START_COEF = {"relu": 0.1, "tied": 0.1, "gated": 0.1, "jumprelu": 0.003}
+# Where the coefficient search starts, for data with E ||x||^2 = 1, by what it weighs
+_START_COEF = {"l1": 0.1, "l0": 0.003}
+
+
+def architectures() -> tuple[str, ...]:
+    """Every registered architecture, in listing order (``toysae.sae.ARCHITECTURES``)."""
+    return tuple(ARCHITECTURES)
+
+
+def k_architectures() -> tuple[str, ...]:
+    """The architectures whose sparsity is set by ``k``: those with no penalty
+    (``penalty_kind == "none"``); the rest are penalty architectures, calibrated."""
+    return tuple(name for name in architectures() if _takes_k(name))
+
+
+def _takes_k(name: str) -> bool:
+    return ARCHITECTURES[name].penalty_kind == "none"
 
 
 def _train(n_samples: int) -> TrainConfig:
@@ -87,7 +103,7 @@ def _train(n_samples: int) -> TrainConfig:
 class Config(JsonMixin):
     data: SyntheticConfig = field(default_factory=SyntheticConfig.synth_small)
     width: int = 512
-    architectures: tuple = ARCHITECTURES
+    architectures: tuple = field(default_factory=architectures)
     n_train: int = 262_144  # the fixed training set every SAE sees (several epochs)
     train: TrainConfig = field(default_factory=lambda: _train(2_000_000))
     calibration_samples: int = 250_000
@@ -95,7 +111,7 @@ class Config(JsonMixin):
     calibration_tol: float = 0.05  # stop searching at |L0 / target - 1| below this
     final_rounds: int = 2  # full-length runs of a penalty architecture to land on the target
     final_tol: float = 0.1  # retrain at full length while |L0 / target - 1| is above this
-    prefix_sizes: tuple | None = None  # Matryoshka; None: width/8, width/4, width/2, width
+    prefix_sizes: tuple | None = None  # where taken (matryoshka); None: width/8 .. width
     n_eval: int = 8192
     n_check: int = 4096
     lam: float = 0.1  # the one objective every dictionary is judged on
@@ -116,7 +132,8 @@ class Config(JsonMixin):
         if not isinstance(self.train, TrainConfig):
             raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}")
         check_int(self.width, "width", minimum=8)
-        check_tuple(self.architectures, "architectures", check_choice, choices=ARCHITECTURES)
+        check_tuple(self.architectures, "architectures", check_choice,
+                    choices=architectures())
         check_int(self.n_train, "n_train", minimum=self.train.batch_size)
         check_int(self.calibration_samples, "calibration_samples",
                   minimum=self.train.batch_size)
@@ -201,9 +218,9 @@ def _prefix_sizes(config: Config) -> tuple:
 
 
 def _sae_kwargs(name: str, config: Config, k: int) -> dict:
-    if name in K_ARCHITECTURES:
+    if _takes_k(name):
         kwargs = {"k": k, "seed": config.seed}
-        if name == "matryoshka":
+        if "prefix_sizes" in inspect.signature(ARCHITECTURES[name]).parameters:
             kwargs["prefix_sizes"] = _prefix_sizes(config)
         return kwargs
     return {"seed": config.seed}
@@ -245,7 +262,7 @@ def _calibrate(name: str, X: np.ndarray, X_eval: np.ndarray, target: float,
                config: Config) -> Calibration:
     """Log-log secant search for the coefficient whose short run lands at L0 = target."""
     short = config.train.replace(n_samples=config.calibration_samples)
-    coef, tried = _START_COEF[name], []
+    coef, tried = _START_COEF[ARCHITECTURES[name].penalty_kind], []
     for _ in range(config.calibration_rounds):
         sae = make_sae(name, X.shape[1], config.width, **_sae_kwargs(name, config, 1))
         train_sae(sae, X, short.replace(sparsity_coef=coef), progress=False)
@@ -324,7 +341,7 @@ def run(config: Config) -> Result:
         if tracked:
             tc = tc.replace(log_every=max(1, tc.n_steps // (config.track_points - 1)))
         eval_fn = _track_fn(ev, F, config) if tracked else None
-        if name in K_ARCHITECTURES:
+        if _takes_k(name):
             coef, finals = 0.0, ()
             sae, result = _train_one(name, X, tc, k, config, eval_fn)
         else:
@@ -354,8 +371,8 @@ def run(config: Config) -> Result:
             x_hat = sae(torch.from_numpy(ev.x)).x_hat.numpy()
         D = sae.dictionary.detach().numpy()
         report = check_sae(sae, X_check, config.lam)
-        rows.append(Scores(name=name, sparsity_coef=coef if name not in K_ARCHITECTURES
-                           else None, k=k if name in K_ARCHITECTURES else None,
+        rows.append(Scores(name=name, sparsity_coef=None if _takes_k(name) else coef,
+                           k=k if _takes_k(name) else None,
                            **_truth_scores(Z, x_hat, D, ev, F, config),
                            **_theory_scores(report.optimality,
                                             report.amortisation.optimal_codes),
