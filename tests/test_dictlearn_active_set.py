@@ -12,7 +12,8 @@ from toysae._buffers import Workspace
 from toysae._tuning import FIRST_SET, FIRST_SET_MAX
 from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
-from toysae.dictlearn._active_set import (
+from toysae.dictlearn.lasso._fista import prox_grad
+from toysae.dictlearn.lasso._working_set import (
     RowState,
     first_round,
     minus_gram_times,
@@ -20,7 +21,6 @@ from toysae.dictlearn._active_set import (
     set_times,
     working_set_prox_grad,
 )
-from toysae.dictlearn._fista import prox_grad
 
 
 def _problem(seed, density=0.02, signed=False):
@@ -90,12 +90,12 @@ def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(monkeyp
                                                                         cached, route):
     # Through D when the sets are wide against d = 40 (m * 30 > 40) and G is too large for
     # the cache (here: a zero-byte cache), else by gathering rows of G.
-    import toysae.dictlearn._active_set as active_set
+    import toysae.dictlearn.lasso._working_set as working_set
 
-    monkeypatch.setattr(active_set, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
+    monkeypatch.setattr(working_set, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
     widths = []
-    real = active_set.set_times
-    monkeypatch.setattr(active_set, "set_times",
+    real = working_set.set_times
+    monkeypatch.setattr(working_set, "set_times",
                         lambda S, v, M: widths.append(M.shape[1]) or real(S, v, M))
     rng = np.random.default_rng(2)
     D = torch.tensor(rng.standard_normal((50, 40)))
@@ -260,7 +260,7 @@ def test_codes_move_between_working_sets_in_bounded_blocks(monkeypatch):
     other at once; a dense warm start made that (rows, n_atoms, n_atoms) and asked for
     36 GB at 4,096 samples x 4,096 atoms. In blocks of rows the codes must be the same."""
     import toysae._tuning as tuning
-    import toysae.dictlearn._active_set as active_set
+    import toysae.dictlearn.lasso._working_set as working_set
 
     rng = np.random.default_rng(3)
     D = rng.standard_normal((300, 24))
@@ -269,13 +269,13 @@ def test_codes_move_between_working_sets_in_bounded_blocks(monkeypatch):
     init = np.abs(rng.standard_normal((64, 300))) * (rng.random((64, 300)) < 0.04)
     one_pass = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init,
                            max_iter=20000).codes
-    shapes, real = [], active_set._move_to_sets
+    shapes, real = [], working_set._move_to_sets
 
     def spy(S_old, values, S_new, valid):
         shapes.append((S_new.shape[0], S_new.shape[1] * S_old.shape[1]))
         return real(S_old, values, S_new, valid)
 
-    monkeypatch.setattr(active_set, "_move_to_sets", spy)
+    monkeypatch.setattr(working_set, "_move_to_sets", spy)
     monkeypatch.setattr(tuning, "MOVE_BLOCK_ENTRIES", 1000)  # a few rows per block
     blocked = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-9, init=init,
                            max_iter=20000).codes

@@ -9,11 +9,11 @@ import torch
 from problems import random_problem
 
 from toysae._buffers import Workspace
-from toysae.dictlearn import _mixed_precision as mixed
 from toysae.dictlearn import sparse_code
-from toysae.dictlearn._active_set import warm_state, working_set_prox_grad
-from toysae.dictlearn._fista import LassoOutput, prox_grad
-from toysae.dictlearn._mixed_precision import mixed_precision_lasso, set_correlations
+from toysae.dictlearn.lasso import _mixed_precision as mixed
+from toysae.dictlearn.lasso._fista import LassoOutput, prox_grad
+from toysae.dictlearn.lasso._mixed_precision import mixed_precision_lasso, set_correlations
+from toysae.dictlearn.lasso._working_set import warm_state, working_set_prox_grad
 
 
 def _tensors(seed, **kw):

@@ -214,8 +214,8 @@ def test_bad_input_raises_value_error_naming_argument(kwargs, name):
 @pytest.mark.parametrize("nonneg", [True, False])
 def test_working_set_path_matches_cvxpy_and_dense(nonneg):
     # n_atoms > 96 takes the working-set solver; the plain solver and cvxpy must agree with it.
-    from toysae.dictlearn._active_set import working_set_prox_grad
-    from toysae.dictlearn._fista import prox_grad
+    from toysae.dictlearn.lasso._fista import prox_grad
+    from toysae.dictlearn.lasso._working_set import working_set_prox_grad
 
     X, D, _ = random_problem(15, d=24, n_atoms=128, n=12, density=0.03, signed=not nonneg)
     lam = 0.05  # small: many atoms violate KKT at z = 0, so sets get capped and refreshed

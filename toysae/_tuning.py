@@ -78,7 +78,7 @@ GRAM_CACHED_BYTES = 32 << 20
 MOVE_BLOCK_ENTRIES = 1 << 24
 
 # A float64 lasso solve in the active-set regime first finds its supports in float32, to
-# this scaled KKT gap, then refits them in float64 (toysae/dictlearn/_mixed_precision.py).
+# this scaled KKT gap, then refits them in float64 (toysae/dictlearn/lasso/_mixed_precision.py).
 # At 1e-4, 0-7 of 4,096 samples needed float64 rounds after the refit on
 # benchmarks/bench_check.py's world (4,096 atoms, d = 256); float32 reached it on all.
 SEARCH_TOL = 1e-4

@@ -45,8 +45,7 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
-from toysae.dictlearn._active_set import solve_lasso
-from toysae.dictlearn._omp import omp
+from toysae.dictlearn.lasso import omp, solve_lasso
 from toysae.dictlearn.sparse_coding import sparse_code
 from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
 from toysae.objective import objective_from_parts

@@ -9,13 +9,13 @@ with one of
 - ``"fista"``: batched accelerated proximal gradient in torch (CPU or GPU),
   per-sample adaptive restart, step ``1/L`` with ``L`` the top eigenvalue of
   ``G = D D^T``, stopped on the KKT gap. Above ``toysae._tuning.WORKING_SET_ABOVE``
-  (96) atoms it runs inside an active-set method
-  (:mod:`toysae.dictlearn._active_set`): FISTA solves each sample's problem on
+  (96) atoms it runs inside an active-set method (``solve_lasso`` of
+  :mod:`toysae.dictlearn.lasso`): FISTA solves each sample's problem on
   a small working set of atoms, an exact Cholesky refit on the support found
   replaces the slow last iterations, and the stopping rule is still the full
   KKT gap over all atoms. A float64 solve there (from zero codes) finds its
   supports in float32 first, then refits and certifies them in float64
-  (:mod:`toysae.dictlearn._mixed_precision`): the same answer, to the same
+  (``mixed_precision_lasso``): the same answer, to the same
   tolerance, in about 70% of the time (4,096 samples on 4,096 atoms, d = 256);
 - ``"ista"``: the same without momentum (slow; a cross-check);
 - ``"omp"``: orthogonal matching pursuit with ``n_nonzero`` atoms (ignores lam
@@ -47,10 +47,14 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
-from toysae.dictlearn._active_set import set_times, solve_lasso
-from toysae.dictlearn._fista import kkt_violation, sparse_times
-from toysae.dictlearn._mixed_precision import mixed_precision_lasso
-from toysae.dictlearn._omp import omp
+from toysae.dictlearn.lasso import (
+    kkt_violation,
+    mixed_precision_lasso,
+    omp,
+    set_times,
+    solve_lasso,
+    sparse_times,
+)
 from toysae.objective import objective_from_parts
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
@@ -299,7 +303,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     sets = None
     if method == "cvxpy":
         # Imported here: cvxpy is slow to import and only the reference path needs it.
-        from toysae.dictlearn._cvxpy_solver import OPTIMAL, cvxpy_code
+        from toysae.dictlearn.lasso import OPTIMAL, cvxpy_code
 
         out = cvxpy_code(Xt.cpu().double().numpy(), Dt.cpu().double().numpy(), lam,
                          nonneg=nonneg, solver=solver, solver_options=solver_options,
@@ -333,7 +337,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
                        if success else
                        "OMP's nonnegative least-squares refit hit its iteration limit")
         else:
-            # float64 solves find their supports in float32 first (_mixed_precision)
+            # float64 solves find their supports in float32 first (mixed_precision_lasso)
             res = (mixed_precision_lasso(Xt, Dt, G, lam, nonneg=nonneg,
                                          accelerate=method == "fista", max_iter=max_iter,
                                          tol=tol, scale=scale, workspace=workspace)

@@ -5,7 +5,7 @@ nearly all of its time in the active-set solver's (rows, n_atoms) products and
 scans, and those run about twice as fast in float32 (half the bytes moved, twice
 the lanes). Only the last digits of the answer need float64, and once the
 support and signs are right the exact answer is one Cholesky solve away
-(:func:`~toysae.dictlearn._active_set.refit_on_support`). So:
+(:func:`~toysae.dictlearn.lasso._working_set.refit_on_support`). So:
 
 1. **search**: the active-set solver in float32, to a scaled KKT gap of
    ``SEARCH_TOL`` (``toysae._tuning``), from the float32 correlations;
@@ -30,7 +30,8 @@ import torch
 
 from toysae._buffers import Workspace
 from toysae._tuning import SEARCH_TOL
-from toysae.dictlearn._active_set import (
+from toysae.dictlearn.lasso._fista import LassoOutput
+from toysae.dictlearn.lasso._working_set import (
     _count,
     _gram_blocks,
     _refit_if_better,
@@ -38,7 +39,6 @@ from toysae.dictlearn._active_set import (
     set_times,
     working_set_prox_grad,
 )
-from toysae.dictlearn._fista import LassoOutput
 
 
 def set_correlations(X: torch.Tensor, D: torch.Tensor, S: torch.Tensor,

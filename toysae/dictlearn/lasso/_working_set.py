@@ -4,7 +4,7 @@ Every round, each unfinished sample gets a working set of atoms, its codes on
 that set are solved for, and the *full* KKT gap (``g = c - zG`` on all
 ``n_atoms`` atoms, kept up to date by one gathered product) decides whether the
 sample is done. The answer is therefore as exact as the dense solver's
-(:func:`toysae.dictlearn._fista.prox_grad`); only the work is small (``m**2``
+(:func:`toysae.dictlearn.lasso._fista.prox_grad`); only the work is small (``m**2``
 per sample instead of ``n_atoms**2``). The rounds:
 
 - :func:`first_round` (from zero codes): the ``first_set`` atoms with the
@@ -49,7 +49,7 @@ from toysae._tuning import (
     SET_GROWTH,
     WORKING_SET_ABOVE,
 )
-from toysae.dictlearn._fista import LassoOutput, gram_times, prox_grad
+from toysae.dictlearn.lasso._fista import LassoOutput, gram_times, prox_grad
 from toysae.objective import objective_from_parts
 
 # The two workspace buffers the (rows, n_atoms) responses alternate between.

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from toysae.dictlearn._fista import prox_grad
+from toysae.dictlearn.lasso._fista import prox_grad
 
 
 class OmpOutput(NamedTuple):

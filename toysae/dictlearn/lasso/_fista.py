@@ -11,7 +11,7 @@ accelerated gradient schemes", 2015), and a sample leaves the active batch as
 soon as its KKT gap is below ``tol``.
 
 This is the dense solver. For large dictionaries
-:mod:`toysae.dictlearn._active_set` wraps it in an active-set method (each
+:mod:`toysae.dictlearn.lasso._working_set` wraps it in an active-set method (each
 sample works on a few atoms at a time, exact Cholesky refits on the support).
 """
 
@@ -33,7 +33,7 @@ class LassoOutput:
     sample ran. success : (n,) bool, the sample met the stopping rule.
     sets : the codes as padded index sets, (n, m) atoms and (n, m) values with
     zeros as padding, when the solver works on sets (a cheap sparse form for
-    ``z @ M``; see ``_active_set.set_times``); else None.
+    ``z @ M``; see ``set_times``); else None.
     codes : the dense (n, n_atoms) codes; built from ``sets`` on first access
     when the solver did not build them (a caller that reads only the sets never
     pays for the dense array).
