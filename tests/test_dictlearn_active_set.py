@@ -13,14 +13,8 @@ from toysae._tuning import FIRST_SET, FIRST_SET_MAX
 from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.lasso._fista import prox_grad
-from toysae.dictlearn.lasso._working_set import (
-    RowState,
-    first_round,
-    minus_gram_times,
-    refit_on_support,
-    set_times,
-    working_set_prox_grad,
-)
+from toysae.dictlearn.lasso._sets import minus_gram_times, refit_on_support, set_times
+from toysae.dictlearn.lasso._working_set import RowState, first_round, working_set_prox_grad
 
 
 def _problem(seed, density=0.02, signed=False):
@@ -90,12 +84,12 @@ def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(monkeyp
                                                                         cached, route):
     # Through D when the sets are wide against d = 40 (m * 30 > 40) and G is too large for
     # the cache (here: a zero-byte cache), else by gathering rows of G.
-    import toysae.dictlearn.lasso._working_set as working_set
+    import toysae.dictlearn.lasso._sets as sets
 
-    monkeypatch.setattr(working_set, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
+    monkeypatch.setattr(sets, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
     widths = []
-    real = working_set.set_times
-    monkeypatch.setattr(working_set, "set_times",
+    real = sets.set_times
+    monkeypatch.setattr(sets, "set_times",
                         lambda S, v, M: widths.append(M.shape[1]) or real(S, v, M))
     rng = np.random.default_rng(2)
     D = torch.tensor(rng.standard_normal((50, 40)))

@@ -18,8 +18,9 @@ Outside (what the rest of toysae imports, from this package only):
   mostly-zero codes), :func:`set_times` (``z @ M`` for codes on index sets).
 
 Inside (private modules, imported only by each other and by the tests):
-``_fista`` (the dense proximal-gradient solver, ``LassoOutput``), ``_working_set`` (the
-active-set method and ``solve_lasso``),
+``_fista`` (the dense proximal-gradient solver, ``LassoOutput``), ``_sets`` (the
+algebra of codes on per-sample index sets: exact refits on a support, products, the KKT
+gap on a set), ``_working_set`` (the active-set method and ``solve_lasso``),
 ``_mixed_precision`` (search in float32, polish and finish in float64), ``_omp``,
 ``_cvxpy_solver``.
 """
@@ -27,7 +28,8 @@ active-set method and ``solve_lasso``),
 from toysae.dictlearn.lasso._fista import LassoOutput, kkt_violation, sparse_times
 from toysae.dictlearn.lasso._mixed_precision import mixed_precision_lasso
 from toysae.dictlearn.lasso._omp import OmpOutput, omp
-from toysae.dictlearn.lasso._working_set import set_times, solve_lasso
+from toysae.dictlearn.lasso._sets import set_times
+from toysae.dictlearn.lasso._working_set import solve_lasso
 
 _ON_FIRST_USE = ("OPTIMAL", "CvxpyOutput", "cvxpy_code")
 

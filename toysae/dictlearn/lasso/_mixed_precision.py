@@ -5,7 +5,7 @@ nearly all of its time in the active-set solver's (rows, n_atoms) products and
 scans, and those run about twice as fast in float32 (half the bytes moved, twice
 the lanes). Only the last digits of the answer need float64, and once the
 support and signs are right the exact answer is one Cholesky solve away
-(:func:`~toysae.dictlearn.lasso._working_set.refit_on_support`). So:
+(:func:`~toysae.dictlearn.lasso._sets.refit_on_support`). So:
 
 1. **search**: the active-set solver in float32, to a scaled KKT gap of
    ``SEARCH_TOL`` (``toysae._tuning``), from the float32 correlations;
@@ -31,14 +31,14 @@ import torch
 from toysae._buffers import Workspace
 from toysae._tuning import SEARCH_TOL
 from toysae.dictlearn.lasso._fista import LassoOutput
-from toysae.dictlearn.lasso._working_set import (
-    _count,
-    _gram_blocks,
-    _refit_if_better,
+from toysae.dictlearn.lasso._sets import (
+    gram_blocks,
+    refit_if_better,
+    row_counts,
     set_kkt,
     set_times,
-    working_set_prox_grad,
 )
+from toysae.dictlearn.lasso._working_set import working_set_prox_grad
 
 
 def set_correlations(X: torch.Tensor, D: torch.Tensor, S: torch.Tensor,
@@ -62,7 +62,7 @@ def _packed(S: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """Index sets reordered so that each row's nonzero codes come first; and their counts."""
     nonzero = z != 0
     order = torch.argsort((~nonzero).view(torch.uint8), dim=1, stable=True)
-    return S.gather(1, order), z.gather(1, order), _count(nonzero)
+    return S.gather(1, order), z.gather(1, order), row_counts(nonzero)
 
 
 def mixed_precision_lasso(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, lam: float, *,
@@ -97,7 +97,7 @@ def mixed_precision_lasso(X: torch.Tensor, D: torch.Tensor, G: torch.Tensor, lam
             rows = torch.nonzero((count > low) & (count <= width)).squeeze(1)
             if rows.numel():
                 S_b, z_b = S[rows, :width], z[rows, :width]
-                z_b = _refit_if_better(c[rows, :width], _gram_blocks(G, S_b), z_b, lam, nonneg)
+                z_b = refit_if_better(c[rows, :width], gram_blocks(G, S_b), z_b, lam, nonneg)
                 residual[rows] = X[rows] - set_times(S_b, z_b, D)
                 buckets.append((rows, S_b, z_b))
             low, width = width, 2 * width

@@ -8,7 +8,7 @@ sample is done. The answer is therefore as exact as the dense solver's
 per sample instead of ``n_atoms**2``). The rounds:
 
 - :func:`first_round` (from zero codes): the ``first_set`` atoms with the
-  largest responses ``c_j > lam``, solved by :func:`refit_on_support` alone
+  largest responses ``c_j > lam``, solved by ``_sets.refit_on_support`` alone
   (one Cholesky solve, atoms that come out negative dropped and the solve
   repeated). On the reference toy this finishes about 2/3 of the samples:
   those whose optimal support lies among their 8 largest responses. Where most
@@ -42,126 +42,25 @@ from toysae._buffers import Workspace
 from toysae._tuning import (
     FIRST_SET,
     FIRST_SET_MAX,
-    GRAM_CACHED_BYTES,
-    GRAM_VIA_DICTIONARY,
     MAX_SET,
     ROW_BLOCK,
     SET_GROWTH,
     WORKING_SET_ABOVE,
 )
-from toysae.dictlearn.lasso._fista import LassoOutput, gram_times, prox_grad
-from toysae.objective import objective_from_parts
+from toysae.dictlearn.lasso._fista import LassoOutput, prox_grad
+from toysae.dictlearn.lasso._sets import (
+    gram_blocks,
+    minus_gram_times,
+    refit_if_better,
+    row_counts,
+    set_kkt,
+)
 
 # The two workspace buffers the (rows, n_atoms) responses alternate between.
 _RESPONSE = ("lasso.response.0", "lasso.response.1")
 
 
-# ---------------------------------------------------------------------------- set algebra
-def set_objective(c: torch.Tensor, G: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
-    """Per-sample objective minus ``1/2 |x|^2`` on (n, m) sets: ``|x - zD|^2 - |x|^2 =
-    z G z^T - 2 c . z`` is the squared residual up to that constant."""
-    squared = gram_times(z, G).sub_(c, alpha=2.0).mul_(z).sum(dim=1)
-    return objective_from_parts(squared, z.abs().sum(dim=1), lam)
-
-
-def refit_on_support(c: torch.Tensor, G: torch.Tensor, support: torch.Tensor,
-                     sign: torch.Tensor, lam: float, max_drops: int = 2
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Minimiser over codes with a given support and signs: one batched Cholesky solve.
-
-    On a support ``P`` with signs ``s`` the objective is a quadratic whose
-    minimiser solves ``G_PP z_P = c_P - lam s_P``. Once the support and signs
-    are the optimal ones, that solve *is* the answer, exactly, where an
-    iterative method would spend many slow iterations on the last digits. An
-    atom whose solution comes out with the wrong sign (or zero) leaves the
-    support and the solve is repeated, at most ``max_drops`` times.
-
-    c : (n, m) correlations on each sample's atom set; G : (n, m, m) their Gram
-    blocks; support : (n, m) bool; sign : (n, m) the signs to keep (+1 for
-    nonnegative codes). Returns ``(codes, consistent, dropped)``: the codes
-    (zero off the final support) and, per sample, whether the factorisation
-    succeeded and every sign held, and whether any atom was dropped. Whether
-    the codes are optimal is the caller's KKT check.
-    """
-    n, m = c.shape
-    eye = torch.eye(m, dtype=c.dtype, device=c.device)
-    rhs = c - lam * sign
-    z = torch.zeros_like(c)
-    consistent = torch.zeros(n, dtype=torch.bool, device=c.device)
-    dropped = torch.zeros_like(consistent)
-    rows = None  # all rows on the first solve, then those that dropped an atom
-    on = support
-    for attempt in range(max_drops + 1):
-        G_r, rhs_r, sign_r = (G, rhs, sign) if rows is None else (G[rows], rhs[rows], sign[rows])
-        # Identity off the support keeps the system definite and those codes zero.
-        A = torch.where(on[:, :, None] & on[:, None, :], G_r, eye)
-        factor, info = torch.linalg.cholesky_ex(A)
-        z_r = torch.cholesky_solve((rhs_r * on).unsqueeze(2), factor).squeeze(2) * on
-        wrong = on & ~(z_r * sign_r > 0)  # also catches NaN from a failed factorisation
-        redo = wrong.any(dim=1)
-        if rows is None:
-            z, consistent = z_r, (info == 0) & ~redo
-        else:
-            z[rows], consistent[rows] = z_r, (info == 0) & ~redo
-        if attempt == max_drops or not bool(redo.any()):
-            break
-        rows = torch.nonzero(redo).squeeze(1) if rows is None else rows[redo]
-        dropped[rows] = True
-        on = (on & ~wrong)[redo]
-    return z, consistent, dropped
-
-
-def _refit_if_better(c: torch.Tensor, G: torch.Tensor, z: torch.Tensor, lam: float,
-                     nonneg: bool, support: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`refit_on_support` on the support of ``z``, kept where it lowers the objective.
-
-    With no atom dropped the refit minimises over a set that contains ``z``,
-    so it cannot be worse; after drops it is compared with ``z`` on the set
-    objective. ``support`` overrides the support of ``z`` (a first guess from
-    zero codes, whose signs are then those of ``c``).
-    """
-    if support is None:
-        support = z != 0
-        sign = torch.ones_like(z) if nonneg else torch.sign(z)
-    else:
-        sign = torch.ones_like(z) if nonneg else torch.sign(c)
-    refit, keep, dropped = refit_on_support(c, G, support, sign, lam)
-    check = torch.nonzero(keep & dropped).squeeze(1)
-    if check.numel():
-        c_d, G_d = c[check], G[check]
-        keep[check] = set_objective(c_d, G_d, refit[check], lam) <= set_objective(
-            c_d, G_d, z[check], lam)
-    return torch.where(keep[:, None], refit, z)
-
-
-def set_times(S: torch.Tensor, values: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """``z @ M`` for codes on index sets.
-
-    The codes are ``z[i, S[i, j]] = values[i, j]``; padding entries must carry
-    exact zeros. The product is a weighted ``embedding_bag`` (each output row is
-    the weighted sum of the ``m`` rows of ``M`` its sample uses), several times
-    faster on the CPU than a CSR product and never materialising ``z``.
-    """
-    return torch.nn.functional.embedding_bag(S, M, per_sample_weights=values, mode="sum")
-
-
-def minus_gram_times(base: torch.Tensor, S: torch.Tensor, values: torch.Tensor,
-                     G: torch.Tensor, D: torch.Tensor | None, *,
-                     out: torch.Tensor) -> torch.Tensor:
-    """``out = base - z G`` for codes on index sets (``base`` may be ``out``: in place).
-
-    With the dictionary ``D`` (n_atoms, d) at hand, ``z G = (z D) D^T``: one dense
-    product of ``d * n_atoms`` per row instead of gathering ``m`` rows of ``G`` (
-    ``m * n_atoms`` memory reads), taken when ``m * GRAM_VIA_DICTIONARY > d`` and ``G``
-    is too large for the cache (``GRAM_CACHED_BYTES``; ``toysae._tuning``). The two agree
-    to rounding.
-    """
-    if (D is not None and S.shape[1] * GRAM_VIA_DICTIONARY > D.shape[1]
-            and G.numel() * G.element_size() > GRAM_CACHED_BYTES):
-        return torch.addmm(base, set_times(S, values, D), D.T, alpha=-1.0, out=out)
-    return torch.sub(base, set_times(S, values, G), out=out)
-
-
+# ---------------------------------------------------------------------------- working sets
 def _move_to_sets(S_old: torch.Tensor, values: torch.Tensor, S_new: torch.Tensor,
                   valid: torch.Tensor) -> torch.Tensor:
     """Codes given on sets ``S_old`` re-expressed on sets ``S_new`` (atoms not in it drop).
@@ -191,26 +90,11 @@ def _full_kkt(z_set: torch.Tensor, g: torch.Tensor, S: torch.Tensor, lam: float,
     return set_kkt(z_set, g.gather(1, S), top, lam, nonneg)
 
 
-def set_kkt(z_set: torch.Tensor, gS: torch.Tensor, top: torch.Tensor, lam: float,
-            nonneg: bool) -> torch.Tensor:
-    """:func:`_full_kkt` from its parts: the responses on the set ``gS`` (n, m) and each
-    sample's largest response over all atoms ``top`` (n,) (largest ``|g|`` if signed)."""
-    off = torch.clamp(top - lam, min=0.0)
-    target = lam if nonneg else lam * torch.sign(z_set)
-    on = torch.where(z_set != 0, (gS - target).abs(), torch.zeros_like(gS))
-    return torch.maximum(off, on.amax(dim=1) if on.shape[1] else off)
-
-
-def _count(mask: torch.Tensor) -> torch.Tensor:
-    """Row counts of a boolean (n, n_atoms) mask (summing bools would first copy to int64)."""
-    return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
-
-
 def _index_sets(member: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, n_atoms) membership -> (n, m) atom indices, ascending, padded with atom 0, and a
     0/1 mask of the real entries."""
     n = member.shape[0]
-    count = _count(member)
+    count = row_counts(member)
     m = max(int(count.max()), 1) if n else 1
     rows, cols = torch.nonzero(member, as_tuple=True)
     starts = torch.cumsum(count, 0) - count
@@ -229,7 +113,7 @@ def _next_sets(S: torch.Tensor, z_set: torch.Tensor, g: torch.Tensor, lam: float
     member = g > lam if nonneg else g.abs() > lam
     # Support atoms are members whatever their response (padding adds nothing).
     member.view(torch.uint8).scatter_reduce_(1, S, on.to(torch.uint8), reduce="amax")
-    over = _count(member) > cap
+    over = row_counts(member) > cap
     if bool(over.any()):
         rows = torch.nonzero(over).squeeze(1)
         response = g.index_select(0, rows)
@@ -241,13 +125,6 @@ def _next_sets(S: torch.Tensor, z_set: torch.Tensor, g: torch.Tensor, lam: float
         top = response.topk(cap, dim=1).indices
         member[rows] = torch.zeros_like(member[rows]).scatter_(1, top, True)
     return _index_sets(member, g.dtype)
-
-
-def _gram_blocks(G: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """(r, m, m) blocks ``G[S_i, S_i]`` of the Gram matrix, one gathered read."""
-    n_atoms, m = G.shape[0], S.shape[1]
-    flat = (S[:, :, None] * n_atoms + S[:, None, :]).reshape(-1)
-    return G.reshape(-1).index_select(0, flat).view(-1, m, m)
 
 
 # ---------------------------------------------------------------------------- row state
@@ -317,7 +194,7 @@ def first_round(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
         atoms = top.indices if rows is None else top.indices.index_select(0, rows)
         c_set = C.gather(1, atoms) if rows is None else C[rows[:, None], atoms]
         valid = ((c_set if nonneg else c_set.abs()) > lam).to(C.dtype)
-        z_r = _refit_if_better(c_set * valid, _gram_blocks(G, atoms), torch.zeros_like(valid),
+        z_r = refit_if_better(c_set * valid, gram_blocks(G, atoms), torch.zeros_like(valid),
                                lam, nonneg, support=valid != 0)
         if rows is None:
             S, z_set = atoms, z_r
@@ -325,7 +202,7 @@ def first_round(C: torch.Tensor, G: torch.Tensor, lam: float, *, nonneg: bool,
             S = torch.cat([S, S.new_zeros(n, k - S.shape[1])], dim=1)
             z_set = torch.cat([z_set, z_set.new_zeros(n, k - z_set.shape[1])], dim=1)
             S[rows], z_set[rows] = atoms, z_r
-        full = _count(z_r != 0) == k
+        full = row_counts(z_r != 0) == k
         if 2 * k > min(FIRST_SET_MAX, n_atoms) or 2 * int(full.sum()) <= len(z_r):
             break
         rows = torch.nonzero(full).squeeze(1) if rows is None else rows[full]
@@ -366,12 +243,12 @@ def later_round(state: RowState, C: torch.Tensor, G: torch.Tensor, lam: float, *
     S, valid = _next_sets(state.atoms, state.codes, state.response, lam, nonneg, cap)
     z_start = _move_to_sets(state.atoms, state.codes, S, valid)  # every support atom stays
     c_set = C[state.sample[:, None], S] * valid
-    Gs = _gram_blocks(G, S) * (valid[:, :, None] * valid[:, None, :])
+    Gs = gram_blocks(G, S) * (valid[:, :, None] * valid[:, None, :])
     L = Gs.abs().sum(dim=2).amax(dim=1, keepdim=True)
     out = prox_grad(c_set, Gs, lam, nonneg=nonneg, accelerate=accelerate,
                     max_iter=budget - int(state.used.max()), tol=tol, init=z_start,
                     scale=scale, L=L, mask=valid)
-    z_set = _refit_if_better(c_set, Gs, out.codes, lam, nonneg)
+    z_set = refit_if_better(c_set, Gs, out.codes, lam, nonneg)
     # g = c - z G, updated in place by the change of the codes.
     g = minus_gram_times(state.response, S, z_set - z_start, G, D, out=state.response)
     kkt = _full_kkt(z_set, g, S, lam, nonneg) / scale
@@ -439,7 +316,7 @@ def retire(state: RowState, *, tol: float, budget: int, cap: int, last: bool,
     """
     success = state.kkt <= tol
     stop = success | (state.used >= budget) | last
-    full = ~stop & (_count(state.codes != 0) >= cap)
+    full = ~stop & (row_counts(state.codes != 0) >= cap)
     if bool(full.any()):
         rows = torch.nonzero(full).squeeze(1)
         dense = torch.zeros(rows.numel(), finished.n_atoms, dtype=state.codes.dtype,
