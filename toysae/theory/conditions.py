@@ -266,8 +266,11 @@ def sample_sums(p: Problem) -> SampleSums:
     return sums
 
 
-def _atom_stationarity(p: Problem, sums: SampleSums, tol: float,
-                       n_worst: int) -> AtomStationarityReport:
+def atom_stationarity_from_sums(p: Problem, sums: SampleSums, tol: float,
+                                n_worst: int) -> AtomStationarityReport:
+    """:func:`atom_stationarity` of ``p`` from its pass over the samples (``sums``, whose
+    ``R`` (n_atoms, d) and ``mass`` (n_atoms,) it reads), so that
+    :func:`~toysae.theory.check_optimality` shares one pass among its checks."""
     D, R, mass = p.D, sums.R, sums.mass
     alive = mass > 0
     normal = np.einsum("kd,kd->k", R, D)
@@ -317,10 +320,11 @@ def atom_stationarity(X, D, Z, lam, *, nonneg: bool = True, tol: float = ATOM_TO
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
     tol, n_worst = _tol(tol, "tol"), check_int(n_worst, "n_worst", minimum=0)
-    return _atom_stationarity(p, sample_sums(p), tol, n_worst)
+    return atom_stationarity_from_sums(p, sample_sums(p), tol, n_worst)
 
 
-def _bias_report(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:
+def bias_condition_from_sum(p: Problem, residual_sum: np.ndarray, tol: float) -> BiasReport:
+    """:func:`bias_condition` of ``p`` from the (d,) sum of its residuals over the samples."""
     mean = residual_sum / p.n_samples
     violation = float(np.linalg.norm(mean) / p.lam)
     passed = violation <= tol
@@ -337,4 +341,4 @@ def bias_condition(X, D, Z, lam, bias, *, nonneg: bool = True, tol: float = BIAS
         raise ValueError("bias must be the (d,) decoder bias, got None")
     p = make_problem(X, D, Z, lam, nonneg=nonneg, bias=bias, normalize=normalize,
                      unit_atol=unit_atol)
-    return _bias_report(p, sample_sums(p).residual_sum, _tol(tol, "tol"))
+    return bias_condition_from_sum(p, sample_sums(p).residual_sum, _tol(tol, "tol"))

@@ -20,8 +20,8 @@ from toysae.theory.conditions import (
     AtomStationarityReport,
     BiasReport,
     CodeKKTReport,
-    _atom_stationarity,
-    _bias_report,
+    atom_stationarity_from_sums,
+    bias_condition_from_sum,
     code_kkt_sums,
 )
 from toysae.theory.hierarchy import HierarchyReport, StepVerifier, hierarchy_plan
@@ -161,7 +161,7 @@ def plan_checks(p: Problem, sums: SampleSums, tracker: NestingTracker, *, decode
     ``streamed``: ``p`` reads a file (``toysae.theory.files``): per-sample arrays and
     the steps' rows are left out so memory does not grow with the file.
     """
-    atoms = _atom_stationarity(p, sums, tolerances.atom, n_worst)
+    atoms = atom_stationarity_from_sums(p, sums, tolerances.atom, n_worst)
     plan = (None if pairs is None
             else plan_pairs(p, sums, tracker, pairs, tolerances.pair, n_worst, max_pairs))
     steps = StepVerifier(p, hierarchy_plan(p, sums, tracker, max_steps), keep_rows=not streamed)
@@ -190,8 +190,8 @@ def run_checks(plan: CheckPlan, *, extra: Sequence = (), on_chunk=None) -> Optim
     code = code_sums.result()
     pair_rep = None if pairs is None else pair_report(p, sums, pairs, tolerances.pair, n_worst)
     hierarchy = plan.steps.result()
-    bias_report = (_bias_report(p, sums.residual_sum, tolerances.bias) if plan.decoder_bias
-                   else None)
+    bias_report = (bias_condition_from_sum(p, sums.residual_sum, tolerances.bias)
+                   if plan.decoder_bias else None)
     parts = [code, plan.atoms, *([pair_rep] if pair_rep is not None else []), hierarchy,
              *([bias_report] if bias_report is not None else [])]
     objective = float(objective_from_parts(sums.squared_residual, sums.l1, p.lam))
