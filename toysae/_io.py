@@ -119,7 +119,7 @@ def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str
 
     if sys.byteorder != "little":  # pragma: no cover
         raise RuntimeError("safetensors files are little-endian; this machine is not")
-    names = {v: k for k, v in _torch_dtypes(torch).items()}
+    names = {v: k for k, v in safetensors_dtypes(torch).items()}
     header: dict = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
     blobs, offset = [], 0
     for name in sorted(tensors):
@@ -142,7 +142,7 @@ def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str
     return Path(path)
 
 
-def _torch_dtypes(torch) -> dict:
+def safetensors_dtypes(torch) -> dict:
     """safetensors dtype name -> torch dtype, for the dtypes this torch has."""
     out = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
            "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32,

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from toysae._config import _plain
+from toysae._config import jsonable
 
 
 def verdict(result) -> str:
@@ -104,7 +104,7 @@ def _export(value, include_arrays: bool):
         return [v.to_dict(include_arrays) for v in value]
     if hasattr(value, "to_dict"):
         return value.to_dict()
-    return _plain(value)
+    return jsonable(value)
 
 
 class History(Result):

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toysae._config import _plain
+from toysae._config import jsonable
 from toysae._io import write_text
 from toysae._result import Result
 from toysae._validation import check_int
@@ -131,7 +131,7 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (tuple, list)):
-        return json.dumps(_plain(value))
+        return json.dumps(jsonable(value))
     return str(value)
 
 
@@ -183,7 +183,7 @@ def _unique(names: list[str]) -> list[str]:
 def headline(result) -> dict[str, float | int | bool]:
     """Every finite number and bool of ``result.to_dict()`` outside ``config``, nested
     objects flattened to dotted names; lists are left out."""
-    data = result.to_dict() if hasattr(result, "to_dict") else _plain(result)
+    data = result.to_dict() if hasattr(result, "to_dict") else jsonable(result)
     out: dict[str, float | int | bool] = {}
 
     def walk(obj: dict, prefix: str) -> None:

@@ -164,9 +164,9 @@ def _checked_config(path: Path, architecture: str, text: str) -> dict:
 def _expected_tensors(path: Path, architecture: str, config: dict) -> dict:
     """{name: (safetensors dtype, shape)} of the SAE ``config`` describes, built on the
     meta device (shapes only, no memory); its constructor checks the values."""
-    from toysae._io import _torch_dtypes
+    from toysae._io import safetensors_dtypes
 
-    names = {v: k for k, v in _torch_dtypes(torch).items()}
+    names = {v: k for k, v in safetensors_dtypes(torch).items()}
     try:
         with torch.device("meta"):
             sae = make_sae(architecture, **config)
