@@ -52,10 +52,11 @@ from pathlib import Path
 
 import torch
 
+from toysae._kernels import flat_nonzero
 from toysae._tuning import TRANSPOSE_BLOCK
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import ReLUSAE, TopKSAE, TrainConfig, train_sae
-from toysae.sae.active import ActiveSet, _flat_nonzero, _stable_argsort, batch_topk, row_topk
+from toysae.sae.active import ActiveSet, _stable_argsort, batch_topk, row_topk
 from toysae.sae.fused import step_path, transposed_copy_
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,7 +341,7 @@ def kernels(args) -> None:
             "numpy uint16 radix sort (chosen)": lambda: _stable_argsort(cols, width),
             "torch.argsort(stable=True)": lambda: torch.argsort(cols, stable=True)},
         "listing the active entries": {
-            "numpy flatnonzero (chosen)": lambda: _flat_nonzero(codes),
+            "numpy flatnonzero (chosen)": lambda: flat_nonzero(codes),
             "torch.nonzero": lambda: torch.nonzero(codes.reshape(-1)),
             "to_sparse_csr": lambda: codes.to_sparse_csr()},
         "top-k of each row (TopK)": {

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from toysae import _tuning
+from toysae._kernels import flat_nonzero
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, TrainConfig, make_sae, train_sae
 from toysae.sae.active import (
     ActiveSet,
-    _flat_nonzero,
     _sort_rows,
     _stable_argsort,
     batch_topk,
@@ -134,8 +134,8 @@ def test_flat_nonzero_is_torchs_nonzero(dtype):
     t = t.to(dtype)[:, ::3]  # not contiguous
     expected = torch.nonzero(t.reshape(-1)).squeeze(1)
     assert 0 < expected.numel() < t.numel() // 2
-    assert torch.equal(_flat_nonzero(t), expected)
-    assert _flat_nonzero(t[:0]).numel() == 0
+    assert torch.equal(flat_nonzero(t), expected)
+    assert flat_nonzero(t[:0]).numel() == 0
 
 
 def test_sort_rows_and_the_blocked_transposed_copy_equal_torchs():

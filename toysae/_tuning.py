@@ -101,16 +101,6 @@ SPARSE_MAX_DENSITY = 0.05
 # n_samples * n_atoms is at most this (80 MB of float32).
 MAX_WARM_ENTRIES = 20_000_000
 
-# -- synthetic data -----------------------------------------------------------------
-# The generator finds the True entries of a sparse bool mask (which features fire, which
-# low-rank entries need their own uniform) through its 8-byte words, opening only the
-# nonzero words; when more than this fraction of the words is nonzero a plain scan is
-# faster. One thread, masks of 4M-67M entries: the word path was 2x faster at 1%
-# density (8% of words nonzero) and 1.7x slower at 4% (27%). The 16k preset's masks
-# are 0.2-0.3% dense, the reference toy's low-rank mask 4%. benchmarks/bench_data.py
-# (the low_rank row and the presets).
-SPARSE_SCAN_MAX_WORDS = 0.125
-
 # -- checkers ---------------------------------------------------------------------
 # Entries of the dense (chunk, n_atoms) float64 response block a checker builds per
 # chunk of samples (32 MB). benchmarks/bench_theory.py.

@@ -23,8 +23,8 @@ child slot) of the level). Both steps act on the firing children only, found
 by one scan of the level's columns; the keys are drawn for the whole level all
 the same, so the random stream does not depend on which children fire.
 
-The firing masks are sparse, so their nonzero entries are found a machine word
-(8 entries) at a time (``_flat_nonzero``). The large arrays are allocated by
+The firing masks' True entries are listed by numpy's vectorised scan
+(``toysae._kernels.flat_nonzero``). The large arrays are allocated by
 numpy (``toysae._buffers.host_empty``, ``np.zeros``), which asks Linux for huge
 pages.
 
@@ -52,7 +52,7 @@ import torch
 from scipy.special import ndtri
 
 from toysae._buffers import host_empty
-from toysae._tuning import SPARSE_SCAN_MAX_WORDS
+from toysae._kernels import flat_nonzero
 from toysae._validation import check_int, check_seed, shifted_seed
 from toysae.data.config import SyntheticConfig
 
@@ -137,23 +137,6 @@ def _phibar(u: torch.Tensor) -> torch.Tensor:
     """Upper normal tail ``P(N(0,1) > u)``, in float64 (a new tensor, computed in place)."""
     t = u.to(torch.float64, copy=True)
     return torch.special.erfc(t.mul_(0.5**0.5), out=t).mul_(0.5)
-
-
-def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
-    """Sorted flat indices of the True entries of a contiguous bool tensor, as
-    ``mask.view(-1).nonzero().squeeze(1)``. A sparse mask is scanned as 8-byte words
-    first: only the nonzero words are opened (a denser one gets the plain scan)."""
-    flat = mask.view(-1)
-    head = flat.numel() // 8 * 8
-    as_words = flat[:head].view(torch.int64)
-    if int(torch.count_nonzero(as_words)) > SPARSE_SCAN_MAX_WORDS * as_words.numel():
-        return flat.nonzero().squeeze(1)
-    words = as_words.nonzero().squeeze(1)
-    word, byte = flat[:head].view(-1, 8)[words].nonzero(as_tuple=True)
-    out = words[word].mul_(8).add_(byte)
-    if head < flat.numel():
-        out = torch.cat([out, flat[head:].nonzero().squeeze(1).add_(head)])
-    return out
 
 
 def _bernoulli_process(total: int, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -372,7 +355,7 @@ class SyntheticData:
             else:
                 raise RuntimeError(f"min_active={cfg.min_active} not met after "
                                    f"{_MAX_REDRAW_ROUNDS} redraws; the firing rates are too low")
-        hits = _flat_nonzero(fire)  # as fire.nonzero(), row-major
+        hits = flat_nonzero(fire)  # as fire.nonzero(), row-major
         r, c = hits // cfg.n_features, hits % cfg.n_features
         m = self._magnitudes(c, gen)
         codes[r, c] = m
@@ -416,7 +399,7 @@ class SyntheticData:
         the largest key (keys uniform, one per (sample, parent, child slot), drawn for
         the whole level; the first slot wins a tie, as ``argmax``)."""
         rows, n_kids = fire.shape[0], level.kids.numel()
-        hits = _flat_nonzero(fire[:, level.kids])  # firing children, row-major
+        hits = flat_nonzero(fire[:, level.kids])  # firing children, row-major
         r, j = hits // n_kids, hits % n_kids
         orphan = ~fire[r, level.kid_parent[j]]
         if orphan.any():
@@ -470,7 +453,7 @@ class SyntheticData:
                         out=host_empty((rows, n_feat), torch.float32))  # (rows, n_feat)
         flat = u.view(-1)
         fire = torch.lt(u, _CUTOFF, out=host_empty((rows, n_feat), torch.bool))
-        low = _flat_nonzero(fire)  # entries with u < c (fire is the scratch space)
+        low = flat_nonzero(fire)  # entries with u < c (fire is the scratch space)
         hit = fire.zero_().view(-1)
         cand = _bernoulli_process(flat.numel(), _RHO, gen)
         v = torch.rand(cand.numel(), generator=gen, dtype=torch.float64).mul_(_RHO)
