@@ -7,6 +7,7 @@
 - :func:`pca_dictionary`, :func:`ica_dictionary`, :func:`kmeans_dictionary`:
   scikit-learn baselines in the (n_atoms, d) unit-row layout.
 
+The batched solvers behind both are the subpackage :mod:`toysae.dictlearn.lasso`.
 ``History`` is the package's one :class:`toysae._result.History`; ``Workspace``
 (:mod:`toysae._buffers`) holds the scratch buffers a caller reuses across calls.
 """
