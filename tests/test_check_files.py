@@ -13,18 +13,19 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
-import toysae.theory._activations as activations_module
+import toysae.check._activations as activations_module
 import toysae.theory.pairs as pairs_module
 import toysae.theory.sae as sae_module
 from toysae._io import save_module_tensors
 from toysae._threads import torch_threads
+from toysae.check import check_sae_files
+from toysae.check._activations import Activations
+from toysae.check._code_store import CodeStore
 from toysae.cli import main
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import make_sae
 from toysae.sae.checkpoint import FORMAT, VERSION, save
-from toysae.theory import check_sae, check_sae_files
-from toysae.theory._activations import Activations
-from toysae.theory._code_store import CodeStore
+from toysae.theory import check_sae
 
 LAM = 0.05
 N, D, WIDTH, BATCH = 1200, 8, 16, 256

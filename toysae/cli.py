@@ -90,8 +90,7 @@ def _add_check_command(sub) -> None:
 
 def _check(args) -> int:
     """``toysae check``: errors are one line on stderr and exit status 2."""
-    from toysae.experiments.check_outputs import save_check
-    from toysae.theory.files import check_sae_files
+    from toysae.check import check_sae_files, save_check
 
     name = f"check-{args.sae.stem}"
     try:

@@ -2,7 +2,8 @@
 
 - :func:`splice_metrics`: on a batch of host samples, the downstream loss
   increase (CE increase for the residual toy: CE(patched) - CE(original)
-  against labels drawn from the teacher), the output divergence (KL), L0, the
+  against labels drawn from the teacher), the output divergence (KL for the
+  residual toy, a weighted squared distance for the TMS host), L0, the
   number of alive latents (fired at least once on the batch; the batch size is
   stated in the result) and the FVU at the site;
 - :func:`ground_truth_split`: MMCS, MCC and the recovered fraction (best
@@ -11,6 +12,10 @@
 - :func:`mlp_feature_proxy`: the *proxy* ground truth at ``mlp_post``, where
   no exact one exists: each feature's image through the MLP. Every figure that
   scores against it says "proxy".
+
+This module sits at the metrics layer, beside ``toysae.metrics`` whose scores it
+applies, not in ``toysae.models``: the models layer is below metrics and must not
+import it.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import torch
 
 from toysae import metrics
 from toysae._validation import check_float, check_indices, row_norms, to_numpy
-from toysae.models.base import HostModel
-from toysae.models.residual import HostBatch, ResidualToy
+from toysae.models.base import HostBatch, HostModel
+from toysae.models.residual import ResidualToy
 
 RECOVERED_COS = 0.9
 
@@ -31,8 +36,9 @@ def splice_metrics(host: HostModel, sae, site: str, batch: HostBatch) -> dict[st
 
     ``ce_increase`` is the increase of ``host.downstream_loss`` (cross-entropy
     for the residual toy, the importance-weighted reconstruction for TMS);
-    ``kl`` is ``host.divergence`` (KL(p_original || p_patched) for the
-    residual toy). ``alive`` counts latents that fired at least once on the
+    ``host.divergence`` is under the key ``host.divergence_name`` (``kl``:
+    KL(p_original || p_patched) for the residual toy; ``weighted_sq_distance``
+    for TMS). ``alive`` counts latents that fired at least once on the
     ``n_eval`` samples of the batch.
     """
     run = host.run_spliced(batch.inputs, site, sae)
@@ -44,7 +50,7 @@ def splice_metrics(host: HostModel, sae, site: str, batch: HostBatch) -> dict[st
         x_hat = sae(run[site]).x_hat
     codes_np = codes.numpy()
     return {"ce_original": original, "ce_patched": patched, "ce_increase": patched - original,
-            "kl": divergence, "l0": metrics.l0(codes_np),
+            host.divergence_name: divergence, "l0": metrics.l0(codes_np),
             "alive": int((~metrics.dead_latents(codes_np)).sum()),
             "n_eval": int(codes_np.shape[0]),
             "fvu": metrics.fvu(run[site].numpy(), x_hat.numpy())}

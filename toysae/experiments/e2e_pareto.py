@@ -116,12 +116,15 @@ class Config(JsonMixin):
 
 @dataclass(frozen=True)
 class Sweep(JsonMixin):
-    """One mode's sweep on one host: arrays over its coefficients."""
+    """One mode's sweep on one host: arrays over its coefficients. ``divergence`` is
+    ``host.divergence`` of the spliced SAE, and ``divergence_name`` says which it is:
+    ``kl`` (nats) on the residual toy, ``weighted_sq_distance`` on the TMS host."""
 
     mode: str
+    divergence_name: str
     coefs: tuple
     ce_increase: tuple
-    kl: tuple
+    divergence: tuple
     l0: tuple
     alive: tuple
     fvu: tuple
@@ -158,16 +161,17 @@ def _score(grid, host, site, mode, held, truth, split) -> Sweep:
     for member in grid.members:
         m = splice_metrics(host, member.sae, site, held)
         D = member.sae.dictionary.numpy()
-        row = {"ce_increase": m["ce_increase"], "kl": m["kl"], "l0": m["l0"],
-               "alive": m["alive"], "fvu": m["fvu"], "mmcs": mmcs(truth, D), "mcc": mcc(truth, D)}
+        row = {"ce_increase": m["ce_increase"], "divergence": m[host.divergence_name],
+               "l0": m["l0"], "alive": m["alive"], "fvu": m["fvu"], "mmcs": mmcs(truth, D),
+               "mcc": mcc(truth, D)}
         if split is not None:
             parts = ground_truth_split(truth, D, *split)
             row.update({k: parts[k] for k in ("functional_mmcs", "nuisance_mmcs",
                                               "functional_recovered", "nuisance_recovered")})
         for key, value in row.items():
             cols.setdefault(key, []).append(float(value))
-    return Sweep(mode=mode, coefs=tuple(grid.sparsity_coefs),
-                 **{k: tuple(v) for k, v in cols.items()})
+    return Sweep(mode=mode, divergence_name=host.divergence_name,
+                 coefs=tuple(grid.sparsity_coefs), **{k: tuple(v) for k, v in cols.items()})
 
 
 def _tms_sweep(host: TMSHost, mode: str, config: Config, held) -> Sweep:

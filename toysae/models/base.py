@@ -17,26 +17,52 @@ from __future__ import annotations
 import abc
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from toysae._io import save_module_tensors
+from toysae._result import Result
 from toysae._validation import check_choice
+
+
+class HostBatch(NamedTuple):
+    """Samples for a host: ``inputs`` (n, input_dim) float32; ``codes`` (n, n_features) the
+    true feature coefficients; ``targets`` what ``downstream_loss`` compares against
+    (labels drawn from the teacher, or the TMS host's own inputs)."""
+
+    inputs: Tensor
+    codes: Tensor
+    targets: Tensor
+
+
+@dataclass(repr=False)
+class HostFit(Result):
+    """How well a host learned its task. success: it reached the stated bar."""
+
+    success: bool
+    message: str
+    n_iter: int
+    metrics: dict
 
 
 class HostModel(nn.Module, abc.ABC):
     """A frozen toy model with named sites.
 
-    Subclasses set ``sites`` (in forward order), ``input_dim``, implement
-    :meth:`site_width`, :meth:`forward_cache`, :meth:`forward_from`,
-    :meth:`divergence` (how far a patched output is from the original one, per
-    leading index) and :meth:`downstream_loss` (the task loss of an output).
+    Subclasses set ``sites`` (in forward order), ``input_dim``,
+    ``divergence_name`` (what :meth:`divergence` computes, the key it is logged and
+    reported under: ``"kl"`` for the residual toy), implement :meth:`site_width`,
+    :meth:`forward_cache`, :meth:`forward_from`, :meth:`divergence` (how far a
+    patched output is from the original one, per leading index) and
+    :meth:`downstream_loss` (the task loss of an output).
     """
 
     sites: tuple[str, ...] = ()
     input_dim: int
+    divergence_name: str
 
     def __init__(self):
         super().__init__()

@@ -7,8 +7,10 @@ site. Per member, with ``a`` the site's activation and ``a_hat`` the SAE's
 reconstruction spliced in:
 
 - ``local``: ``reconstruction = mean_n 1/2 ||a - a_hat||^2`` at the site;
-- ``e2e``: ``kl = host.divergence(output, patched output)``, for the residual
-  toy ``KL(p_original || p_patched)`` in nats, mean over samples;
+- ``e2e``: ``host.divergence(output, patched output)``, logged under
+  ``host.divergence_name``: ``kl``, ``KL(p_original || p_patched)`` in nats, mean
+  over samples, for the residual toy; ``weighted_sq_distance``, the
+  importance-weighted squared distance of the outputs, for the TMS host;
 - ``e2e_ds``: ``e2e`` plus ``downstream = sum over later sites of
   mean_n ||a_s - a_hat_s||^2 / width_s`` (the mean squared error per
   coordinate of each later site's patched activation; Braun et al. weigh
@@ -72,7 +74,8 @@ class SiteObjective(Objective):
             return {"reconstruction": reconstruction_loss(sae_input, output.x_hat)}
         cache = self.cache(batch)
         patched = self.host.forward_from(self.site, output.x_hat, cache)
-        parts = {"kl": self.host.divergence(cache["output"], patched["output"])}
+        parts = {self.host.divergence_name: self.host.divergence(cache["output"],
+                                                                  patched["output"])}
         if self.mode == "e2e_ds":
             later = [s for s in self.host.later_sites(self.site)]
             if later:

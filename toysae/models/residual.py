@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from toysae._config import JsonMixin
-from toysae._result import Result
 from toysae._validation import check_float, check_int, check_seed, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
-from toysae.models.base import HostModel
+from toysae.models.base import HostBatch, HostFit, HostModel
 
 
 def _small_toy() -> SyntheticConfig:
@@ -101,30 +99,11 @@ class ResidualToyConfig(JsonMixin):
         return np.setdiff1d(np.arange(self.data.n_features), self.functional_features)
 
 
-class HostBatch(NamedTuple):
-    """Samples for a host: ``inputs`` (n, input_dim) float32; ``codes`` (n, n_features) the
-    true feature coefficients; ``targets`` what ``downstream_loss`` compares against
-    (labels drawn from the teacher, or the TMS host's own inputs)."""
-
-    inputs: Tensor
-    codes: Tensor
-    targets: Tensor
-
-
-@dataclass(repr=False)
-class HostFit(Result):
-    """How well a host learned its task. success: it reached the stated bar."""
-
-    success: bool
-    message: str
-    n_iter: int
-    metrics: dict
-
-
 class ResidualToy(HostModel):
     """The residual toy (module docstring); build with a config, then :meth:`fit`."""
 
     sites = ("resid_pre", "mlp_post", "resid_post")
+    divergence_name = "kl"
     # fit() must explain this share of how the teacher's output varies (held-out samples):
     # 1 - KL(teacher || host) / KL(teacher || the teacher's mean distribution) >= it.
     MIN_EXPLAINED = 0.85

@@ -21,8 +21,7 @@ from torch import Tensor, nn
 
 from toysae._config import JsonMixin
 from toysae._validation import check_float, check_int, check_seed, shifted_seed
-from toysae.models.base import HostModel
-from toysae.models.residual import HostBatch, HostFit
+from toysae.models.base import HostBatch, HostFit, HostModel
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,8 @@ class TMSHost(HostModel):
     """The TMS model (module docstring); build with a config, then :meth:`fit`."""
 
     sites = ("hidden",)
+    # divergence() is no KL: the outputs are feature reconstructions, not distributions
+    divergence_name = "weighted_sq_distance"
     # fit() must reach this fraction of the zero model's loss on held-out samples, or less
     MAX_LOSS_RATIO = 0.8
 

@@ -12,7 +12,6 @@ from toysae.theory.conditions import (
     bias_condition,
     code_kkt,
 )
-from toysae.theory.files import SAEFileReport, check_sae_files
 from toysae.theory.hierarchy import HierarchyReport, HierarchyStep, hierarchy_certificate
 from toysae.theory.pairs import HullSample, PairReport, pair_conditions
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
@@ -36,7 +35,6 @@ __all__ = [
     "HullSample",
     "OptimalityReport",
     "PairReport",
-    "SAEFileReport",
     "SAEOptimalityReport",
     "Tolerances",
     "WideLimitGap",
@@ -46,7 +44,6 @@ __all__ = [
     "bias_condition",
     "check_optimality",
     "check_sae",
-    "check_sae_files",
     "code_kkt",
     "hierarchy_certificate",
     "pair_conditions",

@@ -8,7 +8,7 @@ every quantity the checkers need is a sum over the support of ``Z``.
 
 The checkers only ever read ``X`` and ``Z`` one block of rows at a time
 (:meth:`Problem.chunks`), so a ``Problem`` may also hold row readers of data too
-large for memory (``toysae.theory.files``): ``X[a:b]`` must give float64 rows and
+large for memory (``toysae.check.files``): ``X[a:b]`` must give float64 rows and
 ``Z[a:b]`` a CSR block with sorted indices and no explicit zeros, and ``Z.nnz``
 the number of nonzero codes.
 """

@@ -96,11 +96,6 @@ def pair_rows(first: np.ndarray, Zc: sp.csc_matrix) -> PairRows:
                     rows=Zc.indices[pos], z=Zc.data[pos])
 
 
-def support_entries(first: np.ndarray, nnz_per_atom: np.ndarray) -> int:
-    """Entries :func:`pair_rows` makes over all samples: the pairs' support sizes summed."""
-    return int(nnz_per_atom[first].sum())
-
-
 def row_dots(A: np.ndarray, B: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """``A[first[p]] . B[second[p]]`` for every pair ``p``, in blocks of pairs (gathering
     all rows at once would hold two (n_pairs, d) copies)."""

@@ -158,7 +158,7 @@ def plan_checks(p: Problem, sums: SampleSums, tracker: NestingTracker, *, decode
     """The checks of :func:`check_optimality` once the first pass (``sums``, ``tracker``) is
     done: atom stationarity, the pairs to record and the hierarchy steps to build.
 
-    ``streamed``: ``p`` reads a file (``toysae.theory.files``): per-sample arrays and
+    ``streamed``: ``p`` reads a file (``toysae.check.files``): per-sample arrays and
     the steps' rows are left out so memory does not grow with the file.
     """
     atoms = atom_stationarity_from_sums(p, sums, tolerances.atom, n_worst)

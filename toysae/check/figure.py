@@ -1,7 +1,6 @@
 """The files ``toysae check`` writes: the report's JSON and one figure.
 
-Not an experiment (no ``NAME``): the figure of a :class:`toysae.theory.SAEFileReport`,
-drawn here because experiments are where the package draws figures.
+The figure of a :class:`toysae.check.SAEFileReport`:
 
 - left: every live atom's stationarity violation (relative tangential force),
   sorted, on a log scale, with the tolerance;

@@ -1,13 +1,18 @@
 """``check_sae_files``: the checks of :func:`toysae.theory.check_sae` for an SAE file on
 activation files too large for memory (docs/theory.md, "Checking an SAE on files").
 
+The SAE file is read by ``toysae.interop.load_sae_with_info`` and the activation
+files by ``toysae.check._activations``; the checks are theory's own streaming
+pieces (the sums of ``theory._support``, the plan and the chunked pass of
+``theory.report``).
+
 Two passes over the activations, each a block at a time:
 
 1. per batch: the encoder's codes and the float64 re-solve of the optimal codes
    for the SAE's own (unit-row) dictionary; the amortisation sums and the encoder's
    code KKT conditions; the residual moments ``R = Z^T r``, residual sums, code
    masses and counts and the nested supports of the optimal codes. The optimal
-   codes go to a temporary CSR store on disk (``toysae.theory._code_store``).
+   codes go to a temporary CSR store on disk (``toysae.check._code_store``).
 2. per block, with the stored codes: the responses ``r D^T / lam`` once, for the
    code KKT conditions of the optimal codes, the hull sums of the recorded pairs,
    the hierarchy steps' verification and the hull panels of the worst pairs.
@@ -33,9 +38,9 @@ from toysae._buffers import Workspace
 from toysae._result import Result
 from toysae._threads import check_threads, torch_threads
 from toysae._validation import check_float, check_int
+from toysae.check._activations import Activations
+from toysae.check._code_store import CodeStore
 from toysae.interop import load_sae_with_info
-from toysae.theory._activations import Activations
-from toysae.theory._code_store import CodeStore
 from toysae.theory._problem import Problem
 from toysae.theory._support import NestingTracker, SampleSums
 from toysae.theory.pairs import MAX_PAIRS, HullSampler, check_pair_mode
