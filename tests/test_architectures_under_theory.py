@@ -10,6 +10,7 @@ import pytest
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.experiments import architectures_under_theory as aut
+from toysae.experiments import save_outputs
 
 
 def _small(**changes) -> aut.Config:
@@ -70,7 +71,7 @@ def test_the_ranking_sentence_names_the_papers_order(result):
 
 
 def test_outputs_are_written(result, tmp_path):
-    paths = aut.save(result, tmp_path)
+    paths = save_outputs(aut, result, tmp_path)
     assert sorted(p.suffix for p in paths) == [".json", ".md", ".png"]
     text = (tmp_path / f"{aut.NAME}.md").read_text()
     assert "| matryoshka | k=" in text and "0.879 / 0.793" in text

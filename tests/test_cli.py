@@ -46,6 +46,25 @@ def test_every_experiment_follows_the_contract():
         assert callable(module.run) and callable(module.save)
 
 
+def test_the_runner_writes_the_json_first_then_the_experiments_files(tmp_path, monkeypatch):
+    module = experiments.get("synthetic-data")
+    config = module.Config.quick()
+    result = module.run(config)
+    paths = experiments.save_outputs(module, result, tmp_path)
+    assert [p.name for p in paths] == ["synthetic-data.json", "synthetic-data.png"]
+    assert (tmp_path / "synthetic-data.json").read_text() == result.to_json()
+    assert module.Config.from_dict(json.loads(paths[0].read_text())["config"]) == config
+
+    def broken_figure(result, out_dir):
+        raise RuntimeError("the figure failed")
+
+    monkeypatch.setattr(module, "save", broken_figure)
+    out = tmp_path / "again"
+    with pytest.raises(RuntimeError, match="the figure failed"):
+        experiments.save_outputs(module, result, out)
+    assert [p.name for p in out.iterdir()] == ["synthetic-data.json"]  # the numbers are kept
+
+
 @pytest.fixture
 def runs(monkeypatch):
     """Record experiment runs instead of running them."""

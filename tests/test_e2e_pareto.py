@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from toysae.experiments import e2e_pareto
+from toysae.experiments import e2e_pareto, save_outputs
 from toysae.experiments.e2e_pareto import Config, interpolate_at
 
 
@@ -15,7 +15,7 @@ def result():
 
 
 def test_quick_run_writes_its_files(result, tmp_path):
-    paths = e2e_pareto.save(result, tmp_path)
+    paths = save_outputs(e2e_pareto, result, tmp_path)
     assert sorted(p.name for p in paths) == ["e2e-pareto-tms.png", "e2e-pareto.json",
                                              "e2e-pareto.md", "e2e-pareto.png"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

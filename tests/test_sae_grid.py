@@ -244,12 +244,12 @@ def test_bad_data():
 def test_quick_experiment_runs_and_writes_its_files(tmp_path):
     from PIL import Image
 
-    from toysae.experiments import get
+    from toysae.experiments import get, save_outputs
 
     module = get("seed002-grid")
     config = module.Config.quick()
     result = module.run(config)
-    paths = module.save(result, tmp_path)
+    paths = save_outputs(module, result, tmp_path)
     names = sorted(p.name for p in paths)
     assert names == ["seed002-grid-reference.png", "seed002-grid-toy3d-atoms.gif",
                      "seed002-grid-toy3d.png", "seed002-grid.json"]

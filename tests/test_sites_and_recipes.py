@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from toysae.experiments import available, sites_and_recipes
+from toysae.experiments import available, save_outputs, sites_and_recipes
+from toysae.experiments.sites_and_recipes.sites import RECIPES, SITES
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_registered_and_config_round_trips(quick):
 
 def test_writes_its_files(quick, tmp_path):
     config, result = quick
-    paths = sites_and_recipes.save(result, tmp_path)
+    paths = save_outputs(sites_and_recipes, result, tmp_path)
     assert sorted(p.name for p in paths) == ["sites-and-recipes-panels.png",
                                              "sites-and-recipes.json", "sites-and-recipes.png"]
     assert all(p.stat().st_size > 0 for p in paths)
@@ -54,9 +55,9 @@ def test_grid_is_complete_and_resampling_arms_are_consistent(quick):
     config, result = quick
     scores = result.site_scores
     assert len(scores) == 2 * 8 * config.n_seeds
-    for site in sites_and_recipes.SITES:
+    for site in SITES:
         assert {s.recipe for s in scores if s.site == site} == \
-            {r[0] for r in sites_and_recipes.RECIPES}
+            {r[0] for r in RECIPES}
     by = {(s.site, s.tied, s.decoder_bias, s.resample, s.seed): s for s in scores}
     for (site, tied, bias, resample, seed), s in by.items():
         if resample:
@@ -71,7 +72,7 @@ def test_grid_is_complete_and_resampling_arms_are_consistent(quick):
 
 def test_untied_beats_tied_at_both_sites(quick):
     _, result = quick
-    for site in sites_and_recipes.SITES:
+    for site in SITES:
         rows = [s for s in result.site_scores if s.site == site]
         # measured (quick): resid_pre 0.886-0.890 vs 0.753-0.761, mlp_post (proxy) 0.867-0.881
         # vs 0.809-0.828; the full run keeps the order (0.995 vs 0.972, 0.926 vs 0.889)

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from toysae.experiments import available, dense_1d, hierarchy_absorption, hull_panels, wide_limit
+from toysae.experiments import (
+    available,
+    dense_1d,
+    hierarchy_absorption,
+    hull_panels,
+    save_outputs,
+    wide_limit,
+)
 
 
 def test_experiments_are_registered():
@@ -23,7 +30,7 @@ def test_hull_panels_a_and_c_pass_b_fails(tmp_path):
     assert a.in_hull_12 and a.in_hull_21 and c.in_hull_12 and c.in_hull_21
     assert not b.in_hull_12 and b.hull_low_12 > b.cos  # the missing chunk
     assert max(a.atom_violation + c.atom_violation) < 1e-10  # exactly stationary
-    paths = hull_panels.save(result, tmp_path)
+    paths = save_outputs(hull_panels, result, tmp_path)
     assert {p.name for p in paths} == {"hull-panels.png", "hull-panels.json"}
     data = json.loads((tmp_path / "hull-panels.json").read_text())
     assert [p["passed"] for p in data["panels"]] == [True, False, True]
@@ -51,7 +58,7 @@ def test_dense_1d_pair_is_optimal_with_and_without_bias(tmp_path):
     assert cfg.low < result.bias < cfg.high
     for atoms, gap, _ in result.learned:
         assert gap >= -1e-9 and (gap < 1e-6) == (sorted(atoms) == [-1.0, 1.0])
-    assert len(dense_1d.save(result, tmp_path)) == 2
+    assert len(save_outputs(dense_1d, result, tmp_path)) == 2
 
 
 def test_wide_limit_gap_shrinks_and_data_rays_attain_the_bound(tmp_path):
@@ -60,7 +67,7 @@ def test_wide_limit_gap_shrinks_and_data_rays_attain_the_bound(tmp_path):
     assert all(g >= -1e-9 for g in result.gap)
     assert result.gap[-1] < result.gap[0]
     assert abs(result.data_ray_gap) < 1e-9
-    assert len(wide_limit.save(result, tmp_path)) == 2
+    assert len(save_outputs(wide_limit, result, tmp_path)) == 2
 
 
 def test_hierarchy_truth_is_certified_and_learners_remove_the_nesting(tmp_path):
@@ -75,4 +82,4 @@ def test_hierarchy_truth_is_certified_and_learners_remove_the_nesting(tmp_path):
         cos = np.asarray(v.cos_to_truth)
         assert cos[:, 1].max() > 0.7 and cos[np.argmax(cos[:, 1]), 0] > 0.2
     assert sae.amortisation_gap is not None and sae.amortisation_gap >= -1e-9
-    assert len(hierarchy_absorption.save(result, tmp_path)) == 2
+    assert len(save_outputs(hierarchy_absorption, result, tmp_path)) == 2

@@ -1,14 +1,47 @@
-"""JSON round-trip for the frozen dataclasses used as configs and results."""
+"""Frozen dataclasses used as configs and results: JSON round trip, and field checks read
+from the annotations.
+
+:func:`validate_fields` checks every field of a config against its annotation,
+with the messages of ``toysae._validation``'s checks (each names the field):
+
+- ``int`` (``check_int``: bools and floats refused), ``float`` (``check_float``:
+  a finite number), ``bool``, ``str``;
+- ``tuple[X, ...]``: a non-empty sequence whose items are checked as ``X``,
+  named ``name[k]`` (``check_tuple``); a bare ``tuple`` only as a non-empty sequence;
+- ``X | None``: ``None`` or an ``X``; a union of several types: any member;
+- a nested config class: an instance of it (``"host must be a ResidualToyConfig,
+  got int"``); the nested config validated itself when it was built;
+- anything else (``Any``, ``dict``): not checked.
+
+Ranges and choices ride on the annotation with ``typing.Annotated``, and apply
+to the number (or string) itself or to each item of a tuple::
+
+    width: Annotated[int, Bounds(1)] = 96               # check_int(minimum=1)
+    lam: Annotated[float, POSITIVE] = 0.1               # > 0
+    cosines: Annotated[tuple[float, ...], Bounds(0.0, 1.0, max_inclusive=False)] = (0.3,)
+    arch: Annotated[tuple[str, ...], OneOf(ARCHITECTURES)] = ARCHITECTURES
+    seed: Seed = 0                                      # check_seed
+
+``typing.get_type_hints`` drops ``Annotated``, so the override parser
+(``toysae/experiments/_overrides.py``) and ``from_dict`` read the plain type. A
+rule that involves other fields (a minimum equal to another field, lengths that
+must agree) stays a hand-written check in ``__post_init__``, after
+``validate_fields(self)``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import numpy as np
+
+from toysae._validation import SEED_MAX, check_choice, check_float, check_int, check_tuple
 
 
 def jsonable(value: Any) -> Any:
@@ -79,3 +112,115 @@ def _dataclass_in(hint: Any):
             if found is not None:
                 return found
     return None
+
+
+# -- field checks from the annotations ---------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric field, or of every number in a tuple field, as
+    ``Annotated[int, Bounds(1)]``; the arguments are ``check_float``'s (an ``int``
+    field takes inclusive bounds only, as ``check_int``)."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+
+    def __post_init__(self):
+        if self.minimum is not None and self.maximum is not None \
+                and self.minimum > self.maximum:
+            raise ValueError(f"Bounds: minimum {self.minimum} is above maximum {self.maximum}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """The values a str field (or every item of a tuple field) may take, as
+    ``Annotated[str, OneOf(("a", "b"))]``; checked by ``check_choice``."""
+
+    choices: tuple
+
+
+POSITIVE = Bounds(0.0, min_inclusive=False)
+Seed = Annotated[int, Bounds(0, SEED_MAX)]  # what check_seed accepts
+
+
+@functools.cache
+def _field_hints(cls) -> tuple[tuple[str, Any], ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.name in hints)
+
+
+def validate_fields(config) -> None:
+    """Check every field of dataclass instance ``config`` against its annotation (module
+    docstring); ``TypeError``/``ValueError`` naming the field otherwise. Call it first in
+    ``__post_init__``."""
+    for name, hint in _field_hints(type(config)):
+        _check(getattr(config, name), hint, name, ())
+
+
+def _check(value, hint, name: str, marks: tuple) -> None:
+    """Check ``value`` against type ``hint``; ``marks``: the Bounds/OneOf met on the way."""
+    if typing.get_origin(hint) is Annotated:
+        base, *extra = typing.get_args(hint)
+        _check(value, base, name, marks + tuple(m for m in extra
+                                                if isinstance(m, (Bounds, OneOf))))
+        return
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        _check_union(value, typing.get_args(hint), name, marks)
+        return
+    bounds = next((m for m in marks if isinstance(m, Bounds)), None)
+    choices = next((m.choices for m in marks if isinstance(m, OneOf)), None)
+    if hint is int:
+        if bounds is not None and not (bounds.min_inclusive and bounds.max_inclusive):
+            raise TypeError(f"{name}: an int field takes inclusive Bounds only")
+        check_int(value, name, **({} if bounds is None else
+                                   {"minimum": bounds.minimum, "maximum": bounds.maximum}))
+    elif hint is float:
+        check_float(value, name, **({} if bounds is None else dataclasses.asdict(bounds)))
+    elif hint is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {value!r}")
+    elif hint is str:
+        if choices is not None:
+            check_choice(value, name, choices)
+        elif not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {value!r}")
+    elif hint is tuple or typing.get_origin(hint) is tuple:
+        _check_tuple(value, typing.get_args(hint), name, marks)
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise TypeError(f"{name} must be a {hint.__name__}, got {type(value).__name__}")
+
+
+def _check_union(value, args: tuple, name: str, marks: tuple) -> None:
+    if value is None and type(None) in args:
+        return
+    members = [a for a in args if a is not type(None)]
+    if len(members) == 1:
+        _check(value, members[0], name, marks)
+        return
+    for member in members:
+        try:
+            _check(value, member, name, marks)
+        except (TypeError, ValueError):
+            continue
+        return
+    names = [getattr(m, "__name__", str(m)) for m in args]
+    raise TypeError(f"{name} must be {' or '.join(names)}, got {value!r}")
+
+
+def _check_tuple(value, items: tuple, name: str, marks: tuple) -> None:
+    if items and items[-1] is not Ellipsis:  # tuple[int, str]: fixed length
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise TypeError(f"{name} must be a sequence, got {type(value).__name__}")
+        if len(value) != len(items):
+            raise ValueError(f"{name} must have {len(items)} entries, got {len(value)}")
+        for k, (v, item) in enumerate(zip(value, items, strict=True)):
+            _check(v, item, f"{name}[{k}]", marks)
+        return
+    item = items[0] if items else Any
+
+    def each(v, item_name):
+        _check(v, item, item_name, marks)
+
+    check_tuple(value, name, each)

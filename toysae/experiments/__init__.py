@@ -1,23 +1,27 @@
-"""Experiments: one module per experiment, found by discovery.
+"""Experiments: one module (or package) per experiment, found by discovery.
 
-Every module in this package that defines ``NAME`` is an experiment and must
-provide:
+Every module or package in this folder that defines ``NAME`` is an experiment
+and must provide:
 
 - ``NAME: str`` (the CLI name, e.g. ``"seed002-grid"``) and ``DESCRIPTION: str``,
   string literals: the list of experiments reads them from the source without
   importing the module (so ``toysae list`` loads no torch);
 - ``Config``: a frozen dataclass (``toysae._config.JsonMixin``) whose defaults
   are the full experiment, with a ``quick()`` classmethod for the small version
-  that ``make demo`` and the tests run;
+  that ``make demo`` and the tests run; its ``__post_init__`` calls
+  ``toysae._config.validate_fields(self)`` (types, ranges and choices read from
+  the annotations) and then checks what involves several fields;
 - ``run(config) -> result``: computes everything, writes nothing; the result
-  is a dataclass with ``to_json()``;
-- ``save(result, out_dir) -> list[Path]``: writes figures and the JSON of
-  numbers into ``out_dir`` (atomically) and returns their paths.
+  is a dataclass with ``to_json()`` whose ``config`` field is the config it ran;
+- ``save(result, out_dir) -> list[Path]``: writes its figures and tables into
+  ``out_dir`` (atomically, ``toysae._io``) and returns their paths.
 
-Adding an experiment therefore touches exactly one file. Its ``Config`` is
-also what ``toysae run NAME --config FILE --set key=value`` overrides and what
-``toysae sweep`` varies (``_overrides.py``, ``_sweep.py``; docs/design.md,
-"Runs, overrides and sweeps").
+The JSON of numbers, ``NAME.json``, is written by :func:`save_outputs`, the one
+way every caller (the CLI, ``make demo``, sweeps, tests) stores a result.
+Adding an experiment therefore touches one file (or one package) and its test
+(docs/design.md, "Add an experiment"). Its ``Config`` is also what ``toysae run
+NAME --config FILE --set key=value`` overrides and what ``toysae sweep`` varies
+(``_overrides.py``, ``_sweep.py``; docs/design.md, "Runs, overrides and sweeps").
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+
+from toysae._io import write_text
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,22 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(experiments[name].module)
 
 
+def save_outputs(module: ModuleType, result, out_dir: str | Path) -> list[Path]:
+    """Store ``result`` of experiment ``module`` in ``out_dir``: ``NAME.json``
+    (``result.to_json()``: its numbers and the config it ran, written atomically) first,
+    so a failing figure never loses them, then the experiment's own ``save`` (figures
+    and tables). Returns every path written, the JSON first."""
+    out_dir = Path(out_dir)
+    paths = [write_text(out_dir / f"{module.NAME}.json", result.to_json())]
+    paths += module.save(result, out_dir)
+    return paths
+
+
 def run_experiment(name: str, *, quick: bool = False, out_dir: str | Path = "figures",
                    config=None) -> list[Path]:
-    """Run experiment ``name`` (full or quick config, or a given one) and save its outputs."""
+    """Run experiment ``name`` (full or quick config, or a given one) and store its outputs
+    (:func:`save_outputs`)."""
     module = get(name)
     if config is None:
         config = module.Config.quick() if quick else module.Config()
-    result = module.run(config)
-    return module.save(result, Path(out_dir))
+    return save_outputs(module, module.run(config), out_dir)

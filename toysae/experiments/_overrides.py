@@ -15,8 +15,10 @@ A value is read against the field's annotated type: ``int`` (``1000``,
 1/0), ``str`` (as written), ``None`` (``none`` or ``null``, where the field
 allows it), ``tuple`` (``1,2,3`` or a JSON list ``[1, 2, 3]``; nested lists
 become nested tuples) and nested configs (a JSON object, merged). A union such
-as ``float | tuple | None`` takes the first member the text reads as. The
-config's own ``__post_init__`` then validates the result. Every error names
+as ``float | tuple | None`` takes the first member the text reads as; a field
+annotated ``Annotated[int, Bounds(1)]`` reads as an ``int`` (``typing.get_type_hints``
+drops the ``Annotated`` part). The config's own ``__post_init__`` then validates
+the result (``toysae._config.validate_fields`` and its own cross-field checks). Every error names
 the key; an unknown key also lists the valid ones.
 """
 

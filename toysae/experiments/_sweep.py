@@ -217,7 +217,7 @@ def _run_point(index: int, experiment: str, config_json: str,
 
         module = experiments.get(experiment)
         result = module.run(module.Config.from_json(config_json))
-        module.save(result, Path(out_dir))
+        experiments.save_outputs(module, result, out_dir)
         return index, {"status": "ok", "message": "ok", "headline": headline(result),
                        "wall_time": time.perf_counter() - start}
     except Exception as err:  # a failed point is data: recorded, the sweep goes on

@@ -46,21 +46,15 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from toysae import metrics
-from toysae._config import JsonMixin
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._io import write_text
-from toysae._validation import (
-    check_choice,
-    check_float,
-    check_int,
-    check_seed,
-    check_tuple,
-    shifted_seed,
-)
+from toysae._validation import check_choice, check_int, check_tuple, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -102,58 +96,44 @@ def _train(n_samples: int) -> TrainConfig:
 @dataclass(frozen=True)
 class Config(JsonMixin):
     data: SyntheticConfig = field(default_factory=SyntheticConfig.synth_small)
-    width: int = 512
-    architectures: tuple = field(default_factory=architectures)
+    width: Annotated[int, Bounds(8)] = 512
+    architectures: tuple[str, ...] = field(default_factory=architectures)
     n_train: int = 262_144  # the fixed training set every SAE sees (several epochs)
     train: TrainConfig = field(default_factory=lambda: _train(2_000_000))
     calibration_samples: int = 250_000
-    calibration_rounds: int = 3
-    calibration_tol: float = 0.05  # stop searching at |L0 / target - 1| below this
-    final_rounds: int = 2  # full-length runs of a penalty architecture to land on the target
-    final_tol: float = 0.1  # retrain at full length while |L0 / target - 1| is above this
-    prefix_sizes: tuple | None = None  # where taken (matryoshka); None: width/8 .. width
-    n_eval: int = 8192
-    n_check: int = 4096
-    lam: float = 0.1  # the one objective every dictionary is judged on
+    calibration_rounds: Annotated[int, Bounds(1)] = 3
+    # stop searching at |L0 / target - 1| below this
+    calibration_tol: Annotated[float, POSITIVE] = 0.05
+    # full-length runs of a penalty architecture to land on the target
+    final_rounds: Annotated[int, Bounds(1)] = 2
+    # retrain at full length while |L0 / target - 1| is above this
+    final_tol: Annotated[float, POSITIVE] = 0.1
+    # where taken (matryoshka); None: width/8 .. width
+    prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
+    n_eval: Annotated[int, Bounds(64)] = 8192
+    n_check: Annotated[int, Bounds(64)] = 4096
+    lam: Annotated[float, POSITIVE] = 0.1  # the one objective every dictionary is judged on
     dictlearn_samples: int = 65_536
-    dictlearn_epochs: int = 8
-    absorption_min_cosine: float = 0.1
+    dictlearn_epochs: Annotated[int, Bounds(1)] = 8
+    absorption_min_cosine: Annotated[float, Bounds(-1.0, 1.0)] = 0.1
     track: str = "topk"
-    track_points: int = 10
-    track_check: int = 1024
-    seed: int = 0
+    track_points: Annotated[int, Bounds(2)] = 10
+    track_check: Annotated[int, Bounds(64)] = 1024
+    seed: Seed = 0
 
     def __post_init__(self):
-        if not isinstance(self.data, SyntheticConfig):
-            raise TypeError(f"data must be a SyntheticConfig, got {type(self.data).__name__}")
+        validate_fields(self)
         if not self.data.hierarchy_pairs:
             raise ValueError("data must have a hierarchy (tree_roots or hierarchy): absorption "
                              "is measured on its (parent, child) pairs")
-        if not isinstance(self.train, TrainConfig):
-            raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}")
-        check_int(self.width, "width", minimum=8)
+        # the registry is read when the config is built, and the minimums are other fields
         check_tuple(self.architectures, "architectures", check_choice,
                     choices=architectures())
         check_int(self.n_train, "n_train", minimum=self.train.batch_size)
         check_int(self.calibration_samples, "calibration_samples",
                   minimum=self.train.batch_size)
-        check_int(self.calibration_rounds, "calibration_rounds", minimum=1)
-        check_float(self.calibration_tol, "calibration_tol", minimum=0.0, min_inclusive=False)
-        check_int(self.final_rounds, "final_rounds", minimum=1)
-        check_float(self.final_tol, "final_tol", minimum=0.0, min_inclusive=False)
-        if self.prefix_sizes is not None:
-            check_tuple(self.prefix_sizes, "prefix_sizes", check_int, minimum=1)
-        check_int(self.n_eval, "n_eval", minimum=64)
-        check_int(self.n_check, "n_check", minimum=64)
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
         check_int(self.dictlearn_samples, "dictlearn_samples", minimum=self.width)
-        check_int(self.dictlearn_epochs, "dictlearn_epochs", minimum=1)
-        check_float(self.absorption_min_cosine, "absorption_min_cosine", minimum=-1.0,
-                    maximum=1.0)
         check_choice(self.track, "track", self.architectures)
-        check_int(self.track_points, "track_points", minimum=2)
-        check_int(self.track_check, "track_check", minimum=64)
-        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -426,8 +406,7 @@ def save(result: Result, out_dir: Path) -> list[Path]:
                  f"{cfg.width}: truth vs first-order optimality (lam = {cfg.lam:g})")
     fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png"),
-            write_text(out_dir / f"{NAME}.md", table(result)),
-            write_text(out_dir / f"{NAME}.json", result.to_json())]
+            write_text(out_dir / f"{NAME}.md", table(result))]
 
 
 def _panel_stationarity(ax, result: Result) -> None:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from toysae._config import JsonMixin
-from toysae._io import write_text
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_seed
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.theory import check_optimality, wide_limit, wide_limit_gap
@@ -35,25 +34,19 @@ DESCRIPTION = ("1-D data straddling zero: the dense antipodal pair (+1, -1) is o
 
 @dataclass(frozen=True)
 class Config(JsonMixin):
-    n_samples: int = 4000
+    n_samples: Annotated[int, Bounds(10)] = 4000
     low: float = -1.0  # data ~ U[low, high)
     high: float = 2.0
-    lam: float = 0.1
-    learn_seeds: int = 6
-    learn_epochs: int = 3
-    seed: int = 0
+    lam: Annotated[float, POSITIVE] = 0.1
+    learn_seeds: Annotated[int, Bounds(1)] = 6
+    learn_epochs: Annotated[int, Bounds(1)] = 3
+    seed: Seed = 0
 
     def __post_init__(self):
-        check_int(self.n_samples, "n_samples", minimum=10)
-        check_float(self.low, "low")
-        check_float(self.high, "high")
+        validate_fields(self)
         if not self.low < 0 < self.high:
             raise ValueError(f"the data must straddle zero: need low < 0 < high, got "
                              f"low={self.low}, high={self.high}")
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
-        check_int(self.learn_seeds, "learn_seeds", minimum=1)
-        check_int(self.learn_epochs, "learn_epochs", minimum=1)
-        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -182,6 +175,4 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle(f"Dense antipodal pair in 1-D (lam = {lam:g}); pair passes all checks: "
                  f"{result.pair_passed} (no bias), {result.pair_bias_passed} (bias)")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
-    return paths
+    return [save_figure(fig, out_dir / f"{NAME}.png")]

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from toysae._config import JsonMixin
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._io import write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_seed, check_tuple, shifted_seed
+from toysae._validation import shifted_seed
 from toysae.host_metrics import ground_truth_split, splice_metrics
 from toysae.metrics import mcc, mmcs
 from toysae.models import MODES, ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig, TMSHost
@@ -46,6 +47,7 @@ DESCRIPTION = ("Local vs end-to-end (KL) vs e2e+downstream SAEs inside a toy mod
 SITE = "resid_pre"
 # The TMS host's only site is hidden: e2e_ds has no later site to match there and equals e2e.
 TMS_MODES = ("local", "e2e")
+Coefs = Annotated[tuple[float, ...], POSITIVE]  # one mode's sparsity_coef sweep
 
 
 def _train() -> TrainConfig:
@@ -70,34 +72,21 @@ class Config(JsonMixin):
     tms_* : the same sweep on the TMS host."""
 
     host: ResidualToyConfig = field(default_factory=ResidualToyConfig)
-    width: int = 96
-    local_coefs: tuple = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
-    e2e_coefs: tuple = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
-    e2e_ds_coefs: tuple = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+    width: Annotated[int, Bounds(1)] = 96
+    local_coefs: Coefs = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+    e2e_coefs: Coefs = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+    e2e_ds_coefs: Coefs = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
     train: TrainConfig = field(default_factory=_train)
-    n_eval: int = 20_000
+    n_eval: Annotated[int, Bounds(100)] = 20_000
     tms: TMSConfig = field(default_factory=TMSConfig)
-    tms_width: int = 40
-    tms_local_coefs: tuple = (0.003, 0.01, 0.03, 0.1)
-    tms_e2e_coefs: tuple = (0.001, 0.003, 0.01, 0.03)
+    tms_width: Annotated[int, Bounds(1)] = 40
+    tms_local_coefs: Coefs = (0.003, 0.01, 0.03, 0.1)
+    tms_e2e_coefs: Coefs = (0.001, 0.003, 0.01, 0.03)
     tms_train: TrainConfig = field(default_factory=_tms_train)
-    seed: int = 0
+    seed: Seed = 0
 
     def __post_init__(self):
-        for name, kind in (("host", ResidualToyConfig), ("tms", TMSConfig),
-                           ("train", TrainConfig), ("tms_train", TrainConfig)):
-            if not isinstance(getattr(self, name), kind):
-                raise TypeError(f"{name} must be a {kind.__name__}, got "
-                                f"{type(getattr(self, name)).__name__}")
-        for prefix, modes in (("", MODES), ("tms_", TMS_MODES)):
-            for mode in modes:
-                name = f"{prefix}{mode}_coefs"
-                check_tuple(getattr(self, name), name, check_float, minimum=0.0,
-                            min_inclusive=False)
-        check_int(self.width, "width", minimum=1)
-        check_int(self.tms_width, "tms_width", minimum=1)
-        check_int(self.n_eval, "n_eval", minimum=100)
-        check_seed(self.seed)
+        validate_fields(self)
 
     def coefs(self, mode: str, tms: bool = False) -> tuple:
         return getattr(self, f"{'tms_' if tms else ''}{mode}_coefs")
@@ -310,7 +299,6 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.tight_layout()
     paths.append(save_figure(fig, out_dir / f"{NAME}-tms.png"))
     paths.append(write_text(out_dir / f"{NAME}.md", table(result)))
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths
 
 

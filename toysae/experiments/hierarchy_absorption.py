@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from toysae._config import JsonMixin
-from toysae._io import write_text
+from toysae._config import Bounds, JsonMixin, Seed, validate_fields
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -51,25 +50,19 @@ def _default_data() -> SyntheticConfig:
 @dataclass(frozen=True)
 class Config(JsonMixin):
     data: SyntheticConfig = field(default_factory=_default_data)
-    n_samples: int = 4000
-    lam: float = 0.1
-    extra_atoms: int = 0  # learned dictionaries get n_features + extra_atoms atoms
-    learn_epochs: int = 40
-    sae_samples: int = 400_000
-    seed: int = 0
+    n_samples: Annotated[int, Bounds(10)] = 4000
+    lam: Annotated[float, Bounds(0.0, 0.5, min_inclusive=False)] = 0.1
+    # learned dictionaries get n_features + extra_atoms atoms
+    extra_atoms: Annotated[int, Bounds(0)] = 0
+    learn_epochs: Annotated[int, Bounds(1)] = 40
+    sae_samples: Annotated[int, Bounds(256)] = 400_000
+    seed: Seed = 0
 
     def __post_init__(self):
-        if not isinstance(self.data, SyntheticConfig):
-            raise TypeError(f"data must be a SyntheticConfig, got {type(self.data).__name__}")
+        validate_fields(self)
         if (PARENT, CHILD) not in self.data.hierarchy:
             raise ValueError(f"data.hierarchy must contain ({PARENT}, {CHILD}), got "
                              f"{self.data.hierarchy}")
-        check_int(self.n_samples, "n_samples", minimum=10)
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False, maximum=0.5)
-        check_int(self.extra_atoms, "extra_atoms", minimum=0)
-        check_int(self.learn_epochs, "learn_epochs", minimum=1)
-        check_int(self.sae_samples, "sae_samples", minimum=256)
-        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -212,9 +205,7 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle("Parent/child hierarchy: the checker flags the true dictionary (certified "
                  "step) and explains what learning does instead")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
-    return paths
+    return [save_figure(fig, out_dir / f"{NAME}.png")]
 
 
 def _wrap(text: str, width: int) -> str:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from toysae._config import JsonMixin
-from toysae._io import write_text
-from toysae._validation import check_float, check_int, check_seed
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae.theory import check_optimality
 
 NAME = "hull-panels"
@@ -38,22 +37,17 @@ DESCRIPTION = ("Three 2-feature datasets: responses of each feature while the ot
 
 @dataclass(frozen=True)
 class Config(JsonMixin):
-    n_alone: int = 400  # samples where each atom fires alone, per atom
-    n_coactive: int = 150  # samples where both fire (panels A and B)
-    lam: float = 0.1
-    cos_ab: float = 0.3  # c of panels A and B
-    cos_c: float = -0.4  # c of panel C
-    missing_gap: float = 0.25  # panel B: s_n2 >= c + gap where atom 1 fires alone
-    seed: int = 0
+    n_alone: Annotated[int, Bounds(4)] = 400  # samples where each atom fires alone, per atom
+    n_coactive: Annotated[int, Bounds(1)] = 150  # samples where both fire (panels A and B)
+    lam: Annotated[float, POSITIVE] = 0.1
+    cos_ab: Annotated[float, Bounds(-0.9, 0.9)] = 0.3  # c of panels A and B
+    cos_c: Annotated[float, Bounds(-0.9, 0.9)] = -0.4  # c of panel C
+    # panel B: s_n2 >= c + gap where atom 1 fires alone
+    missing_gap: Annotated[float, Bounds(0.05, 0.5)] = 0.25
+    seed: Seed = 0
 
     def __post_init__(self):
-        check_int(self.n_alone, "n_alone", minimum=4)
-        check_int(self.n_coactive, "n_coactive", minimum=1)
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
-        check_float(self.cos_ab, "cos_ab", minimum=-0.9, maximum=0.9)
-        check_float(self.cos_c, "cos_c", minimum=-0.9, maximum=0.9)
-        check_float(self.missing_gap, "missing_gap", minimum=0.05, maximum=0.5)
-        check_seed(self.seed)
+        validate_fields(self)
 
     @classmethod
     def quick(cls) -> Config:
@@ -200,6 +194,4 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle("Convex-hull condition: c must lie in how each feature's response varies "
                  "while the other is off")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
-    return paths
+    return [save_figure(fig, out_dir / f"{NAME}.png")]

@@ -17,14 +17,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from toysae._config import JsonMixin
+from toysae._config import POSITIVE, Bounds, JsonMixin, OneOf, Seed, validate_fields
 from toysae._io import save_figure, write_text
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_seed, shifted_seed
+from toysae._validation import shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import (
     DictionaryLearner,
@@ -50,39 +51,24 @@ class Config(JsonMixin):
     (the SAE's width too); lam: the common penalty of the learners and of the
     objective; sae_samples: SAE training samples (None: the TrainConfig default)."""
 
-    toys: tuple = TOYS
-    methods: tuple = METHODS
-    n_train: int = 300_000
-    n_eval: int = 8192
-    width_factor: int = 2
-    lam: float = 0.1
-    epochs: int = 1
-    batch_size: int = 1024
-    sae_samples: int | None = None
-    baseline_samples: int = 50_000  # PCA/ICA/k-means fit on the first this many samples
-    ica_max_iter: int = 400
-    ica_max_atoms: int = 256  # FastICA cost grows with the square of the components
-    seed: int = 0
+    toys: Annotated[tuple[str, ...], OneOf(TOYS)] = TOYS
+    methods: Annotated[tuple[str, ...], OneOf(METHODS)] = METHODS
+    n_train: Annotated[int, Bounds(100)] = 300_000
+    n_eval: Annotated[int, Bounds(100)] = 8192
+    width_factor: Annotated[int, Bounds(1)] = 2
+    lam: Annotated[float, POSITIVE] = 0.1
+    epochs: Annotated[int, Bounds(1)] = 1
+    batch_size: Annotated[int, Bounds(1)] = 1024
+    sae_samples: Annotated[int | None, Bounds(1)] = None
+    # PCA/ICA/k-means fit on the first this many samples
+    baseline_samples: Annotated[int, Bounds(10)] = 50_000
+    ica_max_iter: Annotated[int, Bounds(1)] = 400
+    # FastICA cost grows with the square of the components
+    ica_max_atoms: Annotated[int, Bounds(1)] = 256
+    seed: Seed = 0
 
     def __post_init__(self):
-        for toy in self.toys:
-            if toy not in TOYS:
-                raise ValueError(f"toys must be drawn from {TOYS}, got {toy!r}")
-        for method in self.methods:
-            if method not in METHODS:
-                raise ValueError(f"methods must be drawn from {METHODS}, got {method!r}")
-        check_int(self.n_train, "n_train", minimum=100)
-        check_int(self.n_eval, "n_eval", minimum=100)
-        check_int(self.width_factor, "width_factor", minimum=1)
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
-        check_int(self.epochs, "epochs", minimum=1)
-        check_int(self.batch_size, "batch_size", minimum=1)
-        if self.sae_samples is not None:
-            check_int(self.sae_samples, "sae_samples", minimum=1)
-        check_int(self.baseline_samples, "baseline_samples", minimum=10)
-        check_int(self.ica_max_iter, "ica_max_iter", minimum=1)
-        check_int(self.ica_max_atoms, "ica_max_atoms", minimum=1)
-        check_seed(self.seed)
+        validate_fields(self)
 
     @classmethod
     def quick(cls) -> Config:
@@ -231,7 +217,6 @@ def _figure(result: Result):
 
 def save(result: Result, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
-    paths = [write_text(out_dir / f"{NAME}.json", result.to_json()),
-             write_text(out_dir / f"{NAME}.md", result.table() + "\n"),
+    paths = [write_text(out_dir / f"{NAME}.md", result.table() + "\n"),
              save_figure(_figure(result), out_dir / f"{NAME}.png")]
     return paths

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from toysae import metrics
-from toysae._config import JsonMixin
-from toysae._io import atomic_path, write_text
-from toysae._validation import check_float, check_int, check_seed, shifted_seed
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
+from toysae._io import atomic_path
+from toysae._validation import shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae.config import TrainConfig
 from toysae.sae.grid import GridResult, train_grid
@@ -55,51 +56,30 @@ class Config(JsonMixin):
     """Defaults: the full experiment. ``Config.quick()`` is the small version."""
 
     toy: SyntheticConfig = field(default_factory=SyntheticConfig.toy_3d)
-    toy_sparsity_coefs: tuple = (0.01, 0.03, 0.1, 0.3)
-    toy_widths: tuple = (6, 12, 24)
+    toy_sparsity_coefs: Annotated[tuple[float, ...], Bounds(0.0)] = (0.01, 0.03, 0.1, 0.3)
+    toy_widths: Annotated[tuple[int, ...], Bounds(1)] = (6, 12, 24)
     toy_train: TrainConfig = field(default_factory=_toy_train)
     reference: SyntheticConfig = field(default_factory=SyntheticConfig)
-    reference_sparsity_coefs: tuple = (0.01, 0.04, 0.16)
-    reference_width_ratios: tuple = (0.5, 1.0, 2.0, 4.0)
+    reference_sparsity_coefs: Annotated[tuple[float, ...], Bounds(0.0)] = (0.01, 0.04, 0.16)
+    reference_width_ratios: Annotated[tuple[float, ...], POSITIVE] = (0.5, 1.0, 2.0, 4.0)
     reference_train: TrainConfig = field(default_factory=_reference_train)
-    n_eval: int = 10_000
-    gif_frames: int = 30
-    pca_seeds: int = 10  # generator seeds of the 3-D toy for the PCA sign spread
-    seed: int = 0
+    n_eval: Annotated[int, Bounds(2)] = 10_000
+    gif_frames: Annotated[int, Bounds(1)] = 30
+    # generator seeds of the 3-D toy for the PCA sign spread
+    pca_seeds: Annotated[int, Bounds(1)] = 10
+    seed: Seed = 0
 
     def __post_init__(self):
-        for name in ("toy", "reference"):
-            if not isinstance(getattr(self, name), SyntheticConfig):
-                raise TypeError(f"{name} must be a SyntheticConfig, got "
-                                f"{type(getattr(self, name)).__name__}")
+        validate_fields(self)
         if self.toy.d != 3:
             raise ValueError(f"toy must be 3-dimensional (the GIF draws 3-D arrows), "
                              f"got d={self.toy.d}")
-        for name in ("toy_train", "reference_train"):
-            if not isinstance(getattr(self, name), TrainConfig):
-                raise TypeError(f"{name} must be a TrainConfig, got "
-                                f"{type(getattr(self, name)).__name__}")
-        for name in ("toy_sparsity_coefs", "reference_sparsity_coefs", "reference_width_ratios"):
-            values = tuple(getattr(self, name))
-            if not values:
-                raise ValueError(f"{name} must not be empty")
-            for k, v in enumerate(values):
-                check_float(v, f"{name}[{k}]", minimum=0.0,
-                            min_inclusive=name != "reference_width_ratios")
-        if not self.toy_widths:
-            raise ValueError("toy_widths must not be empty")
-        for k, w in enumerate(self.toy_widths):
-            check_int(w, f"toy_widths[{k}]", minimum=1)
         if list(self.toy_widths) != sorted(set(self.toy_widths)):
             raise ValueError(f"toy_widths must be strictly increasing, got {self.toy_widths}")
         widths = self.reference_widths
         if min(widths) < 1 or list(widths) != sorted(set(widths)):
             raise ValueError(f"reference_width_ratios must give strictly increasing widths "
                              f">= 1, got {widths} from {self.reference_width_ratios}")
-        check_int(self.n_eval, "n_eval", minimum=2)
-        check_int(self.gif_frames, "gif_frames", minimum=1)
-        check_int(self.pca_seeds, "pca_seeds", minimum=1)
-        check_seed(self.seed)
 
     @property
     def reference_widths(self) -> tuple[int, ...]:
@@ -398,5 +378,4 @@ def save(result: Result, out_dir: Path) -> list[Path]:
                     out_dir / f"{NAME}-reference.png"),
         _gif(result, out_dir / f"{NAME}-toy3d-atoms.gif"),
     ]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
     return paths

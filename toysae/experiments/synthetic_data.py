@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from toysae._config import JsonMixin
-from toysae._io import write_text
-from toysae._validation import check_int
+from toysae._config import Bounds, JsonMixin, validate_fields
 from toysae.data import SyntheticConfig, SyntheticData
 
 NAME = "synthetic-data"
@@ -21,18 +20,14 @@ DESCRIPTION = ("Generator statistics: firing rate per feature (expected vs measu
 class Config(JsonMixin):
     data: SyntheticConfig = field(default_factory=SyntheticConfig)
     toy: SyntheticConfig = field(default_factory=SyntheticConfig.toy_3d)
-    n_samples: int = 200_000
-    n_shown: int = 48  # features in the co-firing panel
-    n_toy_samples: int = 12
+    n_samples: Annotated[int, Bounds(1)] = 200_000
+    n_shown: Annotated[int, Bounds(2)] = 48  # features in the co-firing panel
+    n_toy_samples: Annotated[int, Bounds(1)] = 12
 
     def __post_init__(self):
-        if not isinstance(self.data, SyntheticConfig):
-            raise TypeError(f"data must be a SyntheticConfig, got {type(self.data).__name__}")
-        if not isinstance(self.toy, SyntheticConfig) or self.toy.d != 3:
+        validate_fields(self)
+        if self.toy.d != 3:
             raise ValueError(f"toy must be a SyntheticConfig with d=3, got {self.toy!r}")
-        check_int(self.n_samples, "n_samples", minimum=1)
-        check_int(self.n_shown, "n_shown", minimum=2)
-        check_int(self.n_toy_samples, "n_toy_samples", minimum=1)
 
     @classmethod
     def quick(cls) -> Config:
@@ -116,6 +111,4 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.subplots_adjust(wspace=0.5)
     fig.suptitle(f"Synthetic data: d={cfg.data.d}, {cfg.data.n_features} features, "
                  f"correlation={cfg.data.correlation}")
-    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
-    return paths
+    return [save_figure(fig, out_dir / f"{NAME}.png")]

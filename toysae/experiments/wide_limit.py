@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from toysae._config import JsonMixin
-from toysae._io import write_text
+from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._threads import torch_threads
-from toysae._validation import check_float, check_int, check_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
@@ -37,23 +36,16 @@ def _default_data() -> SyntheticConfig:
 @dataclass(frozen=True)
 class Config(JsonMixin):
     data: SyntheticConfig = field(default_factory=_default_data)
-    n_samples: int = 600
-    sizes: tuple = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-    lam: float = 0.05
-    epochs: int = 4
-    seed: int = 0
+    n_samples: Annotated[int, Bounds(2)] = 600
+    sizes: Annotated[tuple[int, ...], Bounds(1)] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+    lam: Annotated[float, POSITIVE] = 0.05
+    epochs: Annotated[int, Bounds(1)] = 4
+    seed: Seed = 0
 
     def __post_init__(self):
-        if not isinstance(self.data, SyntheticConfig):
-            raise TypeError(f"data must be a SyntheticConfig, got {type(self.data).__name__}")
-        check_int(self.n_samples, "n_samples", minimum=2)
-        if not self.sizes or any(check_int(k, "sizes[i]", minimum=1) <= 0 for k in self.sizes):
-            raise ValueError(f"sizes must be a non-empty tuple of ints >= 1, got {self.sizes}")
+        validate_fields(self)
         if list(self.sizes) != sorted(set(self.sizes)):
             raise ValueError(f"sizes must be increasing and distinct, got {self.sizes}")
-        check_float(self.lam, "lam", minimum=0.0, min_inclusive=False)
-        check_int(self.epochs, "epochs", minimum=1)
-        check_seed(self.seed)
 
     @classmethod
     def quick(cls) -> Config:
@@ -170,6 +162,4 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.suptitle("Wide limit: splitting toward one atom per data ray")
     fig.tight_layout()
-    paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    paths.append(write_text(out_dir / f"{NAME}.json", result.to_json()))
-    return paths
+    return [save_figure(fig, out_dir / f"{NAME}.png")]

@@ -1,0 +1,294 @@
+"""Study 1 of sites-and-recipes: the 2 x 2 x 2 grid of SAE recipes at the two sites of the
+residual toy host.
+
+The host (:class:`toysae.models.ResidualToy`) is trained once, then frozen. At
+``resid_pre`` (the generator's ``x``) the SAEs are scored against the exact
+features; at ``mlp_post`` against :func:`toysae.host_metrics.mlp_feature_proxy`,
+a PROXY. Every recipe of {tied, untied} x {pre-encoder bias, none} x
+{resampling, none} is trained ``n_seeds`` times with the local reconstruction
+objective; the untied, pre-biased members as one batched ensemble and the others
+beside it in the same engine run, so every SAE of a run sees the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from toysae import host_metrics, metrics
+from toysae._config import JsonMixin
+from toysae._validation import shifted_seed
+from toysae.experiments.sites_and_recipes.common import TIED_COLOR, UNTIED_COLOR, mean
+from toysae.models import ResidualToy, SiteObjective
+from toysae.sae import ReLUSAE, ReLUSAEEnsemble, RunOptions, SingleSAE, TiedSAE, train_members
+
+if TYPE_CHECKING:
+    from toysae.experiments.sites_and_recipes import Config, Result
+
+SITES = ("resid_pre", "mlp_post")
+# (key, tied, decoder_bias, resample); the x-axis order of every figure
+RECIPES = tuple((("tied" if t else "untied") + ("+bias" if b else "") + ("+resample" if r else ""),
+                 t, b, r) for t in (True, False) for b in (False, True) for r in (False, True))
+CUNNINGHAM, ANTHROPIC = "tied", "untied+bias+resample"
+EFFECT_METRICS = ("mmcs", "mcc", "dead", "l0", "fvu", "ce_increase")
+
+
+@dataclass(frozen=True)
+class SiteStats(JsonMixin):
+    """What the activations at a site look like (held-out samples, every entry).
+
+    skew_median : median over coordinates of the per-coordinate skewness.
+    frac_positive / frac_negative / frac_zero : shares of entries > 0, < 0, == 0.
+    rms_norm : sqrt(mean ||a||^2). hist_edges, hist_counts : histogram of the entries.
+    """
+
+    site: str
+    width: int
+    skew_median: float
+    frac_positive: float
+    frac_negative: float
+    frac_zero: float
+    rms_norm: float
+    hist_edges: np.ndarray
+    hist_counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class SiteScore(JsonMixin):
+    """One SAE at one site. ``ground_truth`` is "exact" (resid_pre) or "PROXY" (mlp_post,
+    :func:`toysae.host_metrics.mlp_feature_proxy`): mmcs, mcc, functional_* and
+    nuisance_* are then against the proxy directions. dead: latents that never fire on
+    the ``n_eval`` held-out samples; ce_increase, kl in nats."""
+
+    site: str
+    recipe: str
+    tied: bool
+    decoder_bias: bool
+    resample: bool
+    seed: int
+    ground_truth: str
+    mmcs: float
+    mcc: float
+    functional_mmcs: float
+    nuisance_mmcs: float
+    functional_recovered: float
+    nuisance_recovered: float
+    dead: int
+    l0: float
+    fvu: float
+    ce_increase: float
+    kl: float
+    n_resampled: int
+
+
+def run_sites(config: Config) -> tuple[str, tuple[SiteStats, ...], tuple[SiteScore, ...]]:
+    """Train the host, then the whole grid at every site: (the host's fit message, the site
+    statistics per site, the scores per site x recipe x seed)."""
+    host = ResidualToy(config.host)
+    fit = host.fit()
+    held = host.sample(config.n_eval, seed=shifted_seed(config.seed, 20_000_003))
+    cache = host.forward_cache(held.inputs)
+    stats = tuple(site_stats(site, cache[site].numpy()) for site in SITES)
+    proxy = host_metrics.mlp_feature_proxy(host)
+    scores = []
+    for site, coef in zip(SITES, config.sparsity_coefs, strict=True):
+        trained = _train_site(host, site, coef, config)
+        scores += _score_site(host, site, trained, held, proxy)
+    return fit.message, stats, tuple(scores)
+
+
+def site_stats(site: str, act: np.ndarray) -> SiteStats:
+    """The statistics of activations ``act`` (n, width) at ``site``."""
+    a = np.asarray(act, dtype=np.float64)
+    c = a - a.mean(axis=0)
+    var = (c ** 2).mean(axis=0)
+    live = var > 1e-12
+    skew = (c[:, live] ** 3).mean(axis=0) / var[live] ** 1.5
+    lo, hi = np.quantile(a, [0.0005, 0.9995])
+    counts, edges = np.histogram(a, bins=60, range=(min(lo, 0.0), hi))
+    return SiteStats(site, a.shape[1], float(np.median(skew)), float((a > 0).mean()),
+                     float((a < 0).mean()), float((a == 0).mean()),
+                     float(np.sqrt((a ** 2).sum(axis=1).mean())), edges, counts)
+
+
+def _make(recipe_tied: bool, bias: bool, d: int, width: int, seed: int):
+    if recipe_tied:
+        return TiedSAE(d, width, decoder_bias=bias, seed=seed)
+    return ReLUSAE(d, width, decoder_bias=bias, seed=seed)
+
+
+def _train_site(host: ResidualToy, site: str, coef: float, config: Config):
+    """Train the 8 recipes x n_seeds at ``site``: one engine run per resampling arm."""
+    d, width = host.site_width(site), config.width
+    seeds = [shifted_seed(config.seed, k) for k in range(config.n_seeds)]
+    trained = {}
+    for resample in (False, True):
+        cfg = config.site_train if resample else config.site_train.replace(resample_every=0)
+        # the untied, pre-biased recipe stacks into one batched ensemble; the others
+        # (tied, or a fixed zero b_dec) are single stacks in the same run, same batches
+        keys = [(True, False), (True, True), (False, False)]
+        ens = ReLUSAEEnsemble.from_saes([ReLUSAE(d, width, seed=s) for s in seeds])
+        singles = [(t, b, s, _make(t, b, d, width, s)) for t, b in keys for s in seeds]
+        stacks = [ens] + [SingleSAE(sae) for *_, sae in singles]
+        results = train_members(stacks, [coef] * (len(seeds) + len(singles)), host.data, cfg,
+                                RunOptions(objective=SiteObjective(host, site, "local"),
+                                           progress=False))
+        for s, res in zip(seeds, results[:len(seeds)], strict=True):
+            trained[(False, True, resample, s)] = res
+        for (t, b, s, _), res in zip(singles, results[len(seeds):], strict=True):
+            trained[(t, b, resample, s)] = res
+    return trained
+
+
+def _score_site(host, site, trained, held, proxy) -> list[SiteScore]:
+    cfg = host.config
+    truth = host.data.features if site == "resid_pre" else proxy
+    kind = "exact" if site == "resid_pre" else "PROXY"
+    out = []
+    for key, tied, bias, resample in RECIPES:
+        for (t, b, r, s), res in sorted(trained.items(), key=lambda kv: kv[0][3]):
+            if (t, b, r) != (tied, bias, resample):
+                continue
+            sae = res.sae
+            D = sae.dictionary.detach().numpy()
+            split = host_metrics.ground_truth_split(truth, D, cfg.functional_features,
+                                                    cfg.nuisance_features)
+            m = host_metrics.splice_metrics(host, sae, site, held)
+            out.append(SiteScore(
+                site=site, recipe=key, tied=tied, decoder_bias=bias, resample=resample, seed=s,
+                ground_truth=kind, mmcs=metrics.mmcs(truth, D), mcc=metrics.mcc(truth, D),
+                functional_mmcs=split["functional_mmcs"], nuisance_mmcs=split["nuisance_mmcs"],
+                functional_recovered=split["functional_recovered"],
+                nuisance_recovered=split["nuisance_recovered"], dead=sae.width - m["alive"],
+                l0=m["l0"], fvu=m["fvu"], ce_increase=m["ce_increase"], kl=m["kl"],
+                n_resampled=res.n_resampled))
+    return out
+
+
+def effects(scores) -> dict:
+    """Per site and factor: mean over the rest of the grid of (factor on) - (factor off)."""
+    out = {}
+    for site in SITES:
+        rows = [s for s in scores if s.site == site]
+        out[site] = {}
+        for factor, attr in (("untied", "tied"), ("pre-encoder bias", "decoder_bias"),
+                             ("resampling", "resample")):
+            on = [r for r in rows if getattr(r, attr) != (attr == "tied")]
+            off = [r for r in rows if getattr(r, attr) == (attr == "tied")]
+            out[site][factor] = {m: float(np.mean([getattr(r, m) for r in on])
+                                          - np.mean([getattr(r, m) for r in off]))
+                                 for m in EFFECT_METRICS}
+    return out
+
+
+def findings(r: Result) -> list[str]:
+    """What the site statistics and the grid show, in words with the numbers."""
+    out = []
+    s = {st.site: st for st in r.site_stats}
+    a, m = s["resid_pre"], s["mlp_post"]
+    out.append(
+        f"site statistics: per-coordinate skewness (median) {a.skew_median:.2f} at resid_pre vs "
+        f"{m.skew_median:.2f} at mlp_post; entries > 0: {a.frac_positive:.0%} vs "
+        f"{m.frac_positive:.0%}, < 0: {a.frac_negative:.0%} vs {m.frac_negative:.0%}, exactly 0: "
+        f"{a.frac_zero:.0%} vs {m.frac_zero:.0%}. mlp_post is positive-skewed because most "
+        f"entries are exactly zero with a long positive tail, not because most are positive")
+    for site in SITES:
+        rows = [x for x in r.site_scores if x.site == site]
+        truth = "true features" if site == "resid_pre" else "the PROXY features"
+
+        def rec(key, rows=rows):
+            return [x for x in rows if x.recipe == key]
+        best = max(RECIPES, key=lambda t: mean(rec(t[0]), "mmcs"))[0]
+        eff = r.effects[site]
+        out.append(
+            f"{site} (MMCS vs {truth}): Anthropic recipe ({ANTHROPIC}) MMCS "
+            f"{mean(rec(ANTHROPIC), 'mmcs'):.3f}, dead {mean(rec(ANTHROPIC), 'dead'):.1f}, "
+            f"L0 {mean(rec(ANTHROPIC), 'l0'):.2f}, FVU {mean(rec(ANTHROPIC), 'fvu'):.3f}, CE "
+            f"increase {mean(rec(ANTHROPIC), 'ce_increase'):.4f} nats; Cunningham recipe "
+            f"({CUNNINGHAM}) MMCS {mean(rec(CUNNINGHAM), 'mmcs'):.3f}, dead "
+            f"{mean(rec(CUNNINGHAM), 'dead'):.1f}, L0 {mean(rec(CUNNINGHAM), 'l0'):.2f}, FVU "
+            f"{mean(rec(CUNNINGHAM), 'fvu'):.3f}, CE increase "
+            f"{mean(rec(CUNNINGHAM), 'ce_increase'):.4f}; best MMCS: {best}. Main effects "
+            f"(mean over the rest of the grid): untying MMCS {eff['untied']['mmcs']:+.3f}, "
+            f"dead {eff['untied']['dead']:+.1f}, FVU {eff['untied']['fvu']:+.3f}; pre-encoder "
+            f"bias MMCS {eff['pre-encoder bias']['mmcs']:+.3f}, FVU "
+            f"{eff['pre-encoder bias']['fvu']:+.3f}; resampling MMCS "
+            f"{eff['resampling']['mmcs']:+.3f}, dead {eff['resampling']['dead']:+.1f} "
+            f"(latents resampled per run: tied "
+            f"{mean([x for x in rows if x.tied and x.resample], 'n_resampled'):.1f}, untied "
+            f"{mean([x for x in rows if not x.tied and x.resample], 'n_resampled'):.1f})")
+    return out
+
+
+# -- figure ---------------------------------------------------------------------------------
+def _recipe_label(key: str) -> str:
+    return key + (" (Cunningham)" if key == CUNNINGHAM else
+                  " (Anthropic)" if key == ANTHROPIC else "")
+
+
+def _bars(ax, rows, attr, title, ylabel, labels: bool, zoom: bool = False):
+    x = np.arange(len(RECIPES))
+    everything = []
+    for k, (key, tied, bias, resample) in enumerate(RECIPES):
+        vals = [getattr(r, attr) for r in rows if r.recipe == key]
+        everything += vals
+        ax.bar(k, np.mean(vals), color=TIED_COLOR if tied else UNTIED_COLOR,
+               alpha=1.0 if resample else 0.55, hatch="//" if bias else None,
+               edgecolor="0.2", linewidth=0.6)
+        ax.plot([k] * len(vals), vals, "k.", ms=4)
+    ax.set_xticks(x, [_recipe_label(k) for k, *_ in RECIPES] if labels else [], rotation=90,
+                  fontsize=9)
+    if zoom:  # scores near 1: start the axis just below the lowest value
+        ax.set_ylim(max(0.0, min(everything) - 0.05), 1.0)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+
+
+def figure(result: Result):
+    """Site statistics and every score of the grid, one row per site."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    cfg = result.config
+    fig, axes = plt.subplots(2, 6, figsize=(26, 11))
+    stats = {s.site: s for s in result.site_stats}
+    for row, site in enumerate(SITES):
+        st = stats[site]
+        ax = axes[row, 0]
+        edges, counts = np.asarray(st.hist_edges), np.asarray(st.hist_counts)
+        ax.bar(edges[:-1], counts / counts.sum(), width=np.diff(edges), align="edge",
+               color="0.45")
+        ax.set_yscale("log")
+        ax.set_xlabel("activation entry (site units)")
+        ax.set_ylabel("share of entries")
+        ax.set_title(f"{site}: activation entries")
+        ax.text(0.97, 0.97, f"median skew {st.skew_median:.2f}\n> 0: {st.frac_positive:.0%}\n"
+                f"< 0: {st.frac_negative:.0%}\n= 0: {st.frac_zero:.0%}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=9)
+        rows = [s for s in result.site_scores if s.site == site]
+        truth = "true features" if site == "resid_pre" else "PROXY features (no exact truth)"
+        last = row == len(SITES) - 1
+        _bars(axes[row, 1], rows, "mmcs", f"{site}: MMCS vs\n{truth}", "mean max cosine", last,
+              zoom=True)
+        _bars(axes[row, 2], rows, "dead", f"{site}: dead latents (of {cfg.width},\nsilent on "
+              f"{cfg.n_eval:,} held-out samples)", "latents", last)
+        _bars(axes[row, 3], rows, "l0", f"{site}: L0", "active latents per sample", last)
+        _bars(axes[row, 4], rows, "fvu", f"{site}: FVU at the site",
+              "fraction of variance unexplained", last)
+        _bars(axes[row, 5], rows, "ce_increase", f"{site}: CE increase, SAE spliced in",
+              "nats per sample", last)
+    handles = [Patch(color=TIED_COLOR, label="tied"), Patch(color=UNTIED_COLOR, label="untied"),
+               Patch(facecolor="white", edgecolor="0.2", hatch="//",
+                     label="pre-encoder (decoder) bias"),
+               Patch(color="0.4", alpha=0.55, label="no resampling (pale)"),
+               Patch(color="0.4", label="resampling (solid)")]
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=11,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(
+        f"Residual toy: 8 SAE recipes at resid_pre (exact truth) and mlp_post (scored against a "
+        f"PROXY), width {cfg.width}, {cfg.site_train.n_samples:,} samples each; bars: mean of "
+        f"{cfg.n_seeds} seed(s), dots: each seed; L1 coef {result.sparsity_coefs}", fontsize=12)
+    fig.tight_layout(rect=(0, 0.035, 1, 0.97))
+    return fig
