@@ -56,9 +56,9 @@ from threadpoolctl import threadpool_limits
 
 from toysae._buffers import Workspace
 from toysae.data import SyntheticConfig, SyntheticData
+from toysae.dictionary_objective import dictionary_objective
 from toysae.dictlearn import DictionaryLearner, sparse_code
 from toysae.metrics import mmcs
-from toysae.objective import dictionary_objective
 
 # (min_repeats, min_seconds) of best_time; --smoke times everything once.
 REPEATS = [3, 2.0]

@@ -15,7 +15,7 @@ step, and a large square product.
    against the roofline, and the same SAE with its forward pass in plain
    autograd ops (``ReLUSAE.reference_forward``): the fused backward is kept only
    while that row shows it pays.
-2. The sparsity-aware step (``toysae.sae.fused``): ReLU and TopK SAEs at width
+2. The sparsity-aware step (``toysae.sae._fused``): ReLU and TopK SAEs at width
    4096 and 16,384, batch 1024, L0 about 25 (TopK: k = 25; ReLU: encoder biases
    shifted so that about 25 latents fire per sample), on the CPU-sized
    hierarchical preset (``SyntheticConfig.synth_small()``, d=256) and at
@@ -34,7 +34,7 @@ step, and a large square product.
 
 Other modes, each a measurement that set a constant in ``toysae/_tuning.py``:
 ``--kernels`` (each product of the sparse step by every candidate method: the
-kernels ``toysae.sae.active`` uses, and the fast top-k), ``--crossover``
+kernels ``toysae.sae._sparse_kernels`` uses, and the fast top-k), ``--crossover``
 (dense vs sparse step time over code densities: ``SPARSE_STEP_MAX_DENSITY``,
 and over step sizes: ``SPARSE_STEP_MIN_WORK``), ``--parity`` (the README's
 reference run, dense step vs automatic switching: MMCS along training, written
@@ -56,8 +56,8 @@ from toysae._kernels import flat_nonzero
 from toysae._tuning import TRANSPOSE_BLOCK
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import ReLUSAE, TopKSAE, TrainConfig, train_sae
-from toysae.sae.active import ActiveSet, _stable_argsort, batch_topk, row_topk
-from toysae.sae.fused import step_path, transposed_copy_
+from toysae.sae._fused import step_path, transposed_copy_
+from toysae.sae._sparse_kernels import ActiveSet, _stable_argsort, batch_topk, row_topk
 
 ROOT = Path(__file__).resolve().parent.parent
 

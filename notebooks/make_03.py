@@ -15,7 +15,7 @@ The problem SAEs approximate: find a dictionary `D` (n_atoms × d, unit rows) an
 `Z >= 0` minimising
 
 `L(D, Z) = 1/2 Σ_n ||x_n − z_n D||² + λ Σ_n ||z_n||_1`  (docs/design.md; in code
-`toysae.objective.dictionary_objective`).
+`toysae.dictionary_objective.dictionary_objective`).
 
 This notebook (1) solves the coding step exactly and fast (FISTA against the cvxpy reference),
 (2) learns dictionaries with the three update rules, and (3) compares them with PCA / ICA / k-means.

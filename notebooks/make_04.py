@@ -18,7 +18,7 @@ cells = [
         "import matplotlib.pyplot as plt\n"
         "from toysae.data import SyntheticConfig, SyntheticData\n"
         "from toysae.dictlearn import sparse_code\n"
-        "from toysae.objective import dictionary_objective\n"
+        "from toysae.dictionary_objective import dictionary_objective\n"
         "from toysae.theory import (atom_stationarity, check_optimality, code_kkt,\n"
         "                           hierarchy_certificate, pair_conditions, wide_limit_gap)\n"
         "torch.set_num_threads(1)  # tiny solves: one thread is fastest\n"

@@ -105,7 +105,7 @@ def _e2e_case() -> str:
 
 ARCHITECTURE_NAMES = ("relu", "tied", "topk", "batchtopk", "matryoshka", "jumprelu", "gated")
 CASES = {**{f"train_sae[{n}]": (lambda n=n: _architecture_case(n)) for n in ARCHITECTURE_NAMES},
-         # the sparse step of the architectures that have one (toysae.sae.fused)
+         # the sparse step of the architectures that have one (toysae.sae._fused)
          **{f"train_sae[{n}, sparse step]": (lambda n=n: _architecture_case(n, "sparse"))
             for n in ("relu", "topk", "batchtopk", "matryoshka", "jumprelu")},
          "train_sae[relu, resampling]": _resampling_case,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from toysae.dictionary_objective import dictionary_objective
 from toysae.dictlearn import (
     DictionaryLearner,
     ica_dictionary,
@@ -15,7 +16,6 @@ from toysae.dictlearn import (
 )
 from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
 from toysae.metrics import mmcs
-from toysae.objective import dictionary_objective
 
 
 def planted(seed=0, d=10, k=8, n=1500, signed=False, max_active=2, noise=0.0):

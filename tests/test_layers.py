@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toysae"
 
 #: Each part of the package and its layer; the top-level underscore modules are plumbing.
 LAYERS = {
-    "data": 0, "objective": 0,
+    "data": 0, "dictionary_objective": 0,
     "sae": 1, "dictlearn": 1, "models": 1,
     "metrics": 2, "host_metrics": 2, "theory": 2, "interop": 2, "plotting": 2,
     "experiments": 3, "check": 3,
@@ -112,12 +112,51 @@ def test_theory_imports_nothing_from_interop():
 
 def test_no_host_imports_a_sibling_host():
     hosts = [m for m in MODULES if m.startswith("toysae.models.")
-             and m not in ("toysae.models.base", "toysae.models.objectives")]
+             and m not in ("toysae.models.base", "toysae.models.site_objective")]
     assert hosts
     for module in hosts:
         siblings = [name for _, name in _imported(module, MODULES[module])
                     if name in hosts and name != module]
         assert siblings == [], f"{module} imports {siblings}"
+
+
+def _privacy_violations() -> list[str]:
+    """Imports against the privacy rule (docs/design.md, Layering): an underscore module
+    below the top level is imported only from inside the package that holds it, and no
+    module imports another's underscore name."""
+    out = []
+    for module, path in MODULES.items():
+        for line, name in _imported(module, path):
+            parts = name.split(".")
+            for depth in range(2, len(parts)):
+                owner = ".".join(parts[:depth])
+                if parts[depth].startswith("_") and not (module == owner
+                                                         or module.startswith(owner + ".")):
+                    out.append(f"{module} (line {line}) imports {name}, private to {owner}")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("toysae"):
+                out += [f"{module} (line {node.lineno}) imports {a.name} from {node.module}"
+                        for a in node.names if a.name.startswith("_")
+                        and f"{node.module}.{a.name}" not in MODULES]
+    return out
+
+
+def test_every_import_respects_privacy():
+    assert _privacy_violations() == []
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from toysae.sae._fused import step_path\n", "private to toysae.sae"),
+    ("from toysae.dictlearn.lasso import _cvxpy_solver\n", "private to toysae.dictlearn.lasso"),
+    ("from toysae.theory.conditions import _helper\n", "imports _helper from"),
+])
+def test_the_privacy_walk_sees_what_it_must(tmp_path, monkeypatch, source, expected):
+    fake = tmp_path / "toysae" / "theory" / "planted.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(source)
+    monkeypatch.setitem(MODULES, "toysae.theory.planted", fake)
+    found = [v for v in _privacy_violations() if "planted" in v]
+    assert len(found) == 1 and expected in found[0], found
 
 
 @pytest.mark.parametrize("source, expected", [

@@ -11,7 +11,7 @@ import pytest
 from toysae import experiments
 from toysae._config import POSITIVE, Bounds, JsonMixin, OneOf, Seed, validate_fields
 from toysae.cli import main
-from toysae.experiments._overrides import (
+from toysae.experiments.overrides import (
     ConfigError,
     apply_overrides,
     parse_assignment,

@@ -291,7 +291,7 @@ class _FirstHalf(Objective):
 
 
 def test_a_custom_objective_trains_through_the_fused_relu_path(toy, monkeypatch):
-    from toysae.sae.fused import FusedForward
+    from toysae.sae._fused import FusedForward
 
     calls = []
     backward = FusedForward.backward

@@ -10,7 +10,8 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.metrics import mmcs
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, TrainConfig, make_sae, train_sae
-from toysae.sae.active import (
+from toysae.sae._fused import current_step_path, step_path, transposed_copy_
+from toysae.sae._sparse_kernels import (
     ActiveSet,
     _sort_rows,
     _stable_argsort,
@@ -18,7 +19,6 @@ from toysae.sae.active import (
     row_topk,
 )
 from toysae.sae.base import SparseAutoencoder
-from toysae.sae.fused import current_step_path, step_path, transposed_copy_
 
 D, WIDTH, N = 16, 256, 96
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from toysae.cli import main
-from toysae.experiments._overrides import ConfigError
-from toysae.experiments._sweep import headline, parse_grid, point_name, sweep
+from toysae.experiments.overrides import ConfigError
+from toysae.experiments.sweep import headline, parse_grid, point_name, sweep
 
 # dense-1d at its smallest: about a second a point once a worker has imported toysae.
 SMALL = ["n_samples=300", "learn_seeds=1", "learn_epochs=1"]
@@ -65,15 +65,15 @@ def test_a_failing_point_is_recorded_and_the_others_run(tmp_path, capsys):
 
 
 def test_a_broken_worker_marks_the_points_it_did_not_run(tmp_path, monkeypatch):
-    from toysae.experiments import _sweep
+    from toysae.experiments import sweep as sweep_module
 
     def dies(index, *args):
         if index == 1:
             raise RuntimeError("worker lost\nsecond line")
         return real(index, *args)
 
-    real = _sweep._run_point
-    monkeypatch.setattr(_sweep, "_run_point", dies)
+    real = sweep_module._run_point
+    monkeypatch.setattr(sweep_module, "_run_point", dies)
     result = sweep("dense-1d", {"seed": [0, 1, 2]}, quick=True, sets=SMALL,
                    out_dir=tmp_path, n_jobs=1)
     assert [p.status for p in result.points] == ["ok", "failed", "failed"]

@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from test_theory_helpers import learn_dictionary, objective, solve_codes, unit_rows
 
 from toysae._threads import torch_threads
-from toysae.objective import dictionary_objective
+from toysae.dictionary_objective import dictionary_objective
 from toysae.theory import (
     Tolerances,
     amortisation_gap,

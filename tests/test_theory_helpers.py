@@ -85,7 +85,7 @@ def problems(draw, *, n=(4, 24), d=(2, 4), k=(1, 5)):
 
 
 def test_scratch_rows_reuses_one_buffer_and_hands_out_its_leading_rows():
-    from toysae.theory._problem import scratch_rows
+    from toysae.theory.problem import scratch_rows
 
     store: dict = {}
     a = scratch_rows(store, "s", 8, 5)

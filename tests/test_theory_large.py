@@ -13,7 +13,7 @@ from test_theory_helpers import unit_rows
 import toysae.theory.pairs as pairs_module
 from toysae._tuning import CHECK_CHUNK_ENTRIES
 from toysae.theory import check_optimality, hierarchy_certificate, pair_conditions
-from toysae.theory._support import NestingTracker, lookup
+from toysae.theory.support import NestingTracker, lookup
 
 LAM = 0.1
 

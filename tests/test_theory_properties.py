@@ -24,8 +24,8 @@ from test_theory_helpers import (
 )
 
 from toysae._threads import torch_threads
+from toysae.dictionary_objective import dictionary_objective
 from toysae.dictlearn import sparse_code
-from toysae.objective import dictionary_objective
 from toysae.theory import (
     Tolerances,
     check_optimality,

@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Batch": "toysae.data", "SyntheticConfig": "toysae.data", "SyntheticData": "toysae.data",
     "DictionaryLearner": "toysae.dictlearn", "sparse_code": "toysae.dictlearn",
-    "dictionary_objective": "toysae.objective",
+    "dictionary_objective": "toysae.dictionary_objective",
     "TrainConfig": "toysae.sae", "TrainResult": "toysae.sae", "make_sae": "toysae.sae",
     "train_grid": "toysae.sae", "train_sae": "toysae.sae",
     "check_optimality": "toysae.theory", "check_sae": "toysae.theory",
@@ -62,7 +62,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what static tools see; at run time the names load on first use
     from toysae import metrics
     from toysae.data import Batch, SyntheticConfig, SyntheticData
+    from toysae.dictionary_objective import dictionary_objective
     from toysae.dictlearn import DictionaryLearner, sparse_code
-    from toysae.objective import dictionary_objective
     from toysae.sae import TrainConfig, TrainResult, make_sae, train_grid, train_sae
     from toysae.theory import check_optimality, check_sae

@@ -23,7 +23,7 @@ to the number (or string) itself or to each item of a tuple::
     seed: Seed = 0                                      # check_seed
 
 ``typing.get_type_hints`` drops ``Annotated``, so the override parser
-(``toysae/experiments/_overrides.py``) and ``from_dict`` read the plain type. A
+(``toysae/experiments/overrides.py``) and ``from_dict`` read the plain type. A
 rule that involves other fields (a minimum equal to another field, lengths that
 must agree) stays a hand-written check in ``__post_init__``, after
 ``validate_fields(self)``.

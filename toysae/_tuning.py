@@ -115,7 +115,7 @@ PAIR_GATHER_ENTRIES = 1 << 20
 
 # -- the sparsity-aware SAE step ------------------------------------------------------
 # An SAE step takes the sparse path (every product after the encoder's from the active
-# code entries alone, toysae/sae/active.py) when at most this share of the (batch, width)
+# code entries alone, toysae/sae/_sparse_kernels.py) when at most this share of the (batch, width)
 # code entries is active, and the dense path (five matmuls) above it.
 # benchmarks/bench_sae.py --crossover: at batch 1024, width 4096 (d 256 and 768, one
 # thread, CPU time on a loaded 2-core box) the sparse step was 3.0-3.6x faster at 0.5%
@@ -134,11 +134,11 @@ SPARSE_STEP_MIN_WORK = 2 ** 23
 SPARSE_PROBE_SHARE = 16
 SPARSE_PROBE_MARGIN = 2.0
 # The sparse step's encoder gradient is formed latent-major and copied into the
-# parameter's (d, width) layout this many latents at a time (toysae/sae/fused.py).
+# parameter's (d, width) layout this many latents at a time (toysae/sae/_fused.py).
 # benchmarks/bench_sae.py --kernels: 4096 x 768 on 2 cores, 5.9 ms whole, 5.9 at 32
 # latents, 2.3 at 64, 2.0 at 128, 2.3 at 256 and 512.
 TRANSPOSE_BLOCK = 128
-# Fast top-k (toysae/sae/active.py): row_topk reads the k best of TOPK_GROUPS interleaved
+# Fast top-k (toysae/sae/_sparse_kernels.py): row_topk reads the k best of TOPK_GROUPS interleaved
 # column groups per row; batch_topk bounds the kept-th value from every
 # TOPK_SAMPLE_STRIDE-th column. Both for rows at least TOPK_FAST_MIN_RATIO * k wide and
 # problems of at least TOPK_FAST_MIN_ENTRIES entries (below, torch.topk is as fast).

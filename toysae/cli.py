@@ -172,7 +172,7 @@ def _run_experiments(names: list[str], out: Path, *, quick: bool = False,
 def _run(args) -> int:
     """``toysae run``: resolve the config (--quick, --config, --set), then run or print it."""
     from toysae import experiments
-    from toysae.experiments._overrides import resolve_config
+    from toysae.experiments.overrides import resolve_config
 
     try:
         module = experiments.get(args.experiment)
@@ -188,7 +188,7 @@ def _run(args) -> int:
 
 def _sweep(args) -> int:
     """``toysae sweep``: every point of the grid in its own process, then the summary."""
-    from toysae.experiments._sweep import parse_grid, sweep
+    from toysae.experiments.sweep import parse_grid, sweep
 
     def report(point, done, total):
         extra = "" if point.success else f": {point.message}"

@@ -3,7 +3,7 @@ activation files too large for memory (docs/theory.md, "Checking an SAE on files
 
 The SAE file is read by ``toysae.interop.load_sae_with_info`` and the activation
 files by ``toysae.check._activations``; the checks are theory's own streaming
-pieces (the sums of ``theory._support``, the plan and the chunked pass of
+pieces (the sums of ``theory.support``, the plan and the chunked pass of
 ``theory.report``).
 
 Two passes over the activations, each a block at a time:
@@ -41,9 +41,8 @@ from toysae._validation import check_float, check_int
 from toysae.check._activations import Activations
 from toysae.check._code_store import CodeStore
 from toysae.interop import load_sae_with_info
-from toysae.theory._problem import Problem
-from toysae.theory._support import NestingTracker, SampleSums
 from toysae.theory.pairs import MAX_PAIRS, HullSampler, check_pair_mode
+from toysae.theory.problem import Problem
 from toysae.theory.report import OptimalityReport, Tolerances, plan_checks, run_checks
 from toysae.theory.sae import (
     AmortisationReport,
@@ -52,6 +51,7 @@ from toysae.theory.sae import (
     sae_message,
     unit_sae_dictionary,
 )
+from toysae.theory.support import NestingTracker, SampleSums
 
 #: Responses kept per hull panel (the panel's hull and mean use every sample).
 PANEL_POINTS = 2000

@@ -45,10 +45,10 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
+from toysae.dictionary_objective import objective_from_parts
 from toysae.dictlearn.lasso import omp, solve_lasso
 from toysae.dictlearn.sparse_coding import sparse_code
 from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
-from toysae.objective import objective_from_parts
 
 UPDATES = ("bcd", "mod", "ksvd")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -47,6 +47,7 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
+from toysae.dictionary_objective import objective_from_parts
 from toysae.dictlearn.lasso import (
     kkt_violation,
     mixed_precision_lasso,
@@ -55,7 +56,6 @@ from toysae.dictlearn.lasso import (
     solve_lasso,
     sparse_times,
 )
-from toysae.objective import objective_from_parts
 
 METHODS = ("fista", "ista", "omp", "cvxpy")
 DEFAULT_SOLVER = "CLARABEL"

@@ -21,7 +21,7 @@ way every caller (the CLI, ``make demo``, sweeps, tests) stores a result.
 Adding an experiment therefore touches one file (or one package) and its test
 (docs/design.md, "Add an experiment"). Its ``Config`` is also what ``toysae run
 NAME --config FILE --set key=value`` overrides and what ``toysae sweep`` varies
-(``_overrides.py``, ``_sweep.py``; docs/design.md, "Runs, overrides and sweeps").
+(``overrides.py``, ``sweep.py``; docs/design.md, "Runs, overrides and sweeps").
 """
 
 from __future__ import annotations

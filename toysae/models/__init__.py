@@ -16,8 +16,8 @@ import os
 
 from toysae._io import read_safetensors
 from toysae.models.base import HostBatch, HostFit, HostModel
-from toysae.models.objectives import MODES, SiteObjective
 from toysae.models.residual import ResidualToy, ResidualToyConfig
+from toysae.models.site_objective import MODES, SiteObjective
 from toysae.models.tms import TMSConfig, TMSHost
 
 HOSTS = {"ResidualToy": (ResidualToy, ResidualToyConfig), "TMSHost": (TMSHost, TMSConfig)}

@@ -12,12 +12,13 @@ module of this package is imported with it, so an architecture in a file of its 
 registers itself (docs/design.md, "Add an architecture").
 ``train_sae(sae, data, config)`` trains one; ``train_grid`` a grid of them.
 ``step_path("dense" | "sparse" | "auto")`` forces the path of the sparsity-aware
-step (``toysae.sae.fused``; by default each batch's code density chooses).
+step (``toysae.sae._fused``; by default each batch's code density chooses).
 """
 
 import importlib
 import pkgutil
 
+from toysae.sae._fused import step_path
 from toysae.sae.base import (
     ARCHITECTURES,
     SAELoss,
@@ -40,17 +41,16 @@ from toysae.sae.engine import (
     train_sae,
 )
 from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
-from toysae.sae.fused import step_path
 from toysae.sae.gated import GatedSAE
 from toysae.sae.grid import GridResult, train_grid, train_grid_sequential
 from toysae.sae.jumprelu import JumpReLUSAE
 from toysae.sae.matryoshka import MatryoshkaSAE
-from toysae.sae.objectives import LocalReconstruction, Objective
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.resampling import resample_dead_latents_
 from toysae.sae.stacks import MemberStack, SingleSAE
 from toysae.sae.tied import TiedSAE
 from toysae.sae.topk import TopKSAE
+from toysae.sae.training_objective import LocalReconstruction, Objective
 
 __all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "Callback", "DataScaleWarning",
            "EvalFnCallback", "GatedSAE", "GridResult", "JumpReLUSAE", "LocalReconstruction",

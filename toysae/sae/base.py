@@ -13,7 +13,7 @@ objective divided by the number of samples::
 Each architecture declares what its penalty is (``penalty_kind``: ``"l1"``,
 ``"l0"`` or ``"none"``), so ``sparsity_coef`` means one thing per
 architecture; for the L1 architectures it is exactly the per-sample ``lam`` of
-``toysae.objective.dictionary_objective``, and the optimality checkers run at
+``toysae.dictionary_objective.dictionary_objective``, and the optimality checkers run at
 that ``lam``. The penalty is NOT divided by the width (the seed's replication
 code did, which makes one coefficient a weaker penalty for a wider dictionary).
 Decoder rows are kept at unit norm by the engine, so ``sum_i f_i`` equals

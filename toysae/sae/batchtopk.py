@@ -6,7 +6,7 @@ rule needs a batch, so inference uses a threshold instead: ``f = pre * [pre >
 threshold]``, with ``threshold`` a running average (momentum ``momentum``) of
 the smallest positive activation kept in each training batch. Before any
 training step the threshold is 0, i.e. a plain ReLU. The forward pass is
-:class:`toysae.sae.fused.FusedForward` (its sparse path at small ``k / width``).
+:class:`toysae.sae._fused.FusedForward` (its sparse path at small ``k / width``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from toysae._validation import check_float
-from toysae.sae.active import batch_topk
+from toysae.sae._fused import FusedOutput, FusedSAEMixin, Selection, fused_forward
+from toysae.sae._sparse_kernels import batch_topk
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
-from toysae.sae.fused import FusedOutput, FusedSAEMixin, Selection, fused_forward
 from toysae.sae.topk import aux_k_loss, check_k
 
 
@@ -75,7 +75,7 @@ class BatchTopKSAE(FusedSAEMixin, SparseAutoencoder):
         return ()
 
     def fused(self, x: Tensor) -> FusedOutput:
-        """:func:`toysae.sae.fused.fused_forward` on a checked ``x``; the threshold updated."""
+        """:func:`toysae.sae._fused.fused_forward` on a checked ``x``; the threshold updated."""
         out = fused_forward(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.selection(),
                             threshold=None if self.training else self.threshold,
                             spare=self._backward_buffers)

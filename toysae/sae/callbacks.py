@@ -44,7 +44,7 @@ from toysae.sae.base import SparseAutoencoder
 
 if TYPE_CHECKING:  # the engine imports this module; it is only named here
     from toysae.sae.config import TrainConfig
-    from toysae.sae.engine import _Engine
+    from toysae.sae.engine import Engine
     from toysae.sae.stacks import MemberStack
 
 __all__ = ["Callback", "EvalFnCallback", "StopTraining", "TrainingState"]
@@ -102,7 +102,7 @@ class TrainingState:
     config, sparsity_coefs, n_members, optimizer, stacks : the run's.
     """
 
-    def __init__(self, engine: _Engine):
+    def __init__(self, engine: Engine):
         self._engine = engine
         self._lr_scale = 1.0
         self._batch: Tensor | None = None

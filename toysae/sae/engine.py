@@ -56,11 +56,11 @@ from toysae.sae.base import SparseAutoencoder, make_sae
 from toysae.sae.batches import data_dim, derived_seed, training_batches
 from toysae.sae.callbacks import Callback, EvalFnCallback, StopTraining, TrainingState, check_rows
 from toysae.sae.config import TrainConfig
-from toysae.sae.objectives import LocalReconstruction, Objective
 from toysae.sae.resampling import reinit_dead_latents_, reset_optimizer_slots_
 from toysae.sae.schedules import lr_schedule, sparsity_schedule
 from toysae.sae.stacks import MemberStack, SingleSAE
 from toysae.sae.train_state import read_train_state, restore_checkpoint, run_key, write_checkpoint
+from toysae.sae.training_objective import LocalReconstruction, Objective
 
 __all__ = ["DATA_SCALE_RANGE", "DataScaleWarning", "RunOptions", "TrainResult",
            "TrainingDiverged", "data_scale", "fused_adam_options", "train_members", "train_sae"]
@@ -324,7 +324,7 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     d = stacks[0].d
     batches, n_steps = training_batches(data, options.objective.batch_width(d), config,
                                         start=saved[0]["n_iter"] if saved else 0)
-    engine = _Engine(list(stacks), coefs, config, options)
+    engine = Engine(list(stacks), coefs, config, options)
     if options.checkpointing:
         engine.run_key = run_key(engine, data)
         engine.checkpoint_every = options.checkpoint_every
@@ -337,7 +337,7 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
         return engine.run(batches, n_steps)
 
 
-class _Engine:
+class Engine:
     """One run's state and loop; checkpoints read and write it (toysae.sae.train_state)."""
 
     def __init__(self, stacks: list[MemberStack], coefs: tuple[float, ...],

@@ -14,7 +14,7 @@ stacked tensors: torch's CPU bmm parallelises over the model axis, which
 wastes cores when there are few members. Everything else stays batched: one
 batch, one Adam step, one normalisation for all members.) The forward pass is
 one ``torch.autograd.Function`` (:class:`StackedReLUForward`), the batched twin
-of the ReLU SAE's :class:`toysae.sae.fused.FusedForward`, so the ensemble trains
+of the ReLU SAE's :class:`toysae.sae._fused.FusedForward`, so the ensemble trains
 under any objective of the engine; a member whose codes are sparse takes the
 sparse path (its products after the encoder's from its active entries alone).
 
@@ -51,10 +51,7 @@ from torch import Tensor, nn
 
 from toysae import _tuning
 from toysae._validation import check_int, check_seed, check_tuple
-from toysae.sae.base import SAEOutput
-from toysae.sae.config import TrainConfig
-from toysae.sae.engine import RunOptions, TrainResult, train_members
-from toysae.sae.fused import (
+from toysae.sae._fused import (
     current_step_path,
     entry_code_grads,
     measured_active,
@@ -62,6 +59,9 @@ from toysae.sae.fused import (
     spare_grad,
     sparse_encoder_grads,
 )
+from toysae.sae.base import SAEOutput
+from toysae.sae.config import TrainConfig
+from toysae.sae.engine import RunOptions, TrainResult, train_members
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.stacks import MemberStack
 
@@ -71,11 +71,11 @@ __all__ = ["ReLUSAEEnsemble", "StackedReLUForward", "train_ensembles"]
 class StackedReLUForward(torch.autograd.Function):
     """``(x (n, d), W_enc (M, d, W), b_enc (M, W), W_dec (M, W, d), b_dec (M, d), mask)``
     -> ``(x_hat (M, n, d), codes (M, n, W))``, with the backward of
-    :class:`toysae.sae.fused.FusedForward` member by member. ``mask`` (M, W) zeroes padded
+    :class:`toysae.sae._fused.FusedForward` member by member. ``mask`` (M, W) zeroes padded
     latents (None: no padding).
 
     Each member takes the dense or the sparse path by the measured density of its own
-    codes (:func:`toysae.sae.fused.measured_active`); while every member is dense the
+    codes (:func:`toysae.sae._fused.measured_active`); while every member is dense the
     products stay batched, otherwise members step one at a time (the sparse path pays
     only where members are large, and large members already step one at a time).
     """

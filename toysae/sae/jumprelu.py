@@ -13,7 +13,7 @@ learns through straight-through pseudo-derivatives with a rectangle kernel
 ``bandwidth / 2`` of a threshold therefore push it: down where reconstruction
 wants the latent on, up where the L0 penalty wants it off.
 
-The forward pass is :class:`toysae.sae.fused.FusedForward` with these
+The forward pass is :class:`toysae.sae._fused.FusedForward` with these
 pseudo-derivatives; its sparse path lists the entries above ``theta -
 bandwidth / 2``, which holds both the active latents and the window.
 :class:`_JumpReLU` is the same activation for ``activate`` (plain autograd).
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from toysae._validation import check_float, listed_latents
+from toysae.sae._fused import FusedSAEMixin, Selection, fused_forward
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
-from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
 
 def _window(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:

@@ -22,7 +22,7 @@ The early latents must reconstruct with few atoms, so they learn the frequent,
 general directions (a parent feature), and later latents add the specifics;
 this is the remedy the paper proposes for feature absorption.
 
-The forward pass (:class:`toysae.sae.fused.FusedForward`) computes every
+The forward pass (:class:`toysae.sae._fused.FusedForward`) computes every
 prefix's reconstruction at the cost of one decode, block by block; on its
 sparse path each block decodes from its own active entries, and the backward
 sends each block the summed gradient of every prefix that contains it.

@@ -4,7 +4,7 @@
     x_hat = f @ W_dec + b_dec                     W_dec (width, d), b_dec (d,)
 
 (Bricken et al. 2023, "Towards Monosemanticity"). Row ``i`` of ``W_dec`` is
-latent ``i``'s atom. The forward pass is :class:`toysae.sae.fused.FusedForward`,
+latent ``i``'s atom. The forward pass is :class:`toysae.sae._fused.FusedForward`,
 one ``torch.autograd.Function`` with a hand-written backward (in-place
 element-wise work, ReLU's fused threshold kernel, weight gradients and the
 (n, width) scratch written into recycled buffers) on a dense path (five
@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from toysae.sae._fused import FusedSAEMixin, Selection, fused_forward
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
-from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
 RELU = Selection("relu")
 

@@ -5,7 +5,7 @@ largest pre-activations of each sample are kept, everything else is 0, so
 sparsity is set by ``k`` and no penalty is needed. Dead latents are revived by
 AuxK: the ``aux_k`` largest dead pre-activations try to reconstruct the
 residual (its loss is normalised by the residual's variance). The forward pass
-is :class:`toysae.sae.fused.FusedForward` (its sparse path at small ``k / width``).
+is :class:`toysae.sae._fused.FusedForward` (its sparse path at small ``k / width``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from toysae._validation import check_int
-from toysae.sae.active import row_topk
+from toysae.sae._fused import FusedSAEMixin, Selection, fused_forward
+from toysae.sae._sparse_kernels import row_topk
 from toysae.sae.base import SAEOutput, SparseAutoencoder, register
-from toysae.sae.fused import FusedSAEMixin, Selection, fused_forward
 
 
 def check_k(k, width: int, name: str = "k") -> int:

@@ -36,7 +36,7 @@ from toysae._result import History
 from toysae._validation import to_numpy
 
 if TYPE_CHECKING:  # the engine imports this module; it is only named here
-    from toysae.sae.engine import _Engine
+    from toysae.sae.engine import Engine
 
 FORMAT = "toysae-train-state"
 VERSION = "1"
@@ -205,7 +205,7 @@ class TensorReader:
 
 
 # -- the engine's state ---------------------------------------------------------------
-def run_key(engine: _Engine, data) -> dict:
+def run_key(engine: Engine, data) -> dict:
     """What a checkpoint's run must share with this one to resume it (JSON types)."""
     stacks = [{"kind": type(s).__name__, "d": s.d, "widths": list(s.widths),
                "members": [{"architecture": s.member(m).architecture, **s.member(m).config()}
@@ -216,17 +216,17 @@ def run_key(engine: _Engine, data) -> dict:
     return json.loads(json.dumps(key))
 
 
-def _optimized(engine: _Engine) -> list[nn.Parameter]:
+def _optimized(engine: Engine) -> list[nn.Parameter]:
     """The optimizer's parameters in its order: a checkpoint numbers Adam's state by it."""
     return [p for group in engine.optimizer.param_groups for p in group["params"]]
 
 
-def _resampling_ahead(engine: _Engine, n_steps: int) -> bool:
+def _resampling_ahead(engine: Engine, n_steps: int) -> bool:
     cfg = engine.cfg
     return bool(cfg.resample_every) and engine.n_iter < cfg.resample_until * n_steps
 
 
-def write_checkpoint(engine: _Engine, n_steps: int, wall_time: float,
+def write_checkpoint(engine: Engine, n_steps: int, wall_time: float,
                      finished: str | None = None) -> Path:
     """Write ``engine``'s whole run state to its ``checkpoint_path`` (atomically).
 
@@ -266,7 +266,7 @@ def write_checkpoint(engine: _Engine, n_steps: int, wall_time: float,
     return write_train_state(engine.checkpoint_path, tensors, state)
 
 
-def restore_checkpoint(engine: _Engine, state: dict, tensors: dict[str, Tensor], *,
+def restore_checkpoint(engine: Engine, state: dict, tensors: dict[str, Tensor], *,
                        n_steps: int, source: Path) -> None:
     """Restore a checkpoint (:func:`read_train_state`) of ``engine``'s run into it;
     ValueError before any change if it is not one."""

@@ -13,14 +13,14 @@ import numpy as np
 from toysae._result import Result
 from toysae._tuning import CHECK_CHUNK_ENTRIES, KEEP_MATRIX_ENTRIES
 from toysae._validation import check_float, check_int
-from toysae.theory._problem import (
+from toysae.theory.problem import (
     UNIT_NORM_ATOL,
     Chunk,
     Problem,
     make_problem,
     scratch_rows,
 )
-from toysae.theory._support import SampleSums
+from toysae.theory.support import SampleSums
 
 #: Default tolerances, in the units of each violation (see the reports).
 CODE_TOL = 1e-3

@@ -28,16 +28,16 @@ import numpy as np
 from toysae._result import Result
 from toysae._tuning import CHECK_CHUNK_ENTRIES
 from toysae._validation import check_int
-from toysae.objective import objective_from_parts
-from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
-from toysae.theory._support import (
+from toysae.dictionary_objective import objective_from_parts
+from toysae.theory.conditions import INDENT
+from toysae.theory.problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
+from toysae.theory.support import (
     NestingTracker,
     SampleSums,
     csc_sorted,
     pair_rows,
     row_dots,
 )
-from toysae.theory.conditions import INDENT
 
 
 @dataclass(repr=False)
@@ -162,7 +162,7 @@ class StepVerifier:
     (z_ni' d_i' + z_nj' d_j)``, evaluated as written (it equals ``r_n`` only up to
     rounding: the reconstruction is unchanged in exact arithmetic, which this
     confirms rather than assumes), and the L1 term from the new codes; both go
-    through :func:`toysae.objective.objective_from_parts`. Samples where the child is
+    through :func:`toysae.dictionary_objective.objective_from_parts`. Samples where the child is
     silent do not change. ``keep_rows``: keep each step's rows and new codes (what
     :meth:`HierarchyStep.apply` needs); a streamed check of a file leaves them out.
     """

@@ -33,15 +33,15 @@ import scipy.sparse as sp
 from toysae._result import Result
 from toysae._tuning import CHECK_CHUNK_ENTRIES, PAIR_GATHER_ENTRIES
 from toysae._validation import check_float, check_indices, check_int
-from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
-from toysae.theory._support import (
+from toysae.theory.conditions import INDENT, holds
+from toysae.theory.problem import UNIT_NORM_ATOL, Chunk, Problem, make_problem
+from toysae.theory.support import (
     NestingTracker,
     SampleSums,
     csc_sorted,
     pair_rows,
     row_dots,
 )
-from toysae.theory.conditions import INDENT, holds
 
 PAIR_TOL = 1e-2
 #: ``pairs="auto"`` checks every ordered pair up to this many atoms (the all-pairs

@@ -10,9 +10,7 @@ import numpy as np
 from toysae._config import JsonMixin
 from toysae._result import Result
 from toysae._validation import check_float, check_int
-from toysae.objective import objective_from_parts
-from toysae.theory._problem import UNIT_NORM_ATOL, Problem, make_problem
-from toysae.theory._support import NestingTracker, SampleSums
+from toysae.dictionary_objective import objective_from_parts
 from toysae.theory.conditions import (
     ATOM_TOL,
     BIAS_TOL,
@@ -34,6 +32,8 @@ from toysae.theory.pairs import (
     pair_report,
     plan_pairs,
 )
+from toysae.theory.problem import UNIT_NORM_ATOL, Problem, make_problem
+from toysae.theory.support import NestingTracker, SampleSums
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from toysae._buffers import Workspace
 from toysae._result import Result
 from toysae._tuning import KEEP_MATRIX_ENTRIES
 from toysae._validation import check_float, check_int, check_problem_shapes, to_numpy
+from toysae.dictionary_objective import objective_from_parts
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.sparse_coding import ConvergenceWarning
-from toysae.objective import objective_from_parts
-from toysae.theory._problem import UNIT_NORM_ATOL, Chunk, scratch_rows, unit_dictionary
 from toysae.theory.conditions import CODE_TOL, INDENT, CodeKKTSums
 from toysae.theory.pairs import MAX_PAIRS
+from toysae.theory.problem import UNIT_NORM_ATOL, Chunk, scratch_rows, unit_dictionary
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
 
 

@@ -22,7 +22,7 @@ from scipy.optimize import minimize
 
 from toysae._result import Result
 from toysae._validation import check_float, to_numpy
-from toysae.objective import dictionary_objective
+from toysae.dictionary_objective import dictionary_objective
 
 
 @dataclass(repr=False)

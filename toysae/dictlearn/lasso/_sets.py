@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from toysae._tuning import GRAM_CACHED_BYTES, GRAM_VIA_DICTIONARY
+from toysae.dictionary_objective import objective_from_parts
 from toysae.dictlearn.lasso._fista import gram_times
-from toysae.objective import objective_from_parts
 
 
 def row_counts(mask: torch.Tensor) -> torch.Tensor:

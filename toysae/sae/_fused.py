@@ -20,7 +20,7 @@ so every objective of the engine gets its backward. With ``g = dL/dx_hat`` and
 
 **Two paths.** The *dense* path computes these as five matmuls. The *sparse*
 path computes only the encoder's product densely and everything after it from
-the active entries of ``f`` (:mod:`toysae.sae.active`): ``dL/dpre`` is nonzero
+the active entries of ``f`` (:mod:`toysae.sae._sparse_kernels`): ``dL/dpre`` is nonzero
 only where a latent is active, so the decoder's forward, both weight
 gradients and the input gradient cost ``nnz * d`` instead of ``n * width * d``.
 The path is chosen per batch by the measured density of the codes (the share
@@ -56,7 +56,7 @@ from torch import Tensor
 
 from toysae import _tuning
 from toysae._validation import check_choice
-from toysae.sae.active import ActiveSet, batch_topk, row_topk
+from toysae.sae._sparse_kernels import ActiveSet, batch_topk, row_topk
 
 __all__ = ["PATHS", "FusedForward", "FusedOutput", "FusedSAEMixin", "Selection",
            "current_step_path", "fused_forward", "measured_active", "step_path"]

@@ -30,7 +30,7 @@ from toysae._validation import (
     to_numpy,
     unit_row_deviation,
 )
-from toysae.theory._support import lookup
+from toysae.theory.support import lookup
 
 #: Default distance from unit norm tolerated in a dictionary row.
 UNIT_NORM_ATOL = 1e-5
@@ -118,7 +118,7 @@ class Chunk(NamedTuple):
     scratch: dict | None = None  # the Problem's kept buffers, for lookup() in its checkers
 
     def codes_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """``Z[rows[e], cols[e]]`` for each entry (:func:`~toysae.theory._support.lookup`)."""
+        """``Z[rows[e], cols[e]]`` for each entry (:func:`~toysae.theory.support.lookup`)."""
         return lookup(self.Z, rows, cols, self.scratch)
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from toysae._validation import check_choice, check_float
 from toysae.models.base import HostModel
 from toysae.sae.base import SAEOutput, reconstruction_loss
-from toysae.sae.objectives import Objective
+from toysae.sae.training_objective import Objective
 
 MODES = ("local", "e2e", "e2e_ds")
 

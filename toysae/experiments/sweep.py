@@ -2,7 +2,7 @@
 
 ``toysae sweep NAME --grid key=v1,v2 --grid key2=... [--quick] [--config FILE]
 [--set key=value ...]`` resolves the base config as ``toysae run`` does
-(``toysae.experiments._overrides``), then every combination of the grid's
+(``toysae.experiments.overrides``), then every combination of the grid's
 values on top of it (the last ``--grid`` varies fastest). Every point's config
 is built and validated before anything runs. The points run through joblib:
 local worker processes by default (the ``loky`` backend), or any joblib
@@ -45,7 +45,7 @@ from toysae._config import jsonable
 from toysae._io import write_text
 from toysae._result import Result
 from toysae._validation import check_int
-from toysae.experiments._overrides import (
+from toysae.experiments.overrides import (
     ConfigError,
     apply_overrides,
     parse_assignment,
