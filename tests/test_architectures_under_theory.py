@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -62,12 +64,62 @@ def test_the_tracked_run_logs_absorption_and_the_theory_along_training(result):
     assert n >= result.config.track_points - 1 and all(len(v) == n for v in track.values())
     assert list(result.track_samples) == sorted(result.track_samples)
     assert result.track_samples[-1] == result.config.train.n_steps * 1024
+    # the values, not only the keys: the last point scored the final SAE, so its MCC is the
+    # topk row's (the same dictionary against the same features); TopK fires exactly k
+    # latents at every point; the theory's counts and drops are what they can be
+    by = {r.name: r for r in result.rows}
+    assert track["mcc"][-1] == pytest.approx(by["topk"].mcc, rel=1e-12)
+    assert track["mcc"][0] != track["mcc"][-1]  # logged along training, not one value copied
+    assert all(v == by["topk"].k for v in track["eval_l0"])
+    assert all(0 <= v <= 1 for v in track["absorption"])
+    assert all(v >= 0 and v == int(v) for v in track["n_certified"])
+    assert all((drop > 0) == (n > 0) for n, drop in zip(track["n_certified"],
+                                                         track["certified_drop"], strict=True))
+    assert all(v > 0 for v in track["stationarity_median"])  # a short SAE run: not stationary
+
+
+def _orders(ranking: str) -> tuple[list[str], list[str]]:
+    """The two orders the ranking sentence states: (here, paper)."""
+    match = re.match(r"F1 order here: (.*?); paper: (.*?)\.", ranking)
+    assert match, ranking
+    return match.group(1).split(" > "), match.group(2).split(" > ")
 
 
 def test_the_ranking_sentence_names_the_papers_order(result):
     assert "paper: matryoshka > relu" in result.ranking
     assert ("Matryoshka is ahead" in result.ranking) != ("Matryoshka is not ahead"
                                                           in result.ranking)
+    # the sentence's order is the rows' F1 order, and its verdicts follow from the rows
+    f1 = {r.name: r.f1 for r in result.rows if r.name in aut.PAPER}
+    here, paper = _orders(result.ranking)
+    assert sorted(here) == sorted(f1) == sorted(paper)
+    assert [f1[n] for n in here] == sorted(f1.values(), reverse=True)
+    assert [aut.PAPER[n][0] for n in paper] == sorted((aut.PAPER[n][0] for n in f1),
+                                                      reverse=True)
+    ahead = f1["matryoshka"] == max(f1.values())
+    assert ("Matryoshka is ahead on F1" in result.ranking) == ahead
+    assert ("Matryoshka is not ahead on F1" in result.ranking) == (not ahead)
+    last = f1["relu"] == min(f1.values())
+    assert ("(relu) is last on F1" in result.ranking) == last
+    assert ("(relu) is not last on F1" in result.ranking) == (not last)
+
+
+@pytest.mark.parametrize("f1, here, ahead, last", [
+    ({"relu": 0.2, "jumprelu": 0.5, "matryoshka": 0.7}, ["matryoshka", "jumprelu", "relu"],
+     True, True),
+    ({"relu": 0.6, "jumprelu": 0.5, "matryoshka": 0.4}, ["relu", "jumprelu", "matryoshka"],
+     False, False),
+])
+def test_the_ranking_sentence_on_hand_made_rows(f1, here, ahead, last):
+    # both verdicts both ways, and a row outside the paper (topk) left out of the orders
+    rows = [SimpleNamespace(name=n, f1=v) for n, v in {**f1, "topk": 0.99}.items()]
+    ranking = aut._ranking(rows)
+    assert _orders(ranking) == (here, ["matryoshka", "jumprelu", "relu"])
+    assert ("Matryoshka is ahead on F1" in ranking) == ahead
+    assert ("Matryoshka is not ahead on F1" in ranking) == (not ahead)
+    assert ("(relu) is last on F1" in ranking) == last
+    assert ("(relu) is not last on F1" in ranking) == (not last)
+    assert "no ranking" in aut._ranking(rows[:1] + rows[-1:])
 
 
 def test_outputs_are_written(result, tmp_path):

@@ -139,11 +139,24 @@ def test_partial_fit_transform_and_reproducibility():
 
 def test_callback_values_land_in_history():
     X, F, _ = planted(6)
-    est = learner("bcd", callback=lambda l: {"mmcs": mmcs(F, l.dictionary)},
-                  callback_every=2, max_epochs=2).fit(X)
+    seen = []
+
+    def callback(l):
+        seen.append((l.n_steps_, l.dictionary.copy()))
+        return {"mmcs": mmcs(F, l.dictionary)}
+
+    est = learner("bcd", callback=callback, callback_every=2, max_epochs=2).fit(X)
     values = est.history_["mmcs"]
     assert np.isnan(values[0]) and np.isfinite(values[1])
     assert values[-1] >= values[1]
+    # every second step's row holds what the callback returned at that step, computed on the
+    # dictionary that step produced (the last one: the fitted dictionary); no other row does
+    steps = est.history_["step"]
+    assert len(steps) == est.n_steps_ == 12 and [s for s, _ in seen] == list(range(2, 13, 2))
+    np.testing.assert_array_equal(np.isfinite(values), steps % 2 == 0)
+    np.testing.assert_array_equal(values[steps % 2 == 0], [mmcs(F, D) for _, D in seen])
+    np.testing.assert_array_equal(seen[-1][1], est.dictionary)
+    assert len({round(v, 12) for v in values[steps % 2 == 0]}) > 1  # values, not one copied
 
 
 def test_objective_in_history_matches_package_objective():

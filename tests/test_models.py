@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.special import logsumexp
 
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
@@ -155,6 +156,37 @@ def test_e2e_ds_reports_downstream_terms_and_mlp_post_works(host, held):
                     progress=False)
     assert {"kl", "downstream"} <= set(res.history)
     assert splice_metrics(host, sae, "mlp_post", held)["n_eval"] == 4000
+    # the downstream term enters the loss the engine logs
+    np.testing.assert_allclose(res.history["loss"], res.history["kl"] + res.history["downstream"]
+                               + res.history["sparsity"] + res.history["auxiliary"], rtol=1e-5)
+    # both terms by hand on one batch, in float64 from the host's weights: the KL of the
+    # patched output and the per-coordinate squared error of the one later site, resid_post
+    objective = SiteObjective(host, "mlp_post", "e2e_ds")
+    batch = held.inputs[:256]
+    site = objective.sae_input(batch)
+    with torch.no_grad():
+        out = sae(site)
+        parts = objective(batch, site, out)
+        doubled = SiteObjective(host, "mlp_post", "e2e_ds", downstream_coef=2.0)(batch, site, out)
+    x = batch.double().numpy()
+    W_in, b_in, W_out, U = (t.detach().double().numpy() for t in
+                            (host.W_in, host.b_in, host.W_out, host.U))
+    resid_post = x + np.maximum(x @ W_in + b_in, 0.0) @ W_out
+    patched = x + out.x_hat.double().numpy() @ W_out
+    log_p, log_q = (z - logsumexp(z, axis=1, keepdims=True) for z in (resid_post @ U,
+                                                                      patched @ U))
+    kl = float((np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean())
+    downstream = float(((patched - resid_post) ** 2).sum(axis=1).mean() / host.input_dim)
+    assert set(parts) == {"kl", "downstream"} and downstream > 0
+    assert float(parts["kl"]) == pytest.approx(kl, rel=1e-4)
+    assert float(parts["downstream"]) == pytest.approx(downstream, rel=1e-4)
+    assert float(doubled["downstream"]) == pytest.approx(2 * downstream, rel=1e-4)
+    assert float(doubled["kl"]) == float(parts["kl"])
+    # the SAE spliced at mlp_post keeps the output: far closer than ablating the site
+    cache = host.forward_cache(held.inputs)
+    zero = host.forward_from("mlp_post", torch.zeros_like(cache["mlp_post"]), cache)["output"]
+    assert splice_metrics(host, sae, "mlp_post", held)["kl"] < 0.2 * float(
+        host.divergence(cache["output"], zero))
     proxy = mlp_feature_proxy(host)
     assert proxy.shape == (host.config.data.n_features, host.config.hidden)
     np.testing.assert_allclose(np.linalg.norm(proxy, axis=1)[np.linalg.norm(proxy, axis=1) > 0],
@@ -173,6 +205,17 @@ def test_tms_site_objective_and_exact_ground_truth(tms):
     assert "weighted_sq_distance" in res.history and "kl" not in res.history
     assert "weighted_sq_distance" in m and "kl" not in m
     assert tms.features.shape == (20, 5)
+    # exact: feature i alone (at any magnitude) puts the hidden site along features[i], and
+    # every hidden activation is the codes times the features scaled by their lengths there
+    F = tms.features
+    single = tms.forward_cache(0.7 * torch.eye(20))["hidden"]
+    lengths = single.norm(dim=1) / 0.7
+    torch.testing.assert_close(single / single.norm(dim=1, keepdim=True), F)
+    torch.testing.assert_close(F.norm(dim=1), torch.ones(20))
+    codes = tms.sample(500, seed=7).codes
+    assert (codes > 0).sum(1).max() > 1  # superposed samples, not one feature at a time
+    torch.testing.assert_close(tms.forward_cache(codes)["hidden"],
+                               codes @ (lengths[:, None] * F), rtol=1e-5, atol=1e-6)
 
 
 def test_metrics_on_hand_made_dictionaries():

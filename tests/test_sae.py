@@ -382,6 +382,23 @@ def test_decoder_bias_switches_the_pre_encoder_bias():
     train_sae(biased, x.numpy(), cfg, progress=False)
     assert biased.b_dec.abs().sum() > 0  # trained
     torch.testing.assert_close(biased(x).x_hat, biased.encode(x) @ biased.M + biased.b_dec)
+    # the encoder side by explicit matrices: x - b_dec before the encoder, b_dec added after
+    # the decoder; without the flag, x itself (its b_dec is a zero buffer)
+    M, b, b_dec = biased.M.detach(), biased.b.detach(), biased.b_dec.detach()
+    codes = torch.relu((x - b_dec) @ M.T + b)
+    torch.testing.assert_close(biased.encode(x), codes)
+    torch.testing.assert_close(biased(x).x_hat, codes @ M + b_dec)
+    assert not torch.allclose(torch.relu(x @ M.T + b), codes)  # the subtraction matters here
+    W_enc, b_enc, W_dec = (t.detach() for t in (plain.W_enc, plain.b_enc, plain.W_dec))
+    torch.testing.assert_close(plain.encode(x), torch.relu(x @ W_enc + b_enc))
+    torch.testing.assert_close(plain(x).x_hat, torch.relu(x @ W_enc + b_enc) @ W_dec)
+    relu = ReLUSAE(D, WIDTH, seed=1)  # the default: the pre-encoder bias is on
+    with torch.no_grad():
+        relu.b_dec.copy_(biased.b_dec)
+    W_enc, b_enc, W_dec = (t.detach() for t in (relu.W_enc, relu.b_enc, relu.W_dec))
+    codes = torch.relu((x - b_dec) @ W_enc + b_enc)
+    torch.testing.assert_close(relu(x).codes, codes)
+    torch.testing.assert_close(relu(x).x_hat, codes @ W_dec + b_dec)
     for sae in (plain, biased):  # the flag round-trips through the registry
         rebuilt = make_sae(sae.architecture, **sae.config())
         assert rebuilt.decoder_bias == sae.decoder_bias

@@ -278,6 +278,11 @@ def test_progress_bar_runs(toy, capsys):
     res = train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5),
                     width=16, progress=True)
     assert res.n_iter == 10
+    err = capsys.readouterr().err  # tqdm draws on stderr, a bar of the run's 10 steps
+    assert "0/10 [" in err and "step/s]" in err, err
+    train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5), width=16,
+              progress=False)
+    assert capsys.readouterr().err == ""  # and nothing without the flag
 
 
 # -- the engine: objectives, blow-up, threads ---------------------------------------

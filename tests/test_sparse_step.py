@@ -458,14 +458,19 @@ def test_forward_outputs_recycle_memory_only_once_nothing_holds_it(arch, path):
     with step_path(path):
         for step in range(4):
             out = sae(x * (1 + step))
+            # the copy is taken before the backward pass and this step's forward of the
+            # next step, and compared after both: neither may write into held codes
+            kept.append((out.codes.detach(), out.codes.detach().clone()))
             out.x_hat.square().sum().backward()
-            kept.append((out.codes.detach(), out.codes.clone()))
             pointers.append(out.codes.data_ptr())
             del out
+            for held, copy in kept:  # this step's codes and the previous step's
+                assert torch.equal(held, copy), step
             if len(kept) > 1:  # the caller lets go of all but the last step's outputs
                 kept.pop(0)
             held, copy = kept[-1]
             assert torch.equal(held, copy)
+        assert kept[-1][0].any()  # codes an overwrite would change
     assert pointers[2] == pointers[0] and pointers[3] == pointers[1] != pointers[0]
     with torch.no_grad():  # inference: fresh memory every call, never a recycled buffer
         first, second = sae(x).codes, sae(x).codes

@@ -107,6 +107,30 @@ def test_sparse_and_torch_inputs_give_the_same_report(learned):
     other = check_optimality(torch.tensor(X), torch.tensor(D), sp.csr_matrix(Z), LAM)
     assert np.allclose(dense.atoms.violation, other.atoms.violation)
     assert np.allclose(dense.pairs.lhs, other.pairs.lhs)
+    # at the exact optimum those are ~0 on both sides; compare a state that fails every
+    # check, codes off their optimum (atom 3 switched off), the sparse copy holding
+    # explicit zeros where the dense one has none (atom 3's entries and more)
+    Zbad = Z * np.array([1.3, 0.7, 1.1, 0.0])
+    stored = sp.csr_matrix(Z * np.array([1.3, 0.7, 1.1, 1.0]))
+    stored.data[stored.indices == 3] = 0.0
+    assert (stored.data == 0).sum() > 0 and np.array_equal(stored.toarray(), Zbad)
+    dense = check_optimality(X, D, Zbad, LAM)
+    other = check_optimality(torch.tensor(X), torch.tensor(D), stored, LAM)
+    assert not dense.code.passed and not dense.atoms.passed
+    assert dense.atoms.max_violation > 0.1 and dense.code.max_violation > 0.1
+    assert dense.message == other.message and dense.passed == other.passed
+    assert dense.objective == pytest.approx(other.objective, rel=1e-12)
+    for a, b in ((dense.code, other.code), (dense.atoms, other.atoms)):
+        assert (a.max_violation, a.n_violations) == pytest.approx((b.max_violation,
+                                                                   b.n_violations), rel=1e-12)
+    assert np.allclose(dense.code.per_atom, other.code.per_atom, rtol=1e-12)
+    assert np.allclose(dense.atoms.violation, other.atoms.violation, rtol=1e-12)
+    for name in ("lhs", "identity_violation", "hull_low", "hull_high", "coactive_mass",
+                 "alone_lhs", "nested", "alive"):
+        assert np.allclose(getattr(dense.pairs, name), getattr(other.pairs, name),
+                           rtol=1e-12), name
+    assert (dense.hierarchy.n_nested, dense.hierarchy.n_certified) == (
+        other.hierarchy.n_nested, other.hierarchy.n_certified)
 
 
 # --- code KKT -----------------------------------------------------------------------------
