@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toysae"
 
 #: Each part of the package and its layer; the top-level underscore modules are plumbing.
 LAYERS = {
-    "data": 0, "dictionary_objective": 0,
+    "data": 0, "dictionary_objective": 0, "stats": 0,
     "sae": 1, "dictlearn": 1, "models": 1,
     "metrics": 2, "host_metrics": 2, "theory": 2, "interop": 2, "plotting": 2,
     "experiments": 3, "check": 3,

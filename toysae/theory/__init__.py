@@ -12,7 +12,13 @@ from toysae.theory.conditions import (
     bias_condition,
     code_kkt,
 )
+from toysae.theory.decoder import (
+    DecoderStationarityReport,
+    decoder_stationarity,
+    sae_decoder_stationarity,
+)
 from toysae.theory.hierarchy import HierarchyReport, HierarchyStep, hierarchy_certificate
+from toysae.theory.matched_lam import MatchedLam, lam_for_l0, sae_lam_for_l0
 from toysae.theory.pairs import HullSample, PairReport, pair_conditions
 from toysae.theory.report import OptimalityReport, Tolerances, check_optimality
 from toysae.theory.sae import (
@@ -30,9 +36,11 @@ __all__ = [
     "AtomStationarityReport",
     "BiasReport",
     "CodeKKTReport",
+    "DecoderStationarityReport",
     "HierarchyReport",
     "HierarchyStep",
     "HullSample",
+    "MatchedLam",
     "OptimalityReport",
     "PairReport",
     "SAEOptimalityReport",
@@ -45,10 +53,14 @@ __all__ = [
     "check_optimality",
     "check_sae",
     "code_kkt",
+    "decoder_stationarity",
     "hierarchy_certificate",
+    "lam_for_l0",
     "pair_conditions",
     "sae_codes",
+    "sae_decoder_stationarity",
     "sae_dictionary",
+    "sae_lam_for_l0",
     "wide_limit",
     "wide_limit_gap",
 ]

@@ -1,0 +1,175 @@
+"""Intervals over seeds and rank correlations: the statistics the experiments' verdicts use.
+
+The rule of the experiments (docs/design.md, "Seeds and intervals"): a number compared
+between groups is reported as its mean over seeds with a 95% interval, and a difference
+is called only where the two intervals do not overlap. With few seeds (3-5) the
+interval of the mean is Student's t interval, ``mean +- t_{n-1} * sd / sqrt(n)``: a
+bootstrap over three values can only return values among them, so it would be too
+narrow. One seed gives no interval at all (``low`` and ``high`` are None, null in
+JSON): nothing measured once is called different from anything.
+
+A rank correlation between two measured quantities (a theory number and a truth metric
+over architectures x seeds) gets a percentile bootstrap interval over the pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from toysae._validation import check_float, check_int, check_seed
+
+#: The coverage every experiment reports.
+LEVEL = 0.95
+
+
+def _values(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from err
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape "
+                         f"{arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+def _level(level) -> float:
+    return check_float(level, "level", minimum=0.0, maximum=1.0, min_inclusive=False,
+                       max_inclusive=False)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` values and its ``level`` interval ``[low, high]``.
+
+    ``resolved``: there is an interval (``n >= 2``; with one value the bounds are None).
+    ``str`` gives ``"0.812 [0.790, 0.834]"``; with one value, ``"0.812 (n=1)"``.
+    """
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    level: float
+    method: str  # "t" (Student's t interval of the mean)
+
+    @property
+    def resolved(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def format(self, digits: int = 3) -> str:
+        if not self.resolved:
+            return f"{self.mean:.{digits}f} (n={self.n})"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def mean_interval(values, *, level: float = LEVEL) -> Interval:
+    """The mean of ``values`` (one per seed) and its Student's t interval.
+
+    values : 1-D, finite, at least one value; level : coverage in (0, 1).
+    """
+    arr = _values(values, "values")
+    level = _level(level)
+    mean = float(arr.mean())
+    if arr.size == 1:
+        return Interval(mean=mean, low=None, high=None, n=1, level=level, method="t")
+    half = float(sps.t.ppf(0.5 + level / 2, arr.size - 1) * arr.std(ddof=1)
+                 / math.sqrt(arr.size))
+    return Interval(mean=mean, low=mean - half, high=mean + half, n=int(arr.size),
+                    level=level, method="t")
+
+
+def separated(a: Interval, b: Interval) -> bool:
+    """Whether two intervals are disjoint (both resolved and not overlapping)."""
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, Interval):
+            raise TypeError(f"{name} must be an Interval, got {type(value).__name__}")
+    return a.resolved and b.resolved and (a.high < b.low or b.high < a.low)
+
+
+def compare(a: Interval, b: Interval) -> int:
+    """``+1`` if ``a`` lies above ``b`` with disjoint intervals, ``-1`` if below, ``0`` if
+    the difference is not resolved."""
+    if not separated(a, b):
+        return 0
+    return 1 if a.mean > b.mean else -1
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rank correlation ``rho`` of ``n`` pairs, with a percentile bootstrap
+    interval over the pairs.
+
+    ``resolved``: the interval excludes 0 (the sign of the association is called).
+    ``n_boot`` counts the bootstrap resamples that had a defined correlation (a resample
+    whose values are all tied has none and is left out).
+    """
+
+    rho: float
+    low: float
+    high: float
+    n: int
+    level: float
+    n_boot: int
+    p_value: float
+
+    @property
+    def resolved(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def format(self, digits: int = 2) -> str:
+        return f"{self.rho:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
+    def __str__(self) -> str:
+        return f"rho = {self.format()} (n={self.n})"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(sps.spearmanr(x, y).statistic)
+
+
+def rank_correlation(x, y, *, n_boot: int = 2000, level: float = LEVEL,
+                     seed: int = 0) -> RankCorrelation:
+    """Spearman's rho of ``x`` and ``y`` (1-D, same length >= 3, neither constant) and its
+    percentile bootstrap interval from ``n_boot`` resamples of the pairs."""
+    x, y = _values(x, "x"), _values(y, "y")
+    if x.size != y.size:
+        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
+    if x.size < 3:
+        raise ValueError(f"x and y need at least 3 pairs for a rank correlation, got {x.size}")
+    for name, arr in (("x", x), ("y", y)):
+        if np.ptp(arr) == 0:
+            raise ValueError(f"{name} is constant ({arr[0]!r}): its rank correlation is "
+                             f"undefined")
+    n_boot = check_int(n_boot, "n_boot", minimum=100)
+    level = _level(level)
+    rng = np.random.default_rng(check_seed(seed))
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    boots = np.array([_spearman(x[i], y[i]) for i in idx])
+    boots = boots[np.isfinite(boots)]
+    if boots.size < n_boot // 2:
+        raise ValueError(f"only {boots.size} of {n_boot} bootstrap resamples had a defined "
+                         f"rank correlation: too many tied values in x or y")
+    res = sps.spearmanr(x, y)
+    low, high = np.quantile(boots, [0.5 - level / 2, 0.5 + level / 2])
+    return RankCorrelation(rho=float(res.statistic), low=float(low), high=float(high),
+                           n=int(x.size), level=level, n_boot=int(boots.size),
+                           p_value=float(res.pvalue))
