@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from scipy.optimize import minimize
-from test_theory_helpers import learn_dictionary, objective, solve_codes, unit_rows
+from theory_helpers import learn_dictionary, objective, solve_codes, unit_rows
 
 from toysae._threads import torch_threads
 from toysae.dictionary_objective import dictionary_objective

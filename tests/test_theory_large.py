@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from test_theory_helpers import unit_rows
+from theory_helpers import unit_rows
 
 import toysae.theory.pairs as pairs_module
 from toysae._tuning import CHECK_CHUNK_ENTRIES

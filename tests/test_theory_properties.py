@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_theory_helpers import (
+from theory_helpers import (
     finite,
     learn_dictionary,
     objective,

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_theory_helpers import solve_codes, unit_rows
+from theory_helpers import solve_codes, unit_rows
 
 import toysae.dictlearn
 import toysae.sae
