@@ -1,4 +1,5 @@
-"""The toysae command and the experiment registry."""
+"""``toysae.cli``: the toysae command: list, data, run (with ``--set``, ``--config`` and
+``--print-config``), help, output folders refused before running, errors in one line."""
 
 import json
 
@@ -6,6 +7,7 @@ import pytest
 
 from toysae import experiments
 from toysae.cli import main
+from toysae.experiments.overrides import resolve_config
 
 
 def test_list_shows_experiments(capsys):
@@ -36,33 +38,6 @@ def test_help_exits_cleanly(capsys):
         main(["--help"])
     assert info.value.code == 0
     assert "demo" in capsys.readouterr().out
-
-
-def test_every_experiment_follows_the_contract():
-    for name in experiments.available():
-        module = experiments.get(name)
-        config = module.Config.quick()
-        assert type(config).from_json(config.to_json()) == config
-        assert callable(module.run) and callable(module.save)
-
-
-def test_the_runner_writes_the_json_first_then_the_experiments_files(tmp_path, monkeypatch):
-    module = experiments.get("synthetic-data")
-    config = module.Config.quick()
-    result = module.run(config)
-    paths = experiments.save_outputs(module, result, tmp_path)
-    assert [p.name for p in paths] == ["synthetic-data.json", "synthetic-data.png"]
-    assert (tmp_path / "synthetic-data.json").read_text() == result.to_json()
-    assert module.Config.from_dict(json.loads(paths[0].read_text())["config"]) == config
-
-    def broken_figure(result, out_dir):
-        raise RuntimeError("the figure failed")
-
-    monkeypatch.setattr(module, "save", broken_figure)
-    out = tmp_path / "again"
-    with pytest.raises(RuntimeError, match="the figure failed"):
-        experiments.save_outputs(module, result, out)
-    assert [p.name for p in out.iterdir()] == ["synthetic-data.json"]  # the numbers are kept
 
 
 @pytest.fixture
@@ -124,3 +99,34 @@ def test_errors_are_reported_in_one_line_not_a_traceback(tmp_path, capsys, monke
     assert main(["run", "synthetic-data", "--out", str(tmp_path)]) == 2
     err = _one_line_error(capsys)
     assert " ".join(str(error).split()) in err
+
+
+@pytest.mark.parametrize("name", sorted(experiments.available()))
+def test_print_config_of_every_experiment_is_a_config_file_for_it(name, tmp_path, capsys):
+    assert main(["run", name, "--quick", "--set", "seed=1" if name != "synthetic-data"
+                 else "n_shown=5", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    module = experiments.get(name)
+    expected = resolve_config(module.Config, quick=True,
+                              sets=["seed=1" if name != "synthetic-data" else "n_shown=5"])
+    assert module.Config.from_json(printed) == expected
+    path = tmp_path / "config.json"
+    path.write_text(printed)
+    assert resolve_config(module.Config, config_file=path) == expected
+
+
+def test_cli_run_takes_overrides_and_reports_bad_ones_in_one_line(tmp_path, capsys):
+    assert main(["run", "dense-1d", "--quick", "--set", "n_samples=200", "--set",
+                 "learn_seeds=1", "--set", "learn_epochs=1", "--out", str(tmp_path)]) == 0
+    numbers = json.loads((tmp_path / "dense-1d.json").read_text())
+    assert numbers["config"]["n_samples"] == 200 and len(numbers["learned"]) == 1
+    capsys.readouterr()
+    for argv, match in [
+        (["--set", "lamm=0.1"], "lamm: Config has no such key; valid keys: n_samples"),
+        (["--set", "n_samples=2.5"], "n_samples=2.5: expected int"),
+        (["--set", "low=3"], "config: the data must straddle zero"),
+        (["--config", str(tmp_path / "none.json")], "--config: no file"),
+    ]:
+        assert main(["run", "dense-1d", *argv, "--print-config"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("toysae: ") and match in err and err.count("\n") == 1

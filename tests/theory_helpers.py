@@ -84,15 +84,54 @@ def problems(draw, *, n=(4, 24), d=(2, 4), k=(1, 5)):
     return X, D, lam
 
 
-def test_scratch_rows_reuses_one_buffer_and_hands_out_its_leading_rows():
-    from toysae.theory.problem import scratch_rows
+# -- hand-made problems shared by the theory tests ------------------------------------
+#: The lasso coefficient of the hand-made problems.
+LAM = 0.1
 
-    store: dict = {}
-    a = scratch_rows(store, "s", 8, 5)
-    b = scratch_rows(store, "s", 3, 5)  # a smaller chunk: the leading rows, same memory
-    assert a.shape == (8, 5) and b.shape == (3, 5) and b.flags.c_contiguous
-    assert np.shares_memory(a, b) and b.__array_interface__["data"] == a.__array_interface__["data"]
-    c = scratch_rows(store, "s", 9, 5)  # more rows than kept: a new, larger buffer
-    assert c.shape == (9, 5) and not np.shares_memory(a, c)
-    assert scratch_rows(store, "s", 2, 4).shape == (2, 4)  # another width: new
-    assert scratch_rows(store, "m", 2, 4, dtype=bool).dtype == bool
+
+def dog_labrador(seed=0, n=60):
+    """Parent 'dog' always on, child 'labrador' on a third of the dog samples."""
+    rng = np.random.default_rng(seed)
+    F = np.array([[1.0, 0.0, 0.0], [0.3, 0.95, 0.0]])
+    F = unit_rows(F)
+    dog = rng.uniform(1.0, 2.0, n)
+    lab = (rng.uniform(size=n) < 0.35) * rng.uniform(0.5, 1.5, n)
+    X = np.outer(dog, F[0]) + np.outer(lab, F[1])
+    return X, F, np.stack([dog, lab], axis=1)
+
+
+def dog_labrador_solved(n=40):
+    """A dog/labrador pair of 40 samples (other draws) with exact lasso codes at LAM."""
+    rng = np.random.default_rng(0)
+    F = unit_rows(np.array([[1.0, 0.0, 0.0], [0.3, 0.95, 0.0]]))
+    dog = rng.uniform(1.0, 2.0, n)
+    lab = (rng.uniform(size=n) < 0.35) * rng.uniform(0.5, 1.5, n)
+    X = np.outer(dog, F[0]) + np.outer(lab, F[1])
+    return X, F, solve_codes(X, F, LAM)
+
+
+def messy_state(seed: int, *, nonneg: bool = True, n: int = 300, k: int = 24):
+    """A state that fails in several ways: codes without shrinkage (not optimal), atoms 0
+    and 1 at cosine 0.5 with atom 1 firing only with atom 0 (nested), atoms 5 and 6 at
+    cosine -0.4, and an orthogonal pair (2, 3) that never co-fires but whose hull fails:
+    wherever atom 2 fires the residual leans toward d_3 by 0.2 to 0.6 lam."""
+    rng = np.random.default_rng(seed)
+    D = np.linalg.qr(rng.normal(size=(k + 2, k)))[0].T  # orthonormal rows
+    D[1] = unit_rows((D[1] + 0.58 * D[0])[None])[0]
+    D[5] = unit_rows((D[5] - 0.44 * D[6])[None])[0]
+    Z = rng.uniform(0.2, 1.5, (n, k)) * (rng.uniform(size=(n, k)) < 0.15)
+    Z[:, 1] *= Z[:, 0] > 0
+    Z[:, 3] *= Z[:, 2] == 0
+    if not nonneg:
+        Z[:, 4:] *= rng.choice([-1.0, 1.0], size=(n, k - 4))
+    X = Z @ D + 0.001 * rng.normal(size=(n, k + 2))
+    on2 = Z[:, 2] != 0
+    X[on2] += LAM * rng.uniform(0.2, 0.6, size=(on2.sum(), 1)) * D[3]
+    return X, D, Z
+
+
+def flagged(rep, mask):
+    """Set of pairs (i, j) where ``mask`` holds, from an all-pairs or a list report."""
+    if rep.pairs is None:
+        return {(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)}
+    return {(int(i), int(j)) for i, j in rep.pairs[mask]}

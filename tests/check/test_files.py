@@ -1,6 +1,6 @@
-"""``check_sae_files`` and ``toysae check``: an SAE checked on activation files in batches
-gives the in-memory ``check_sae`` numbers, reads the files a block at a time, and refuses
-bad input before any work."""
+"""``toysae.check.files`` and ``toysae check``: an SAE checked on activation files in
+batches gives the in-memory ``check_sae`` numbers, reads the files a block at a time (in
+shards of either format), and refuses bad input before any work."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import json
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import save_file as save_torch
 
 import toysae.check._activations as activations_module
 import toysae.theory.pairs as pairs_module
@@ -20,7 +18,6 @@ from toysae._io import save_module_tensors
 from toysae._threads import torch_threads
 from toysae.check import check_sae_files
 from toysae.check._activations import Activations
-from toysae.check._code_store import CodeStore
 from toysae.cli import main
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae import make_sae
@@ -178,13 +175,6 @@ def test_safetensors_shards_and_leading_axes_read_the_same_rows(world, tmp_path)
     assert again.amortisation.gap == pytest.approx(base.amortisation.gap, rel=1e-12)
 
 
-def test_bfloat16_activations_are_widened_exactly(tmp_path):
-    x = torch.randn(7, 5).to(torch.bfloat16)
-    save_torch({"x": x}, str(tmp_path / "bf16.safetensors"))
-    acts = Activations(tmp_path / "bf16.safetensors")
-    assert np.array_equal(acts.read(2, 6), x[2:6].double().numpy())
-
-
 def test_the_recorded_coefficient_is_the_default_lam(world, tmp_path):
     root, X, sae, _ = world
     path = tmp_path / "trained.safetensors"
@@ -240,20 +230,6 @@ def test_bad_input_is_refused_before_any_work(world, tmp_path):
     np.save(tmp_path / "empty" / "b.npy", np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="differ in d: a.npy has 4, b.npy has 5"):
         Activations(tmp_path / "empty")
-
-
-def test_code_store_gives_back_the_rows_it_was_given(tmp_path):
-    rng = np.random.default_rng(0)
-    Z = sp.random(300, 40, density=0.1, format="csr", random_state=1)
-    with CodeStore(300, 40, tmp_path) as store:
-        for start in (0, 7, 100, 250):
-            stop = {0: 7, 7: 100, 100: 250, 250: 300}[start]
-            store.append(Z[start:stop])
-        root = store.root
-        for a, b in [(0, 300), (5, 6), (99, 251), (299, 300), *rng.integers(0, 300, (5, 2))]:
-            a, b = sorted((int(a), int(b)))
-            assert (store[a:b] != Z[a:b]).nnz == 0
-    assert not root.exists()
 
 
 def test_cli_check_writes_json_and_figure(world, tmp_path, capsys):

@@ -1,35 +1,174 @@
-"""DictionaryLearner (bcd / mod / ksvd), the update rules, dead atoms, and baselines."""
+"""``toysae.dictlearn.learner``: ``DictionaryLearner`` as a scikit-learn estimator (the
+contract, the threads argument), and as a learner: each update rule (bcd / mod / ksvd)
+recovers a planted dictionary, dead atoms, history, bad arguments and data."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
+import scipy.sparse
+import sklearn
 import torch
+from problems import planted
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from toysae._result import History
 from toysae.dictionary_objective import dictionary_objective
-from toysae.dictlearn import (
-    DictionaryLearner,
-    ica_dictionary,
-    kmeans_dictionary,
-    pca_dictionary,
-    sparse_code,
-)
-from toysae.dictlearn.updates import bcd_update, ksvd_update, mod_update
+from toysae.dictlearn import DictionaryLearner, sparse_code
 from toysae.metrics import mmcs
 
+SMALL = dict(n_atoms=3, lam=0.1, max_epochs=2, progress=False)
+# Every check of the installed scikit-learn runs; none is expected to fail. (The
+# array-API check skips itself unless SCIPY_ARRAY_API is set.)
+EXPECTED_FAILED: dict[str, str] = {}
 
-def planted(seed=0, d=10, k=8, n=1500, signed=False, max_active=2, noise=0.0):
+
+def _data(seed=0, n=60, d=5):
     rng = np.random.default_rng(seed)
-    F = rng.standard_normal((k, d))
-    F /= np.linalg.norm(F, axis=1, keepdims=True)
-    Z = np.zeros((n, k))
-    for i in range(n):
-        idx = rng.choice(k, rng.integers(1, max_active + 1), replace=False)
-        Z[i, idx] = rng.uniform(0.5, 1.5, idx.size)
-        if signed:
-            Z[i, idx] *= rng.choice([-1.0, 1.0], idx.size)
-    X = Z @ F + noise * rng.standard_normal((n, d))
-    return X, F, Z
+    return np.abs(rng.standard_normal((n, d)))
+
+
+@parametrize_with_checks(
+    [DictionaryLearner(**SMALL), DictionaryLearner(**SMALL, update="ksvd", n_nonzero=2),
+     DictionaryLearner(**SMALL, nonneg=False, dtype="float64")],
+    expected_failed_checks=lambda est: EXPECTED_FAILED)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_sklearn_version_supports_the_checks():
+    major, minor = (int(p) for p in sklearn.__version__.split(".")[:2])
+    assert (major, minor) >= (1, 6)  # expected_failed_checks, validate_data
+
+
+def test_init_stores_parameters_unchanged_and_validates_nothing():
+    init = np.zeros((4, 5))  # invalid (zero rows), but __init__ must not look at it
+    est = DictionaryLearner(-3, -1.0, update="nope", batch_size=0, init=init, threads=0,
+                            dtype="float16", device="no-such-device", callback=5)
+    assert est.n_atoms == -3 and est.lam == -1.0 and est.update == "nope"
+    assert est.init is init and est.threads == 0 and est.callback == 5
+    assert not [k for k in vars(est) if k.endswith("_")]  # nothing fitted
+    with pytest.raises(ValueError, match="n_atoms"):
+        est.fit(_data())
+
+
+@pytest.mark.parametrize(("kwargs", "error", "name"), [
+    ({"nonneg": 1}, TypeError, "nonneg"),
+    ({"progress": "yes"}, TypeError, "progress"),
+    ({"callback": 5}, TypeError, "callback"),
+    ({"threads": 0}, ValueError, "threads"),
+    ({"threads": 1.5}, TypeError, "threads"),
+    ({"dtype": "float16"}, ValueError, "dtype"),
+    ({"device": "no-such-device"}, ValueError, "device"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"coding_tol": 0.0}, ValueError, "coding_tol"),
+    ({"dead_after": 0}, ValueError, "dead_after"),
+    ({"callback_every": 0}, ValueError, "callback_every"),
+    ({"lam": 0.0}, ValueError, "lam"),
+])
+def test_fit_validates_before_any_work(kwargs, error, name):
+    est = DictionaryLearner(**{**SMALL, **kwargs})
+    with pytest.raises(error, match=name):
+        est.fit(_data())
+    assert not hasattr(est, "components_") and not hasattr(est, "history_")
+
+
+def test_get_params_set_params_clone_round_trip():
+    init = _data(1, n=4, d=5)
+    est = DictionaryLearner(4, 0.2, update="mod", batch_size=32, init=init, seed=3,
+                            threads=1, progress=False)
+    params = est.get_params()
+    assert params["n_atoms"] == 4 and params["init"] is init and params["threads"] == 1
+    twin = clone(est)
+    assert twin is not est and twin.get_params().keys() == params.keys()
+    assert all(twin.get_params()[k] is v or twin.get_params()[k] == v
+               for k, v in params.items() if k != "init")
+    np.testing.assert_array_equal(twin.init, init)
+    assert est.set_params(lam=0.3, batch_size=16) is est
+    assert est.get_params()["lam"] == 0.3 and est.batch_size == 16
+    X = _data(2)
+    a = clone(est).fit(X)
+    b = DictionaryLearner(**est.get_params()).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    assert "lam=0.3" in repr(est) and "update='mod'" in repr(est)
+
+
+def test_fitted_attributes_and_fit_transform():
+    X = _data(3)
+    est = DictionaryLearner(**SMALL, batch_size=20)
+    Z = est.fit_transform(X)
+    assert Z.shape == (60, 3) and Z.dtype == np.float32
+    np.testing.assert_array_equal(Z, est.transform(X))
+    D = est.components_
+    assert D.shape == (3, 5) and D.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, atol=1e-5)
+    assert est.dictionary is D
+    with pytest.raises(AttributeError):
+        est.dictionary = D  # read-only
+    assert est.n_features_in_ == 5
+    assert est.n_iter_ == est.n_steps_ == 6 == len(est.history_)
+    assert est.n_samples_seen_ == 120
+    assert isinstance(est.history_, History) and est.history_.last["step"] == 6
+    with pytest.raises(NotFittedError):
+        _ = DictionaryLearner(**SMALL).dictionary
+    assert isinstance(pickle.loads(pickle.dumps(est)).transform(X), np.ndarray)
+
+
+def test_learner_works_in_a_pipeline():
+    X = _data(4)
+    pipe = make_pipeline(StandardScaler(), DictionaryLearner(**{**SMALL, "nonneg": False}))
+    assert pipe.fit_transform(X).shape == (60, 3)
+
+
+def test_threads_argument_runs_the_call_on_that_many_threads_and_restores_the_count():
+    X = _data(5)
+    before = torch.get_num_threads()
+    seen = []
+    est = DictionaryLearner(**SMALL, threads=1,
+                            callback=lambda _: seen.append(torch.get_num_threads()))
+    est.fit(X)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+    D = est.components_
+    for threads in (1, 2):
+        res = sparse_code(X, D, 0.1, threads=threads)
+        assert res.success and torch.get_num_threads() == before
+    np.testing.assert_allclose(sparse_code(X, D, 0.1, threads=1).codes,
+                               sparse_code(X, D, 0.1, threads=2).codes, atol=1e-6)
+    for bad, error in ((0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError),
+                       ("2", TypeError)):
+        with pytest.raises(error, match="threads"):
+            sparse_code(X, D, 0.1, threads=bad)
+    with pytest.raises(TypeError, match="workspace"):
+        sparse_code(X, D, 0.1, workspace={})
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda X: scipy.sparse.csr_matrix(X), "[Ss]parse"),
+    (lambda X: X.astype(complex), "[Cc]omplex"),
+    (lambda X: X[:, 0], "2D array"),
+    (lambda X: X[:0], "0 sample"),
+    (lambda X: X[:, :0], "0 feature"),
+    (lambda X: np.where(X > 1.5, np.nan, X), "NaN"),
+    (lambda X: np.where(X > 1.5, np.inf, X), "infinity"),
+])
+def test_bad_data_raises_what_scikit_learn_expects(make, match):
+    X = _data(6)
+    est = DictionaryLearner(**SMALL)
+    with pytest.raises((TypeError, ValueError), match=match):
+        est.fit(make(X))
+    with pytest.raises((TypeError, ValueError), match=match):
+        est.partial_fit(make(X))
+    est.fit(X)
+    if make(X).ndim == 2 and make(X).shape[1] == X.shape[1]:
+        with pytest.raises((TypeError, ValueError), match=match):
+            est.transform(make(X))
 
 
 def learner(update, n_atoms=8, **kw):
@@ -64,38 +203,6 @@ def test_update_rule_recovers_planted_dictionary_and_lowers_objective(update, no
     assert end < 0.7 * start
     hist = est.history_["objective"]
     assert hist[-1] < hist[0]
-
-
-def test_bcd_update_is_exact_block_minimisation():
-    rng = np.random.default_rng(102)  # not planted's seed: D must differ from F
-    X, F, Z = planted(2, n=300)
-    D = rng.standard_normal(F.shape)
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    A, B = Z.T @ Z, Z.T @ X
-
-    def surrogate(D):  # = 1/2 ||X - Z D||^2 up to a constant
-        return 0.5 * np.trace(D.T @ A @ D) - np.trace(D.T @ B)
-
-    new = bcd_update(D, A, B)
-    assert surrogate(new) < surrogate(D) - 1e-3
-    np.testing.assert_allclose(np.linalg.norm(new, axis=1), 1.0)
-    # Planted codes: the true dictionary is the fixed point.
-    np.testing.assert_allclose(bcd_update(F, A, B), F, atol=1e-10)
-    np.testing.assert_allclose(mod_update(D, A, B), F, atol=1e-8)
-
-
-def test_ksvd_update_lowers_reconstruction_error_on_fixed_support():
-    rng = np.random.default_rng(103)
-    X, F, Z = planted(3, n=300, signed=True)
-    D = F + 0.3 * rng.standard_normal(F.shape)
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    codes = sparse_code(X, D, 0.0, method="omp", n_nonzero=2, nonneg=False,
-                        dtype=torch.float64).codes
-    before = np.linalg.norm(X - codes @ D)
-    D2, codes2 = ksvd_update(D, X, codes, nonneg=False)
-    after = np.linalg.norm(X - codes2 @ D2)
-    assert after < 0.9 * before
-    assert np.array_equal(codes2 != 0, (codes != 0) & (codes2 != 0))  # support kept
 
 
 def test_dead_atom_is_reinitialised():
@@ -215,35 +322,9 @@ def test_learner_bad_data():
         est.partial_fit(X[:, :5])
 
 
-@pytest.mark.parametrize("make", [
-    lambda X: pca_dictionary(X, 5),
-    lambda X: ica_dictionary(X, 5, seed=0),
-    lambda X: kmeans_dictionary(X, 12, seed=0),
-])
-def test_baselines_unit_rows_right_shape(make):
-    X, _, _ = planted(9, n=400, noise=0.01)
-    D = make(X)
-    assert D.shape[1] == 10 and D.shape[0] in (5, 12)
-    assert D.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, atol=1e-5)
-    assert np.isfinite(D).all()
-
-
-def test_baselines_find_structure_and_refuse_bad_input():
-    # Two clusters of directions: k-means with 2 atoms finds both.
-    rng = np.random.default_rng(10)
-    a, b = np.eye(4)[0], np.eye(4)[1]
-    X = np.vstack([a * rng.uniform(0.5, 1, (50, 1)), b * rng.uniform(0.5, 1, (50, 1))])
-    X += 0.01 * rng.standard_normal(X.shape)
-    km = kmeans_dictionary(X, 2, seed=0)
-    assert mmcs(np.vstack([a, b]), km) > 0.99
-    pca = pca_dictionary(X, 1)
-    assert abs(pca[0] @ (a - b)) / np.sqrt(2) > 0.99  # the direction of largest variance
-    with pytest.raises(ValueError, match="n_atoms"):
-        pca_dictionary(X, 5)
-    with pytest.raises(ValueError, match="n_atoms"):
-        ica_dictionary(X, 0)
-    bad = X.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="X"):
-        kmeans_dictionary(bad, 2)
+def test_dictionary_learner_refuses_data_with_zero_features():
+    for X in (np.zeros((10, 0)), torch.zeros(10, 0)):
+        with pytest.raises(ValueError, match="0 feature"):
+            DictionaryLearner(4, 0.1, progress=False).fit(X)
+        with pytest.raises(ValueError, match="0 feature"):
+            DictionaryLearner(4, 0.1, progress=False).partial_fit(X)

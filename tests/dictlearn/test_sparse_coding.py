@@ -1,4 +1,7 @@
-"""sparse_code: FISTA/ISTA/OMP against the exact cvxpy reference and each other."""
+"""``toysae.dictlearn.sparse_coding``: ``sparse_code`` (FISTA/ISTA/OMP) against the exact
+cvxpy reference and each other, its result, warm starts and bad input; and the routes it
+takes: the working-set path on many atoms, the mixed-precision route only for cold
+float64 working-set solves."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import torch
 from problems import random_problem
 
 from toysae.dictlearn import ConvergenceWarning, SparseCodeResult, kkt_gap, sparse_code
+from toysae.dictlearn.lasso._mixed_precision import mixed_precision_lasso
 
 
 def support(Z, thresh=1e-7):
@@ -260,3 +264,44 @@ def test_sparse_output_and_a_precomputed_gram_give_the_same_codes(method, n_atom
         assert out.objective == pytest.approx(dense.objective, rel=1e-12)
     with pytest.raises(TypeError, match="sparse_output"):
         sparse_code(X, D, 0.05, sparse_output=1)
+
+
+def test_float32_sparse_code_on_many_atoms_is_exact_to_rounding():
+    # Refits make float32 codes exact up to rounding, far below the default tol.
+    rng = np.random.default_rng(4)
+    D = rng.standard_normal((300, 40))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = ((rng.random((64, 300)) < 0.02) * rng.uniform(0.5, 1.5, (64, 300))) @ D
+    ref = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-12)
+    res = sparse_code(X, D, 0.1)  # float32, tol 1e-4
+    assert res.success and res.kkt_gap <= 1e-5
+    assert abs(res.objective - ref.objective) <= 1e-6 * ref.objective
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_code_on_no_samples_in_the_working_set_regime(dtype):
+    _, D, _ = random_problem(0, d=48, n_atoms=256)
+    out = sparse_code(np.zeros((0, 48)), D, 0.1, dtype=dtype)
+    assert out.codes.shape == (0, 256) and out.success
+
+
+def test_sparse_code_takes_the_mixed_route_only_for_cold_float64_working_set_solves(
+        monkeypatch):
+    X, D, _ = random_problem(5, d=48, n_atoms=256, n=30, density=0.03)
+    routes, real = [], mixed_precision_lasso
+
+    def spy(*args, **kw):
+        routes.append(args[0].dtype)
+        return real(*args, **kw)
+
+    import toysae.dictlearn.sparse_coding as coding
+
+    monkeypatch.setattr(coding, "mixed_precision_lasso", spy)
+    ref = sparse_code(X, D, 0.05, method="cvxpy").codes
+    got = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-10, max_iter=20000)
+    assert routes == [torch.float64]
+    np.testing.assert_allclose(got.codes, ref, atol=1e-6)
+    sparse_code(X, D, 0.05, dtype=torch.float32)
+    sparse_code(X, D, 0.05, dtype=torch.float64, init=got.codes)
+    sparse_code(X, D[:64], 0.05, dtype=torch.float64)  # the dense solver's size
+    assert routes == [torch.float64]

@@ -1,4 +1,5 @@
-"""architectures-under-theory: matched L0, the scores, the ranking sentence, outputs, bad config."""
+"""``toysae.experiments.architectures_under_theory``: matched L0, the scores, the ranking
+sentence, outputs, bad config."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The e2e-pareto experiment: quick run, its files, and what its numbers must satisfy."""
+"""``toysae.experiments.e2e_pareto``, the e2e-pareto experiment: quick run, its files, and
+what its numbers must satisfy."""
 
 import json
 

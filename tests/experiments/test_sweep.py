@@ -1,4 +1,5 @@
-"""toysae sweep: a grid of configs, each point its own process, one summary table."""
+"""``toysae.experiments.sweep`` (toysae sweep): a grid of configs, each point its own
+process, one summary table."""
 
 import json
 

@@ -1,9 +1,9 @@
-"""SAELens interop, checked against the real sae-lens package (a dev dependency).
+"""``toysae.interop.saelens``: SAELens interop, checked against the real sae-lens package
+(a dev dependency).
 
 Both ways: toysae SAEs exported and loaded by ``sae_lens.SAE.load_from_disk``
 give the same codes and reconstructions; SAEs built and saved by SAELens come
-into toysae computing the same thing. And every way a directory can be wrong.
-"""
+into toysae computing the same thing. And every way a directory can be wrong."""
 
 import json
 import os
@@ -11,31 +11,33 @@ import warnings
 
 import pytest
 import torch
+from saelens_models import (
+    TOYSAE_KWARGS,
+    WIDTH,
+    D,
+    inputs,
+    random_toysae,
+    randomise_saelens_,
+    saelens_training_sae,
+)
 from safetensors.torch import load_file, save_file
 
-from toysae._io import save_module_tensors
 from toysae.interop import (
     SAELENS_VERSION,
     export_saelens,
-    load_sae,
     load_sae_with_info,
     load_saelens,
     read_saelens,
 )
 from toysae.interop import saelens as saelens_module
-from toysae.sae import ReLUSAE, make_sae, save
-from toysae.sae.checkpoint import FORMAT, VERSION
+from toysae.sae import ReLUSAE, make_sae
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     sae_lens = pytest.importorskip("sae_lens", reason="sae-lens is a dev dependency")
     from sae_lens.saes.sae import SAEMetadata
 
-D, WIDTH = 6, 16
-TOYSAE_KWARGS = {"relu": {}, "relu-no-bias": {"decoder_bias": False}, "topk": {"k": 3},
-                 "batchtopk": {"k": 3, "momentum": 0.05},
-                 "matryoshka": {"k": 3, "prefix_sizes": [2, 6, 11]},
-                 "jumprelu": {"threshold_init": 0.05, "bandwidth": 0.02}, "gated": {}}
+
 SAELENS_CLASS = {"relu": "StandardSAE", "relu-no-bias": "StandardSAE", "topk": "TopKSAE",
                  "batchtopk": "JumpReLUSAE", "matryoshka": "JumpReLUSAE",
                  "jumprelu": "JumpReLUSAE", "gated": "GatedSAE"}
@@ -45,32 +47,10 @@ def close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-def inputs(seed=0, n=64):
-    return torch.randn(n, D, generator=torch.Generator().manual_seed(seed))
-
-
 def nontrivial(codes):
     """The comparison means something: some codes fire and some do not."""
     active = (codes != 0).float().mean()
     assert 0.05 < active < 0.95, f"{active:.2f} of the codes active: a trivial test input"
-
-
-def random_toysae(key, *, unit_rows=True, seed=1):
-    """A toysae SAE with random weights, biases and thresholds (as if trained)."""
-    sae = make_sae(key.split("-")[0], D, WIDTH, seed=3, **TOYSAE_KWARGS[key])
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sae.named_parameters():
-            if name == "log_threshold":  # thresholds around the pre-activations' scale
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 - 1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.4)
-        if unit_rows:
-            sae.normalize_decoder_()
-        if hasattr(sae, "threshold_updates"):  # BatchTopK's running inference threshold
-            sae.threshold.fill_(0.35)
-            sae.threshold_updates.fill_(7)
-    return sae.eval()
 
 
 def saelens_outputs(directory, x):
@@ -80,18 +60,6 @@ def saelens_outputs(directory, x):
     with torch.no_grad():
         codes = model.encode(x)
         return model, codes, model.decode(codes), model(x)
-
-
-def randomise_saelens_(model, seed=2, *, unit_rows=False):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.4)
-            if name == "threshold":
-                p.abs_().add_(0.05)
-        if unit_rows:
-            model.W_dec.div_(model.W_dec.norm(dim=1, keepdim=True))
-    return model
 
 
 # ------------------------------------------------------------ toysae -> SAELens
@@ -334,16 +302,6 @@ def test_topk_on_raw_pre_activations_needs_unit_rows_or_no_fold(tmp_path):
         close(load_saelens(tmp_path / "unit")(x).codes, unit.encode(x))
 
 
-def saelens_training_sae(kind, **cfg):
-    names = {"standard": "StandardTrainingSAE", "jumprelu": "JumpReLUTrainingSAE",
-             "gated": "GatedTrainingSAE", "topk": "TopKTrainingSAE",
-             "batchtopk": "BatchTopKTrainingSAE",
-             "matryoshka": "MatryoshkaBatchTopKTrainingSAE"}
-    model_cls = getattr(sae_lens, names[kind])
-    cfg_cls = getattr(sae_lens, names[kind] + "Config")
-    return model_cls(cfg_cls(d_in=D, d_sae=WIDTH, **cfg))
-
-
 @pytest.mark.parametrize("kind, cfg, toysae_arch", [
     ("batchtopk", {"k": 3}, "batchtopk"),
     ("matryoshka", {"k": 3, "matryoshka_widths": [4, 9, WIDTH]}, "matryoshka"),
@@ -381,60 +339,6 @@ def test_saelens_jumprelu_with_thresholds_that_differ_stays_jumprelu(tmp_path):
     with torch.no_grad():
         close(loaded.sae(x).codes, codes)
         close(loaded.sae(x).x_hat, x_hat)
-
-
-@pytest.mark.parametrize("kind, cfg, coef", [
-    ("standard", {"l1_coefficient": 3.0}, 1.5),
-    ("gated", {"l1_coefficient": 0.5}, 0.25),
-    ("jumprelu", {"l0_coefficient": 2.0}, 1.0),
-    ("jumprelu", {"l0_coefficient": 2.0, "jumprelu_sparsity_loss_mode": "tanh"}, None),
-    ("topk", {"k": 3}, None),
-])
-def test_saelens_training_coefficient_in_toysae_scaling(tmp_path, kind, cfg, coef):
-    model = randomise_saelens_(saelens_training_sae(kind, **cfg))
-    if kind == "jumprelu":
-        with torch.no_grad():
-            model.threshold.abs_().add_(0.05)
-    model.save_inference_model(tmp_path / "s")
-    sae, info = load_sae_with_info(tmp_path / "s")
-    assert info.source == "saelens" and info.path == str(tmp_path / "s")
-    assert info.architecture == sae.architecture
-    assert info.sparsity_coef == coef
-    if kind == "jumprelu":  # SAELens's bandwidth and initial threshold carry over
-        assert sae.bandwidth == 0.05 and sae.threshold_init == 0.01
-    # A run whose activations SAELens normalised: its coefficient is in other units.
-    (tmp_path / "s" / "runner_cfg.json").write_text(
-        json.dumps({"sae": {"normalize_activations": "expected_average_only_in"}}))
-    _, info = load_sae_with_info(tmp_path / "s")
-    assert info.sparsity_coef is None
-    if coef is not None:
-        assert any("normalised" in note for note in info.notes)
-
-
-# ------------------------------------------------------------ load_sae
-def test_load_sae_takes_a_checkpoint_or_a_saelens_directory(tmp_path):
-    sae = random_toysae("topk")
-    path = save(sae, tmp_path / "sae.safetensors")
-    loaded, info = load_sae_with_info(path)
-    assert info.source == "toysae" and info.sparsity_coef is None and info.notes == ()
-    assert loaded.config() == sae.config()
-    trained = save(sae, tmp_path / "trained.safetensors", sparsity_coef=0.125)
-    assert load_sae_with_info(trained)[1].sparsity_coef == 0.125
-    bad = save_module_tensors(sae, tmp_path / "bad.safetensors", {
-        "format": FORMAT, "version": VERSION, "architecture": "topk",
-        "config": json.dumps(sae.config()), "training": json.dumps({"sparsity_coef": -1})})
-    with pytest.raises(ValueError, match="bad sparsity_coef"):
-        load_sae_with_info(bad)
-    directory = export_saelens(sae, tmp_path / "dir")
-    x = inputs()
-    with torch.no_grad():
-        for target in (directory, directory / "cfg.json", directory / "sae_weights.safetensors"):
-            assert torch.equal(load_sae(target)(x).x_hat, sae(x).x_hat)
-    with pytest.raises(FileNotFoundError, match="no SAE at"):
-        load_sae(tmp_path / "missing")
-    (tmp_path / "noise.bin").write_bytes(b"not an sae")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
-        load_sae(tmp_path / "noise.bin")
 
 
 # ------------------------------------------------------------ bad directories

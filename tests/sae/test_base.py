@@ -1,9 +1,13 @@
-"""SAE architectures: registry, shapes, the maths of each nonlinearity, bad input."""
+"""``toysae.sae.base``: what every architecture shares: the registry and what ``register``
+checks, shapes, the dictionary and config round trip, seeded initial atoms (none drawn on
+the meta device), the loss parts, decoder-row constraints, ghost grads, the decoder bias
+flag, and bad input (architecture, sizes, seeds, coefficients, inputs)."""
 
 import pytest
 import torch
 
 from toysae._threads import torch_threads
+from toysae._validation import SEED_MAX
 from toysae.sae import (
     ARCHITECTURES,
     BatchTopKSAE,
@@ -99,53 +103,6 @@ def test_seeded_init_is_reproducible_and_seed_dependent(name):
     assert not torch.equal(a.dictionary, c.dictionary)
 
 
-def _autograd_grads(sae, out_fn, x, coef, *, x_grad=False):
-    x = x.clone().requires_grad_(x_grad)
-    out = out_fn(x)
-    # any objective: a weighted squared error on x_hat plus the L1 penalty on the codes
-    weights = torch.linspace(0.5, 2.0, x.shape[1])
-    loss = (weights * (out.x_hat - x) ** 2).sum() / x.shape[0] + coef * out.codes.sum()
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
-    if x_grad:
-        grads["x"] = x.grad.clone()
-    for p in sae.parameters():
-        p.grad = None
-    return loss.detach(), out, grads
-
-
-def test_relu_hand_written_backward_matches_autograd():
-    sae = ReLUSAE(D, WIDTH, seed=4)
-    with torch.no_grad():
-        sae.b_dec.normal_(generator=torch.Generator().manual_seed(0))
-        sae.b_enc.normal_(generator=torch.Generator().manual_seed(1))
-    x = _x(48, seed=5)
-    # the fused autograd.Function against the same formula in plain autograd ops
-    loss, out, fused = _autograd_grads(sae, sae, x, 0.3, x_grad=True)
-    ref_loss, ref, auto = _autograd_grads(sae, sae.reference_forward, x, 0.3, x_grad=True)
-    torch.testing.assert_close(loss, ref_loss)
-    torch.testing.assert_close(out.x_hat, ref.x_hat)
-    torch.testing.assert_close(out.codes, sae.encode(x))
-    assert out.pre_acts is None and ref.pre_acts.shape == (48, WIDTH)
-    for n in auto:
-        assert auto[n].abs().max() > 0, n
-        torch.testing.assert_close(fused[n], auto[n], rtol=1e-5, atol=1e-6, msg=n)
-    # and under the trainer's own loss parts
-    parts = sae.loss(x, 0.3)
-    parts.total.backward()
-    fused = {n: p.grad.clone() for n, p in sae.named_parameters()}
-    for p in sae.parameters():
-        p.grad = None
-    xc = x - sae.b_dec
-    codes = torch.relu(xc @ sae.W_enc + sae.b_enc)
-    x_hat = codes @ sae.W_dec + sae.b_dec
-    plain = 0.5 * ((x - x_hat) ** 2).sum(1).mean() + 0.3 * codes.sum(1).mean()
-    plain.backward()
-    torch.testing.assert_close(parts.total.detach(), plain.detach())
-    for n, p in sae.named_parameters():
-        torch.testing.assert_close(fused[n], p.grad, rtol=1e-5, atol=1e-6, msg=n)
-
-
 def test_loss_parts_follow_the_design_objective():
     sae = ReLUSAE(D, WIDTH, seed=0)
     x = _x()
@@ -179,110 +136,6 @@ def test_normalize_decoder_scales_rows_to_unit_norm():
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(WIDTH))
 
 
-def test_topk_keeps_exactly_k_per_sample():
-    sae = TopKSAE(D, WIDTH, k=5, seed=1)
-    pre = sae.encode_pre(sae.check_input(_x(200)))
-    codes = sae.activate(pre)
-    counts = (codes > 0).sum(1)
-    enough = (pre > 0).sum(1) >= 5
-    assert enough.any()
-    assert (counts[enough] == 5).all() and (counts <= 5).all()
-    # the kept ones are the largest pre-activations
-    kth = pre.topk(5, dim=1).values[:, -1:]
-    assert ((codes > 0) <= (pre >= kth)).all()
-    with torch.no_grad():
-        sae.b_enc.fill_(10.0)  # every pre-activation positive: exactly k everywhere
-    assert ((sae.encode(_x(50)) > 0).sum(1) == 5).all()
-
-
-def test_batchtopk_keeps_k_times_batch_and_learns_a_threshold():
-    sae = BatchTopKSAE(D, WIDTH, k=4, momentum=0.5, seed=2)
-    with torch.no_grad():
-        sae.b_enc.fill_(5.0)
-    sae.train()
-    x = _x(30)
-    out = sae(x)
-    assert int((out.codes > 0).sum()) == 4 * 30
-    smallest = out.codes[out.codes > 0].min()
-    torch.testing.assert_close(sae.threshold, smallest)  # the first batch sets it
-    out2 = sae(_x(30, seed=9))
-    smallest2 = out2.codes[out2.codes > 0].min()
-    torch.testing.assert_close(sae.threshold, smallest + 0.5 * (smallest2 - smallest))
-    sae.eval()
-    x3 = _x(40, seed=11)
-    pre = sae.encode_pre(x3)
-    codes = sae.encode(x3)
-    assert torch.equal(codes > 0, pre > sae.threshold)
-    torch.testing.assert_close(codes[codes > 0], pre[codes > 0])
-
-
-def test_jumprelu_threshold_gets_pseudo_gradients():
-    sae = JumpReLUSAE(D, WIDTH, threshold_init=0.5, bandwidth=0.4, seed=0)
-    x = _x(256)
-    out = sae(x)
-    theta = sae.threshold.detach()
-    assert torch.equal(out.codes > 0, out.pre_acts > theta)
-    # L0 alone: descent must RAISE thresholds with pre-activations in the window
-    sae.penalty(out).backward()
-    g = sae.log_threshold.grad
-    in_window = ((out.pre_acts - theta).abs() < 0.2).any(0)
-    assert in_window.any()
-    assert (g[in_window] < 0).all() and (g[~in_window] == 0).all()
-    # the L0 term sends nothing to the encoder
-    assert sae.W_enc.grad is None or sae.W_enc.grad.abs().max() == 0
-    expected = -(((out.pre_acts - theta).abs() < 0.2).float().sum(0) / 0.4) * theta / 256
-    torch.testing.assert_close(g, expected)
-
-
-def test_jumprelu_threshold_moves_under_training():
-    from toysae.sae import TrainConfig, train_sae
-
-    sae = JumpReLUSAE(D, WIDTH, threshold_init=0.1, bandwidth=0.1, seed=0)
-    before = sae.threshold.detach().clone()
-    cfg = TrainConfig(n_samples=4096, batch_size=128, lr=1e-2, sparsity_coef=0.05,
-                      resample_every=0)
-    train_sae(sae, _x(2048).numpy(), cfg, progress=False)
-    moved = (sae.threshold.detach() - before).abs()
-    assert moved.max() > 1e-3
-    assert (moved > 1e-4).float().mean() > 0.3
-
-
-def test_tied_weights_stay_tied():
-    from toysae.sae import TrainConfig, train_sae
-
-    sae = TiedSAE(D, WIDTH, seed=0)
-    train_sae(sae, _x(1024).numpy(), TrainConfig(n_samples=4096, batch_size=64, lr=1e-2,
-                                                 sparsity_coef=0.01), progress=False)
-    assert [n for n, _ in sae.named_parameters()] == ["M", "b"]
-    x = _x(1, seed=3)[0]
-    codes = sae.encode(x[None])[0]
-    active = int(codes.argmax())
-    assert codes[active] > 0
-    # the encoder row of an active latent (d code / d x) IS its decoder atom
-    jac = torch.autograd.functional.jacobian(lambda v: sae.encode(v[None])[0], x)
-    torch.testing.assert_close(jac[active], sae.M.detach()[active])
-    one_hot = torch.zeros(1, WIDTH)
-    one_hot[0, active] = 1.0
-    torch.testing.assert_close(sae.decode(one_hot)[0], sae.M.detach()[active])
-
-
-def test_gated_magnitude_path_shares_the_gate_weights():
-    sae = GatedSAE(D, WIDTH, seed=0)
-    with torch.no_grad():
-        sae.r_mag.normal_(generator=torch.Generator().manual_seed(0))
-        sae.b_mag.normal_(generator=torch.Generator().manual_seed(1))
-        sae.b_gate.normal_(generator=torch.Generator().manual_seed(2))
-    x = _x()
-    proj = (x - sae.b_dec) @ sae.W_gate
-    expected = (proj + sae.b_gate > 0) * torch.relu(proj * sae.r_mag.exp() + sae.b_mag)
-    torch.testing.assert_close(sae.encode(x), expected)
-    parts = sae.loss(x, 0.1)
-    gate_aux = 0.5 * ((torch.relu(proj + sae.b_gate) @ sae.W_dec + sae.b_dec - x) ** 2).sum(1)
-    torch.testing.assert_close(parts.auxiliary, gate_aux.mean())
-    parts.total.backward()
-    assert sae.b_gate.grad.abs().max() > 0  # the gate learns through L1 + aux
-
-
 def test_ghost_grads_reach_dead_latents():
     sae = ReLUSAE(D, WIDTH, seed=0)
     with torch.no_grad():
@@ -298,27 +151,6 @@ def test_ghost_grads_reach_dead_latents():
     parts.total.backward()
     assert (sae.W_enc.grad[:, :6].abs().sum(0) > 0).all()
     assert (sae.W_dec.grad[:6].abs().sum(1) > 0).all()
-
-
-@pytest.mark.parametrize("name", ["topk", "batchtopk", "matryoshka"])
-def test_aux_k_reaches_dead_latents(name):
-    sae = _sae(name)
-    sae.train()
-    with torch.no_grad():
-        # TopK's dead latents: pre-activations positive but never among the top k
-        sae.b_enc[:6] = 1.0
-        sae.b_enc[6:] = 50.0
-    dead = torch.zeros(WIDTH, dtype=torch.bool)
-    dead[:6] = True
-    x = _x()
-    sae.loss(x).total.backward()
-    assert sae.W_dec.grad[:6].abs().max() == 0
-    sae.zero_grad()
-    parts = sae.loss(x, dead=dead, dead_latent_coef=1 / 32)
-    assert parts.auxiliary > 0
-    parts.total.backward()
-    assert (sae.W_dec.grad[:6].abs().sum(1) > 0).all()
-    assert (sae.W_enc.grad[:, :6].abs().sum(0) > 0).all()
 
 
 # -- bad input ------------------------------------------------------------------
@@ -337,26 +169,6 @@ def test_bad_width_and_d(name):
         make_sae(name, 0, WIDTH, **KWARGS.get(name, {}))
     with pytest.raises(TypeError, match="width"):
         make_sae(name, D, 2.5, **KWARGS.get(name, {}))
-
-
-@pytest.mark.parametrize("cls", [TopKSAE, BatchTopKSAE, MatryoshkaSAE])
-def test_bad_k(cls):
-    with pytest.raises(ValueError, match="k must be <= width"):
-        cls(D, WIDTH, k=WIDTH + 1)
-    with pytest.raises(ValueError, match="k must be >= 1"):
-        cls(D, WIDTH, k=0)
-    with pytest.raises(ValueError, match="aux_k"):
-        cls(D, WIDTH, k=2, aux_k=WIDTH + 1)
-    assert cls(D, WIDTH, k=WIDTH).k == WIDTH
-
-
-def test_bad_jumprelu_and_batchtopk_settings():
-    with pytest.raises(ValueError, match="bandwidth"):
-        JumpReLUSAE(D, WIDTH, bandwidth=0.0)
-    with pytest.raises(ValueError, match="threshold_init"):
-        JumpReLUSAE(D, WIDTH, threshold_init=-1.0)
-    with pytest.raises(ValueError, match="momentum"):
-        BatchTopKSAE(D, WIDTH, momentum=0.0)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -407,3 +219,41 @@ def test_decoder_bias_switches_the_pre_encoder_bias():
         ReLUSAEEnsemble.from_saes([plain])
     with pytest.raises(TypeError, match="decoder_bias"):
         ReLUSAE(D, WIDTH, decoder_bias=1)
+
+
+def test_initial_atoms_are_the_seeded_normal_draws_and_none_are_drawn_on_meta():
+    sae = make_sae("relu", 6, 10, seed=3)
+    atoms = torch.randn(10, 6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sae.W_dec.detach(), atoms / atoms.norm(dim=1, keepdim=True))
+    with torch.device("meta"):
+        shapes_only = make_sae("relu", 6, 10, seed=3)
+    assert shapes_only.W_dec.is_meta and tuple(shapes_only.W_dec.shape) == (10, 6)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_sae_constructors_refuse_non_ints_and_big_seeds(name):
+    kwargs = {"k": 2} if name in ("topk", "batchtopk", "matryoshka") else {}
+    for arg in ("d", "width", "seed", *kwargs):
+        for bad in (4.0, "4", True):
+            with pytest.raises(TypeError, match=arg):
+                make_sae(name, **{"d": 4, "width": 8, "seed": 0, **kwargs, arg: bad})
+    with pytest.raises(ValueError, match="seed must be <="):  # torch's own error before
+        make_sae(name, 4, 8, seed=2**64, **kwargs)
+    assert make_sae(name, 4, 8, seed=SEED_MAX, **kwargs).seed == SEED_MAX
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_sae_loss_refuses_negative_and_non_finite_coefficients(name):
+    kwargs = {"k": 2} if name in ("topk", "batchtopk", "matryoshka") else {}
+    sae = make_sae(name, 4, 8, **kwargs)
+    x = torch.rand(5, 4)
+    dead = torch.ones(8, dtype=torch.bool)
+    with pytest.raises(ValueError, match="sparsity_coef must be >= 0"):
+        sae.loss(x, -0.1)
+    with pytest.raises(ValueError, match="sparsity_coef must be finite"):
+        sae.loss(x, float("nan"))
+    with pytest.raises(TypeError, match="sparsity_coef must be a number"):
+        sae.loss(x, "0.1")
+    with pytest.raises(ValueError, match="dead_latent_coef must be >= 0"):
+        sae.loss(x, 0.1, dead=dead, dead_latent_coef=-1.0)
+    assert torch.isfinite(sae.loss(x, 0.1, dead=dead, dead_latent_coef=0.5).total)

@@ -1,4 +1,6 @@
-"""The training loop's per-step hooks (toysae.sae.callbacks) and the run options object."""
+"""``toysae.sae.callbacks``: the training loop's per-step hooks: what a logger sees, every
+member of a grid, no change to a run, ``eval_fn`` as one callback, stopping, scaling the
+learning rate, added log columns, and what is not a callback."""
 
 import numpy as np
 import pytest
@@ -13,7 +15,6 @@ from toysae.sae import (
     StopTraining,
     TrainConfig,
     train_grid,
-    train_grid_sequential,
     train_sae,
 )
 from toysae.sae.schedules import lr_schedule
@@ -207,28 +208,3 @@ def test_callbacks_must_be_callbacks():
         train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, progress=False, callbacks=3)
     with pytest.raises(TypeError, match="callbacks"):
         RunOptions(callbacks=[lambda state: None])
-
-
-def test_run_options_are_one_object_the_trainers_relay(tmp_path):
-    options = RunOptions(progress=False, eval_fn=lambda s: {"one": 1.0})
-    a = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options=options)
-    b = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, progress=False,
-                  eval_fn=lambda s: {"one": 1.0})
-    assert a.history == b.history
-    # keywords replace the object's fields
-    c = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options=options, eval_fn=None)
-    assert "one" not in c.history
-    assert RunOptions.of(options, threads=1).threads == 1 and options.threads is None
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus'\]"):
-        train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, bogus=1)
-    with pytest.raises(TypeError, match="options must be a RunOptions"):
-        train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options={"progress": False})
-    with pytest.raises(TypeError, match="progress must be a bool"):
-        RunOptions(progress=1)
-    with pytest.raises(ValueError, match="train_grid"):
-        train_grid_sequential(TOY, [0.05], [8], CFG, progress=False, checkpoint_every=5,
-                              checkpoint_path=tmp_path / "grid.safetensors")
-    # the sequential reference now takes every run option a single run does
-    grid = train_grid_sequential(TOY, [0.05], [8], CFG, progress=False,
-                                 record_dictionaries=True)
-    assert len(grid.members[0].dictionary_history) == len(grid.members[0].history)

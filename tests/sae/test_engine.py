@@ -1,4 +1,7 @@
-"""The trainer: recovery of a tiny toy, constraints kept, resampling, divergence, bad input."""
+"""``toysae.sae.engine``: the training loop: recovery of a tiny toy by every architecture,
+constraints kept, seeds, data of every kind, ghost grads, divergence and blow-ups, data
+far from unit scale, threads, gradient memory, bad input, and ``RunOptions``, the one
+object the trainers relay."""
 
 import json
 
@@ -13,14 +16,14 @@ from toysae.sae import (
     ARCHITECTURES,
     Objective,
     ReLUSAE,
+    RunOptions,
     TrainConfig,
     TrainingDiverged,
     make_sae,
-    resample_dead_latents_,
+    train_grid_sequential,
     train_sae,
 )
 from toysae.sae.engine import DataScaleWarning
-from toysae.sae.schedules import lr_schedule, sparsity_schedule
 
 D = 12
 TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlation="none",
@@ -108,16 +111,6 @@ def test_array_tensor_and_iterator_data(toy):
     assert res.history["step"].tolist() == [5]
 
 
-def test_schedules():
-    assert lr_schedule(0, 100, 0.1, 0.2) == pytest.approx(0.1)
-    assert lr_schedule(9, 100, 0.1, 0.2) == pytest.approx(1.0)
-    assert lr_schedule(50, 100, 0.1, 0.2) == 1.0
-    assert lr_schedule(90, 100, 0.1, 0.2) == pytest.approx(0.5)
-    assert lr_schedule(99, 100, 0.1, 0.2) == pytest.approx(0.05)
-    assert sparsity_schedule(4, 100, 0.1) == pytest.approx(0.5)
-    assert sparsity_schedule(50, 100, 0.1) == 1.0 and sparsity_schedule(0, 100, 0.0) == 1.0
-
-
 def test_sparsity_warmup_is_logged(toy):
     res = train_sae("relu", toy, TrainConfig(n_samples=6400, batch_size=64, sparsity_coef=0.2,
                                              sparsity_warmup=0.5, log_every=10), width=16,
@@ -125,56 +118,6 @@ def test_sparsity_warmup_is_logged(toy):
     l1 = res.history["sparsity_coef"]
     assert l1[0] == pytest.approx(0.2 * 10 / 50) and l1[-1] == 0.2
     assert all(a <= b for a, b in zip(l1, l1[1:], strict=False))
-
-
-# -- dead latents ---------------------------------------------------------------
-def test_resampling_revives_dead_latents(toy):
-    sae = ReLUSAE(D, 16, seed=0)
-    dead = torch.zeros(16, dtype=torch.bool)
-    dead[:5] = True
-    with torch.no_grad():
-        sae.b_enc[:5] = -100.0
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
-    x = torch.from_numpy(toy.sample(512, seed=2).x)
-    assert (x.norm(dim=1) == 0).any()  # empty samples must never become atoms
-    sae.loss(x, 0.1).total.backward()
-    opt.step()
-    sae.normalize_decoder_()
-    assert (sae(x).codes[:, :5] == 0).all()
-    alive_norm = float(sae.encoder_norms()[5:].mean())
-    moved = resample_dead_latents_(sae, opt, dead, x, encoder_scale=0.2,
-                                   generator=torch.Generator().manual_seed(0))
-    assert moved == 5
-    assert (sae(x).codes[:, :5] > 0).any(0).all()  # every one fires again
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(16))
-    torch.testing.assert_close(sae.encoder_norms()[:5], torch.full((5,), 0.2 * alive_norm))
-    assert (sae.b_enc[:5] == 0).all()
-    # each new atom is one of the inputs, normalised
-    cos = (sae.W_dec[:5].detach() @ (x / x.norm(dim=1, keepdim=True).clamp_min(1e-9)).T)
-    cos = cos.max(1).values
-    torch.testing.assert_close(cos, torch.ones(5))
-    state = opt.state[sae.W_enc]
-    assert (state["exp_avg"][:, :5] == 0).all() and (state["exp_avg_sq"][:, :5] == 0).all()
-    assert (state["exp_avg_sq"][:, 5:] != 0).any()
-    assert (opt.state[sae.W_dec]["exp_avg"][:5] == 0).all()
-
-
-def test_trainer_resamples_latents_that_stay_dead(toy):
-    sae = ReLUSAE(D, 16, seed=0)
-    with torch.no_grad():
-        sae.b_enc[:4] = -100.0
-    cfg = TrainConfig(n_samples=64 * 60, batch_size=64, dead_window=10, resample_every=20,
-                      resample_until=0.5, sparsity_coef=0.01)
-    res = train_sae(sae, toy, cfg, progress=False)
-    assert res.n_resampled >= 4
-    codes = sae(toy.sample(2048, seed=7).x).codes
-    assert (codes[:, :4] > 0).any(0).all()
-    off = TrainConfig(n_samples=64 * 60, batch_size=64, dead_window=10, resample_every=0)
-    sae2 = ReLUSAE(D, 16, seed=0)
-    with torch.no_grad():
-        sae2.b_enc[:4] = -100.0
-    res2 = train_sae(sae2, toy, off, progress=False)
-    assert res2.n_resampled == 0 and res2.history["dead"][-1] >= 4
 
 
 def test_ghost_grads_move_dead_latents_in_training(toy):
@@ -254,26 +197,6 @@ def test_bad_training_input(toy):
                   eval_fn=lambda s: {"loss": 0.0}, progress=False)
 
 
-@pytest.mark.parametrize("field, value, kind", [
-    ("lr", -1e-3, ValueError), ("lr", 0.0, ValueError), ("sparsity_coef", -0.1, ValueError),
-    ("batch_size", 0, ValueError), ("batch_size", 2.0, TypeError), ("n_samples", 0, ValueError),
-    ("lr_warmup", 1.5, ValueError), ("beta2", 1.0, ValueError), ("dead_window", 0, ValueError),
-    ("resample_every", -1, ValueError), ("dead_latent_coef", -1.0, ValueError),
-    ("dead_latent_coef", "on", TypeError), ("seed", -1, ValueError),
-    ("divergence_factor", 1.0, ValueError),
-])
-def test_train_config_validation_names_the_field(field, value, kind):
-    with pytest.raises(kind, match=field):
-        TrainConfig(**{field: value})
-
-
-def test_train_config_json_round_trip():
-    cfg = TrainConfig(lr=3e-3, sparsity_coef=0.2, dead_latent_coef=1.0)
-    assert TrainConfig.from_json(cfg.to_json()) == cfg
-    with pytest.raises(ValueError, match="lr_warmup \\+ lr_decay"):
-        TrainConfig(lr_warmup=0.6, lr_decay=0.6)
-
-
 def test_progress_bar_runs(toy, capsys):
     res = train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5),
                     width=16, progress=True)
@@ -283,43 +206,6 @@ def test_progress_bar_runs(toy, capsys):
     train_sae("relu", toy, TrainConfig(n_samples=640, batch_size=64, log_every=5), width=16,
               progress=False)
     assert capsys.readouterr().err == ""  # and nothing without the flag
-
-
-# -- the engine: objectives, blow-up, threads ---------------------------------------
-class _FirstHalf(Objective):
-    """Reconstruct only the first half of the input's coordinates (a non-local objective)."""
-
-    def __call__(self, batch, sae_input, output):
-        half = sae_input.shape[1] // 2
-        err = (output.x_hat[..., :half] - sae_input[:, :half]).square()
-        return {"first_half": 0.5 * err.sum(dim=(1, 2)) / sae_input.shape[0]}
-
-
-def test_a_custom_objective_trains_through_the_fused_relu_path(toy, monkeypatch):
-    from toysae.sae._fused import FusedForward
-
-    calls = []
-    backward = FusedForward.backward
-
-    def counting_backward(ctx, *grads):
-        calls.append(1)
-        return backward(ctx, *grads)
-
-    monkeypatch.setattr(FusedForward, "backward", staticmethod(counting_backward))
-    cfg = TrainConfig(n_samples=64 * 200, batch_size=64, lr=1e-2, sparsity_coef=0.01,
-                      log_every=50)
-    res = train_sae("relu", toy, cfg, width=16, objective=_FirstHalf(), progress=False)
-    assert len(calls) == res.n_iter == 200  # every step took the hand-written backward
-    assert "first_half" in res.history and "reconstruction" not in res.history
-    first = res.history["first_half"]
-    assert first[-1] < 0.5 * first[0]
-    np.testing.assert_allclose(res.history["loss"], first + res.history["sparsity"]
-                               + res.history["auxiliary"], rtol=1e-5)
-    X = torch.from_numpy(toy.sample(2000, seed=11).x)
-    err = (res.sae(X).x_hat - X).square().mean(0)
-    assert err[:D // 2].mean() < err[D // 2:].mean()  # it learned what it was asked
-    with pytest.raises(TypeError, match="objective"):
-        train_sae("relu", toy, cfg, width=16, objective=lambda *a: {}, progress=False)
 
 
 class _Exploding(Objective):
@@ -449,3 +335,35 @@ def test_divergence_at_unit_scale_blames_the_step_size(toy):
     message = str(info.value)
     assert "Lower lr" in message and "data-scale problem" not in message
     assert "sqrt(mean ||x||^2) =" in message and "within [0.01, 1000]" in message
+
+
+TOY = SyntheticData(SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9,
+                                    correlation="none", orthogonal=True, seed=0))
+# 30 steps, logged every 5, a warm-up and a decay so lr changes along the run
+CFG = TrainConfig(n_samples=64 * 30, batch_size=64, lr=1e-2, sparsity_coef=0.05, log_every=5,
+                  lr_warmup=0.1, lr_decay=0.2, resample_every=10, dead_window=5)
+
+
+def test_run_options_are_one_object_the_trainers_relay(tmp_path):
+    options = RunOptions(progress=False, eval_fn=lambda s: {"one": 1.0})
+    a = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options=options)
+    b = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, progress=False,
+                  eval_fn=lambda s: {"one": 1.0})
+    assert a.history == b.history
+    # keywords replace the object's fields
+    c = train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options=options, eval_fn=None)
+    assert "one" not in c.history
+    assert RunOptions.of(options, threads=1).threads == 1 and options.threads is None
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus'\]"):
+        train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, bogus=1)
+    with pytest.raises(TypeError, match="options must be a RunOptions"):
+        train_sae(ReLUSAE(D, 16, seed=0), TOY, CFG, options={"progress": False})
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        RunOptions(progress=1)
+    with pytest.raises(ValueError, match="train_grid"):
+        train_grid_sequential(TOY, [0.05], [8], CFG, progress=False, checkpoint_every=5,
+                              checkpoint_path=tmp_path / "grid.safetensors")
+    # the sequential reference now takes every run option a single run does
+    grid = train_grid_sequential(TOY, [0.05], [8], CFG, progress=False,
+                                 record_dictionaries=True)
+    assert len(grid.members[0].dictionary_history) == len(grid.members[0].history)

@@ -1,4 +1,5 @@
-"""Matryoshka SAE: the nested prefixes' losses, that a prefix is trained on its own, bad input."""
+"""``toysae.sae.matryoshka``: the Matryoshka SAE: the nested prefixes' losses, that a prefix
+is trained on its own, bad input."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Checkpointing a training run and resuming it: bit-identical to a run never interrupted."""
+"""``toysae.sae.train_state``: checkpointing a training run and resuming it: bit-identical
+to a run never interrupted; a different, tampered or foreign checkpoint refused."""
 
 import json
 
@@ -18,7 +19,6 @@ from toysae.sae import (
     train_grid,
     train_sae,
 )
-from toysae.sae.batches import training_batches
 from toysae.sae.train_state import read_train_state, run_differences, write_train_state
 
 D = 12
@@ -173,24 +173,6 @@ def test_a_finished_run_checkpoints_its_end_and_resumes_to_it(toy, tmp_path):
     train_sae("relu", toy, RUN, width=32, eval_fn=probe(), progress=False, resume_from=path,
               checkpoint_every=20)
     assert read_train_state(path)[0]["n_iter"] == RUN.n_steps
-
-
-def test_the_data_stream_restarts_at_the_step(toy):
-    cases = [  # synthetic chunks are 65536 // 8192 = 8 steps: start 11 is inside chunk 1
-        (toy, TrainConfig(n_samples=8192 * 20, batch_size=8192), 11),
-        (toy.sample(50, seed=1).x, TrainConfig(n_samples=16 * 30, batch_size=16), 9),
-        ([np.full((4, D), k, dtype=np.float32) for k in range(10)],
-         TrainConfig(n_samples=40, batch_size=4), 6),
-    ]
-    for data, config, start in cases:
-        full = list(training_batches(data, D, config)[0])
-        tail = list(training_batches(data, D, config, start=start)[0])
-        assert len(tail) == len(full) - start
-        assert all(torch.equal(a, b) for a, b in zip(full[start:], tail, strict=True))
-    short = training_batches([np.zeros((4, D), np.float32)] * 3, D,
-                             TrainConfig(n_samples=40, batch_size=4), start=5)[0]
-    with pytest.raises(ValueError, match="data ended after 3 batches"):
-        next(short)
 
 
 def test_resuming_a_different_run_is_refused_before_any_change(toy, tmp_path):

@@ -1,40 +1,28 @@
-"""Float64 lasso solves that search their supports in float32: the same answer as the
-float64 solvers, every route of the polish and the finish taken."""
+"""``toysae.dictlearn.lasso._mixed_precision``: float64 lasso solves that search their
+supports in float32: the same answer as the float64 solvers, every route of the polish
+and the finish taken."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from problems import random_problem
+from problems import dense_reference, wide_tensors
 
-from toysae._buffers import Workspace
-from toysae.dictlearn import sparse_code
 from toysae.dictlearn.lasso import _mixed_precision as mixed
-from toysae.dictlearn.lasso._fista import LassoOutput, prox_grad
+from toysae.dictlearn.lasso._fista import LassoOutput
 from toysae.dictlearn.lasso._mixed_precision import mixed_precision_lasso, set_correlations
-from toysae.dictlearn.lasso._working_set import warm_state, working_set_prox_grad
-
-
-def _tensors(seed, **kw):
-    X, D, _ = random_problem(seed, d=48, n_atoms=256, n=60, **kw)
-    Xt, Dt = torch.tensor(X), torch.tensor(D)
-    return Xt, Dt, Dt @ Dt.T
-
-
-def _dense_reference(X, D, G, lam, nonneg):
-    return prox_grad(X @ D.T, G, lam, nonneg=nonneg, accelerate=True, max_iter=100_000,
-                     tol=1e-12, init=None, scale=lam)
+from toysae.dictlearn.lasso._working_set import working_set_prox_grad
 
 
 @pytest.mark.parametrize("nonneg", [True, False])
 @pytest.mark.parametrize("density", [0.02, 0.08])  # supports of ~5 and ~20: several buckets
 def test_mixed_precision_gives_the_float64_optimum(nonneg, density):
-    X, D, G = _tensors(1, density=density, signed=not nonneg)
+    X, D, G = wide_tensors(1, density=density, signed=not nonneg)
     lam = 0.02
     out = mixed_precision_lasso(X, D, G, lam, nonneg=nonneg, accelerate=True,
                                 max_iter=50_000, tol=1e-10, scale=lam)
-    ref = _dense_reference(X, D, G, lam, nonneg)
+    ref = dense_reference(X, D, G, lam, nonneg)
     assert out.codes.dtype == torch.float64
     assert bool(out.success.all()) and float(out.kkt.max()) <= 1e-10
     np.testing.assert_allclose(out.codes.numpy(), ref.codes.numpy(), atol=1e-8)
@@ -44,7 +32,7 @@ def test_mixed_precision_gives_the_float64_optimum(nonneg, density):
 def test_samples_the_float32_search_leaves_short_are_finished_in_float64(monkeypatch):
     # A loose search (KKT gap 0.01) leaves wrong supports on about half of the samples:
     # the float64 finish must take those and still land on the optimum.
-    X, D, G = _tensors(2, density=0.08)
+    X, D, G = wide_tensors(2, density=0.08)
     lam = 0.02
     monkeypatch.setattr(mixed, "SEARCH_TOL", 0.01)
     calls, real = [], mixed.working_set_prox_grad
@@ -59,7 +47,7 @@ def test_samples_the_float32_search_leaves_short_are_finished_in_float64(monkeyp
     assert calls[0] == (torch.float32, 60, False)  # the search, cold
     assert len(calls) == 2 and calls[1][0] == torch.float64 and calls[1][2]  # warm finish
     assert 0 < calls[1][1] < 60
-    ref = _dense_reference(X, D, G, lam, True)
+    ref = dense_reference(X, D, G, lam, True)
     assert bool(out.success.all())
     np.testing.assert_allclose(out.codes.numpy(), ref.codes.numpy(), atol=1e-8)
 
@@ -82,7 +70,7 @@ def test_the_finish_replaces_a_late_samples_polished_codes_whatever_their_widths
 
 
 def test_mixed_precision_reports_samples_it_could_not_finish():
-    X, D, G = _tensors(3, density=0.08)
+    X, D, G = wide_tensors(3, density=0.08)
     out = mixed_precision_lasso(X, D, G, 0.02, nonneg=True, accelerate=True, max_iter=2,
                                 tol=1e-12, scale=0.02)
     assert not bool(out.success.all())
@@ -90,62 +78,21 @@ def test_mixed_precision_reports_samples_it_could_not_finish():
 
 
 def test_mixed_precision_on_no_samples():
-    _, D, G = _tensors(0)
+    _, D, G = wide_tensors(0)
     out = mixed_precision_lasso(torch.zeros(0, 48, dtype=torch.float64), D, G, 0.1,
                                 nonneg=True, accelerate=True, max_iter=100, tol=1e-9,
                                 scale=0.1)
     assert out.codes.shape == (0, 256) and out.kkt.shape == (0,)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sparse_code_on_no_samples_in_the_working_set_regime(dtype):
-    _, D, _ = random_problem(0, d=48, n_atoms=256)
-    out = sparse_code(np.zeros((0, 48)), D, 0.1, dtype=dtype)
-    assert out.codes.shape == (0, 256) and out.success
-
-
 def test_set_correlations_are_the_full_products_on_each_rows_leading_entries():
-    X, D, _ = _tensors(4)
+    X, D, _ = wide_tensors(4)
     S = torch.randint(0, 256, (60, 7))
     count = torch.randint(0, 8, (60,))
     count[0], count[1] = 0, 7
     want = (X @ D.T).gather(1, S) * (torch.arange(7)[None, :] < count[:, None])
     np.testing.assert_allclose(set_correlations(X, D, S, count).numpy(), want.numpy(),
                                rtol=1e-12, atol=1e-12)
-
-
-def test_sparse_code_takes_the_mixed_route_only_for_cold_float64_working_set_solves(
-        monkeypatch):
-    X, D, _ = random_problem(5, d=48, n_atoms=256, n=30, density=0.03)
-    routes, real = [], mixed_precision_lasso
-
-    def spy(*args, **kw):
-        routes.append(args[0].dtype)
-        return real(*args, **kw)
-
-    import toysae.dictlearn.sparse_coding as coding
-
-    monkeypatch.setattr(coding, "mixed_precision_lasso", spy)
-    ref = sparse_code(X, D, 0.05, method="cvxpy").codes
-    got = sparse_code(X, D, 0.05, dtype=torch.float64, tol=1e-10, max_iter=20000)
-    assert routes == [torch.float64]
-    np.testing.assert_allclose(got.codes, ref, atol=1e-6)
-    sparse_code(X, D, 0.05, dtype=torch.float32)
-    sparse_code(X, D, 0.05, dtype=torch.float64, init=got.codes)
-    sparse_code(X, D[:64], 0.05, dtype=torch.float64)  # the dense solver's size
-    assert routes == [torch.float64]
-
-
-def test_warm_state_of_all_samples_in_another_order_keeps_each_samples_responses():
-    X, D, G = _tensors(6)
-    C = X @ D.T
-    lam = 0.05
-    codes = _dense_reference(X, D, G, lam, True).codes
-    order = torch.randperm(60, generator=torch.Generator().manual_seed(0))
-    kw = dict(nonneg=True, scale=lam, workspace=Workspace(), D=D)
-    state = warm_state(C, G, lam, order, codes[order], **kw)
-    np.testing.assert_allclose(state.response.numpy(), (C - codes @ G)[order].numpy(),
-                               atol=1e-12)
 
 
 def test_near_duplicate_atoms_the_route_reports_what_it_certifies_and_matches_float64():

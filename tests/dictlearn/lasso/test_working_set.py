@@ -1,120 +1,29 @@
-"""The working-set lasso solver's parts: exact refits, set products, the row state, and the
-scratch-buffer workspace."""
+"""``toysae.dictlearn.lasso._working_set``: the working-set lasso solver matches the dense
+solver on many atoms (cold and warm), its row state, the blocks codes move in, the first
+guess of each set, and warm states in any sample order."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from problems import random_problem
+from problems import dense_reference, gram_problem, wide_tensors
 
 from toysae._buffers import Workspace
 from toysae._tuning import FIRST_SET, FIRST_SET_MAX
-from toysae._validation import to_numpy
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.lasso._fista import prox_grad
-from toysae.dictlearn.lasso._sets import minus_gram_times, refit_on_support, set_times
-from toysae.dictlearn.lasso._working_set import RowState, first_round, working_set_prox_grad
-
-
-def _problem(seed, density=0.02, signed=False):
-    """(C, G) in float64 for 40 samples on 256 atoms in 48 dimensions (the working-set path)."""
-    X, D, _ = random_problem(seed, d=48, n_atoms=256, n=40, density=density, signed=signed)
-    Xt, Dt = torch.tensor(X), torch.tensor(D)
-    return Xt @ Dt.T, Dt @ Dt.T
-
-
-def _blocks(C, G, S):
-    return C.gather(1, S), G[S[:, :, None], S[:, None, :]]
-
-
-def test_refit_on_the_optimal_support_is_the_optimum():
-    C, G = _problem(0)
-    lam = 0.1
-    opt = prox_grad(C, G, lam, nonneg=True, accelerate=True, max_iter=50_000, tol=1e-12,
-                    init=None, scale=lam)
-    assert bool(opt.success.all())
-    m = int((opt.codes != 0).sum(dim=1).max())
-    S = opt.codes.abs().topk(m, dim=1).indices
-    c, Gs = _blocks(C, G, S)
-    support = opt.codes.gather(1, S) != 0
-    z, consistent, dropped = refit_on_support(c, Gs, support, torch.ones_like(c), lam)
-    assert bool(consistent.all()) and not bool(dropped.any())
-    np.testing.assert_allclose(z.numpy(), opt.codes.gather(1, S).numpy(), atol=1e-9)
-
-
-def test_refit_flags_and_drops_an_atom_that_would_turn_negative():
-    # Two nearly parallel atoms and x along the first: the refit on both gives the
-    # second a negative code.
-    G = torch.tensor([[[1.0, 0.9], [0.9, 1.0]]], dtype=torch.float64)
-    c = torch.tensor([[1.0, 0.9]], dtype=torch.float64)  # x = d_0
-    support = torch.tensor([[True, True]])
-    sign = torch.ones_like(c)
-    z, consistent, dropped = refit_on_support(c, G, support, sign, 0.1, max_drops=0)
-    assert not bool(consistent[0]) and float(z[0, 1]) < 0
-    z, consistent, dropped = refit_on_support(c, G, support, sign, 0.1, max_drops=1)
-    assert bool(consistent[0]) and bool(dropped[0])
-    np.testing.assert_allclose(z.numpy(), [[0.9, 0.0]], atol=1e-12)
-
-
-def test_refit_reports_a_singular_block():
-    G = torch.ones(1, 2, 2, dtype=torch.float64)  # two identical atoms
-    c = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
-    _, consistent, _ = refit_on_support(c, G, torch.ones(1, 2, dtype=torch.bool),
-                                        torch.ones_like(c), 0.1, max_drops=0)
-    assert not bool(consistent[0])
-
-
-def test_set_times_is_the_dense_product():
-    rng = np.random.default_rng(1)
-    M = torch.tensor(rng.standard_normal((30, 7)))
-    S = torch.tensor(rng.integers(0, 30, (5, 4)))
-    values = torch.tensor(rng.standard_normal((5, 4)))
-    values[:, -1] = 0.0  # padding
-    S[:, -1] = 0
-    dense = torch.zeros(5, 30, dtype=torch.float64).index_put_(
-        (torch.arange(5)[:, None], S), values, accumulate=True)
-    np.testing.assert_allclose(set_times(S, values, M).numpy(), (dense @ M).numpy(),
-                               atol=1e-12)
-
-
-@pytest.mark.parametrize(("m", "cached", "route"), [(1, False, "G"), (6, False, "D"),
-                                                    (6, True, "G")])
-def test_minus_gram_times_is_base_minus_the_gram_product_by_either_route(monkeypatch, m,
-                                                                        cached, route):
-    # Through D when the sets are wide against d = 40 (m * 30 > 40) and G is too large for
-    # the cache (here: a zero-byte cache), else by gathering rows of G.
-    import toysae.dictlearn.lasso._sets as sets
-
-    monkeypatch.setattr(sets, "GRAM_CACHED_BYTES", 1 << 30 if cached else 0)
-    widths = []
-    real = sets.set_times
-    monkeypatch.setattr(sets, "set_times",
-                        lambda S, v, M: widths.append(M.shape[1]) or real(S, v, M))
-    rng = np.random.default_rng(2)
-    D = torch.tensor(rng.standard_normal((50, 40)))
-    G = D @ D.T
-    S = torch.tensor(rng.integers(0, 50, (5, m)))
-    values = torch.tensor(rng.standard_normal((5, m)))
-    dense = torch.zeros(5, 50, dtype=torch.float64).index_put_(
-        (torch.arange(5)[:, None], S), values, accumulate=True)
-    base = torch.tensor(rng.standard_normal((5, 50)))
-    expected = (base - dense @ G).numpy()
-    for dictionary in (None, D):
-        out = torch.empty_like(base)
-        minus_gram_times(base, S, values, G, dictionary, out=out)
-        np.testing.assert_allclose(out.numpy(), expected, atol=1e-10)
-        inplace = base.clone()
-        assert minus_gram_times(inplace, S, values, G, dictionary,
-                                out=inplace).data_ptr() == inplace.data_ptr()
-        np.testing.assert_allclose(inplace.numpy(), expected, atol=1e-10)
-    assert widths[:2] == [50, 50]  # without D: always G
-    assert widths[2:] == ([40, 40] if route == "D" else [50, 50])
+from toysae.dictlearn.lasso._working_set import (
+    RowState,
+    first_round,
+    warm_state,
+    working_set_prox_grad,
+)
 
 
 @pytest.mark.parametrize("nonneg", [True, False])
 def test_working_sets_match_the_dense_solver_on_many_atoms(nonneg):
-    C, G = _problem(2, signed=not nonneg, density=0.03)
+    C, G = gram_problem(2, signed=not nonneg, density=0.03)
     lam = 0.05
     kw = dict(nonneg=nonneg, accelerate=True, max_iter=50_000, tol=1e-10, init=None,
               scale=lam)
@@ -129,7 +38,7 @@ def test_working_sets_match_the_dense_solver_on_many_atoms(nonneg):
 
 
 def test_working_sets_from_a_warm_start_agree():
-    C, G = _problem(3)
+    C, G = gram_problem(3)
     lam = 0.1
     kw = dict(nonneg=True, accelerate=True, max_iter=50_000, tol=1e-10, scale=lam)
     cold = working_set_prox_grad(C, G, lam, init=None, **kw)
@@ -137,94 +46,6 @@ def test_working_sets_from_a_warm_start_agree():
     warm = working_set_prox_grad(C, G, lam, init=rough.codes, **kw)
     assert bool(warm.success.all())
     np.testing.assert_allclose(warm.codes.numpy(), cold.codes.numpy(), atol=1e-7)
-
-
-def test_float32_sparse_code_on_many_atoms_is_exact_to_rounding():
-    # Refits make float32 codes exact up to rounding, far below the default tol.
-    rng = np.random.default_rng(4)
-    D = rng.standard_normal((300, 40))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    X = ((rng.random((64, 300)) < 0.02) * rng.uniform(0.5, 1.5, (64, 300))) @ D
-    ref = sparse_code(X, D, 0.1, dtype=torch.float64, tol=1e-12)
-    res = sparse_code(X, D, 0.1)  # float32, tol 1e-4
-    assert res.success and res.kkt_gap <= 1e-5
-    assert abs(res.objective - ref.objective) <= 1e-6 * ref.objective
-
-
-def test_workspace_buffers_are_aligned_and_sized():
-    ws = Workspace()
-    for dtype in (torch.float32, torch.float64):
-        buf = ws.empty(f"a{dtype}", (33, 17), dtype)
-        assert buf.shape == (33, 17) and buf.dtype == dtype
-        assert buf.data_ptr() % 64 == 0
-        assert bool((ws.zeros(f"z{dtype}", (5, 3), dtype) == 0).all())
-
-
-def test_workspace_copy_shares_aligned_input_and_converts_the_rest():
-    ws = Workspace()
-    aligned = ws.empty("aligned", (4, 6), torch.float32).numpy()
-    aligned[:] = 1.5
-    shared = ws.copy("x", aligned, torch.float32)
-    assert shared.data_ptr() == aligned.ctypes.data
-    assert "x" not in ws.held()  # nothing was taken
-    x64 = np.arange(24, dtype=np.float64).reshape(4, 6)
-    converted = ws.copy("x", x64, torch.float32)
-    assert converted.dtype == torch.float32 and converted.data_ptr() % 64 == 0
-    np.testing.assert_array_equal(converted.numpy(), x64.astype(np.float32))
-
-
-def test_to_numpy_keeps_float_dtypes_when_asked():
-    x32 = np.ones((2, 2), dtype=np.float32)
-    assert to_numpy(x32, "x", dtype=None) is x32
-    assert to_numpy([[1, 2]], "x", dtype=None).dtype == np.float64
-    with pytest.raises(TypeError, match="x"):
-        to_numpy([["a"]], "x", dtype=None)
-
-
-def test_workspace_never_hands_out_a_buffer_twice_while_it_is_held():
-    ws = Workspace()
-    first = ws.empty("g", (1000, 8), torch.float32)
-    address = first.data_ptr()
-    with pytest.raises(RuntimeError, match="'g' is still in use"):
-        ws.empty("g", (1000, 8), torch.float32)
-    other = ws.empty("h", (1000, 8), torch.float32)  # another name: other memory
-    assert abs(other.data_ptr() - address) >= 1000 * 8 * 4
-    ws.release("g")
-    again = ws.empty("g", (500, 8), torch.float32)  # released: the same memory, reused
-    assert again.data_ptr() == address
-    bigger = ws.empty("big", (10, 10), torch.float64)
-    ws.release("big")
-    grown = ws.empty("big", (100, 100), torch.float64)  # too small: grown, not overrun
-    assert grown.numel() == 10_000 and grown.data_ptr() % 64 == 0
-    del bigger
-    # A session gives back exactly the names taken inside it.
-    with ws.session():
-        ws.empty("inner", (3,), torch.float32)
-        assert "inner" in ws.held()
-    assert ws.held() == {"g", "h", "big"}
-    plain = Workspace(reuse=False)
-    assert plain.empty("g", (4,), torch.float32).shape == (4,)
-    with pytest.raises(RuntimeError, match="still in use"):  # the same rule without reuse
-        plain.empty("g", (4,), torch.float32)
-    assert plain.nbytes == 0  # plain torch.empty: nothing kept
-    # Off the CPU the device's own caching allocator reuses memory: plain torch.empty.
-    meta = ws.empty("g", (3, 4), torch.float32, device="meta")
-    assert meta.device.type == "meta" and ws.held() == {"g", "h", "big"}
-
-
-def test_workspace_pickles_empty_and_solves_are_unchanged_by_reuse():
-    import pickle
-
-    C, G = _problem(5)
-    ws = Workspace()
-    kw = dict(nonneg=True, accelerate=True, max_iter=5000, tol=1e-10, init=None, scale=0.1)
-    a = working_set_prox_grad(C, G, 0.1, workspace=ws, **kw)
-    assert ws.held() == frozenset() and ws.nbytes > 0  # everything given back
-    b = working_set_prox_grad(C, G, 0.1, workspace=ws, **kw)
-    c = working_set_prox_grad(C, G, 0.1, workspace=Workspace(reuse=False), **kw)
-    assert torch.equal(a.codes, b.codes) and torch.equal(a.codes, c.codes)
-    copy = pickle.loads(pickle.dumps(ws))
-    assert isinstance(copy, Workspace) and copy.nbytes == 0
 
 
 def test_row_state_keep_compacts_every_field_with_one_index():
@@ -281,7 +102,7 @@ def test_the_first_guess_grows_on_wide_supports_and_the_solve_stays_exact():
     # About 20 of 256 atoms per sample: an 8-atom first guess fills on nearly every
     # sample, so the first round doubles it (on those samples only), and the cap of the
     # later rounds follows; the codes are still the dense solver's.
-    C, G = _problem(5, density=0.08)
+    C, G = gram_problem(5, density=0.08)
     lam = 0.02
     first = first_round(C, G, lam, nonneg=True, first_set=FIRST_SET, scale=lam,
                         workspace=Workspace())
@@ -297,3 +118,15 @@ def test_the_first_guess_grows_on_wide_supports_and_the_solve_stays_exact():
     assert bool(ws.success.all())
     np.testing.assert_allclose(ws.codes.numpy(), dense.codes.numpy(), atol=1e-7)
     assert int((dense.codes != 0).sum(dim=1).float().median()) > FIRST_SET
+
+
+def test_warm_state_of_all_samples_in_another_order_keeps_each_samples_responses():
+    X, D, G = wide_tensors(6)
+    C = X @ D.T
+    lam = 0.05
+    codes = dense_reference(X, D, G, lam, True).codes
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(0))
+    kw = dict(nonneg=True, scale=lam, workspace=Workspace(), D=D)
+    state = warm_state(C, G, lam, order, codes[order], **kw)
+    np.testing.assert_allclose(state.response.numpy(), (C - codes @ G)[order].numpy(),
+                               atol=1e-12)

@@ -1,7 +1,7 @@
-"""Host toy models: they learn their task, splicing is exact, the site objectives train
-SAEs (local recovers the features, e2e keeps the output), metrics, bad input."""
-
-import math
+"""``toysae.models.site_objective``: the site objectives train SAEs inside a host: local
+recovers the functional and nuisance features, e2e keeps the output, e2e_ds reports its
+downstream terms, TMS against its exact ground truth, the batched grid equals the
+sequential one; bad input is refused."""
 
 import numpy as np
 import pytest
@@ -10,21 +10,8 @@ from scipy.special import logsumexp
 
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
-from toysae.host_metrics import (
-    ground_truth_split,
-    mlp_feature_proxy,
-    recovered_fraction,
-    splice_metrics,
-)
-from toysae.models import (
-    ResidualToy,
-    ResidualToyConfig,
-    SiteObjective,
-    TMSConfig,
-    TMSHost,
-    load_host,
-)
-from toysae.models.residual import kl_divergence
+from toysae.host_metrics import ground_truth_split, mlp_feature_proxy, splice_metrics
+from toysae.models import ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig
 from toysae.sae import ReLUSAE, TiedSAE, TrainConfig, train_sae
 
 SMALL = ResidualToyConfig()
@@ -34,91 +21,6 @@ SMALL = ResidualToyConfig()
 def one_thread():
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="module")
-def host():
-    model = ResidualToy(SMALL)
-    model.fit_report = model.fit()
-    return model
-
-
-@pytest.fixture(scope="module")
-def tms():
-    model = TMSHost(TMSConfig(train_samples=500_000))
-    model.fit_report = model.fit()
-    return model
-
-
-@pytest.fixture(scope="module")
-def held(host):
-    return host.sample(4000, seed=99)
-
-
-def test_residual_toy_learns_its_teacher(host):
-    report = host.fit_report
-    assert report.success and report.metrics["explained"] >= ResidualToy.MIN_EXPLAINED
-    assert report.metrics["kl"] <= 0.15 * report.metrics["teacher_spread"]
-    assert host.trained and not any(p.requires_grad for p in host.parameters())
-    cfg = host.config
-    assert len(cfg.functional_features) + len(cfg.nuisance_features) == cfg.data.n_features
-    # nuisance features carry more variance than the functional ones, and do not move the teacher
-    codes = host.sample(5000, seed=1).codes
-    power = codes.square().sum(0)
-    assert power[cfg.nuisance_features].sum() > power[cfg.functional_features].sum()
-    shuffled = codes.clone()
-    shuffled[:, cfg.nuisance_features] = shuffled[torch.randperm(5000), :][:,
-                                                                          cfg.nuisance_features]
-    torch.testing.assert_close(host.teacher_logits(codes), host.teacher_logits(shuffled))
-
-
-def test_mlp_post_is_positive_skewed(host, held):
-    act = host.forward_cache(held.inputs)["mlp_post"]
-    assert (act >= 0).all() and float((act > 0).float().mean()) < 0.9
-    centred = act - act.mean(0)
-    skew = (centred ** 3).mean(0) / centred.pow(2).mean(0).clamp_min(1e-12) ** 1.5
-    assert float(skew.median()) > 0.5
-
-
-def test_tms_learns_in_superposition(tms):
-    assert tms.fit_report.success
-    assert tms.fit_report.metrics["loss"] <= TMSHost.MAX_LOSS_RATIO * \
-        tms.fit_report.metrics["zero_loss"]
-    norms = tms.W.detach().norm(dim=1)
-    assert int((norms > 0.5).sum()) > tms.config.hidden  # more features stored than dimensions
-
-
-@pytest.mark.parametrize("site", ResidualToy.sites)
-def test_splicing_the_sites_own_activation_is_exact(host, held, site):
-    cache = host.forward_cache(held.inputs)
-    out = host.forward_from(site, cache[site], cache)
-    assert torch.equal(out["output"], cache["output"])
-    ce = host.downstream_loss(cache["output"], held.targets)
-    assert float(host.downstream_loss(out["output"], held.targets) - ce) == 0.0
-    zeros = host.forward_from(site, torch.zeros_like(cache[site]), cache)["output"]
-    assert float(host.downstream_loss(zeros, held.targets) - ce) > 0.1  # ablation hurts
-    assert float(host.divergence(cache["output"], cache["output"])) == 0.0
-
-
-def test_splicing_broadcasts_over_a_member_axis(host, held):
-    cache = host.forward_cache(held.inputs)
-    stacked = torch.stack([cache["resid_pre"], torch.zeros_like(cache["resid_pre"])])
-    out = host.forward_from("resid_pre", stacked, cache)["output"]
-    kl = host.divergence(cache["output"], out)
-    assert kl.shape == (2,) and float(kl[0]) == 0.0 and float(kl[1]) > 0.1
-
-
-def test_kl_and_ce_on_hand_made_logits():
-    same = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
-    assert float(kl_divergence(same, same)) == 0.0
-    # KL(p || q) for p = (1/2, 1/2), q = softmax(0, log 3) = (1/4, 3/4)
-    p, q = torch.zeros(1, 2), torch.tensor([[0.0, math.log(3.0)]])
-    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-    assert float(kl_divergence(p, q)) == pytest.approx(expected, rel=1e-6)
-    assert float(kl_divergence(q, p)) != pytest.approx(expected)  # the direction matters
-    host = ResidualToy(ResidualToyConfig(n_classes=2))
-    ce = host.downstream_loss(q, torch.tensor([1]))
-    assert float(ce) == pytest.approx(-math.log(0.75), rel=1e-6)
 
 
 def test_local_sae_recovers_functional_and_nuisance_features(host, held):
@@ -218,29 +120,6 @@ def test_tms_site_objective_and_exact_ground_truth(tms):
                                codes @ (lengths[:, None] * F), rtol=1e-5, atol=1e-6)
 
 
-def test_metrics_on_hand_made_dictionaries():
-    F = np.eye(4)
-    assert recovered_fraction(F, F) == 1.0
-    assert recovered_fraction(F, F[:1]) == 0.25
-    tilted = np.array([[1.0, 1.0, 0, 0]])  # cos 0.707 with features 0 and 1
-    assert recovered_fraction(F, tilted) == 0.0
-    split = ground_truth_split(F, F[:2], [0, 1], [2, 3])
-    assert split["functional_mmcs"] == 1.0 and split["nuisance_recovered"] == 0.0
-    with pytest.raises(ValueError, match="nuisance"):
-        ground_truth_split(F, F, [0], [])
-
-
-def test_save_and_load_round_trip(host, tmp_path):
-    path = host.save(tmp_path / "host.safetensors")
-    back = load_host(path)
-    for (k, a), (_, b) in zip(host.state_dict().items(), back.state_dict().items(), strict=True):
-        assert torch.equal(a, b), k
-    assert back.trained and back.config == host.config
-    with pytest.raises(ValueError, match="untrained"):
-        ResidualToy(SMALL).save(tmp_path / "raw.safetensors")
-        load_host(tmp_path / "raw.safetensors")
-
-
 def test_bad_input_is_refused(host):
     untrained = ResidualToy(SMALL)
     with pytest.raises(ValueError, match="not trained"):
@@ -296,18 +175,3 @@ def test_batched_grid_through_the_host_equals_sequential(host, mode):
         assert a.n_resampled == b.n_resampled
         np.testing.assert_allclose(a.history["kl"], b.history["kl"], rtol=1e-3, atol=1e-6)
         torch.testing.assert_close(a.sae.W_dec, b.sae.W_dec, atol=1e-4, rtol=0)
-
-
-def test_host_metrics_refuse_hostile_input():
-    F = np.eye(4)
-    assert recovered_fraction(1e200 * F, 1e-200 * F) == 1.0  # no overflow, no underflow
-    with pytest.raises(TypeError, match="features must be real"):
-        recovered_fraction(F + 1j, F)
-    with pytest.raises(ValueError, match="dictionary has no rows"):
-        recovered_fraction(F, np.zeros((0, 4)))
-    with pytest.raises(TypeError, match=r"functional must hold int indices, got 0\.5"):
-        ground_truth_split(F, F, [0.5, 1], [2, 3])  # once truncated to feature 0
-    with pytest.raises(TypeError, match="nuisance must hold int indices, got True"):
-        ground_truth_split(F, F, [0, 1], [True, False, False, True])  # a mask, not indices
-    with pytest.raises(ValueError, match=r"functional index 4 is out of range \[0, 4\)"):
-        ground_truth_split(F, F, [4], [2, 3])
