@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_theory_helpers import solve_codes
+from theory_helpers import solve_codes
 
 from toysae.sae import make_sae
 from toysae.theory import lam_for_l0, sae_lam_for_l0
