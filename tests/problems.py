@@ -9,6 +9,11 @@ import torch
 from toysae.dictlearn.lasso._fista import prox_grad
 
 
+def support(Z, thresh=1e-7):
+    """The entries of codes ``Z`` that count as nonzero: ``|z| > thresh``."""
+    return np.abs(Z) > thresh
+
+
 def random_problem(seed: int, d: int = 16, n_atoms: int = 32, n: int = 20,
                    density: float = 0.1, noise: float = 0.02, signed: bool = False):
     """``(X, D, Z)``: ``n`` samples in ``d`` dimensions, each a sparse nonnegative (or
