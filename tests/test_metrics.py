@@ -355,3 +355,14 @@ def test_huge_and_tiny_entries_neither_overflow_nor_underflow(scale):
         assert fvu(scale * x, scale * x_hat) == pytest.approx(fvu(x, x_hat), rel=1e-12)
         assert shrinkage(scale * x, scale * x_hat) == pytest.approx(shrinkage(x, x_hat),
                                                                    rel=1e-12)
+
+
+def test_bfloat16_and_float16_tensors_are_scored_as_their_exact_values():
+    D = torch.randn(6, 4).to(torch.bfloat16)
+    L = torch.randn(9, 4).to(torch.bfloat16)
+    assert mmcs(D, L) == mmcs(D.double(), L.double())  # was a TypeError naming no argument
+    assert mcc(D, L) == mcc(D.double(), L.double())
+    codes = torch.relu(torch.randn(20, 6)).to(torch.bfloat16)
+    assert l0(codes) == l0(codes.double())
+    x, x_hat = torch.randn(20, 4).half(), torch.randn(20, 4).to(torch.bfloat16)
+    assert fvu(x, x_hat) == fvu(x.double(), x_hat.double())

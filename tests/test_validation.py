@@ -9,14 +9,18 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from toysae import experiments
 from toysae._validation import (
     SEED_MAX,
     check_indices,
     check_int,
+    check_norm_range,
     check_seed,
+    norm_limit,
     shifted_seed,
+    tensor_to_numpy,
     to_numpy,
 )
 from toysae.data import SyntheticConfig
@@ -115,3 +119,24 @@ def test_to_numpy_keeps_float_dtypes_when_asked():
     assert to_numpy([[1, 2]], "x", dtype=None).dtype == np.float64
     with pytest.raises(TypeError, match="x"):
         to_numpy([["a"]], "x", dtype=None)
+
+
+def test_tensors_numpy_lacks_a_dtype_for_are_widened_exactly():
+    x = torch.randn(6, 5).to(torch.bfloat16)
+    wide = to_numpy(x, "x", dtype=None)
+    assert wide.dtype == np.float32 and np.array_equal(wide, x.float().numpy())
+    if hasattr(torch, "float8_e4m3fn"):
+        f8 = torch.tensor([[0.5, -2.0]]).to(torch.float8_e4m3fn)
+        assert np.array_equal(tensor_to_numpy(f8), [[0.5, -2.0]])
+    assert tensor_to_numpy(torch.ones(2, 2, dtype=torch.float16)).dtype == np.float16
+
+
+def test_norm_range_names_the_argument_and_the_limit():
+    assert norm_limit(np.float32) == pytest.approx(2.81e14, rel=1e-2)
+    assert norm_limit(torch.float64) == pytest.approx(2.05e149, rel=1e-2)
+    check_norm_range(np.array([1.0, 2.8e14]), "X", np.float32, "f")
+    with pytest.raises(ValueError, match=r"Q: row 1 has norm 3e\+14, above 2.81e\+14, the "
+                                         r"largest f accepts in float32"):
+        check_norm_range(np.array([1.0, 3e14]), "Q", np.float32, "f")
+    with pytest.raises(ValueError, match="row 0 has norm inf"):
+        check_norm_range(np.array([np.inf]), "Q", np.float64, "f")

@@ -29,17 +29,28 @@ def _describe(value: Any) -> str:
 SEED_MAX = 2**63 - 1
 
 
+def tensor_to_numpy(t) -> np.ndarray:
+    """A torch tensor as a numpy array (detached, on the CPU). Floating dtypes numpy
+    has no counterpart for (bfloat16, the float8 formats) are widened to float32,
+    which holds each of their values exactly."""
+    t = t.detach().cpu().resolve_conj()
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()
+    return t.numpy()
+
+
 def to_numpy(x: Any, name: str, *, dtype=np.float64, ndim: int | None = None,
              finite: bool = True) -> np.ndarray:
     """Return ``x`` (numpy array, torch tensor or nested sequence) as a numpy array.
 
     ``dtype=None`` keeps a float32/float64 array as it is (no copy) and makes
-    anything else float64. Raises ``TypeError`` for things that are not
+    anything else float64; a bfloat16 or float8 tensor is widened exactly
+    (:func:`tensor_to_numpy`). Raises ``TypeError`` for things that are not
     array-like or are complex (numpy would drop the imaginary part), and
     ``ValueError`` for a wrong number of dimensions or non-finite entries.
     """
     if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu().resolve_conj().numpy()
+        x = tensor_to_numpy(x)
     if isinstance(x, (str, bytes, dict)) or x is None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
     if np.dtype(getattr(x, "dtype", np.float64)).kind == "c":
@@ -91,7 +102,7 @@ def check_indices(values: Any, name: str, n: int, *, pairs: bool = False) -> np.
     ``pairs=True``. Floats, bools and strings are refused, not truncated; an empty
     sequence gives an empty array."""
     if torch is not None and isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
+        values = tensor_to_numpy(values)
     if isinstance(values, (str, bytes, dict)) or values is None:
         raise TypeError(f"{name} must be a sequence of int indices, got "
                         f"{type(values).__name__}")
@@ -204,6 +215,39 @@ def row_norms(A: np.ndarray) -> np.ndarray:
         safe = np.where(scale > 0, scale, 1.0)
         norms[risky] = scale * np.linalg.norm(rows / safe[:, None], axis=1)
     return norms
+
+
+def norm_limit(dtype) -> float:
+    """The largest row norm (of ``X``, of ``D``) a solver working in the float ``dtype``
+    (numpy or torch) accepts: ``sqrt(finfo(dtype).max) / 2**16``, 2.8e14 in float32 and
+    2.0e149 in float64. A product of two such norms is at most ``finfo.max / 2**32``,
+    so the Gram matrix, the correlations ``X D^T`` and the sums of up to ``2**32``
+    squared residuals stay finite (docs/design.md, Conventions: ranges)."""
+    if torch is not None and isinstance(dtype, torch.dtype):
+        largest = float(torch.finfo(dtype).max)
+    else:
+        largest = float(np.finfo(dtype).max)
+    return math.sqrt(largest) / 2.0**16
+
+
+def _dtype_name(dtype) -> str:
+    if torch is not None and isinstance(dtype, torch.dtype):
+        return str(dtype).removeprefix("torch.")
+    return np.dtype(dtype).name
+
+
+def check_norm_range(norms: np.ndarray, name: str, dtype, what: str) -> None:
+    """ValueError naming ``name`` if a row norm in ``norms`` exceeds ``norm_limit(dtype)``
+    (``what``: the function whose range it is, for the message)."""
+    if not norms.size:
+        return
+    k = int(np.argmax(norms))
+    limit = norm_limit(dtype)
+    if not norms[k] <= limit:
+        raise ValueError(
+            f"{name}: row {k} has norm {norms[k]:.3g}, above {limit:.3g}, the largest "
+            f"{what} accepts in {_dtype_name(dtype)} (its squared norms must stay finite: "
+            f"docs/design.md, Conventions); rescale {name} (the codes and lam scale with the data)")
 
 
 def unit_row_deviation(D: np.ndarray, name: str = "D") -> np.ndarray:

@@ -328,3 +328,17 @@ def test_dictionary_learner_refuses_data_with_zero_features():
             DictionaryLearner(4, 0.1, progress=False).fit(X)
         with pytest.raises(ValueError, match="0 feature"):
             DictionaryLearner(4, 0.1, progress=False).partial_fit(X)
+
+
+def test_empty_data_and_data_past_the_range_are_refused_naming_x():
+    for shape in ((5, 0), (0, 8)):
+        with pytest.raises(ValueError, match=r"^X \(the data\): Found array with 0"):
+            DictionaryLearner(4, 0.1, progress=False).fit(np.zeros(shape))
+    X = np.random.default_rng(0).normal(size=(40, 6))
+    with pytest.raises(ValueError, match=r"X: row \d+ has norm .*update='bcd'.*float32"):
+        DictionaryLearner(4, 0.1, progress=False, dtype="float64").fit(X * 1e20)
+    # bfloat16 tensors are read as their exact values.
+    Xb = torch.as_tensor(X).to(torch.bfloat16)
+    a = DictionaryLearner(4, 0.1, progress=False, max_epochs=1).fit(Xb)
+    b = DictionaryLearner(4, 0.1, progress=False, max_epochs=1).fit(Xb.double().numpy())
+    assert np.array_equal(a.components_, b.components_)

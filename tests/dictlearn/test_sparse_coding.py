@@ -209,3 +209,41 @@ def test_sparse_code_takes_the_mixed_route_only_for_cold_float64_working_set_sol
     sparse_code(X, D, 0.05, dtype=torch.float64, init=got.codes)
     sparse_code(X, D[:64], 0.05, dtype=torch.float64)  # the dense solver's size
     assert routes == [torch.float64]
+
+
+def test_data_and_atoms_past_the_dtypes_range_are_refused_naming_them():
+    rng = np.random.default_rng(3)
+    D = rng.normal(size=(8, 5))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.normal(size=(20, 5))
+    for kwargs in ({}, {"method": "omp", "n_nonzero": 2}):
+        with pytest.raises(ValueError, match=r"X: row \d+ has norm .* above 2.81e\+14"):
+            sparse_code(X * 1e25, D, 0.1, **kwargs)  # was objective=inf, a warning only
+    with pytest.raises(ValueError, match=r"D: row \d+ has norm 1e\+20"):
+        sparse_code(X, D * 1e20, 0.1)  # was a LinAlgError from eigh
+    with pytest.raises(ValueError, match="X: .* in float64"):
+        sparse_code(X * 1e150, D, 0.1, dtype=torch.float64)
+    # Within range the answer scales with the data (and lam with it).
+    ref = sparse_code(X, D, 0.1, dtype=torch.float64)
+    scaled = sparse_code(X * 1e12, D, 0.1 * 1e12, dtype=torch.float64)
+    np.testing.assert_allclose(scaled.codes / 1e12, ref.codes, atol=1e-12)
+
+
+def test_float64_data_past_float32s_range_takes_the_plain_float64_route():
+    # The mixed route searches in float32; data whose correlations overflow there is
+    # solved in float64 alone: finite codes, an honest success flag.
+    rng = np.random.default_rng(4)
+    D = rng.normal(size=(120, 16))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.normal(size=(30, 16))
+    ref = sparse_code(X, D, 0.1, dtype=torch.float64)
+    assert ref.success
+    at_1e20 = sparse_code(X * 1e20, D, 0.1 * 1e20, dtype=torch.float64)
+    assert at_1e20.success
+    np.testing.assert_allclose(at_1e20.codes / 1e20, ref.codes, atol=1e-9)
+    # At 1e40 the float32 search would overflow (NaN codes); the plain float64 solver
+    # (the route a warm start takes) gives the scaled answer.
+    far = sparse_code(X * 1e40, D, 0.1 * 1e40, dtype=torch.float64)
+    plain = sparse_code(X, D, 0.1, dtype=torch.float64, init=np.zeros((30, 120)))
+    assert far.success == plain.success and np.isfinite(far.objective)
+    np.testing.assert_allclose(far.codes / 1e40, plain.codes, atol=1e-9)

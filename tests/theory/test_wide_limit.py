@@ -77,3 +77,18 @@ def test_wide_limit_results_are_solver_like():
     assert with_bias.success and "(optimal bias by L-BFGS: " in with_bias.message
     gap = wide_limit_gap(X, F, Z, LAM)
     assert gap.success and f"{gap.gap:.4g} above the wide-limit bound" in gap.message
+
+
+def test_wide_limit_refuses_what_has_no_finite_bound_and_scales_without_overflow():
+    with pytest.raises(ValueError, match="X has no samples"):
+        wide_limit(np.zeros((0, 4)), 0.1, bias=True)
+    assert wide_limit(np.zeros((0, 4)), 0.1).bound == 0.0  # no samples, no loss
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 4))
+    with pytest.raises(ValueError, match="X and lam: the wide-limit bound can overflow"):
+        wide_limit(X * 1e200, 1e200)
+    # Rows of 1e200 at a small lam: the closed form is exact where squaring would overflow.
+    big = wide_limit(X * 1e200, 0.5)
+    exact = 0.5 * np.linalg.norm(X, axis=1) * 1e200 - 0.125
+    np.testing.assert_allclose(big.loss, exact, rtol=1e-12)
+    assert np.isfinite(big.reconstruction).all()

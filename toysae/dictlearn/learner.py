@@ -41,7 +41,10 @@ from toysae._validation import (
     check_choice,
     check_float,
     check_int,
+    check_norm_range,
     check_seed,
+    row_norms,
+    tensor_to_numpy,
     to_numpy,
     unit_row_deviation,
 )
@@ -205,16 +208,25 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray:
         """X as a float64 (n, d) array, with errors scikit-learn's checks accept; on a
-        fitted learner its columns must match."""
+        fitted learner its columns must match. Row norms above
+        ``toysae._validation.norm_limit`` of the learner's dtype (float32 for "bcd",
+        whose sweep runs in float32) are refused."""
         if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
+            X = tensor_to_numpy(X)
         try:
-            return validate_data(self, X, reset=reset, dtype=np.float64)
+            X = validate_data(self, X, reset=reset, dtype=np.float64)
         except ValueError as err:
             if not reset and "features as input" in str(err):  # scikit-learn's wording
                 raise ValueError(f"{err} X's columns must match the dictionary's "
                                  f"{self.n_features_in_} columns.") from None
+            if str(err).startswith("Found array with"):  # an empty X: name the argument
+                raise ValueError(f"X (the data): {err}") from None
             raise
+        # The coding step works in the learner's dtype and the BCD sweep in float32 (its
+        # statistics hold squares of the codes): their squares must stay finite.
+        dtype = torch.float32 if self.update == "bcd" else self._dtype
+        check_norm_range(row_norms(X), "X", dtype, f"DictionaryLearner(update={self.update!r})")
+        return X
 
     # ------------------------------------------------------------------ state
     @property

@@ -43,7 +43,10 @@ from toysae._validation import (
     check_choice,
     check_float,
     check_int,
+    check_norm_range,
     check_problem_shapes,
+    norm_limit,
+    row_norms,
     to_numpy,
     unit_row_deviation,
 )
@@ -166,7 +169,10 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
     ----------
     X : (n_samples, d) data, numpy array or torch tensor.
     D : (n_atoms, d) dictionary, one atom per row (rows need not be unit norm,
-        but none may be zero).
+        but none may be zero). The row norms of ``X`` and ``D`` must be at most
+        ``toysae._validation.norm_limit(dtype)`` (2.8e14 in float32, 2.0e149 in
+        float64), so that the squares the solver forms stay finite; larger ones are a
+        ValueError naming the argument.
     lam : L1 penalty, ``lam >= 0``.
     method : "fista" (default), "ista", "omp" or "cvxpy".
     nonneg : constrain ``Z >= 0`` (default) or allow signed codes.
@@ -223,7 +229,12 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
         n, n_atoms = Xt.shape[0], Dt.shape[0]
         if n_atoms == 0:
             raise ValueError("D must have at least one row (atom), got shape (0, d)")
-        unit_row_deviation(Dt.detach().cpu().numpy(), "D")
+        d_norm = _checked_norm(Dt, "D", dtype, unit_row_deviation(Dt.detach().cpu().numpy(),
+                                                                   "D"))
+        x_norm = _checked_norm(Xt, "X", dtype)
+        # The float64 route that searches supports in float32 forms the correlations
+        # X D^T and the Gram matrix there (never a square of X): they must fit float32.
+        float32_range = max(d_norm, x_norm) * d_norm <= norm_limit(torch.float32) ** 2
         if max_iter is None:
             max_iter = _DEFAULT_MAX_ITER[method]
         elif method in ("fista", "ista"):
@@ -291,11 +302,30 @@ def sparse_code(X, D, lam: float, *, method: str = "fista", nonneg: bool = True,
             return _solve(Xt, Dt, lam, method=method, nonneg=nonneg, max_iter=max_iter,
                           tol=tol, init_t=init_t, n_nonzero=n_nonzero, solver=solver,
                           solver_options=solver_options, dtype=dtype, workspace=workspace,
-                          sparse_output=bool(sparse_output), G=gram_t)
+                          sparse_output=bool(sparse_output), G=gram_t,
+                          float32_range=float32_range)
+
+
+def _checked_norm(A: torch.Tensor, name: str, dtype: torch.dtype,
+                  norms: np.ndarray | None = None) -> float:
+    """The largest row norm of ``A``, checked against the range of ``dtype``
+    (``toysae._validation.norm_limit``): a ValueError naming ``name`` above it. The rows'
+    norms are computed only when the largest entry times ``sqrt(d)`` could exceed the
+    float32 limit, so data of ordinary scale costs one max-abs scan."""
+    if norms is None:
+        if not A.numel():
+            return 0.0
+        bound = float(torch.linalg.vector_norm(A, ord=float("inf"))) * A.shape[1] ** 0.5
+        if bound <= norm_limit(torch.float32):
+            return bound
+        norms = row_norms(A.detach().cpu().double().numpy())
+    check_norm_range(norms, name, dtype, "sparse_code")
+    return float(norms.max()) if norms.size else 0.0
 
 
 def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, solver,
-           solver_options, dtype, workspace, sparse_output, G) -> SparseCodeResult:
+           solver_options, dtype, workspace, sparse_output, G,
+           float32_range) -> SparseCodeResult:
     n = Xt.shape[0]
     device = Xt.device
     scale = lam if lam > 0 else 1.0
@@ -323,7 +353,7 @@ def _solve(Xt, Dt, lam, *, method, nonneg, max_iter, tol, init_t, n_nonzero, sol
     else:
         G = Dt @ Dt.T if G is None else G
         mixed = (dtype == torch.float64 and method in ("fista", "ista") and init_t is None
-                 and lam > 0 and Dt.shape[0] > WORKING_SET_ABOVE)
+                 and lam > 0 and Dt.shape[0] > WORKING_SET_ABOVE and float32_range)
         C = None if mixed else torch.mm(
             Xt, Dt.T, out=workspace.empty("C", (n, Dt.shape[0]), Xt.dtype, device))
         if method == "omp":

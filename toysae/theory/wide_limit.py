@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from toysae._result import Result
-from toysae._validation import check_float, to_numpy
+from toysae._validation import check_float, row_norms, to_numpy
 from toysae.dictionary_objective import dictionary_objective
 
 
@@ -63,11 +63,14 @@ class WideLimitGap(Result):
 
 
 def _huber(norms: np.ndarray, lam: float) -> np.ndarray:
-    return np.where(norms <= lam, 0.5 * norms**2, lam * norms - 0.5 * lam**2)
+    # m (a - m / 2) with m = min(a, lam) is a^2 / 2 below lam and lam a - lam^2 / 2
+    # above, and squares nothing larger than lam.
+    m = np.minimum(norms, lam)
+    return m * (norms - 0.5 * m)
 
 
 def _per_sample(V: np.ndarray, lam: float):
-    norms = np.linalg.norm(V, axis=1)
+    norms = row_norms(V)  # no overflow for rows near 1e200
     code = np.maximum(norms - lam, 0.0)
     scale = np.divide(code, norms, out=np.zeros_like(norms), where=norms > 0)
     return _huber(norms, lam), V * scale[:, None], code, norms > lam
@@ -76,7 +79,7 @@ def _per_sample(V: np.ndarray, lam: float):
 def _optimal_bias(X: np.ndarray, lam: float) -> tuple[np.ndarray, bool, str]:
     def fun(b):
         V = X - b
-        norms = np.linalg.norm(V, axis=1)
+        norms = row_norms(V)
         shrink = np.minimum(1.0, lam / np.maximum(norms, 1e-300))
         return float(_huber(norms, lam).sum()), -(V * shrink[:, None]).sum(axis=0)
 
@@ -86,12 +89,27 @@ def _optimal_bias(X: np.ndarray, lam: float) -> tuple[np.ndarray, bool, str]:
     return res.x, bool(res.success), str(res.message)
 
 
+def _check_bound_range(X: np.ndarray, lam: float) -> None:
+    """ValueError naming X and lam when ``lam * sum_n ||x_n||`` overflows float64."""
+    norms = row_norms(X)
+    with np.errstate(over="ignore"):
+        total = lam * float(norms.sum())
+    if not np.isfinite(total):
+        k = int(np.argmax(norms))
+        raise ValueError(f"X and lam: the wide-limit bound can overflow float64 (lam * "
+                         f"sum_n ||x_n|| is {total}; row {k} of X has norm {norms[k]:.3g}, "
+                         f"lam = {lam:.3g}); rescale X and lam together (the bound scales "
+                         "with their product)")
+
+
 def wide_limit(X, lam, *, bias: bool = False) -> WideLimitResult:
     """The wide-limit solution of ``X`` at penalty ``lam`` and its loss.
 
     Parameters
     ----------
-    X : (n_samples, d) data. lam : penalty, > 0.
+    X : (n_samples, d) data (at least one sample with ``bias=True``). lam : penalty, > 0.
+        ``lam * sum_n ||x_n||`` must be finite in float64 (else a ValueError: the
+        bound could overflow); row norms are computed without overflow.
     bias : also optimise a decoder bias (then the bound holds for every
         dictionary with a free decoder bias); solved with L-BFGS, and
         ``success``/``message`` say how that went.
@@ -100,6 +118,12 @@ def wide_limit(X, lam, *, bias: bool = False) -> WideLimitResult:
     lam = check_float(lam, "lam", minimum=0.0, min_inclusive=False)
     if not isinstance(bias, (bool, np.bool_)):
         raise TypeError(f"bias must be a bool, got {bias!r}")
+    if bias and len(X) == 0:
+        raise ValueError("X has no samples (shape (0, d)); the optimal decoder bias of "
+                         "bias=True is undefined without data")
+    # h(a) <= lam * a, and the optimal bias does no worse than b = 0: a finite
+    # lam * sum_n ||x_n|| means a finite bound. Checked before any work.
+    _check_bound_range(X, lam)
     b, success, how = None, True, "closed form"
     V = X
     if bias:
@@ -107,11 +131,15 @@ def wide_limit(X, lam, *, bias: bool = False) -> WideLimitResult:
         how = f"optimal bias by L-BFGS: {how}"
         V = X - b
     loss, Y, code, active = _per_sample(V, lam)
+    bound = float(loss.sum())
+    if not np.isfinite(bound):  # L-BFGS's bias ended worse than b = 0 (it never should)
+        _check_bound_range(V, lam)
+        raise RuntimeError(f"wide_limit: the bound is {bound} with the bias L-BFGS found")
     if b is not None:
         Y = Y + b
-    message = (f"wide-limit bound {float(loss.sum()):.6g} over {len(X)} sample(s), "
+    message = (f"wide-limit bound {bound:.6g} over {len(X)} sample(s), "
                f"{int(active.sum())} of them get an atom ({how})")
-    return WideLimitResult(success=success, message=message, bound=float(loss.sum()),
+    return WideLimitResult(success=success, message=message, bound=bound,
                            loss=loss, reconstruction=Y, code=code, active=active, bias=b,
                            lam=lam)
 
