@@ -1,12 +1,15 @@
 """SAEs with random weights on both sides of the SAELens interop, shared by the tests of
 ``toysae.interop`` (tests/interop/): toysae SAEs of every exportable architecture and
-SAELens training SAEs, all at ``d = D`` and ``WIDTH`` latents."""
+SAELens training SAEs, all at ``d = D`` and ``WIDTH`` latents; and exported directories
+to spoil (``exported``, ``edit_cfg``)."""
 
+import json
 import warnings
 
 import pytest
 import torch
 
+from toysae.interop import export_saelens
 from toysae.sae import make_sae
 
 with warnings.catch_warnings():
@@ -62,3 +65,18 @@ def saelens_training_sae(kind, **cfg):
     model_cls = getattr(sae_lens, names[kind])
     cfg_cls = getattr(sae_lens, names[kind] + "Config")
     return model_cls(cfg_cls(d_in=D, d_sae=WIDTH, **cfg))
+
+
+def exported(tmp_path, key="jumprelu"):
+    return export_saelens(random_toysae(key), tmp_path / key)
+
+
+def edit_cfg(directory, **changes):
+    cfg = json.loads((directory / "cfg.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (directory / "cfg.json").write_text(json.dumps(cfg))
+    return directory
