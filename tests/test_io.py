@@ -1,8 +1,13 @@
 """Atomic writes (toysae/_io.py): the umask's mode, data on disk before the rename, and no
 temporary file left behind when a write fails midway."""
 
+import errno
+import hashlib
+import json
 import os
 import stat
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -111,3 +116,57 @@ def test_a_checkpoint_failing_midway_leaves_no_temporary_file(tmp_path, monkeypa
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert path.read_bytes() == before
     _only(tmp_path, "sae.safetensors")
+
+
+# A real failing writer: the kernel refuses writes past RLIMIT_FSIZE (EFBIG, as a full disk
+# or a quota refuses them with ENOSPC/EDQUOT), in a child process so pytest is unaffected.
+_FULL_DISK = r"""
+import hashlib, json, resource, signal, sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from toysae._io import save_figure, write_text
+from toysae.sae import make_sae, save
+
+out = Path(sys.argv[1])
+def figure(n):
+    fig, ax = plt.subplots()
+    ax.imshow(np.random.default_rng(n).random((200, 200)))
+    return fig
+save(make_sae("relu", 4, 8), out / "sae.safetensors")
+save_figure(figure(0), out / "fig.png")
+write_text(out / "numbers.json", json.dumps({"x": 1}))
+digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+errors = {}
+for name, write in [("sae.safetensors", lambda p: save(make_sae("relu", 64, 256), p)),
+                    ("fig.png", lambda p: save_figure(figure(1), p)),
+                    ("numbers.json", lambda p: write_text(p, json.dumps(list(range(5000)))))]:
+    try:
+        write(out / name)
+        errors[name] = None
+    except OSError as err:
+        errors[name] = [type(err).__name__, err.errno, str(err)]
+print(json.dumps({"digests": digests, "errors": errors}))
+"""
+
+
+def test_a_write_the_disk_refuses_is_one_clear_error_and_keeps_the_previous_file(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], text=True,
+                          capture_output=True, timeout=120, env={**os.environ,
+                                                                 "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    for name, error in report["errors"].items():
+        assert error is not None, name
+        kind, code, message = error
+        assert kind == "OSError" and code == errno.EFBIG
+        assert message == (f"writing {tmp_path / name} failed (File too large); any file "
+                           "already there is unchanged")
+    # The files written before the limit are byte for byte as they were; no temporary
+    # file is left.
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert after == report["digests"] and sorted(after) == sorted(report["errors"])

@@ -70,11 +70,23 @@ def atomic_path(path: str | os.PathLike):
         yield tmp
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from err
         raise
     _fsync_path(path.parent, directory=True)
+
+
+def write_error(path: Path, err: OSError) -> OSError:
+    """An OSError of ``err``'s class and errno saying which write failed and that the
+    file already at ``path`` (if any) is unchanged: a full disk, a quota or a file-size
+    limit read as one line (``toysae: writing ... failed``)."""
+    why = err.strerror or str(err)
+    new = type(err)(f"writing {path} failed ({why}); any file already there is unchanged")
+    new.errno = err.errno
+    return new
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -292,7 +304,9 @@ def atomic_directory(path: str | os.PathLike):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from err
         raise
     _fsync_path(path.parent, directory=True)

@@ -3,12 +3,14 @@
 coefficient in toysae's scaling, checked against SAEs the real sae-lens package saved."""
 
 import json
+import struct
 
 import pytest
 import torch
 from saelens_models import inputs, random_toysae, randomise_saelens_, saelens_training_sae
+from safetensors.torch import load_file, save_file
 
-from toysae._io import save_module_tensors
+from toysae._io import save_module_tensors, write_safetensors
 from toysae.interop import export_saelens, load_sae, load_sae_with_info
 from toysae.sae import save
 from toysae.sae.checkpoint import FORMAT, VERSION
@@ -66,3 +68,108 @@ def test_load_sae_takes_a_checkpoint_or_a_saelens_directory(tmp_path):
     (tmp_path / "noise.bin").write_bytes(b"not an sae")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_sae(tmp_path / "noise.bin")
+
+
+# ------------------------------------------------------------ corrupted files
+def _header(raw: bytes) -> tuple[dict, bytes]:
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _with_header(header: dict, data: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def _checkpoint(tmp_path):
+    return save(random_toysae("relu"), tmp_path / "sae.safetensors")
+
+
+def _truncated(tmp_path):
+    path = _checkpoint(tmp_path)
+    path.write_bytes(path.read_bytes()[:-7])
+    return path
+
+
+def _larger_than_the_file(tmp_path):
+    path = _checkpoint(tmp_path)
+    header, data = _header(path.read_bytes())
+    entry = header["W_dec"]
+    start, stop = entry["data_offsets"]
+    entry["shape"][0] *= 100
+    entry["data_offsets"] = [start, start + (stop - start) * 100]
+    path.write_bytes(_with_header(header, data))
+    return path
+
+
+def _float64(tmp_path):
+    sae = random_toysae("relu")
+    return write_safetensors(tmp_path / "sae.safetensors",
+                             {k: v.double() for k, v in sae.state_dict().items()},
+                             {"format": FORMAT, "version": VERSION, "architecture": "relu",
+                              "config": json.dumps(sae.config())})
+
+
+def _nan_weights(tmp_path):
+    sae = random_toysae("relu")
+    with torch.no_grad():
+        sae.W_dec[3, 1] = float("nan")
+    return save(sae, tmp_path / "sae.safetensors")
+
+
+def _saelens(tmp_path, change_cfg=None, change_weights=None):
+    directory = export_saelens(random_toysae("relu"), tmp_path / "dir")
+    if change_cfg is not None:
+        cfg = json.loads((directory / "cfg.json").read_text())
+        change_cfg(cfg)
+        (directory / "cfg.json").write_text(json.dumps(cfg))
+    if change_weights is not None:
+        weights = load_file(directory / "sae_weights.safetensors")
+        change_weights(weights)
+        save_file(weights, str(directory / "sae_weights.safetensors"))
+    return directory
+
+
+def _saelens_truncated(tmp_path):
+    directory = _saelens(tmp_path)
+    weights = directory / "sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    return directory
+
+
+def _set_nan(weights):
+    weights["W_enc"][0, 0] = float("nan")
+
+
+def _set_int(weights):
+    weights["W_enc"] = weights["W_enc"].to(torch.int32)
+
+
+@pytest.mark.parametrize("make, file, match", [
+    (_truncated, "sae.safetensors", "tensors hold .* bytes but the file has"),
+    (_larger_than_the_file, "sae.safetensors", "'W_enc' starts at byte"),
+    (_float64, "sae.safetensors", "W_dec: the file has F64"),
+    (_nan_weights, "sae.safetensors", "tensor 'W_dec' has 1 NaN or Inf entries"),
+    (_saelens_truncated, "dir/sae_weights.safetensors", "not a readable safetensors file"),
+    (lambda p: _saelens(p, change_weights=_set_nan), "dir/sae_weights.safetensors",
+     "W_enc has NaN or Inf"),
+    (lambda p: _saelens(p, change_weights=_set_int), "dir/sae_weights.safetensors",
+     "W_enc has dtype I32; expected a float tensor"),
+    (lambda p: _saelens(p, lambda c: c.pop("d_in")), "dir/cfg.json",
+     "d_in must be an integer, got None"),
+    (lambda p: _saelens(p, lambda c: c.update(d_sae="32")), "dir/cfg.json",
+     "d_sae must be an integer, got '32'"),
+    (lambda p: _saelens(p, lambda c: c.update(apply_b_dec_to_input="yes")), "dir/cfg.json",
+     "apply_b_dec_to_input must be true or false"),
+    (lambda p: _saelens(p, lambda c: c.update(metadata=[])), "dir/cfg.json",
+     "metadata must be an object"),
+    (lambda p: _saelens(p, lambda c: c["metadata"]["toysae"].update(config=[])),
+     "dir/cfg.json", "metadata.toysae.config must be an object"),
+])
+def test_a_corrupt_sae_file_is_one_line_naming_the_file(tmp_path, make, file, match):
+    path = make(tmp_path)
+    with pytest.raises(ValueError, match=match) as info:
+        load_sae(path)
+    message = str(info.value)
+    assert str(tmp_path / file) in message and "\n" not in message

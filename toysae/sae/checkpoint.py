@@ -95,7 +95,8 @@ def load(path: str | os.PathLike, architecture: str | None = None) -> SparseAuto
 
     architecture : if given, the checkpoint must hold this architecture
         (ValueError otherwise).
-    Raises ``ValueError`` for a truncated, corrupt or foreign file.
+    Raises ``ValueError`` for a truncated, corrupt or foreign file, and for one whose
+    weights hold NaN or Inf.
     """
     path = Path(path)
     if architecture is not None and architecture not in ARCHITECTURES:
@@ -125,6 +126,12 @@ def load(path: str | os.PathLike, architecture: str | None = None) -> SparseAuto
         raise ValueError(f"{path}: its tensors do not match a {held} SAE with {config}: "
                          f"{_differences(header, expected)}")
     _, tensors = read_safetensors(path, "checkpoint")
+    for key in sorted(tensors):  # a trained SAE's weights are finite; NaN means corruption
+        bad = int((~torch.isfinite(tensors[key])).sum()) if tensors[key].is_floating_point() \
+            else 0
+        if bad:
+            raise ValueError(f"{path}: tensor {key!r} has {bad} NaN or Inf entries; a toysae "
+                             f"checkpoint holds finite weights (corrupt file?)")
     sae = make_sae(held, **config)
     with torch.no_grad():
         sae.load_state_dict(tensors, strict=True)
