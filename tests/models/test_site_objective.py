@@ -12,7 +12,7 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.host_metrics import ground_truth_split, mlp_feature_proxy, splice_metrics
 from toysae.models import ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig
-from toysae.sae import ReLUSAE, TiedSAE, TrainConfig, train_sae
+from toysae.sae import ReLUSAE, TrainConfig, train_sae
 
 SMALL = ResidualToyConfig()
 
@@ -137,8 +137,6 @@ def test_bad_input_is_refused(host):
     with pytest.raises(ValueError, match="d=32 but site 'mlp_post'"):
         train_sae(ReLUSAE(32, 8), host.data, TrainConfig(n_samples=512),
                   objective=SiteObjective(host, "mlp_post"), progress=False)
-    with pytest.raises(ValueError, match="sae has d=7"):
-        host.run_spliced(torch.zeros(3, 32), "resid_pre", TiedSAE(7, 4))
     with pytest.raises(ValueError, match="sparsity_coef"):
         TrainConfig(sparsity_coef=-0.1)
     with pytest.raises(ValueError, match=r"functional\[0\] must be <= 47"):

@@ -94,7 +94,8 @@ def test_latent_slots_select_exactly_the_latents_asked_for(name):
         touched += 1
         assert (value.index_select(axis, idx) == 0).all(), key
         rest = torch.tensor([i for i in range(WIDTH) if i not in idx.tolist()])
-        assert torch.equal(value.index_select(axis, rest), before[key].index_select(axis, rest)), key
+        kept = before[key].index_select(axis, rest)
+        assert torch.equal(value.index_select(axis, rest), kept), key
     assert touched == len(sae.latent_parameters())
     assert (sae.decoder_weight[idx] == 0).all()
 
