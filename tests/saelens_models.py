@@ -20,7 +20,8 @@ D, WIDTH = 6, 16
 TOYSAE_KWARGS = {"relu": {}, "relu-no-bias": {"decoder_bias": False}, "topk": {"k": 3},
                  "batchtopk": {"k": 3, "momentum": 0.05},
                  "matryoshka": {"k": 3, "prefix_sizes": [2, 6, 11]},
-                 "jumprelu": {"threshold_init": 0.05, "bandwidth": 0.02}, "gated": {}}
+                 "jumprelu": {"threshold_init": 0.05, "bandwidth": 0.02}, "gated": {},
+                 "matching_pursuit": {"k": 3}}
 
 
 def inputs(seed=0, n=64):

@@ -26,7 +26,8 @@ from toysae.sae import save as save_checkpoint
 
 NAME = "plainrelu"
 D, WIDTH = 8, 16
-SHIPPED = ("relu", "tied", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
+SHIPPED = ("relu", "tied", "topk", "batchtopk", "jumprelu", "gated", "matryoshka",
+           "matching_pursuit")
 
 
 class PlainReLUSAE(SparseAutoencoder):
@@ -155,7 +156,7 @@ def test_it_goes_to_saelens_and_back(toy, tmp_path):
 def test_the_experiment_selects_it_and_runs_it(toy):
     assert aut.architectures() == (*SHIPPED, NAME)
     assert NAME not in aut.k_architectures()  # an L1 penalty: calibrated, not given k
-    assert aut.k_architectures() == ("topk", "batchtopk", "matryoshka")
+    assert aut.k_architectures() == ("topk", "batchtopk", "matryoshka", "matching_pursuit")
     assert aut.Config().architectures == aut.architectures()
     config = aut.Config(data=SyntheticConfig.synth_small(n_features=64, d=16, tree_roots=1),
                         width=16, architectures=(NAME,), n_train=2048, train=aut._train(4096),

@@ -40,7 +40,8 @@ with warnings.catch_warnings():
 
 SAELENS_CLASS = {"relu": "StandardSAE", "relu-no-bias": "StandardSAE", "topk": "TopKSAE",
                  "batchtopk": "JumpReLUSAE", "matryoshka": "JumpReLUSAE",
-                 "jumprelu": "JumpReLUSAE", "gated": "GatedSAE"}
+                 "jumprelu": "JumpReLUSAE", "gated": "GatedSAE",
+                 "matching_pursuit": "MatchingPursuitSAE"}
 
 
 def close(a, b):
@@ -91,7 +92,7 @@ def test_export_loads_in_saelens_with_the_same_outputs(tmp_path, key):
         close(back(x).codes, out.codes)
 
 
-@pytest.mark.parametrize("key", ["relu", "topk", "gated", "jumprelu"])
+@pytest.mark.parametrize("key", ["relu", "topk", "gated", "jumprelu", "matching_pursuit"])
 def test_export_keeps_non_unit_decoder_rows_as_they_are(tmp_path, key):
     sae = random_toysae(key, unit_rows=False)
     directory = export_saelens(sae, tmp_path / key)

@@ -69,6 +69,20 @@ def test_a_minimal_cfg_reads_with_saelens_defaults(tmp_path):
     assert topk.k == 100 and topk.rescale_acts_by_decoder_norm is False  # SAELens's defaults
 
 
+def test_matching_pursuit_stopping_rules_read_with_saelens_defaults(tmp_path):
+    cfg = read_cfg(_write_cfg(tmp_path / "m", architecture="matching_pursuit"))
+    assert cfg.own == {"residual_threshold": 0.01, "max_iterations": None,
+                       "stop_on_duplicate_support": True}
+    cfg = read_cfg(_write_cfg(tmp_path / "n", architecture="matching_pursuit",
+                              residual_threshold=0, max_iterations=5.0,
+                              stop_on_duplicate_support=False))
+    assert cfg.own == {"residual_threshold": 0.0, "max_iterations": 5,
+                       "stop_on_duplicate_support": False}
+    assert read_cfg(_write_cfg(tmp_path / "s")).own == {}
+    assert read_cfg(_write_cfg(tmp_path / "k", architecture="topk", k=3)).own == {
+        "k": 3, "rescale_acts_by_decoder_norm": False}
+
+
 def test_accepted_spellings_and_the_notes_they_bring(tmp_path):
     cfg = read_cfg(_write_cfg(tmp_path / "s", architecture="topk", k=3.0, d_sae=8.0,
                               dtype="torch.bfloat16", reshape_activations="hook_z",
@@ -94,6 +108,13 @@ def test_accepted_spellings_and_the_notes_they_bring(tmp_path):
     ({"reshape_activations": "hook_q"}, "reshape_activations 'hook_q' is not"),
     ({"architecture": "topk", "k": 2, "rescale_acts_by_decoder_norm": 1},
      "rescale_acts_by_decoder_norm must be true or false"),
+    ({"architecture": "matching_pursuit", "residual_threshold": "0.1"},
+     "residual_threshold must be a finite number"),
+    ({"architecture": "matching_pursuit", "residual_threshold": float("inf")},
+     "residual_threshold must be a finite number"),
+    ({"architecture": "matching_pursuit", "max_iterations": 0}, "max_iterations must be >= 1"),
+    ({"architecture": "matching_pursuit", "stop_on_duplicate_support": "no"},
+     "stop_on_duplicate_support must be true or false"),
     ({"metadata": {"sae_lens_version": "6.1", "training_architecture_details": [1]}},
      "training_architecture_details must be an object"),
     ({"metadata": {"sae_lens_version": "6.1", "toysae": "relu"}},
@@ -113,6 +134,8 @@ def test_expected_shapes_per_architecture(tmp_path):
     assert shapes("standard") == shapes("topk") == {**common, "b_enc": (8,)}
     assert shapes("gated") == {**common, "b_gate": (8,), "b_mag": (8,), "r_mag": (8,)}
     assert shapes("jumprelu") == {**common, "b_enc": (8,), "threshold": (8,)}
+    # matching pursuit's encoder is its decoder: no W_enc, no b_enc
+    assert shapes("matching_pursuit") == {"W_dec": (8, 4), "b_dec": (4,)}
     # an older checkpoint's log_threshold is read in its place
     assert shapes("jumprelu", {"log_threshold"}) == {**common, "b_enc": (8,),
                                                      "log_threshold": (8,)}

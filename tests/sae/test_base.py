@@ -20,6 +20,7 @@ from toysae.sae import (
     make_sae,
     register,
 )
+from toysae.sae.matching_pursuit import MatchingPursuitSAE
 
 D, WIDTH = 10, 24
 KWARGS = {"topk": {"k": 3}, "batchtopk": {"k": 3},
@@ -42,11 +43,12 @@ def _x(n=64, seed=0):
 
 
 SHIPPED = {"relu": ReLUSAE, "tied": TiedSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
-           "jumprelu": JumpReLUSAE, "gated": GatedSAE, "matryoshka": MatryoshkaSAE}
+           "jumprelu": JumpReLUSAE, "gated": GatedSAE, "matryoshka": MatryoshkaSAE,
+           "matching_pursuit": MatchingPursuitSAE}
 
 
 def test_registry_holds_every_architecture():
-    # The shipped seven, each under its name; a new architecture may join them
+    # The shipped eight, each under its name; a new architecture may join them
     # (tests/test_new_architecture.py).
     assert set(SHIPPED) <= set(ARCHITECTURES)
     assert {name: ARCHITECTURES[name] for name in SHIPPED} == SHIPPED

@@ -28,7 +28,9 @@ TINY = SyntheticConfig(d=D, n_features=8, mean_active=2.0, decay=0.9, correlatio
 # generators, the dead counters and the pool all matter on both sides of a checkpoint.
 RUN = TrainConfig(n_samples=128 * 100, batch_size=128, lr=1e-2, sparsity_coef=0.05,
                   log_every=10, resample_every=20, dead_window=10)
-KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2},
+# Matching pursuit at k = 2 keeps every atom alive here (each wins some residual): k = 1
+# lets some die, so that resampling is part of the run.
+KWARGS = {"topk": {"k": 2}, "batchtopk": {"k": 2}, "matching_pursuit": {"k": 1},
           "matryoshka": {"k": 2, "prefix_sizes": [8, 16]}}
 
 

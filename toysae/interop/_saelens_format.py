@@ -5,6 +5,7 @@ of ``cfg.json`` and the weight file's header that come before anything is read o
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,10 @@ SAELENS_VERSION = "6.54.12"
 
 #: SAELens inference architectures whose directories this format reads and writes (their
 #: tensors: expected_shapes). Which toysae architecture each holds, its class declares.
-SAELENS_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")
+SAELENS_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated", "matching_pursuit")
 #: SAELens architectures toysae has no counterpart for (named in the error).
 OTHER_SAELENS = ("abstopk", "transcoder", "skip_transcoder", "jumprelu_transcoder",
-                 "jumprelu_skip_transcoder", "temporal", "matching_pursuit")
+                 "jumprelu_skip_transcoder", "temporal")
 #: SAELens's training architectures with no inference class: it saves them as JumpReLU SAEs.
 SAELENS_TRAINING_ONLY = ("batchtopk", "matryoshka_batchtopk")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -44,6 +45,9 @@ class SAELensConfig:
     details: dict
     toysae: dict | None
     notes: list[str] = field(default_factory=list)
+    #: The architecture's own fields, checked (what its class's ``saelens_cfg`` writes):
+    #: TopK's ``k`` and ranking switch, matching pursuit's stopping rules; else empty.
+    own: dict = field(default_factory=dict)
 
 
 
@@ -96,10 +100,13 @@ def read_cfg(directory: Path) -> SAELensConfig:
         notes.append("a hook_z SAE: toysae takes its input flattened to "
                      "(n, n_heads * d_head), which is what SAELens encodes")
     apply_b_dec = _cfg_bool(raw, "apply_b_dec_to_input", path, default=True)
-    k, rescale = None, False
+    k, rescale, own = None, False, {}
     if arch == "topk":
         k = _cfg_int(raw, "k", path, minimum=1, maximum=d_sae, default=100)
         rescale = _cfg_bool(raw, "rescale_acts_by_decoder_norm", path, default=False)
+        own = {"k": k, "rescale_acts_by_decoder_norm": rescale}
+    if arch == "matching_pursuit":
+        own = _pursuit_fields(raw, path)
     training = metadata.get("training_architecture")
     details = metadata.get("training_architecture_details") or {}
     if not isinstance(details, dict):
@@ -109,7 +116,23 @@ def read_cfg(directory: Path) -> SAELensConfig:
         raise ValueError(f"{path}: metadata.toysae must be an object, got {toysae_entry!r}")
     return SAELensConfig(arch, d_in, d_sae, DTYPES[dtype_name], apply_b_dec, k, rescale,
                           reshape, metadata, training if isinstance(training, str) else None,
-                          details, toysae_entry, notes)
+                          details, toysae_entry, notes, own)
+
+
+def _pursuit_fields(raw: dict, path: Path) -> dict:
+    """SAELens's matching-pursuit stopping rules, with its defaults (residual_threshold
+    0.01, max_iterations None meaning d_in steps, stop_on_duplicate_support true)."""
+    threshold = raw.get("residual_threshold", 1e-2)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+            or not math.isfinite(threshold):
+        raise ValueError(f"{path}: residual_threshold must be a finite number, got "
+                         f"{threshold!r}")
+    steps = raw.get("max_iterations")
+    return {"residual_threshold": float(threshold),
+            "max_iterations": None if steps is None else _cfg_int(raw, "max_iterations",
+                                                                  path, minimum=1),
+            "stop_on_duplicate_support": _cfg_bool(raw, "stop_on_duplicate_support", path,
+                                                   default=True)}
 
 
 def _is_6x_or_later(version) -> bool:
@@ -141,6 +164,8 @@ def _cfg_bool(raw: dict, key: str, path: Path, *, default: bool) -> bool:
 
 def expected_shapes(cfg: SAELensConfig, keys) -> dict[str, tuple[int, ...]]:
     d, w = cfg.d_in, cfg.d_sae
+    if cfg.architecture == "matching_pursuit":  # its encoder is the decoder
+        return {"W_dec": (w, d), "b_dec": (d,)}
     shapes = {"W_enc": (d, w), "W_dec": (w, d), "b_dec": (d,)}
     if cfg.architecture == "gated":
         shapes.update(b_gate=(w,), b_mag=(w,), r_mag=(w,))

@@ -4,7 +4,8 @@ A SAELens SAE directory holds ``cfg.json`` (the architecture, ``d_in``,
 ``d_sae`` and a few switches) and ``sae_weights.safetensors`` (the
 parameters, under SAELens's names: ``W_enc (d_in, d_sae)``, ``b_enc``,
 ``W_dec (d_sae, d_in)``, ``b_dec``, plus ``threshold`` or the gated SAE's
-``b_gate``, ``b_mag``, ``r_mag``). ``sae_lens.SAE.load_from_disk`` reads it.
+``b_gate``, ``b_mag``, ``r_mag``; matching pursuit holds ``W_dec`` and ``b_dec`` alone).
+``sae_lens.SAE.load_from_disk`` reads it.
 This module writes and reads that format with json and safetensors alone: the
 ``sae-lens`` package is needed only to check it (the tests use the real one).
 
@@ -21,6 +22,8 @@ inference architecture:
     matryoshka  -> jumprelu     clamped at 0, which is how SAELens saves its own)
     jumprelu    -> jumprelu    (threshold = exp(log_threshold))
     gated       -> gated       (W_enc = W_gate)
+    matching_pursuit -> matching_pursuit (W_dec, b_dec; max_iterations = k,
+                   residual_threshold, stop_on_duplicate_support = stop_on_repeat)
     tied        -> none: SAELens has no tied architecture (ValueError)
 
 What SAELens does not keep (aux_k, seeds, BatchTopK's momentum, the
@@ -250,10 +253,9 @@ def _holders(saelens_architecture: str) -> list[type[SparseAutoencoder]]:
 
 def _own_cfg(cfg: SAELensConfig) -> dict:
     """The cfg.json fields of the architecture's own, as read and checked (what
-    ``saelens_cfg`` writes): SAELens's TopK has ``k`` and its ranking switch."""
-    if cfg.k is None:
-        return {}
-    return {"k": cfg.k, "rescale_acts_by_decoder_norm": cfg.rescale_acts_by_decoder_norm}
+    ``saelens_cfg`` writes): SAELens's TopK has ``k`` and its ranking switch, its matching
+    pursuit SAE the stopping rules."""
+    return dict(cfg.own)
 
 
 def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
@@ -261,7 +263,8 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
     """SAELens's tensors as toysae's pre-bias parametrisation, in float32 (converted
     in place: a large SAE is not copied).
 
-    Keys: W_enc, W_dec, b_dec and b_enc (+ threshold) or b_gate, b_mag, r_mag.
+    Keys: W_enc, W_dec, b_dec and b_enc (+ threshold) or b_gate, b_mag, r_mag; W_dec and
+    b_dec alone for matching pursuit.
     """
     # SAELens casts every tensor to cfg.dtype when it loads them; so do we, first.
     p = {k: v.to(cfg.dtype).to(torch.float32) for k, v in raw.items()}
@@ -271,7 +274,13 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
     if "log_threshold" in p:
         p["threshold"] = p.pop("log_threshold").exp()
         cfg.notes.append("threshold read as exp(log_threshold), as SAELens does")
-    if not cfg.apply_b_dec_to_input:
+    pursuit = cfg.architecture == "matching_pursuit"
+    if not cfg.apply_b_dec_to_input and pursuit:
+        # SAELens's matching pursuit then neither subtracts b_dec nor adds it back.
+        p["b_dec"] = torch.zeros_like(p["b_dec"])
+        cfg.notes.append("apply_b_dec_to_input=false: a matching-pursuit SAE then uses no "
+                         "b_dec, so b_dec is read as 0")
+    elif not cfg.apply_b_dec_to_input:
         # x W + b = (x - b_dec) W + (b + b_dec W): toysae always subtracts b_dec first.
         shift = p["b_dec"] @ p["W_enc"]
         if cfg.architecture == "gated":
@@ -287,10 +296,12 @@ def _toysae_parameters(raw: dict[str, Tensor], cfg: SAELensConfig, fold: bool,
     must_fold = cfg.architecture == "topk" and cfg.rescale_acts_by_decoder_norm
     if unit:
         return p
-    if topk_raw and fold:
+    if (topk_raw or pursuit) and fold:
+        ranks = ("this TopK SAE ranks raw pre-activations (rescale_acts_by_decoder_norm="
+                 "false)" if topk_raw else
+                 "this matching-pursuit SAE scores the residual against its raw decoder rows")
         raise ValueError(
-            f"{directory}: this TopK SAE ranks raw pre-activations "
-            f"(rescale_acts_by_decoder_norm=false) and its decoder rows are not unit norm "
+            f"{directory}: {ranks} and its decoder rows are not unit norm "
             f"(norms {float(norms.min()):.6g} to {float(norms.max()):.6g}), so folding the "
             f"norms into the encoder would change which latents fire; load it with "
             f"fold_decoder_norms=False to keep SAELens's function with non-unit atoms")
