@@ -100,6 +100,7 @@ class TrainingState:
         on (1.0: the schedule as configured). Not checkpointed: a resumed session
         starts at 1.0.
     config, sparsity_coefs, n_members, optimizer, stacks : the run's.
+    current_sparsity_coefs : the coefficients the next step uses (``target_l0`` moves them).
     """
 
     def __init__(self, engine: Engine):
@@ -141,6 +142,12 @@ class TrainingState:
     def sparsity_coefs(self) -> tuple[float, ...]:
         """Each member's configured coefficient (before the warm-up's factor)."""
         return tuple(self._engine.member_coefs)
+
+    @property
+    def current_sparsity_coefs(self) -> tuple[float, ...]:
+        """Each member's coefficient now (before the warm-up's factor): the configured
+        one, or where the L0 controller has moved it (``config.target_l0``)."""
+        return tuple(self._engine.current_coef(k) for k in range(len(self._engine.where)))
 
     @property
     def n_members(self) -> int:

@@ -29,6 +29,18 @@ class TrainConfig(JsonMixin):
         L1 for relu/tied/gated, where it is the per-sample ``lam`` of the
         dictionary-learning objective; L0 for jumprelu; unused by topk/batchtopk).
     sparsity_warmup : fraction of the steps over which it ramps up linearly from 0.
+    target_l0 : train to this L0 (mean active latents per sample) instead of at a
+        fixed coefficient: from ``sparsity_coef`` as its start, an integral
+        controller moves each member's coefficient on a log scale by
+        ``l0_gain`` times the batch's relative L0 error per step, within
+        ``[l0_coef_min, l0_coef_max]`` (``toysae.sae.l0_control``). None: no
+        control. Only for architectures with a penalty; a topk-style SAE's L0 is its ``k``.
+    l0_gain : the controller's step of ``log(sparsity_coef)`` per step at a relative
+        L0 error of 1 (0 switches control off, keeping the start coefficient).
+    l0_damping : the gain's factor while the L0 is already moving towards the
+        target (1: a plain integral controller, which overshoots JumpReLU's slow
+        threshold; ``benchmarks/bench_l0_control.py`` measures the settling).
+    l0_coef_min, l0_coef_max : the bounds the controlled coefficient stays within.
     dead_window : a latent that has not fired for this many steps is dead
         (for the logged count, the dead-latent loss and resampling).
     resample_every : resample dead latents every this many steps (0: never),
@@ -56,6 +68,11 @@ class TrainConfig(JsonMixin):
     lr_decay: float = 0.3
     sparsity_coef: float = 0.04
     sparsity_warmup: float = 0.05
+    target_l0: float | None = None
+    l0_gain: float = 0.03
+    l0_damping: float = 0.1
+    l0_coef_min: float = 1e-6
+    l0_coef_max: float = 1e3
     dead_window: int = 200
     resample_every: int = 250
     resample_until: float = 0.6
@@ -79,6 +96,7 @@ class TrainConfig(JsonMixin):
             raise ValueError(f"lr_warmup + lr_decay must be <= 1, got {self.lr_warmup} + "
                              f"{self.lr_decay}")
         check_float(self.sparsity_coef, "sparsity_coef", minimum=0.0)
+        self._check_l0_control()
         check_int(self.dead_window, "dead_window", minimum=1)
         check_int(self.resample_every, "resample_every", minimum=0)
         check_int(self.resample_pool, "resample_pool", minimum=1)
@@ -89,6 +107,22 @@ class TrainConfig(JsonMixin):
                     min_inclusive=False)
         check_int(self.log_every, "log_every", minimum=1)
         check_seed(self.seed)
+
+    def _check_l0_control(self) -> None:
+        check_float(self.l0_gain, "l0_gain", minimum=0.0)
+        check_float(self.l0_damping, "l0_damping", minimum=0.0, maximum=1.0)
+        check_float(self.l0_coef_min, "l0_coef_min", minimum=0.0, min_inclusive=False)
+        check_float(self.l0_coef_max, "l0_coef_max", minimum=0.0, min_inclusive=False)
+        if self.l0_coef_min >= self.l0_coef_max:
+            raise ValueError(f"l0_coef_min must be < l0_coef_max, got {self.l0_coef_min} >= "
+                             f"{self.l0_coef_max}")
+        if self.target_l0 is None:
+            return
+        check_float(self.target_l0, "target_l0", minimum=0.0, min_inclusive=False)
+        if not self.l0_coef_min <= self.sparsity_coef <= self.l0_coef_max:
+            raise ValueError(f"with target_l0, sparsity_coef is the controller's start and must "
+                             f"lie in [l0_coef_min, l0_coef_max] = [{self.l0_coef_min:g}, "
+                             f"{self.l0_coef_max:g}], got {self.sparsity_coef}")
 
     @property
     def n_steps(self) -> int:

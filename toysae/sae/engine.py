@@ -56,6 +56,7 @@ from toysae.sae.base import SparseAutoencoder, make_sae
 from toysae.sae.batches import data_dim, derived_seed, training_batches
 from toysae.sae.callbacks import Callback, EvalFnCallback, StopTraining, TrainingState, check_rows
 from toysae.sae.config import TrainConfig
+from toysae.sae.l0_control import L0Controller
 from toysae.sae.resampling import reinit_dead_latents_, reset_optimizer_slots_
 from toysae.sae.schedules import lr_schedule, sparsity_schedule
 from toysae.sae.stacks import MemberStack, SingleSAE
@@ -94,12 +95,16 @@ class TrainResult(Result):
     n_iter : steps trained. n_samples : samples trained on.
     wall_time : seconds (eval_fn included); for a member of a batched run, the
         run's wall time divided by the number of members (amortised).
-    sparsity_coef : this member's coefficient (``config.sparsity_coef`` for a single SAE).
+    sparsity_coef : this member's coefficient (``config.sparsity_coef`` for a single SAE);
+        with ``config.target_l0``, the controller's start.
+    final_sparsity_coef : the coefficient at the end: ``sparsity_coef``, or where the
+        L0 controller left it (``config.target_l0``, ``toysae.sae.l0_control``).
     n_resampled : latents resampled in total.
     history : one row per logging step: ``step``, ``samples``, ``loss``, the
         objective's parts (``reconstruction`` by default), ``sparsity``,
         ``auxiliary``, ``l0`` (on the logged batch), ``dead`` (latents silent
-        for ``dead_window`` steps), ``lr``, ``sparsity_coef`` (after warm-up),
+        for ``dead_window`` steps), ``lr``, ``sparsity_coef`` (the step's, after
+        warm-up and control),
         plus the columns ``eval_fn`` and the callbacks add.
     sae : the trained SAE (for a single SAE, the object passed in, trained in place).
     config : the run's config with this member's ``sparsity_coef``.
@@ -113,6 +118,7 @@ class TrainResult(Result):
     n_samples: int
     wall_time: float
     sparsity_coef: float
+    final_sparsity_coef: float
     n_resampled: int
     history: History
     sae: SparseAutoencoder
@@ -319,6 +325,8 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     if len(coefs) != n_members:
         raise ValueError(f"sparsity_coefs must have one entry per member ({n_members}), "
                          f"got {len(coefs)}")
+    if config.target_l0 is not None:
+        _check_target_l0(stacks, coefs, config)
     resume_from = options.resume_from
     saved = read_train_state(resume_from) if resume_from is not None else None
     d = stacks[0].d
@@ -335,6 +343,24 @@ def train_members(stacks: Sequence[MemberStack], sparsity_coefs: Sequence[float]
     with thread_count(options.threads, work=work, small_work=_tuning.SAE_SMALL_WORK,
                       device=stacks[0].device):
         return engine.run(batches, n_steps)
+
+
+def _check_target_l0(stacks: Sequence[MemberStack], coefs: tuple[float, ...],
+                     config: TrainConfig) -> None:
+    """ValueError, before any work, when ``config.target_l0`` cannot steer a member."""
+    target = config.target_l0
+    members = [(s.member(m), s.widths[m]) for s in stacks for m in range(s.n_members)]
+    for (sae, width), coef in zip(members, coefs, strict=True):
+        if sae.penalty_kind == "none":
+            raise ValueError(f"target_l0 steers a sparsity penalty, and {sae.architecture} has "
+                             f"none: its L0 is set by its k (pass k={round(target)} to the SAE "
+                             "instead), so leave target_l0=None")
+        if target > width:
+            raise ValueError(f"target_l0 must be <= the width ({width}), got {target}")
+        if not config.l0_coef_min <= coef <= config.l0_coef_max:
+            raise ValueError(f"sparsity_coefs: with target_l0 each is the controller's start "
+                             f"and must lie in [l0_coef_min, l0_coef_max] = "
+                             f"[{config.l0_coef_min:g}, {config.l0_coef_max:g}], got {coef}")
 
 
 class Engine:
@@ -364,7 +390,11 @@ class Engine:
         self.histories = [History() for _ in range(n)]
         self.frames: list[list[np.ndarray]] = [[] for _ in range(n)]
         self.n_resampled = [0] * n
-        self.member_coefs = list(coefs)
+        self.member_coefs = list(coefs)  # the configured ones (the controller's start)
+        self.controller = (None if config.target_l0 is None else
+                           L0Controller(self.member_coefs, config.target_l0, config.l0_gain,
+                                        config.l0_damping, config.l0_coef_min,
+                                        config.l0_coef_max))
         self.n_iter = self.n_samples = 0
         self.reference: list[Tensor | None] = [None] * len(stacks)
         # Run state that run() creates, unless a checkpoint restored it first.
@@ -504,6 +534,8 @@ class Engine:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 parts = self.step(batch, factor)
+                if self.controller is not None and factor >= 1.0:  # holds during warm-up
+                    self._control_l0(parts)
                 for g, named in enumerate(parts):
                     finite[g] &= torch.isfinite(named["loss"])
                     if self.reference[g] is None:
@@ -550,6 +582,24 @@ class Engine:
             write_checkpoint(self, n_steps, self._wall(start), finished=ended)
         return self._results(True, ended, self._wall(start))
 
+    def _control_l0(self, parts: list[dict[str, Tensor]]) -> None:
+        """Move each member's coefficient towards ``target_l0`` by this batch's L0."""
+        l0 = torch.cat([torch.count_nonzero(named["_codes"], dim=(1, 2)) / named["_codes"].shape[1]
+                        for named in parts])
+        self.set_coefs(self.controller.update(l0))
+
+    def set_coefs(self, coefs: Tensor) -> None:
+        """Put the members' coefficients ``(n_members,)`` into the stacks' tensors."""
+        offset = 0
+        for tensor in self.coefs:
+            tensor.copy_(coefs[offset:offset + tensor.numel()])
+            offset += tensor.numel()
+
+    def current_coef(self, k: int) -> float:
+        """Member ``k``'s coefficient now (before the warm-up factor)."""
+        g, m = self.where[k]
+        return float(self.coefs[g][m]) if self.controller is not None else self.member_coefs[k]
+
     def _wall(self, start: float) -> float:
         """Wall time of the run so far, sessions before a resume included."""
         return self.elapsed + time.perf_counter() - start
@@ -561,10 +611,15 @@ class Engine:
             coef = self.member_coefs[k]
             cfg = self.cfg if coef == self.cfg.sparsity_coef else \
                 self.cfg.replace(sparsity_coef=coef)
+            final = self.controller.coefs[k] if self.controller is not None else coef
+            short = (self.controller.shortfall(k, self.n_iter)
+                     if self.controller is not None and success else None)
             out.append(TrainResult(
-                success=success, message=message, n_iter=self.n_iter,
+                success=success and short is None,
+                message=message if short is None else f"{message}; {short}", n_iter=self.n_iter,
                 n_samples=self.n_samples, wall_time=wall_time if len(self.where) == 1 else share,
-                sparsity_coef=coef, n_resampled=self.n_resampled[k], history=self.histories[k],
+                sparsity_coef=coef, final_sparsity_coef=final, n_resampled=self.n_resampled[k],
+                history=self.histories[k],
                 sae=self.stacks[g].trained_member(m), config=cfg,
                 dictionary_history=self.frames[k]))
         return out
@@ -620,7 +675,7 @@ class Engine:
             cols.setdefault("dead", []).extend(self.dead(g).sum(1).tolist())
         rows = [{"step": step + 1, "samples": self.n_samples,
                  **{key: values[k] for key, values in cols.items()},
-                 "lr": lr, "sparsity_coef": self.member_coefs[k] * factor}
+                 "lr": lr, "sparsity_coef": self.current_coef(k) * factor}
                 for k in range(len(self.where))]
         if self.record:
             for k, (g, m) in enumerate(self.where):

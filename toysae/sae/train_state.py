@@ -3,8 +3,8 @@
 One safetensors file (written atomically, ``toysae._io``) holds every tensor of
 the run: each stack's parameters and buffers, Adam's moments and step counts,
 the dead-latent counters, the resampling generators' states, the resampling
-pool, the reference losses of the divergence check and the recorded
-dictionaries. Its metadata holds one JSON document: the run's *key* (what must
+pool, the reference losses of the divergence check, the recorded
+dictionaries and the L0 controller's state (``toysae.sae.l0_control``). Its metadata holds one JSON document: the run's *key* (what must
 match to resume: the TrainConfig, the members' architectures and constructor
 arguments, the sparsity coefficients, the objective, the data), the position
 (steps and samples trained), the histories and the amortised wall time.
@@ -258,6 +258,9 @@ def write_checkpoint(engine: Engine, n_steps: int, wall_time: float,
     for k, frames in enumerate(engine.frames):
         if frames:
             tensors[f"frames.{k}"] = torch.from_numpy(np.stack(frames))
+    if engine.controller is not None:
+        for key, value in engine.controller.state_tensors().items():
+            tensors[f"l0_control.{key}"] = value
     state = {"run": engine.run_key, "n_iter": engine.n_iter, "n_samples": engine.n_samples,
              "n_steps": n_steps, "wall_time": wall_time,
              "n_resampled": list(engine.n_resampled),
@@ -310,6 +313,12 @@ def restore_checkpoint(engine: Engine, state: dict, tensors: dict[str, Tensor], 
                                                    stacks[g].widths[m], stacks[g].d),
                         optional=not (engine.record and state["histories"][k]))
               for k, (g, m) in enumerate(engine.where)]
+    control = None
+    if engine.controller is not None:
+        like = engine.controller.state_tensors()
+        control = read.group("l0_control", like)
+        averages = {"smoothed": like["log_coef"], "trend": like["log_coef"]}
+        control.update(read.group("l0_control", averages, optional=True) or {})
     read.done()
 
     with torch.no_grad():
@@ -336,3 +345,6 @@ def restore_checkpoint(engine: Engine, state: dict, tensors: dict[str, Tensor], 
     engine.n_iter, engine.n_samples = state["n_iter"], state["n_samples"]
     engine.elapsed, engine.finished = state["wall_time"], state["finished"]
     engine.data_scale = state["data_scale"]  # measured once, on the run's first batch
+    if control is not None:
+        engine.controller.load_state_tensors(control)
+        engine.set_coefs(engine.controller.log_coef.exp())
