@@ -1,5 +1,6 @@
-"""Atomic writes (toysae/_io.py): the umask's mode, data on disk before the rename, and no
-temporary file left behind when a write fails midway."""
+"""Atomic writes (toysae/_io.py): the umask's mode, data on disk before the rename, no
+temporary file left behind when a write fails midway, and those a killed process left
+recognised and cleared."""
 
 import errno
 import hashlib
@@ -12,7 +13,15 @@ import sys
 import matplotlib.pyplot as plt
 import pytest
 
-from toysae._io import atomic_path, save_figure, write_text
+from toysae._io import (
+    atomic_directory,
+    atomic_path,
+    file_sha256,
+    is_leftover_temporary,
+    remove_leftover_temporaries,
+    save_figure,
+    write_text,
+)
 from toysae.sae import make_sae, save
 
 
@@ -170,3 +179,33 @@ def test_a_write_the_disk_refuses_is_one_clear_error_and_keeps_the_previous_file
     # file is left.
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     assert after == report["digests"] and sorted(after) == sorted(report["errors"])
+
+
+def test_the_temporaries_a_killed_write_leaves_are_recognised_and_cleared(tmp_path):
+    names = []
+    for target in ("dense-1d.json", "run.safetensors", "notes"):
+        with atomic_path(tmp_path / target) as tmp:
+            names.append(tmp.name)
+            tmp.write_text("x")
+    with atomic_directory(tmp_path / "store") as tmp:
+        names.append(tmp.name)
+    with atomic_directory(tmp_path / "store") as tmp:  # replaces: an ".old." folder too
+        names.append(tmp.name)
+    assert all(is_leftover_temporary(n) for n in names), names
+    # What a SIGKILL mid-write would leave: those names, still there.
+    for n in names[:3]:
+        (tmp_path / n).write_text("half")
+    (tmp_path / names[3]).mkdir()
+    old = tmp_path / ".store.old.0123456789ab"
+    old.mkdir()
+    (old / "file").write_text("y")
+    keep = ["dense-1d.json", ".hidden", ".x.tmp", ".run.0123456789a.json", "a.0123456789ab"]
+    for n in keep:
+        (tmp_path / n).write_text("mine")
+    assert not any(is_leftover_temporary(n) for n in keep)
+    removed = remove_leftover_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([*names[:4], old.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {"run.safetensors", "notes", "store", *keep})
+    assert remove_leftover_temporaries(tmp_path / "absent") == []
+    assert file_sha256(tmp_path / ".hidden") == hashlib.sha256(b"mine").hexdigest()

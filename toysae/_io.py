@@ -4,7 +4,10 @@ Every file toysae writes (figures, JSON, checkpoints) goes through
 :func:`atomic_path`: it is written to a temporary file beside the target,
 flushed to disk (``fsync``), and renamed onto the target; the folder's entry is
 flushed after the rename. A crash mid-write never leaves a half-written file
-under the final name, and an exception never leaves the temporary file behind.
+under the final name, and an exception never leaves the temporary file behind;
+a process killed outright (SIGKILL) may, as a hidden file whose name says it is
+one (``.NAME.<12 hex digits>...``), which nothing reads and
+:func:`remove_leftover_temporaries` clears.
 Files get the mode a plain ``open()`` would give them, ``0o666`` less the
 process's umask (``tempfile.mkstemp`` would make every file ``0o600``).
 
@@ -16,9 +19,11 @@ byte deterministic, and their header is read and checked on its own
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import struct
 import sys
@@ -32,11 +37,18 @@ _DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 
                 "F64": 8}
 
 
+# The names of _create_beside's files and _mkdir_beside's folders, after the leading dot and
+# the target's name: ".NAME.<hex>SUFFIX" (or ".tmp"), ".NAME.<hex>", ".NAME.old.<hex>".
+_TOKEN_BYTES = 6
+_TEMPORARY_TAIL = re.compile(rf"\.(?:old\.)?[0-9a-f]{{{2 * _TOKEN_BYTES}}}(?:\.[^.]+)?")
+
+
 def _create_beside(path: Path) -> Path:
     """A new, empty file in ``path``'s folder, created with mode 0o666 (the kernel
     applies the umask, as for any new file) and a random hidden name."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{path.suffix or '.tmp'}")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}"
+                              f"{path.suffix or '.tmp'}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
@@ -87,6 +99,46 @@ def write_error(path: Path, err: OSError) -> OSError:
     new = type(err)(f"writing {path} failed ({why}); any file already there is unchanged")
     new.errno = err.errno
     return new
+
+
+def is_leftover_temporary(name: str) -> bool:
+    """Whether ``name`` is that of a temporary file or folder of :func:`atomic_path` or
+    :func:`atomic_directory` (``.NAME.<12 hex digits>...``)."""
+    if not name.startswith(".") or len(name) < 2:
+        return False
+    return any(_TEMPORARY_TAIL.fullmatch(name, pos) for pos in range(2, len(name))
+               if name[pos] == ".")
+
+
+def remove_leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that writes into ``folder`` left behind
+    when their process was killed outright (SIGKILL; any other ending removes its own),
+    and return their paths. Only call it on a folder no other process is writing to:
+    a live write's temporary file looks the same."""
+    import shutil
+
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for item in sorted(folder.iterdir()):
+        if is_leftover_temporary(item.name):
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    item.unlink()
+            removed.append(item)
+    return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex (read a megabyte at a time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -263,7 +315,7 @@ def _mkdir_beside(path: Path, tag: str = "") -> Path:
     mode 0o777 (the kernel applies the umask, as for any new folder; ``mkdtemp`` would
     make it 0o700)."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{tag}{secrets.token_hex(6)}")
+        tmp = path.with_name(f".{path.name}.{tag}{secrets.token_hex(_TOKEN_BYTES)}")
         try:
             os.mkdir(tmp, 0o777)
         except FileExistsError:

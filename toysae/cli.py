@@ -63,8 +63,14 @@ def _add_sweep_parser(sub) -> None:
                    help="points run at once (joblib's n_jobs; default -1: every core; "
                         "1 runs them in this process)")
     p.add_argument("--backend", default="loky",
-                   help="joblib backend (default loky: local processes; e.g. dask or ray "
-                        "when installed and registered)")
+                   help="loky (default: local processes), dask (a dask.distributed cluster; "
+                        "needs toysae[cluster]) or another registered joblib backend")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="with --backend dask: an existing scheduler's address (default: a "
+                        "LocalCluster of --n-jobs worker processes, started for the sweep)")
+    p.add_argument("--force", action="store_true",
+                   help="rerun every point (default: keep those an earlier run of this "
+                        "sweep finished, when their files are intact)")
 
 
 def _add_check_command(sub) -> None:
@@ -192,13 +198,15 @@ def _sweep(args) -> int:
 
     def report(point, done, total):
         extra = "" if point.success else f": {point.message}"
-        print(f"[{done}/{total}] {point.name}: {point.status} ({point.wall_time:.1f} s)"
-              f"{extra}", flush=True)
+        how = "kept from an earlier run, files intact" if point.kept else \
+            f"{point.wall_time:.1f} s"
+        print(f"[{done}/{total}] {point.name}: {point.status} ({how}){extra}", flush=True)
 
     try:
         result = sweep(args.experiment, parse_grid(args.grid), quick=args.quick,
                        config_file=args.config, sets=args.sets, out_dir=args.out,
-                       n_jobs=args.n_jobs, backend=args.backend, on_point=report)
+                       n_jobs=args.n_jobs, backend=args.backend, scheduler=args.scheduler,
+                       force=args.force, on_point=report)
     except (ValueError, TypeError, OSError) as err:
         return _report(err)
     print(result.message)
