@@ -155,19 +155,21 @@ def test_it_goes_to_saelens_and_back(toy, tmp_path):
 
 def test_the_experiment_selects_it_and_runs_it(toy):
     assert aut.architectures() == (*SHIPPED, NAME)
-    assert NAME not in aut.k_architectures()  # an L1 penalty: calibrated, not given k
+    assert NAME not in aut.k_architectures()  # an L1 penalty: trained to the target L0
     assert aut.k_architectures() == ("topk", "batchtopk", "matryoshka", "matching_pursuit")
     assert aut.Config().architectures == aut.architectures()
     config = aut.Config(data=SyntheticConfig.synth_small(n_features=64, d=16, tree_roots=1),
-                        width=16, architectures=(NAME,), n_train=2048, train=aut._train(4096),
-                        calibration_samples=2048, calibration_rounds=1, final_rounds=1,
-                        n_eval=256, n_check=128, dictlearn_samples=256, dictlearn_epochs=1,
-                        track=NAME, track_points=2, track_check=64)
+                        width=16, architectures=(NAME,), seeds=(0,), l0_fractions=(1.0,),
+                        n_train=2048, train=aut._train(4096), n_eval=256, n_check=128,
+                        dictlearn_samples=256, dictlearn_epochs=1, track=NAME, track_points=2,
+                        track_check=64, n_boot=100)
     result = aut.run(config)
-    assert [r.name for r in result.rows] == [NAME, aut.DICTLEARN]
-    row = result.rows[0]
-    assert row.k is None and row.sparsity_coef == result.calibrations[0].chosen
-    assert np.isfinite(row.l0) and 0 <= row.mcc <= 1
+    assert [r.name for r in result.runs] == [NAME, aut.DICTLEARN]
+    run = result.runs[0]
+    # trained by the L0 controller from the L1 start: the coefficient it ended at is kept
+    assert run.k is None and run.target_l0 == result.targets[0]
+    assert run.sparsity_coef != aut._START_COEF["l1"]
+    assert np.isfinite(run.l0) and 0 <= run.mcc <= 1
 
 
 def test_a_module_of_its_own_is_found_when_toysae_sae_is_imported(tmp_path, monkeypatch):
