@@ -24,23 +24,26 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def start(argv: list[str], *, cwd: str | os.PathLike | None = None,
           env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``python argv...`` in a new session, stdout and stderr to pipes (text)."""
-    return subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env or child_env(),
+    """Start ``python argv...`` in a new session (in the checkout unless ``cwd`` is given:
+    ``python -m`` puts the working directory first on the path), stdout and stderr to
+    pipes (text)."""
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT if cwd is None else cwd,
+                            env=env or child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
 def wait_until(done: Callable[[], bool], child: subprocess.Popen, *, timeout: float = 60.0,
-               what: str = "the condition") -> None:
-    """Poll ``done()`` every 10 ms while ``child`` runs; fail (with its output) when it
-    ends first or ``timeout`` seconds pass."""
+               what: str = "the condition", poll: float = 0.01) -> None:
+    """Poll ``done()`` every ``poll`` seconds while ``child`` runs; fail (with its output)
+    when it ends first or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
     while not done():
         if child.poll() is not None or time.monotonic() > end:
             kill_group(child, signal.SIGKILL)
             out, err = child.communicate(timeout=30)
             raise AssertionError(f"{what} never held (exit {child.returncode}):\n{out}\n{err}")
-        time.sleep(0.01)
+        time.sleep(poll)
 
 
 def kill_group(child: subprocess.Popen, sig: int) -> None:

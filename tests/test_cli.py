@@ -1,9 +1,13 @@
 """``toysae.cli``: the toysae command: list, data, run (with ``--set``, ``--config`` and
-``--print-config``), help, output folders refused before running, errors in one line."""
+``--print-config``), help, output folders refused before running, errors in one line, and
+Ctrl-C (a real SIGINT) a one-line message and exit code 130."""
 
 import json
+import signal
+import time
 
 import pytest
+from child_processes import finish, kill_group, start, wait_until
 
 from toysae import experiments
 from toysae.cli import main
@@ -130,3 +134,31 @@ def test_cli_run_takes_overrides_and_reports_bad_ones_in_one_line(tmp_path, caps
         assert main(["run", "dense-1d", *argv, "--print-config"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("toysae: ") and match in err and err.count("\n") == 1
+
+
+SMALL_DENSE = ["--set", "n_samples=300", "--set", "learn_seeds=1", "--set", "learn_epochs=1"]
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_file(tmp_path, command):
+    out = tmp_path / "out"
+    if command == "run":
+        argv = ["run", "dense-1d", "--quick", *SMALL_DENSE, "--out", str(out)]
+        started = out.is_dir  # the output folder is made just before the run starts
+    else:  # two local worker processes running points
+        argv = ["sweep", "dense-1d", "--quick", "--grid", "seed=0,1,2,3", *SMALL_DENSE,
+                "--n-jobs", "2", "--out", str(out)]
+        started = (out / "summary.json").is_file
+    child = start(["-m", "toysae.cli", *argv])
+    wait_until(started, child, what=f"toysae {command} under way")
+    time.sleep(0.3)
+    kill_group(child, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    code, printed, err = finish(child)
+    assert code == 130, err
+    lines = err.splitlines()
+    assert lines[0] == "toysae: interrupted" and "Traceback" not in err, err
+    # Nothing more, but for what Python's resource tracker (a process of its own) may warn
+    # at exit, now and then, about the semaphores of workers ended mid-way.
+    rest = "\n".join(lines[1:])
+    assert not rest or "resource_tracker: There appear to be" in rest, err
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary file anywhere

@@ -113,8 +113,22 @@ def _check(args) -> int:
     return 0
 
 
+#: The exit status after Ctrl-C (SIGINT): 128 + the signal's number, as shells report it.
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        # Every write is atomic and removes its temporary file as the interrupt unwinds
+        # it (toysae._io), so what is on disk is whole; a traceback would say nothing more.
+        print("toysae: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _dispatch(args) -> int:
     if args.command == "check":
         return _check(args)
     from toysae import experiments

@@ -1,12 +1,17 @@
 """``toysae.check._code_store``: the on-disk store of sparse codes gives back the rows it was
-given, in any slice, and removes its folder when closed."""
+given, in any slice, and removes its folder when closed; a new store removes the stores
+that processes killed outright left behind, and no other."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import scipy.sparse as sp
 
-from toysae.check._code_store import CodeStore
+from toysae.check._code_store import CodeStore, _host_digest, remove_orphaned_stores
 
 
 def test_code_store_gives_back_the_rows_it_was_given(tmp_path):
@@ -21,3 +26,23 @@ def test_code_store_gives_back_the_rows_it_was_given(tmp_path):
             a, b = sorted((int(a), int(b)))
             assert (store[a:b] != Z[a:b]).nnz == 0
     assert not root.exists()
+
+
+def test_a_new_store_removes_only_the_stores_of_ended_processes(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead, alive, host = int(ended.stdout), os.getpid(), _host_digest()
+    other_host = "0" * 8 if host != "0" * 8 else "1" * 8
+    names = {"orphan": f"toysae-codes-{dead}-{host}-abc", "live": f"toysae-codes-{alive}-{host}-d",
+             "elsewhere": f"toysae-codes-{dead}-{other_host}-e", "unowned": "toysae-codes-xyz",
+             "mine": "results"}
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data").write_bytes(b"half")
+    (tmp_path / f"toysae-codes-{dead}-{host}-file").write_text("not a store")
+    with CodeStore(3, 2, tmp_path) as store:
+        assert store.root.name.startswith(f"toysae-codes-{alive}-{host}-")
+        left = {p.name for p in tmp_path.iterdir()} - {store.root.name}
+    assert left == {*names.values(), f"toysae-codes-{dead}-{host}-file"} - {names["orphan"]}
+    assert remove_orphaned_stores(tmp_path) == []
+    assert remove_orphaned_stores(tmp_path / "absent") == []

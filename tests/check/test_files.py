@@ -1,10 +1,12 @@
 """``toysae.check.files`` and ``toysae check``: an SAE checked on activation files in
 batches gives the in-memory ``check_sae`` numbers, reads the files a block at a time (in
-shards of either format), and refuses bad input before any work."""
+shards of either format), and refuses bad input before any work; a check killed mid-pass
+is rerun from a clean store."""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -283,3 +285,47 @@ def test_an_sae_made_by_saelens_is_checked_end_to_end(world, tmp_path, capsys):
     assert numbers["optimality"]["objective"] == pytest.approx(ref.optimality.objective,
                                                                rel=1e-12)
     assert numbers["passed"] == ref.passed
+
+
+def test_a_check_killed_mid_pass_reruns_from_a_clean_store(world, tmp_path):
+    from child_processes import child_env, finish, kill_group, start, wait_until
+
+    root, X, sae, path = world
+    stores = tmp_path / "tmp"
+    stores.mkdir()
+    args = [str(path), str(root / "acts.npy"), "--lam", str(LAM), "--batch-size", "8",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    child = start(["-m", "toysae.cli", "check", *args], env=child_env(TMPDIR=str(stores)))
+
+    def codes_written():  # pass 1 under way: some codes in the store on disk
+        return any(f.stat().st_size > 0 for f in stores.glob("toysae-codes-*/data"))
+
+    wait_until(codes_written, child, what="codes in the store", poll=0.001)
+    kill_group(child, signal.SIGKILL)
+    code, _, err = finish(child)
+    assert code == -signal.SIGKILL, err
+    [orphan] = stores.iterdir()  # what the killed check could not delete
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    # The rerun makes a new store (never reading the orphan, which it removes): the
+    # numbers of a check never interrupted.
+    rep = _check_files(path, root / "acts.npy", batch_size=8, tmp_dir=stores)
+    with torch_threads(1):
+        _same(rep, check_sae(sae, X, LAM, batch_size=8))
+    assert not orphan.exists() and not list(stores.iterdir())
+
+
+def test_ctrl_c_during_a_check_is_one_line_and_removes_the_store(world, tmp_path):
+    from child_processes import child_env, finish, kill_group, start, wait_until
+
+    root, X, sae, path = world
+    stores, out = tmp_path / "tmp", tmp_path / "out"
+    stores.mkdir()
+    child = start(["-m", "toysae.cli", "check", str(path), str(root / "acts.npy"), "--lam",
+                   str(LAM), "--batch-size", "8", "--threads", "1", "--no-progress",
+                   "--out", str(out)], env=child_env(TMPDIR=str(stores)))
+    wait_until(lambda: any(stores.glob("toysae-codes-*/data")), child,
+               what="the code store", poll=0.001)
+    kill_group(child, signal.SIGINT)
+    code, _, err = finish(child)
+    assert (code, err) == (130, "toysae: interrupted\n")
+    assert not list(stores.iterdir()) and not list(out.iterdir())

@@ -73,10 +73,10 @@ def test_a_failing_point_is_recorded_and_the_others_run(tmp_path, capsys):
 def test_a_broken_worker_marks_the_points_it_did_not_run(tmp_path, monkeypatch):
     from toysae.experiments import sweep as sweep_module
 
-    def dies(index, *args):
+    def dies(index, *args, **kwargs):
         if index == 1:
             raise RuntimeError("worker lost\nsecond line")
-        return real(index, *args)
+        return real(index, *args, **kwargs)
 
     real = sweep_module._run_point
     monkeypatch.setattr(sweep_module, "_run_point", dies)

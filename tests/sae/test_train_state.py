@@ -1,7 +1,9 @@
 """``toysae.sae.train_state``: checkpointing a training run and resuming it: bit-identical
-to a run never interrupted; a different, tampered or foreign checkpoint refused."""
+to a run never interrupted (one killed with SIGKILL too); a different, tampered or foreign
+checkpoint refused."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -269,3 +271,54 @@ def test_run_differences_names_every_path():
     assert run_differences({"a": 1}, {"a": 1.0}) == ["a: 1 in the checkpoint, 1.0 here"]
     assert run_differences({"a": [1, 2]}, {"a": [1]}) == \
         [f"a: {json.dumps([1, 2])} in the checkpoint, [1] here"]
+
+
+# A child process training with a checkpoint after every step, so that a kill at any
+# moment is likely to land mid-write: argv is the data config, the run config and the path.
+TRAIN_WITH_CHECKPOINTS = """
+import sys
+
+from toysae._threads import torch_threads
+from toysae.data import SyntheticConfig, SyntheticData
+from toysae.sae import TrainConfig, make_sae, train_sae
+
+data, run, path = sys.argv[1:]
+with torch_threads(1):
+    train_sae(make_sae("relu", 12, 32), SyntheticData(SyntheticConfig.from_json(data)),
+              TrainConfig.from_json(run), progress=False, checkpoint_every=1,
+              checkpoint_path=path)
+"""
+
+
+def test_a_run_killed_mid_checkpoint_resumes_bit_identical(toy, tmp_path):
+    from child_processes import finish, kill_group, start, wait_until
+
+    from toysae._io import is_leftover_temporary
+
+    config = RUN.replace(n_samples=128 * 400)
+    path = tmp_path / "run.safetensors"
+    child = start(["-c", TRAIN_WITH_CHECKPOINTS, TINY.to_json(), config.to_json(), str(path)])
+
+    def past_step_20():
+        try:
+            return read_train_state(path)[0]["n_iter"] >= 20
+        except (OSError, ValueError):  # not written yet
+            return False
+
+    def writing():
+        return any(is_leftover_temporary(p.name) for p in tmp_path.iterdir())
+
+    wait_until(past_step_20, child, what="a checkpoint past step 20")
+    wait_until(writing, child, what="a checkpoint being written", poll=0.0005)
+    kill_group(child, signal.SIGKILL)  # mid-write, most likely (it is caught in the act)
+    code, _, err = finish(child)
+    assert code == -signal.SIGKILL, err
+    # The last checkpoint is whole (a write cut short stays in its temporary file, which
+    # nothing reads), and the run resumes from it to the uninterrupted run's end.
+    state, _ = read_train_state(path)
+    assert 20 <= state["n_iter"] < config.n_steps and state["finished"] is None
+    assert all(is_leftover_temporary(p.name) for p in tmp_path.iterdir() if p != path)
+    resumed = train_sae(make_sae("relu", D, 32), toy, config, progress=False,
+                        resume_from=path)
+    whole = train_sae(make_sae("relu", D, 32), toy, config, progress=False)
+    assert_same_run(whole, resumed)

@@ -6,11 +6,21 @@ dominant cost. They are appended to three flat files in a temporary directory
 (CSR: values, column indices, row pointers) and read back with positioned reads,
 so memory holds one block, whatever the file's length; the directory is deleted
 when the store is closed.
+
+A check killed outright (SIGKILL, out of memory) cannot delete its store. Every
+store is a new directory, so a rerun never reads an old one, half-written or
+not: it starts clean. The directory's name says which process on which machine
+owns it (``toysae-codes-<pid>-<host digest>-...``), and a new store removes, in
+the same parent directory, those whose owner on this machine is no longer running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -18,6 +28,44 @@ import numpy as np
 import scipy.sparse as sp
 
 _FILES = {"data": np.dtype("<f8"), "indices": np.dtype("<i4"), "indptr": np.dtype("<i8")}
+_PREFIX = "toysae-codes-"
+_OWNED = re.compile(re.escape(_PREFIX) + r"(\d+)-([0-9a-f]{8})-")
+
+
+def _host_digest() -> str:
+    """Eight hex digits naming this machine (a shared temporary folder may hold the
+    stores of processes on other machines, whose liveness cannot be seen from here)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_stores(parent: str | os.PathLike) -> list[Path]:
+    """Delete the store directories in ``parent`` whose owning process on this machine
+    has ended without deleting them (killed outright); their paths. Stores of running
+    processes, of other machines and of other users are left alone."""
+    removed = []
+    host = _host_digest()
+    try:
+        entries = sorted(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _OWNED.match(entry.name)
+        if (match and match.group(2) == host and not _running(int(match.group(1)))
+                and entry.is_dir() and not entry.is_symlink()):
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                removed.append(entry)
+    return removed
 
 
 class CodeStore:
@@ -29,8 +77,10 @@ class CodeStore:
 
     def __init__(self, n_samples: int, n_atoms: int, directory: str | os.PathLike | None = None):
         self.shape = (int(n_samples), int(n_atoms))
-        self._tmp = tempfile.TemporaryDirectory(prefix="toysae-codes-",
-                                                dir=None if directory is None else str(directory))
+        parent = tempfile.gettempdir() if directory is None else str(directory)
+        remove_orphaned_stores(parent)
+        self._tmp = tempfile.TemporaryDirectory(
+            prefix=f"{_PREFIX}{os.getpid()}-{_host_digest()}-", dir=parent)
         self.root = Path(self._tmp.name)
         self._writers = {name: open(self.root / name, "wb") for name in _FILES}
         self._writers["indptr"].write(np.zeros(1, _FILES["indptr"]).tobytes())

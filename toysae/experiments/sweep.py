@@ -48,6 +48,8 @@ import json
 import math
 import os
 import re
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -228,25 +230,69 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
-def _run_point(index: int, experiment: str, config_json: str,
-               out_dir: str) -> tuple[int, dict]:
+def _run_point(index: int, experiment: str, config_json: str, out_dir: str,
+               worker: bool = False) -> tuple[int, dict]:
     """Run one point (in a worker process): load its config, run, save; (index, report).
     An ok report lists the SHA-256 of every file it wrote (``files``, by name in
-    ``out_dir``)."""
+    ``out_dir``). ``worker``: in a local worker process started with Ctrl-C ignored
+    (:func:`_spawning_ignores_interrupts`), where Ctrl-C acts during the point only."""
     start = time.perf_counter()
-    try:
-        from toysae import experiments
+    with _interruptible(worker):
+        try:
+            from toysae import experiments
 
-        module = experiments.get(experiment)
-        result = module.run(module.Config.from_json(config_json))
-        paths = experiments.save_outputs(module, result, out_dir)
-        files = {Path(p).relative_to(out_dir).as_posix(): file_sha256(p) for p in paths}
-        return index, {"status": "ok", "message": "ok", "headline": headline(result),
-                       "wall_time": time.perf_counter() - start, "files": files}
-    except Exception as err:  # a failed point is data: recorded, the sweep goes on
-        write_text(Path(out_dir) / ERROR, traceback.format_exc())
-        return index, {"status": "failed", "message": _one_line(err), "headline": {},
-                       "wall_time": time.perf_counter() - start}
+            module = experiments.get(experiment)
+            result = module.run(module.Config.from_json(config_json))
+            paths = experiments.save_outputs(module, result, out_dir)
+            files = {Path(p).relative_to(out_dir).as_posix(): file_sha256(p) for p in paths}
+            return index, {"status": "ok", "message": "ok", "headline": headline(result),
+                           "wall_time": time.perf_counter() - start, "files": files}
+        except Exception as err:  # a failed point is data: recorded, the sweep goes on
+            write_text(Path(out_dir) / ERROR, traceback.format_exc())
+            return index, {"status": "failed", "message": _one_line(err), "headline": {},
+                           "wall_time": time.perf_counter() - start}
+        except KeyboardInterrupt:
+            if not worker:
+                raise
+            # The sweep itself was interrupted too and is ending its workers: a quiet
+            # return (a worker's traceback would say nothing), the writes unwound.
+            return index, {"status": "failed", "message": "interrupted", "headline": {},
+                           "wall_time": time.perf_counter() - start}
+
+
+# Ctrl-C in a terminal reaches every process of the foreground group: the sweep and its
+# local workers. A worker interrupted while it starts (importing) or between points prints
+# a traceback from joblib's own code, so workers are started with SIGINT ignored (the one
+# disposition that survives exec, and Python then keeps it) and take it back only while
+# they run a point, whose writes then unwind and remove their temporary files.
+_SPAWNING_BACKENDS = ("loky", "multiprocessing")
+
+
+@contextlib.contextmanager
+def _spawning_ignores_interrupts(active: bool):
+    """Ignore SIGINT in this process while local workers are started (a Ctrl-C in that
+    moment is dropped; the next one acts)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@contextlib.contextmanager
+def _interruptible(worker: bool):
+    """In a local worker: Ctrl-C raises KeyboardInterrupt inside, ignored after."""
+    if not worker or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_backend(backend: str, n_jobs: int, scheduler: str | None) -> None:
@@ -313,8 +359,12 @@ def _runner(backend: str, n_jobs: int, scheduler: str | None, n_points: int):
 
     def run(calls):
         with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
-            yield from joblib.Parallel(return_as="generator_unordered")(
-                joblib.delayed(_run_point)(*args) for args in calls)
+            spawns = backend in _SPAWNING_BACKENDS and joblib.effective_n_jobs(n_jobs) > 1
+            # The call starts the workers and dispatches the first points.
+            with _spawning_ignores_interrupts(spawns):
+                reports = joblib.Parallel(return_as="generator_unordered")(
+                    joblib.delayed(_run_point)(*args, worker=spawns) for args in calls)
+            yield from reports
 
     yield run
 
@@ -437,45 +487,53 @@ def sweep(experiment: str, grid: Mapping[str, Sequence], *, quick: bool = False,
               for name, values, folder, report in zip(names, typed, folders, kept,
                                                       strict=True)]
     todo = [k for k, report in enumerate(kept) if report is None]
-    with contextlib.ExitStack() as stack:
-        run = stack.enter_context(_runner(backend, n_jobs, scheduler, len(todo)))
-        for k in todo:
-            _clear_point(folders[k])
-            write_text(folders[k] / CONFIG, texts[k])
-        base_info = {"quick": quick, "sets": sets,
-                     "config_file": None if config_file is None else str(config_file)}
-        grid_values = {k: _distinct([t[k] for t in typed]) for k in keys}
-        summary = _write_summary(SweepResult(False, f"{len(points)} points of {experiment}: "
-                                             "running", experiment, base_info, grid_values,
-                                             tuple(points), str(out)), out)
-        n_kept = sum(p.kept for p in points)
-        if on_point is not None:
-            for done, point in enumerate((p for p in points if p.kept), start=1):
-                on_point(point, done, len(points))
-        # Workers get absolute folders: a cluster's workers need not share this cwd.
-        reports = run([(k, experiment, configs[k].to_json(), str(folders[k].absolute()))
-                       for k in todo])
-        stack.callback(reports.close)  # before the cluster closes, even on Ctrl-C
-        for done in range(n_kept + 1, len(points) + 1):
-            try:
-                k, report = next(reports)
-            except StopIteration:
-                break
-            except Exception as err:  # the machinery failed (a worker died): the rest too
-                line = _one_line(err)
-                points = [p if p.status != "not run" else
-                          dataclasses.replace(p, status="failed", message=f"not run: {line}")
-                          for p in points]
-                break
-            if report["status"] == "ok":
-                report = _record_completion(folders[k], report)
-            report = {key: report[key] for key in ("status", "message", "headline",
-                                                   "wall_time")}
-            points[k] = dataclasses.replace(points[k], success=report["status"] == "ok",
-                                            **report)
-            summary = _write_summary(dataclasses.replace(summary, points=tuple(points)), out)
+    try:
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(_runner(backend, n_jobs, scheduler, len(todo)))
+            for k in todo:
+                _clear_point(folders[k])
+                write_text(folders[k] / CONFIG, texts[k])
+            base_info = {"quick": quick, "sets": sets,
+                         "config_file": None if config_file is None else str(config_file)}
+            grid_values = {k: _distinct([t[k] for t in typed]) for k in keys}
+            summary = _write_summary(SweepResult(False, f"{len(points)} points of {experiment}: "
+                                                 "running", experiment, base_info, grid_values,
+                                                 tuple(points), str(out)), out)
+            n_kept = sum(p.kept for p in points)
             if on_point is not None:
-                on_point(points[k], done, len(points))
+                for done, point in enumerate((p for p in points if p.kept), start=1):
+                    on_point(point, done, len(points))
+            # Workers get absolute folders: a cluster's workers need not share this cwd.
+            reports = run([(k, experiment, configs[k].to_json(), str(folders[k].absolute()))
+                           for k in todo])
+            stack.callback(reports.close)  # before the cluster closes, even on Ctrl-C
+            for done in range(n_kept + 1, len(points) + 1):
+                try:
+                    k, report = next(reports)
+                except StopIteration:
+                    break
+                except Exception as err:  # the machinery failed (a worker died): the rest too
+                    line = _one_line(err)
+                    points = [p if p.status != "not run" else
+                              dataclasses.replace(p, status="failed", message=f"not run: {line}")
+                              for p in points]
+                    break
+                if report["status"] == "ok":
+                    report = _record_completion(folders[k], report)
+                report = {key: report[key] for key in ("status", "message", "headline",
+                                                       "wall_time")}
+                points[k] = dataclasses.replace(points[k], success=report["status"] == "ok",
+                                                **report)
+                summary = _write_summary(dataclasses.replace(summary, points=tuple(points)), out)
+                if on_point is not None:
+                    on_point(points[k], done, len(points))
+    except KeyboardInterrupt:
+        # The workers have ended (the runner closed): what their interrupted writes could
+        # not remove themselves goes now.
+        for k in todo:
+            remove_leftover_temporaries(folders[k])
+        remove_leftover_temporaries(out)
+        raise
     failed = sum(p.status != "ok" for p in points)
     message = (f"{len(points)} points of {experiment}: "
                + ("all ok" if not failed else f"{failed} failed"))
