@@ -40,16 +40,15 @@ warm-up call, every call ``--samples`` samples with a fresh seed:
 
 Where the two generators necessarily differ on the same preset (none changes the
 sampling cost much): SAELens's ``max_depth`` counts the levels below the roots,
-toysae's ``tree_depth`` counts the roots' level (both: 3 levels, 2,688 nodes at
-16k); magnitudes are ``|N(mu_i, 0.5)|`` in toysae and ``relu(N(mu_i, sigma_i))``
-with ``sigma_i ~ |N(0.5, 0.5)|`` in SAELens; the low-rank copula's shared factor
-carries a share 0.1 of each feature's variance in toysae (``correlation_strength``)
-and about ``25 * 0.1**2 = 0.25`` in SAELens (factor entries ``N(0, 0.1**2)``);
-SAELens draws one normal per feature and sample and decodes densely, toysae
-thins a Bernoulli process and decodes sparsely (``toysae/data/generator.py``).
-A last line times SAELens on its own published SynthSAEBench-16k hierarchy
-(``max_depth=3``: four levels, 10,880 nodes; compensated rates; children scaled
-by their parent), with its L0, for comparison with toysae's reading of the preset.
+toysae's ``tree_depth`` counts the roots' level (``synth_sae_bench``: four levels,
+10,880 nodes at 16k, SAELens's published tree; ``synth_small``: three levels);
+magnitudes are ``|N(mu_i, 0.5)|`` in toysae and ``relu(N(mu_i, sigma_i))`` with
+``sigma_i ~ |N(0.5, 0.5)|`` in SAELens; the low-rank copula's shared factor carries
+the share ``correlation_strength`` of every feature's variance in toysae and about
+``rank * scale**2`` in SAELens (factor entries ``N(0, scale**2)``), so the scale is
+``sqrt(correlation_strength / rank)`` (0.1 for ``synth_sae_bench``); SAELens draws one
+normal per feature and sample and decodes densely, toysae thins a Bernoulli process
+and decodes sparsely (``toysae/data/generator.py``).
 
 ``--quick`` runs everything at small sizes, once: a check that the script works.
 """
@@ -100,12 +99,10 @@ def best_time(call, rounds: int) -> float:
     return best
 
 
-def saelens_config(cfg: SyntheticConfig, *, published_tree: bool = False):
+def saelens_config(cfg: SyntheticConfig):
     """The SAELens ``SyntheticModelConfig`` of a toysae preset (Zipf firing, one
     generated tree, low-rank correlation, folded-normal magnitudes with ramped means
-    and a constant spread), without orthogonalisation or bias. ``published_tree``:
-    SynthSAEBench-16k's own hierarchy (``max_depth=3``, compensated rates, children
-    scaled by their parent) instead of the preset's."""
+    and a constant spread), without orthogonalisation or bias."""
     from sae_lens.synthetic import (
         FoldedNormalMagnitudeConfig,
         HierarchyConfig,
@@ -122,28 +119,28 @@ def saelens_config(cfg: SyntheticConfig, *, published_tree: bool = False):
             or cfg.magnitude_scale != 1.0):
         raise ValueError("saelens_config maps the synth_sae_bench family only (Zipf, one "
                          f"tree, low-rank, folded-normal ramped magnitudes), got {cfg}")
-    depth, compensate, scale = cfg.tree_depth - 1, cfg.compensate_rates, cfg.scale_child_magnitude
-    if published_tree:
-        depth, compensate, scale = 3, True, True
     return SyntheticModelConfig(
         num_features=cfg.n_features, hidden_dim=cfg.d,
         firing_probability=ZipfianFiringProbabilityConfig(
             exponent=cfg.zipf_exponent, max_prob=cfg.p_max, min_prob=cfg.p_min),
         hierarchy=HierarchyConfig(
             total_root_nodes=cfg.tree_roots, branching_factor=cfg.tree_branching,
-            max_depth=depth, mutually_exclusive_portion=1.0 if cfg.exclusive_children else 0.0,
-            compensate_probabilities=compensate, scale_children_by_parent=scale),
-        correlation=LowRankCorrelationConfig(rank=cfg.correlation_rank,
-                                             correlation_scale=cfg.correlation_strength),
+            max_depth=cfg.tree_depth - 1,
+            mutually_exclusive_portion=1.0 if cfg.exclusive_children else 0.0,
+            compensate_probabilities=cfg.compensate_rates,
+            scale_children_by_parent=cfg.scale_child_magnitude),
+        correlation=LowRankCorrelationConfig(
+            rank=cfg.correlation_rank,
+            correlation_scale=(cfg.correlation_strength / cfg.correlation_rank) ** 0.5),
         mean_firing_magnitudes=LinearMagnitudeConfig(*cfg.magnitude_mean),
         std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=spread[0], std=spread[0]),
         orthogonalization=None, bias=False, seed=cfg.seed)
 
 
-def saelens_row(cfg: SyntheticConfig, n: int, rounds: int, **kw) -> tuple[float, float]:
-    """SAELens's samples/s and true L0 on ``saelens_config(cfg, **kw)``."""
+def saelens_row(cfg: SyntheticConfig, n: int, rounds: int) -> tuple[float, float]:
+    """SAELens's samples/s and true L0 on ``saelens_config(cfg)``."""
     from sae_lens.synthetic import SyntheticModel
-    model = SyntheticModel(saelens_config(cfg, **kw))  # not timed
+    model = SyntheticModel(saelens_config(cfg))  # not timed
     active = []
 
     def call(r):
@@ -195,10 +192,6 @@ def preset_table(n: int, rounds: int) -> None:
         print(f"{name:16s} {ours:9,.0f} {decode:9,.0f} {gflops:8.1f} {ours / decode:10.2f}x {sl}")
     if saelens_error is not None:
         print(f"SAELens not importable ({saelens_error}): its columns are empty")
-        return
-    ref, ref_l0 = saelens_row(SyntheticConfig.synth_sae_bench(), n, rounds, published_tree=True)
-    print(f"SAELens on its published SynthSAEBench-16k hierarchy (max_depth=3, compensated, "
-          f"scaled children): {ref:,.0f} samples/s, true L0 {ref_l0:.2f}")
 
 
 def main() -> None:

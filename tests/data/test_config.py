@@ -164,8 +164,26 @@ def _check_preset(cfg, n, l0, l0_tol):
 def test_synth_sae_bench_preset():
     cfg = SyntheticConfig.synth_sae_bench()
     assert (cfg.n_features, cfg.d, cfg.correlation_rank, cfg.tree_roots) == (16384, 768, 25, 128)
-    # true L0 about 34: 34.06 expected before sibling exclusion; SE at 4,000 samples ~0.1
-    _check_preset(cfg, 4000, 34.0, 0.8)
+    # SAELens's published tree: three levels below the roots, 10,880 nodes
+    assert len(cfg.tree_pairs) == 10880 - 128 and cfg.compensate_rates
+    # true L0 about 34.6 (SAELens's sampler: about 34.5); SE at 4,000 samples ~0.1
+    _check_preset(cfg, 4000, 34.6, 0.8)
+
+
+def test_synth_sae_bench_reduction_keeps_the_proportions():
+    full = SyntheticConfig.synth_sae_bench()
+    for reduction in (2, 8, 128):
+        cfg = SyntheticConfig.synth_sae_bench(reduction=reduction)
+        assert (cfg.n_features * reduction, cfg.d * reduction, cfg.tree_roots * reduction) == \
+            (full.n_features, full.d, full.tree_roots)
+        assert len(cfg.tree_pairs) * reduction == len(full.tree_pairs)
+        assert {k: v for k, v in cfg.to_dict().items()
+                if k not in ("n_features", "d", "tree_roots")} == \
+            {k: v for k, v in full.to_dict().items() if k not in ("n_features", "d", "tree_roots")}
+    assert SyntheticConfig.synth_sae_bench(reduction=8, d=100).d == 100  # overrides after it
+    for bad, kind in [(3, ValueError), (0, ValueError), (256, ValueError), (2.0, TypeError)]:
+        with pytest.raises(kind, match="reduction"):
+            SyntheticConfig.synth_sae_bench(reduction=bad)
 
 
 def test_synth_small_preset():

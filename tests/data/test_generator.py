@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from toysae.data import Batch, SyntheticConfig, SyntheticData
-from toysae.data.generator import _generator, _Level
+from toysae.data.generator import _compensated, _generator, _hierarchy_levels, _Level
 
 
 def _rates_within(codes, p, n_se=4.0):
@@ -268,6 +268,36 @@ def test_compensation_caps_a_child_above_its_parent():
     assert _rates_within(on[:, [0, 2]], np.array([0.1, 0.05])).all()
 
 
+def test_compensation_for_exclusive_siblings():
+    """With exclusive children a child's own rate also carries one plus its competing
+    siblings' expected number (SAELens's correction factors). With independent events a
+    child of own rate ``q`` among ``m`` siblings of that rate survives the exclusion with
+    probability ``E[1 / (1 + K)] = (1 - (1 - q)**(m + 1)) / ((m + 1) q)``, ``K ~ Bin(m, q)``:
+    the measured marginals are that, above the law with the factor (it over-corrects)
+    and below it without."""
+    rates = (0.5,) * 4 + (0.025,) * 16  # 4 roots, each with 4 children at 5% of its rate
+    cfg = SyntheticConfig(d=8, n_features=20, firing="explicit", rates=rates, tree_roots=4,
+                          tree_branching=4, tree_depth=2, exclusive_children=True,
+                          compensate_rates=True, correlation="none", seed=2)
+    data = SyntheticData(cfg)
+    law, own = data.law_rates, data.probabilities
+    for parent, child in cfg.tree_pairs:
+        siblings = sum(law[c] for p, c in cfg.tree_pairs if p == parent and c != child)
+        assert np.isclose(own[child], law[child] / law[parent] * (1 + siblings / law[parent]))
+    plain = SyntheticData(SyntheticConfig(**{**cfg.to_dict(), "exclusive_children": False}))
+    assert np.allclose(plain.probabilities[4:], 0.05)  # the factor is the exclusion's alone
+    uncorrected = SyntheticData(SyntheticConfig(**{
+        **cfg.to_dict(), "compensate_rates": False,
+        "rates": tuple(_compensated(law, _hierarchy_levels(cfg.tree_pairs)).tolist())}))
+    n = 400_000
+    for gen, q in ((data, 0.05 * 1.15), (uncorrected, 0.05)):
+        survive = (1 - (1 - q) ** 4) / (4 * q)
+        expect = 0.5 * q * survive
+        measured = (gen.sample(n, seed=0).codes[:, 4:] != 0).mean()
+        assert abs(measured - expect) < 4 * (expect / (16 * n)) ** 0.5
+        assert (measured > 0.025 * 1.04) if gen is data else (measured < 0.025 * 0.96)
+
+
 def test_scale_child_magnitude():
     cfg = SyntheticConfig(d=8, n_features=6, mean_active=3, decay=1.0, magnitude="exponential",
                           hierarchy=((0, 1), (1, 2)), scale_child_magnitude=True,
@@ -366,11 +396,27 @@ def test_seeds_have_a_stated_range():
 
 # -- the fast paths change no sample ------------------------------------------------
 FOREST = ((0, 5), (0, 6), (0, 7), (1, 8), (5, 9), (5, 10), (6, 11), (2, 12), (2, 13), (2, 14))
+
+
+def _structured_small():
+    """``synth_small`` with compensated rates and scaled children as it was recorded, when
+    compensation had no factor for the exclusion of siblings: those own rates, given as
+    explicit rates, draw the same samples."""
+    cfg = SyntheticConfig.synth_small(compensate_rates=True, scale_child_magnitude=True,
+                                      min_active=8, seed=1)
+    plain = _compensated(SyntheticData(cfg).law_rates, _hierarchy_levels(cfg.hierarchy_pairs))
+    return SyntheticConfig(**{**cfg.to_dict(), "compensate_rates": False, "firing": "explicit",
+                              "rates": tuple(plain.tolist())})
+
+
 CONFIGS = {
-    "synth_sae_bench": (lambda: SyntheticConfig.synth_sae_bench(), 100),
+    # the preset as it was recorded: three levels counting the roots, neither compensated
+    # nor scaled, copula strength 0.1 (it became SAELens's published tree in issue 22)
+    "synth_sae_bench": (lambda: SyntheticConfig.synth_sae_bench(
+        tree_depth=3, compensate_rates=False, scale_child_magnitude=False,
+        correlation_strength=0.1), 100),
     "synth_small": (lambda: SyntheticConfig.synth_small(), 1000),
-    "synth_small_structured": (lambda: SyntheticConfig.synth_small(
-        compensate_rates=True, scale_child_magnitude=True, min_active=8, seed=1), 600),
+    "synth_small_structured": (_structured_small, 600),
     "independent_forest": (lambda: SyntheticConfig(
         d=16, n_features=64, correlation="none", hierarchy=FOREST, exclusive_children=True,
         exclusive_groups=((20, 21, 22),), firing="zipf", p_max=0.6, p_min=0.05, seed=2), 2000),

@@ -175,17 +175,30 @@ def _law_rates(cfg: SyntheticConfig) -> np.ndarray:
     return np.minimum(cfg.mean_active * weights / weights.sum(), 1.0)
 
 
-def _compensated(law: np.ndarray, levels: list[tuple[list[int], list[int]]]) -> np.ndarray:
-    """Own-event rates ``min(p_child / m_parent, 1)``, top-down (``levels``: parents and
-    children per depth, parents' level first), ``m`` the marginal rates. A parent that
-    never fires (``m = 0``: its rate underflowed) leaves its child's rate at the law's."""
+def _compensated(law: np.ndarray, levels: list[tuple[list[int], list[int]]],
+                 exclusive: bool = False) -> np.ndarray:
+    """Own-event rates ``min(p_child / m_parent * e_child, 1)``, top-down (``levels``:
+    parents and children per depth, parents' level first), ``m`` the marginal rates
+    (``m_child = min(p_child / m_parent, 1) * m_parent``). ``e_child`` is 1, or with
+    ``exclusive`` (siblings exclude each other) ``1 + (sum of the siblings' law rates, the
+    child's own left out) / m_parent``: one plus the expected number of siblings competing
+    with it (SAELens's ``Hierarchy.compute_probability_correction_factors``; it
+    over-corrects, see ``SyntheticConfig.compensate_rates``). A parent that never fires
+    (``m = 0``: its rate underflowed) leaves its child's rate at the law's."""
     own, marginal = law.copy(), law.copy()
     for parents, children in levels:
+        siblings: dict[int, float] = {}
+        if exclusive:
+            for parent, child in zip(parents, children, strict=True):
+                siblings[parent] = siblings.get(parent, 0.0) + law[child]
         for parent, child in zip(parents, children, strict=True):
             m_parent = marginal[parent]
             if m_parent > 0:
-                own[child] = min(law[child] / m_parent, 1.0)
-            marginal[child] = own[child] * m_parent
+                competing = max(siblings.get(parent, law[child]) - law[child], 0.0)
+                own[child] = min(law[child] / m_parent * (1 + competing / m_parent), 1.0)
+                marginal[child] = min(law[child] / m_parent, 1.0) * m_parent
+            else:
+                marginal[child] = 0.0
     return own
 
 
@@ -241,7 +254,7 @@ class SyntheticData:
         levels = _hierarchy_levels(self._pairs)
         self._p = self._law.copy()
         if cfg.compensate_rates and self._pairs:
-            self._p = _compensated(self._law, levels)
+            self._p = _compensated(self._law, levels, cfg.exclusive_children)
         thresholds = -ndtri(self._p)  # Phi^-1(1 - p)
         if cfg.correlation == "low_rank":  # sampled as g / sigma, see _low_rank_fire
             thresholds /= (1 - cfg.correlation_strength) ** 0.5
