@@ -32,7 +32,7 @@ import torch
 
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
-from toysae.sae import ARCHITECTURES, Callback, TrainConfig, make_sae, train_sae
+from toysae.sae import ARCHITECTURES, Callback, TrainConfig, train_sae
 
 WORLDS = {"reference": (SyntheticConfig, 64, 5.0), "synth_small": (SyntheticConfig.synth_small,
                                                                    256, 11.0)}

@@ -53,7 +53,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +143,7 @@ class Config(JsonMixin):
     # where taken (matryoshka); None: width/8 .. width
     prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
     n_eval: Annotated[int, Bounds(64)] = 8192
-    n_check: Annotated[int, Bounds(64)] = 2048
+    n_check: Annotated[int, Bounds(64)] = 1024
     lam: Annotated[float, POSITIVE] = 0.1  # the common objective of the first lens
     lam_rtol: Annotated[float, POSITIVE] = 0.02  # of the matched lam's L0
     dictlearn_samples: int = 65_536
@@ -791,8 +790,9 @@ def table(result: Result) -> str:
         group = [s for s in result.summaries if s.target_l0 == target]
         if not group:
             continue
-        lines += ["", f"## {'L0 target ' + str(target) if target is not None else DICTLEARN + f' (lam = {cfg.lam:g})'}", "",
-                  header, rule]
+        title = (f"L0 target {target}" if target is not None
+                 else f"{DICTLEARN} (lam = {cfg.lam:g})")
+        lines += ["", f"## {title}", "", header, rule]
         for s in group:
             paper = PAPER.get(s.name)
             lines.append(f"| {s.name} | {'-' if target is None else target} | "

@@ -4,7 +4,8 @@ One safetensors file (written atomically, ``toysae._io``) holds every tensor of
 the run: each stack's parameters and buffers, Adam's moments and step counts,
 the dead-latent counters, the resampling generators' states, the resampling
 pool, the reference losses of the divergence check, the recorded
-dictionaries and the L0 controller's state (``toysae.sae.l0_control``). Its metadata holds one JSON document: the run's *key* (what must
+dictionaries and the L0 controller's state (``toysae.sae.l0_control``). Its
+metadata holds one JSON document: the run's *key* (what must
 match to resume: the TrainConfig, the members' architectures and constructor
 arguments, the sparsity coefficients, the objective, the data), the position
 (steps and samples trained), the histories and the amortised wall time.
