@@ -71,6 +71,51 @@ def test_mcc_is_one_to_one():
     assert mcc(truth, learned[:1]) == pytest.approx(1 / 3)  # fewer atoms than features
 
 
+def test_mcc_over_the_smaller_set():
+    truth = np.eye(3)
+    assert mcc(truth, truth[:1]) == pytest.approx(1 / 3)  # unmatched truth counts 0
+    assert mcc(truth, truth[:1], over="smaller") == pytest.approx(1.0)  # one pair, matched
+    A, B = _unit(30, 6, 1), _unit(8, 6, 2)
+    assert mcc(A, B, over="smaller") == pytest.approx(mcc(B, A, over="smaller"), abs=1e-12)
+    assert mcc(A, B, over="smaller") == pytest.approx(mcc(A, B) * 30 / 8, rel=1e-12)
+    assert mcc(B, A, over="smaller") == mcc(B, A)  # more learned than reference: the same
+    for bad in ("larger", None, 1):
+        with pytest.raises(ValueError, match="over"):
+            mcc(A, B, over=bad)
+
+
+def test_synthsaebench_conventions_match_saelens():
+    """``mcc(..., over="smaller")`` is SAELens's mean_correlation_coefficient, and the
+    |cosine| matching gives its F1, precision, recall and uniqueness, on SAE-like atoms
+    (some near a feature or its negation, the rest random)."""
+    pytest.importorskip("sae_lens", reason="sae-lens is a dev dependency")
+    from sae_lens.synthetic import ClassificationMetricsCalculator, feature_uniqueness
+    from sae_lens.synthetic import mean_correlation_coefficient as saelens_mcc
+
+    rng = np.random.default_rng(4)
+    features = _unit(40, 12, 3)
+    atoms = np.vstack([features[:6] + 0.2 * rng.standard_normal((6, 12)),
+                       -features[6:9] + 0.2 * rng.standard_normal((3, 12)), _unit(7, 12, 5)])
+    true = (rng.random((500, 40)) < 0.1) * rng.random((500, 40))
+    codes = np.maximum(true @ features @ atoms.T - 0.2, 0)  # a ReLU encoder, never negative
+    F, D = torch.tensor(features, dtype=torch.float32), torch.tensor(atoms, dtype=torch.float32)
+    for a, b in ((F, D), (D, F)):
+        assert mcc(a, b, over="smaller") == pytest.approx(saelens_mcc(a, b), abs=1e-6)
+    calc = ClassificationMetricsCalculator(D, F)
+    calc.add_batch(torch.tensor(codes, dtype=torch.float32), torch.tensor(true))
+    ref = calc.compute()
+    precision, recall, f1 = detection_scores(codes, true, features, atoms, absolute=True)
+    for ours, theirs in ((precision, ref.precision), (recall, ref.recall), (f1, ref.f1_score)):
+        assert ours.mean() == pytest.approx(theirs, abs=1e-6)
+    assert uniqueness(features, atoms, absolute=True) == pytest.approx(
+        feature_uniqueness(D, F), abs=1e-12)
+    # the negated atoms make the signed matching differ, so the test can tell them apart
+    signed = best_matching_features(features, atoms)
+    assert (signed != best_matching_features(features, atoms, absolute=True)).any()
+    assert detection_scores(codes, true, features, atoms)[2].mean() != pytest.approx(
+        ref.f1_score, abs=1e-6)
+
+
 def test_directions_differ():
     truth = np.eye(4)
     learned = np.vstack([np.eye(4), _unit(4, 4, 5)])  # 4 real atoms + 4 spurious
@@ -156,6 +201,7 @@ def test_best_matching_features_are_signed_and_many_to_one():
     features = np.eye(3)
     dictionary = np.array([[0.9, 0.1, 0], [1.0, 0, 0.2], [0, -1.0, 0.1], [0, 0, 2.0]])
     assert best_matching_features(features, dictionary).tolist() == [0, 0, 2, 2]
+    assert best_matching_features(features, dictionary, absolute=True).tolist() == [0, 0, 1, 2]
 
 
 def test_detection_scores_one_zero_and_a_fraction():
@@ -191,6 +237,10 @@ def test_uniqueness_one_lowest_and_a_fraction():
     assert uniqueness(np.eye(4), np.eye(4)[[0, 0, 1, 2]]) == pytest.approx(0.75)
     # signed matching: an atom anti-aligned with feature 0 is matched to feature 1
     assert uniqueness(np.eye(2), np.array([[1.0, 0.1], [-1.0, 0.1]])) == 1.0
+    # by |cosine| (SynthSAEBench) both latents track feature 0
+    assert uniqueness(np.eye(2), np.array([[1.0, 0.1], [-1.0, 0.1]]), absolute=True) == 0.5
+    with pytest.raises(TypeError, match="absolute"):
+        uniqueness(np.eye(2), np.eye(2), absolute=1)
 
 
 def _absorption_case():

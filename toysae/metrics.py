@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from toysae._validation import check_float, check_indices, row_norms, to_numpy
+from toysae._validation import check_choice, check_float, check_indices, row_norms, to_numpy
 
 __all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
            "detection_scores", "explained_variance", "fvu", "l0", "max_cosines", "mcc", "mmcs",
@@ -73,18 +73,32 @@ def mmcs(reference, learned, *, absolute: bool = False) -> float:
     return float(max_cosines(reference, learned, absolute=absolute).mean())
 
 
-def mcc(reference, learned) -> float:
+MCC_OVER = ("reference", "smaller")
+
+
+def mcc(reference, learned, *, over: str = "reference") -> float:
     """Mean |cosine| under the best one-to-one matching of learned atoms to reference rows.
 
     The matching is the Hungarian assignment (scipy ``linear_sum_assignment``)
-    maximising the total |cosine|. The sum of matched |cosines| is divided by
-    ``n_reference``, so reference rows left unmatched (fewer learned atoms than
-    reference rows) count as 0. Hence ``mcc <= mmcs(..., absolute=True)``, with
-    equality when the best matches are all different atoms.
+    maximising the total |cosine|; it pairs ``min(n_reference, n_learned)`` rows.
+    The sum of the matched |cosines| is divided by
+
+    - ``over="reference"`` (the default): ``n_reference``, so reference rows left
+      unmatched (fewer learned atoms than reference rows) count as 0. Hence
+      ``mcc <= mmcs(..., absolute=True)``, with equality when the best matches are
+      all different atoms; ``mcc(features, sae.dictionary)`` measures how much of
+      the truth a dictionary recovers, and a narrow one (width = n_features / 4)
+      scores at most 1/4;
+    - ``over="smaller"``: the number of matched pairs, ``min(n_reference,
+      n_learned)``: the mean over the smaller set, SynthSAEBench's MCC (SAELens
+      ``sae_lens.synthetic.mean_correlation_coefficient``). This is the number to
+      set beside SynthSAEBench's published MCC; it is symmetric in its arguments
+      and equals the default when ``n_learned >= n_reference``.
     """
+    over = check_choice(over, "over", MCC_OVER)
     C = np.abs(cosine_matrix(reference, learned))
     rows, cols = linear_sum_assignment(C, maximize=True)
-    return float(C[rows, cols].sum() / C.shape[0])
+    return float(C[rows, cols].sum() / (C.shape[0] if over == "reference" else len(rows)))
 
 
 def mmcs_with_larger(dictionaries: Sequence) -> list[float | None]:
@@ -198,17 +212,25 @@ def _truth(features, dictionary) -> tuple[np.ndarray, np.ndarray]:
     return _pair(features, dictionary, ("features", "dictionary atoms"))
 
 
-def best_matching_features(features, dictionary) -> np.ndarray:
+def _best_matches(F: np.ndarray, L: np.ndarray, absolute: bool) -> np.ndarray:
+    if not isinstance(absolute, bool):
+        raise TypeError(f"absolute must be a bool, got {absolute!r}")
+    C = L @ F.T
+    return np.argmax(np.abs(C) if absolute else C, axis=1)
+
+
+def best_matching_features(features, dictionary, *, absolute: bool = False) -> np.ndarray:
     """(width,) int: for each latent (row of ``dictionary``), the true feature (row of
     ``features``) of largest SIGNED decoder cosine; ties go to the lower index.
 
     Signed, because an SAE latent fires with a positive code: a latent whose
     atom is a feature's negation does not detect that feature. Every latent is
     matched (many latents may match one feature; drop dead latents first if
-    they should not count).
+    they should not count). ``absolute=True`` matches by the largest |cosine|
+    instead, as SynthSAEBench does (SAELens ``sae_lens/synthetic/evals.py``).
     """
     F, L = _truth(features, dictionary)
-    return np.argmax(L @ F.T, axis=1)
+    return _best_matches(F, L, absolute)
 
 
 def _codes_pair(codes, true_codes, n_latents: int, n_features: int):
@@ -231,7 +253,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def detection_scores(codes, true_codes, features, dictionary
+def detection_scores(codes, true_codes, features, dictionary, *, absolute: bool = False
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F1 of each latent as a detector of its best-matching feature.
 
@@ -252,10 +274,16 @@ def detection_scores(codes, true_codes, features, dictionary
 
     each 0 where its denominator is 0 (a latent that never fires, a feature
     never present). Returns three (width,) float64 arrays.
+
+    ``absolute=True`` matches each latent by |cosine| (``best_matching_features``),
+    as SynthSAEBench does; then ``f1.mean()``, ``precision.mean()`` and
+    ``recall.mean()`` are its F1, precision and recall (SAELens
+    ``ClassificationMetricsCalculator``) for codes that are never negative (SAELens
+    counts a latent as firing where its code is nonzero).
     """
     F, L = _truth(features, dictionary)
     fires, present = _codes_pair(codes, true_codes, L.shape[0], F.shape[0])
-    match = np.argmax(L @ F.T, axis=1)
+    match = _best_matches(F, L, absolute)
     target = present[:, match]
     tp = (fires & target).sum(axis=0)
     precision = _ratio(tp, fires.sum(axis=0))
@@ -264,19 +292,20 @@ def detection_scores(codes, true_codes, features, dictionary
     return precision, recall, f1
 
 
-def uniqueness(features, dictionary) -> float:
+def uniqueness(features, dictionary, *, absolute: bool = False) -> float:
     """Distinct best-matched features per latent: ``#{m(j)} / width``.
 
     Each latent ``j`` is matched to its best feature ``m(j)``
     (``best_matching_features``: largest signed decoder cosine), and the
     number of distinct features so matched is divided by the number of
-    latents, as SynthSAEBench's uniqueness (SAELens ``sae_lens/synthetic``)
-    is. 1 when every latent tracks a different feature; ``1 / width`` when all
+    latents, as in SynthSAEBench's uniqueness (SAELens ``sae_lens/synthetic``).
+    1 when every latent tracks a different feature; ``1 / width`` when all
     of them track the same one; latents that duplicate or split a feature
     lower it. A narrow SAE (``width < n_features``) can still reach 1.
+    SynthSAEBench matches by |cosine|: ``absolute=True`` gives its number.
     """
     F, L = _truth(features, dictionary)
-    return float(np.unique(np.argmax(L @ F.T, axis=1)).size / L.shape[0])
+    return float(np.unique(_best_matches(F, L, absolute)).size / L.shape[0])
 
 
 def absorption_rate(codes, true_codes, features, dictionary, hierarchy, *,
