@@ -158,10 +158,10 @@ TOPK_FAST_MIN_ENTRIES = 1 << 16
 # draws it makes, so changing one changes every seeded run (tests/test_behaviour_pins.py
 # fails, and a checkpoint no longer resumes to the run it came from).
 
-# A SyntheticData training stream is drawn in chunks of SYNTHETIC_CHUNK_SAMPLES // batch
-# whole batches (at least one); chunk c is one data.sample call seeded
-# derived_seed(config.seed, SEED_KEY_SYNTHETIC, c) (toysae/sae/batches.py). So this
-# decides which seed each batch's samples come from.
+# A ground-truth world's (SyntheticData's) training stream is drawn in chunks of
+# SYNTHETIC_CHUNK_SAMPLES // batch whole batches (at least one); chunk c is one data.sample
+# call seeded derived_seed(config.seed, SEED_KEY_SYNTHETIC, c) (toysae/sae/batches.py). So
+# this decides which seed each batch's samples come from.
 SYNTHETIC_CHUNK_SAMPLES = 65536
 # Dead-latent resampling weighs the pool's inputs by the SAE's loss on them, running the
 # SAE over the pool in chunks of this many rows (toysae/sae/resampling.py). The chunk is

@@ -1,6 +1,8 @@
-"""Ground truth: features, firing probabilities, correlation, hierarchy, the generator."""
+"""Ground truth: features, firing probabilities, correlation, hierarchy, the generator,
+and the interface every ground-truth world offers (``GroundTruthData``)."""
 
 from toysae.data.config import SyntheticConfig
-from toysae.data.generator import Batch, SyntheticData
+from toysae.data.generator import SyntheticData
+from toysae.data.source import Batch, GroundTruthData
 
-__all__ = ["Batch", "SyntheticConfig", "SyntheticData"]
+__all__ = ["Batch", "GroundTruthData", "SyntheticConfig", "SyntheticData"]

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import NamedTuple
@@ -53,24 +52,14 @@ from scipy.special import ndtri
 
 from toysae._buffers import host_empty
 from toysae._kernels import flat_nonzero
-from toysae._validation import check_int, check_seed, shifted_seed
+from toysae._validation import check_int, check_seed
 from toysae.data.config import SyntheticConfig
+from toysae.data.source import Batch, GroundTruthData
 
 _CHUNK_ROWS = 32768
 _MAX_REDRAW_ROUNDS = 1000
 _STREAM, _SEEDED = 1, 2  # spawn-key tags: the running stream vs sample(seed=...)
 _POOL: ThreadPoolExecutor | None = None
-
-
-class Batch(NamedTuple):
-    """A batch of activations and the true codes that made them.
-
-    x : (n, d) float32, ``x = codes @ features (+ noise)``.
-    codes : (n, n_features) float32, nonnegative; zero where a feature is off.
-    """
-
-    x: np.ndarray
-    codes: np.ndarray
 
 
 class _Level(NamedTuple):
@@ -222,8 +211,10 @@ def _hierarchy_levels(pairs: tuple) -> list[tuple[list[int], list[int]]]:
     return [([parent_of[c] for c in kids], kids) for _, kids in sorted(by_level.items())]
 
 
-class SyntheticData:
-    """Ground-truth generator for a :class:`SyntheticConfig`.
+class SyntheticData(GroundTruthData):
+    """Ground-truth generator for a :class:`SyntheticConfig` (a
+    :class:`~toysae.data.source.GroundTruthData` without bias: ``x = codes @ features``,
+    plus ``config.noise``).
 
     >>> data = SyntheticData(SyntheticConfig(d=16, n_features=32, mean_active=3))
     >>> batch = data.sample(1000)
@@ -268,9 +259,31 @@ class SyntheticData:
 
     # -- the ground truth -------------------------------------------------
     @property
+    def d(self) -> int:
+        return self.config.d
+
+    @property
+    def n_features(self) -> int:
+        return self.config.n_features
+
+    @property
     def features(self) -> np.ndarray:
         """(n_features, d) float32 true features, unit rows."""
         return self._features.numpy().copy()
+
+    @property
+    def bias(self) -> np.ndarray:
+        """(d,) float32 zeros: the generator adds no bias."""
+        return np.zeros(self.config.d, dtype=np.float32)
+
+    @property
+    def hierarchy_pairs(self) -> tuple:
+        """``config.hierarchy_pairs``: the explicit pairs, then the generated tree's."""
+        return self._pairs
+
+    def fingerprint(self) -> dict:
+        """The config: the samples are a function of it (and of the seeds asked for)."""
+        return {"kind": "SyntheticData", "config": self.config.to_dict()}
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -337,20 +350,6 @@ class SyntheticData:
             stop = min(start + _CHUNK_ROWS, n)
             self._sample_chunk(x[start:stop], codes[start:stop], (*key, c))
         return Batch(x.numpy(), codes.numpy())
-
-    def batches(self, batch_size: int, n_batches: int | None = None,
-                seed: int | None = None) -> Iterator[Batch]:
-        """Iterate over batches (forever when ``n_batches`` is None)."""
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        if n_batches is not None:
-            check_int(n_batches, "n_batches", minimum=0)
-        if seed is not None:
-            check_seed(seed)
-        k = 0
-        while n_batches is None or k < n_batches:
-            yield self.sample(batch_size, None if seed is None else
-                              shifted_seed(seed, k, 1_000_003))
-            k += 1
 
     # -- internals ----------------------------------------------------------
     def _sample_chunk(self, x: torch.Tensor, codes: torch.Tensor, key: tuple) -> None:

@@ -3,9 +3,10 @@
 :func:`training_batches` turns what a trainer is given into a stream of float32
 ``(B, d)`` batches and the planned number of steps:
 
-* a ``toysae.data.SyntheticData``: fresh samples, drawn in chunks of
-  ``_tuning.SYNTHETIC_CHUNK_SAMPLES // B`` batches, chunk ``c`` seeded
-  ``derived_seed(config.seed, SEED_KEY_SYNTHETIC, c)``;
+* a ground-truth world (``toysae.data.GroundTruthData``: a ``SyntheticData``, a
+  SAELens world): fresh samples, drawn in chunks of
+  ``_tuning.SYNTHETIC_CHUNK_SAMPLES // B`` batches, chunk ``c`` the world's
+  ``sample(count, seed=derived_seed(config.seed, SEED_KEY_SYNTHETIC, c))``;
 * an (n, d) array or tensor: shuffled epochs, one generator seeded
   ``derived_seed(config.seed, SEED_KEY_EPOCHS)`` drawing every epoch's order;
 * an iterable of batches ((B, d) arrays or ``Batch`` objects), checked one by
@@ -46,12 +47,12 @@ def training_batches(data, width: int, config: TrainConfig, *,
         array epochs are regenerated from that position; an iterable of
         batches has its first ``start`` batches read and dropped.
     """
-    from toysae.data import SyntheticData  # data is the layer below; imported lazily
+    from toysae.data import GroundTruthData  # data is the layer below; imported lazily
 
     B, n_steps = config.batch_size, config.n_steps
-    if isinstance(data, SyntheticData):
-        if data.config.d != width:
-            raise ValueError(f"data has d={data.config.d} but the SAE has d={width}")
+    if isinstance(data, GroundTruthData):
+        if data.d != width:
+            raise ValueError(f"data has d={data.d} but the SAE has d={width}")
         return _synthetic_batches(data, B, n_steps, config.seed, start), n_steps
     if isinstance(data, (np.ndarray, torch.Tensor)):
         X = to_numpy(data, "data", dtype=np.float32, ndim=2)
@@ -63,8 +64,8 @@ def training_batches(data, width: int, config: TrainConfig, *,
     if isinstance(data, (Iterable, Iterator)) and not isinstance(data, (str, bytes, dict)):
         batches = _checked_batches(iter(data), width, config.n_samples)
         return (_skip_batches(batches, start) if start else batches), n_steps
-    raise TypeError(f"data must be a SyntheticData, an (n, d) array or an iterable of batches, "
-                    f"got {type(data).__name__}")
+    raise TypeError(f"data must be a ground-truth world (SyntheticData, SAELensWorld), an "
+                    f"(n, d) array or an iterable of batches, got {type(data).__name__}")
 
 
 def _synthetic_batches(data, B: int, n_steps: int, seed: int,
@@ -123,12 +124,12 @@ def _checked_batches(it: Iterator, width: int, n_samples: int) -> Iterator[Tenso
 
 
 def data_dim(data) -> int:
-    """``d`` of a SyntheticData or an (n, d) array; ValueError for anything else."""
-    from toysae.data import SyntheticData
+    """``d`` of a ground-truth world or an (n, d) array; ValueError for anything else."""
+    from toysae.data import GroundTruthData
 
-    if isinstance(data, SyntheticData):
-        return data.config.d
+    if isinstance(data, GroundTruthData):
+        return data.d
     if isinstance(data, (np.ndarray, torch.Tensor)) and data.ndim == 2:
         return int(data.shape[1])
     raise ValueError("pass an SAE (not a name) when data is an iterable of batches, or an "
-                     f"(n, d) array / SyntheticData; got {type(data).__name__}")
+                     f"(n, d) array / ground-truth world; got {type(data).__name__}")

@@ -714,7 +714,8 @@ def train_sae(sae: SparseAutoencoder | str, data, config: TrainConfig | None = N
     sae : an SAE (trained in place) or a registered architecture name, then
         built as ``make_sae(name, d, width, **sae_kwargs)`` with ``d`` from the data.
         The SAE trains on the device its parameters are on (batches are moved there).
-    data : a ``toysae.data.SyntheticData`` (fresh samples, seeded by
+    data : a ground-truth world (``toysae.data.GroundTruthData``: a ``SyntheticData``,
+        a ``toysae.interop.SAELensWorld``; fresh samples, seeded by
         ``config.seed``), an (n, d) numpy array / torch tensor (shuffled
         epochs) or an iterable of batches ((B, d) arrays or ``Batch``
         objects; training stops when it ends or after ``n_samples``).

@@ -169,7 +169,7 @@ def train_grid(data, sparsity_coefs: Sequence[float], widths: Sequence[int],
                **run_options) -> GridResult:
     """Train the ReLU+L1 SAE of every (penalty, width) pair as one batched model.
 
-    data : as for :func:`train_sae` (``SyntheticData``, (n, d) array, or an
+    data : as for :func:`train_sae` (a ground-truth world, (n, d) array, or an
         iterable of batches, then ``d`` is required); ``config.sparsity_coef``
         is ignored, each member uses its own ``sparsity_coefs[i]``.
     seed : the grid's init seed (module docstring).
@@ -210,7 +210,7 @@ def train_grid_sequential(data, sparsity_coefs: Sequence[float], widths: Sequenc
                           **run_options) -> GridResult:
     """The same grid as :func:`train_grid`, one ``train_sae`` call per SAE (the reference).
 
-    ``data`` must be replayable (``SyntheticData``, an array, or a re-iterable
+    ``data`` must be replayable (a ground-truth world, an array, or a re-iterable
     such as a list), because every SAE reads the same stream from its start.
     ``options, **run_options``: as for :func:`train_grid`, given to every SAE's
     run (each a run of one member), without checkpointing: one checkpoint holds
@@ -224,7 +224,8 @@ def train_grid_sequential(data, sparsity_coefs: Sequence[float], widths: Sequenc
     sparsity_coefs, widths, seed = _check_grid(sparsity_coefs, widths, config, seed)
     if isinstance(data, Iterator):
         raise ValueError("data is a one-shot iterator; train_grid_sequential replays the data "
-                         "for every SAE, so pass SyntheticData, an array or a list of batches")
+                         "for every SAE, so pass a ground-truth world (SyntheticData), an array or "
+                         "a list of batches")
     d = _dim(data, d)
     members = [train_sae(ReLUSAE(d, width, seed=member_seed(seed, width)), data,
                          config.replace(sparsity_coef=coef), options=options)

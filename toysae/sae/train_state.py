@@ -52,16 +52,17 @@ _STATE_KEYS = {"run": dict, "n_iter": int, "n_samples": int, "n_steps": int,
 def data_fingerprint(data) -> dict:
     """What identifies the training data in a run key.
 
-    ``SyntheticData``: its config (the stream is a function of it and the
+    A ground-truth world (``toysae.data.GroundTruthData``): its ``fingerprint()``
+    (for ``SyntheticData`` its config: the stream is a function of it and the
     run's seed). An (n, d) array or tensor: its shape and a BLAKE2b digest of
     its float32 bytes. An iterable of batches cannot be identified; resuming
     skips as many batches as the checkpoint trained on, so the caller must pass
     the same data from its start.
     """
-    from toysae.data import SyntheticData  # data is the layer below; imported lazily
+    from toysae.data import GroundTruthData  # data is the layer below; imported lazily
 
-    if isinstance(data, SyntheticData):
-        return {"kind": "SyntheticData", "config": data.config.to_dict()}
+    if isinstance(data, GroundTruthData):
+        return data.fingerprint()
     if isinstance(data, (np.ndarray, torch.Tensor)):
         X = np.ascontiguousarray(to_numpy(data, "data", dtype=np.float32, ndim=2))
         return {"kind": "array", "shape": list(X.shape),
