@@ -1,4 +1,5 @@
-"""toysae.stats: the t interval of a mean over seeds, the separation rule, rank correlation."""
+"""toysae.stats: the t interval of a mean over seeds, the separation rule, rank correlation,
+the check of a seeds list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from toysae.stats import compare, mean_interval, rank_correlation, separated
+from toysae.stats import (
+    check_seeds,
+    compare,
+    mean_interval,
+    not_resolved,
+    rank_correlation,
+    separated,
+)
 
 T_975_DF2 = 4.302652729749464  # Student's t quantile 0.975 at 2 degrees of freedom (tables)
 
@@ -97,3 +105,23 @@ def test_rank_correlation_of_a_monotone_and_of_an_unrelated_pair():
 def test_rank_correlation_refuses_bad_input(x, y, match):
     with pytest.raises(ValueError, match=match):
         rank_correlation(x, y)
+
+
+def test_check_seeds_keeps_distinct_seeds_and_refuses_the_rest():
+    assert check_seeds([2, 0, 1]) == (2, 0, 1)
+    assert check_seeds((5,), "train_seeds") == (5,)
+    with pytest.raises(ValueError, match="seeds must not be empty"):
+        check_seeds(())
+    with pytest.raises(ValueError, match=r"seeds must not repeat, got \[0, 1, 0\]"):
+        check_seeds((0, 1, 0))
+    with pytest.raises(ValueError, match=r"panel_seeds\[1\]"):
+        check_seeds((0, -1), "panel_seeds")
+    with pytest.raises(TypeError, match=r"seeds\[0\]"):
+        check_seeds((1.5,))
+    with pytest.raises(TypeError, match="seeds must be a sequence"):
+        check_seeds(3)
+
+
+def test_not_resolved_counts_the_seeds():
+    assert not_resolved(3) == "not resolved at 3 seeds"
+    assert not_resolved(1) == "not resolved at 1 seed"

@@ -10,6 +10,9 @@ JSON): nothing measured once is called different from anything.
 
 A rank correlation between two measured quantities (a theory number and a truth metric
 over architectures x seeds) gets a percentile bootstrap interval over the pairs.
+
+``check_seeds`` is the check of an experiment's ``seeds`` (non-empty, no repeat) and
+``not_resolved`` the words its findings use where intervals overlap.
 """
 
 from __future__ import annotations
@@ -21,10 +24,25 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from toysae._validation import check_float, check_int, check_seed
+from toysae._validation import check_float, check_int, check_seed, check_tuple
 
 #: The coverage every experiment reports.
 LEVEL = 0.95
+
+
+def check_seeds(values, name: str = "seeds") -> tuple[int, ...]:
+    """The seeds a group runs over: a non-empty sequence of seeds (``check_seed``) with no
+    repeat (a repeated seed would count one run twice and narrow the interval)."""
+    seeds = check_tuple(values, name, check_seed)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name} must not repeat, got {list(seeds)}")
+    return seeds
+
+
+def not_resolved(n: int) -> str:
+    """The words for a difference the intervals do not settle: ``"not resolved at 3
+    seeds"`` (``"... at 1 seed"``)."""
+    return f"not resolved at {n} seed{'' if n == 1 else 's'}"
 
 
 def _values(values, name: str) -> np.ndarray:
