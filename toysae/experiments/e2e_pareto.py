@@ -10,13 +10,21 @@ at the site, and the ground truth no paper has: MMCS / MCC / recovered
 fraction against the *functional* features (the teacher reads them) and the
 *nuisance* features (more variance, no effect on the teacher) separately.
 
+Every sweep runs once per training seed of ``seeds`` (the SAEs' initialisation
+and data order; the host, its fit and the held-out samples stay fixed by
+``seed``). A table at matched CE increase (log-linear interpolation between
+sweep points, in each seed's sweep) of L0, alive, functional MMCS and nuisance
+MMCS per mode gives each number as its mean over seeds with a 95% Student-t
+interval (``toysae.stats``), and the findings call a difference between two
+modes only where their intervals separate ("not resolved at n seeds" otherwise;
+docs/design.md, "Seeds and intervals").
+
 Figures: L0 and alive latents against CE increase (the seed's Figure 1, three
-curves) and functional vs nuisance recovery against CE increase; a table at
-matched CE increase (log-linear interpolation between sweep points) of L0,
-alive, functional MMCS and nuisance MMCS per mode. The same sweep on the TMS
-host (site ``hidden``, whose true features are exact: the rows of its W) in a
-second figure, with the importance-weighted reconstruction increase in place
-of the CE increase.
+curves) and functional vs nuisance recovery against CE increase, each seed's
+sweep a faint line and the mean over seeds at each coefficient a solid one. The
+same sweep on the TMS host (site ``hidden``, whose true features are exact: the
+rows of its W) in a second figure, with the importance-weighted reconstruction
+increase in place of the CE increase.
 
 The engine does not divide the penalty by the input width as Braun et al.'s
 code does: their coefficient ``c`` is toysae's ``c / d`` (d = 32 here).
@@ -38,6 +46,7 @@ from toysae.host_metrics import ground_truth_split, splice_metrics
 from toysae.metrics import mcc, mmcs
 from toysae.models import MODES, ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig, TMSHost
 from toysae.sae import TrainConfig, train_grid
+from toysae.stats import Interval, check_seeds, compare, mean_interval, not_resolved
 
 NAME = "e2e-pareto"
 DESCRIPTION = ("Local vs end-to-end (KL) vs e2e+downstream SAEs inside a toy model: L0 and alive "
@@ -48,6 +57,11 @@ SITE = "resid_pre"
 # The TMS host's only site is hidden: e2e_ds has no later site to match there and equals e2e.
 TMS_MODES = ("local", "e2e")
 Coefs = Annotated[tuple[float, ...], POSITIVE]  # one mode's sparsity_coef sweep
+# What the matched-CE table reports, with its words in the findings: (attribute, label,
+# what "less" of it is called, decimals shown)
+MATCHED = (("l0", "L0", "lower", 2), ("alive", "alive latents", "fewer", 1),
+           ("functional_mmcs", "functional MMCS", "lower", 3),
+           ("nuisance_mmcs", "nuisance MMCS", "lower", 3))
 
 
 def _train() -> TrainConfig:
@@ -67,9 +81,12 @@ def _tms_train() -> TrainConfig:
 @dataclass(frozen=True)
 class Config(JsonMixin):
     """host : the residual toy. width : latents per SAE. local_coefs, e2e_coefs,
-    e2e_ds_coefs : each mode's sparsity_coef sweep. train : the SAEs' training run.
-    n_eval : held-out samples for every score (alive = fired at least once on them).
-    tms_* : the same sweep on the TMS host."""
+    e2e_ds_coefs : each mode's sparsity_coef sweep. train : the SAEs' training run
+    (its ``seed`` is replaced by each of ``seeds``). n_eval : held-out samples for every
+    score (alive = fired at least once on them). tms_* : the same sweep on the TMS host.
+    seeds : the training seeds every sweep runs over (initialisation and data order;
+    full run 3, quick 2), distinct. seed : the hosts, their fits and the held-out
+    samples."""
 
     host: ResidualToyConfig = field(default_factory=ResidualToyConfig)
     width: Annotated[int, Bounds(1)] = 96
@@ -83,10 +100,12 @@ class Config(JsonMixin):
     tms_local_coefs: Coefs = (0.003, 0.01, 0.03, 0.1)
     tms_e2e_coefs: Coefs = (0.001, 0.003, 0.01, 0.03)
     tms_train: TrainConfig = field(default_factory=_tms_train)
+    seeds: tuple[int, ...] = (0, 1, 2)
     seed: Seed = 0
 
     def __post_init__(self):
         validate_fields(self)
+        check_seeds(self.seeds)
 
     def coefs(self, mode: str, tms: bool = False) -> tuple:
         return getattr(self, f"{'tms_' if tms else ''}{mode}_coefs")
@@ -96,20 +115,23 @@ class Config(JsonMixin):
         short = TrainConfig(n_samples=60_000, batch_size=256, lr=3e-3, log_every=100,
                             resample_every=0)
         return cls(width=64,
-                   local_coefs=(0.02, 0.08, 0.32), e2e_coefs=(0.01, 0.04, 0.16),
-                   e2e_ds_coefs=(0.01, 0.04, 0.16), train=short, n_eval=4000,
+                   # e2e's CE ranges reach local's at every seed only with 0.64
+                   local_coefs=(0.02, 0.08, 0.32), e2e_coefs=(0.01, 0.04, 0.16, 0.64),
+                   e2e_ds_coefs=(0.01, 0.04, 0.16, 0.64), train=short, n_eval=4000,
                    tms=TMSConfig(train_samples=300_000), tms_width=20,
                    tms_local_coefs=(0.003, 0.03), tms_e2e_coefs=(0.003, 0.03),
-                   tms_train=short)
+                   tms_train=short, seeds=(0, 1))
 
 
 @dataclass(frozen=True)
 class Sweep(JsonMixin):
-    """One mode's sweep on one host: arrays over its coefficients. ``divergence`` is
-    ``host.divergence`` of the spliced SAE, and ``divergence_name`` says which it is:
-    ``kl`` (nats) on the residual toy, ``weighted_sq_distance`` on the TMS host."""
+    """One mode's sweep on one host at one training seed: arrays over its coefficients.
+    ``divergence`` is ``host.divergence`` of the spliced SAE, and ``divergence_name``
+    says which it is: ``kl`` (nats) on the residual toy, ``weighted_sq_distance`` on the
+    TMS host."""
 
     mode: str
+    seed: int
     divergence_name: str
     coefs: tuple
     ce_increase: tuple
@@ -126,26 +148,44 @@ class Sweep(JsonMixin):
 
 
 @dataclass(frozen=True)
+class Matched(JsonMixin):
+    """One mode at one matched CE increase ``target`` over its seeds: ``values[metric]``
+    per seed (interpolated in that seed's sweep, in the order of ``seeds``) and
+    ``intervals[metric]`` their mean and 95% t interval (a
+    :class:`toysae.stats.Interval` as a dict), for every metric of ``MATCHED``."""
+
+    mode: str
+    target: float
+    seeds: tuple[int, ...]
+    values: dict
+    intervals: dict
+
+    def interval(self, metric: str) -> Interval:
+        return Interval(**self.intervals[metric])
+
+
+@dataclass(frozen=True)
 class Result(JsonMixin):
     config: Config
     host_fit: str
     tms_fit: str
     n_eval: int
-    sweeps: tuple  # of Sweep, residual toy, one per mode
-    tms_sweeps: tuple  # of Sweep, TMS host
-    matched: tuple  # rows (mode, target CE increase, l0, alive, functional_mmcs, nuisance_mmcs)
+    sweeps: tuple  # of Sweep, residual toy, per mode x seed (modes outer)
+    tms_sweeps: tuple  # of Sweep, TMS host, the same order
+    matched: tuple  # of Matched, per target x mode (targets outer)
     findings: tuple  # sentences: what the toy shows
 
 
-def _sweep(host: ResidualToy, mode: str, config: Config, held) -> Sweep:
-    grid = train_grid(host.data, config.coefs(mode), [config.width], config.train,
+def _sweep(host: ResidualToy, mode: str, seed: int, config: Config, held) -> Sweep:
+    grid = train_grid(host.data, config.coefs(mode), [config.width],
+                      config.train.replace(seed=seed),
                       objective=SiteObjective(host, SITE, mode), d=host.site_width(SITE),
-                      progress=False, seed=config.seed)
+                      progress=False, seed=seed)
     split = (config.host.functional_features, config.host.nuisance_features)
-    return _score(grid, host, SITE, mode, held, host.data.features, split)
+    return _score(grid, host, SITE, mode, seed, held, host.data.features, split)
 
 
-def _score(grid, host, site, mode, held, truth, split) -> Sweep:
+def _score(grid, host, site, mode, seed, held, truth, split) -> Sweep:
     cols: dict[str, list] = {}
     for member in grid.members:
         m = splice_metrics(host, member.sae, site, held)
@@ -159,16 +199,16 @@ def _score(grid, host, site, mode, held, truth, split) -> Sweep:
                                               "functional_recovered", "nuisance_recovered")})
         for key, value in row.items():
             cols.setdefault(key, []).append(float(value))
-    return Sweep(mode=mode, divergence_name=host.divergence_name,
+    return Sweep(mode=mode, seed=seed, divergence_name=host.divergence_name,
                  coefs=tuple(grid.sparsity_coefs), **{k: tuple(v) for k, v in cols.items()})
 
 
-def _tms_sweep(host: TMSHost, mode: str, config: Config, held) -> Sweep:
-    data = host.sample(config.tms_train.n_samples, seed=shifted_seed(config.seed, 1)).inputs.numpy()
-    grid = train_grid(data, config.coefs(mode, tms=True), [config.tms_width], config.tms_train,
+def _tms_sweep(host: TMSHost, mode: str, seed: int, config: Config, data, held) -> Sweep:
+    grid = train_grid(data, config.coefs(mode, tms=True), [config.tms_width],
+                      config.tms_train.replace(seed=seed),
                       objective=SiteObjective(host, "hidden", mode), d=host.site_width("hidden"),
-                      progress=False, seed=config.seed)
-    return _score(grid, host, "hidden", mode, held, host.features.numpy(), None)
+                      progress=False, seed=seed)
+    return _score(grid, host, "hidden", mode, seed, held, host.features.numpy(), None)
 
 
 def interpolate_at(ce: np.ndarray, values: np.ndarray, target: float) -> float:
@@ -182,42 +222,82 @@ def interpolate_at(ce: np.ndarray, values: np.ndarray, target: float) -> float:
     return float(np.interp(t, x, y))
 
 
-def _matched(sweeps: tuple[Sweep, ...], n_targets: int = 3) -> tuple:
-    """Rows at CE increases inside every mode's range (geometric spacing)."""
-    lows = [min(s.ce_increase) for s in sweeps]
-    highs = [max(s.ce_increase) for s in sweeps]
-    low, high = max(max(lows), 1e-6), min(highs)
+def at_matched_ce(sweeps, n_targets: int = 3) -> tuple[Matched, ...]:
+    """Per target x mode, the ``MATCHED`` metrics interpolated in each seed's sweep.
+
+    The targets are spaced geometrically inside the CE range that every sweep (each
+    mode at each seed) covers, so no seed's value is extrapolated; none where those
+    ranges do not overlap."""
+    low = max(max(min(s.ce_increase) for s in sweeps), 1e-6)
+    high = min(max(s.ce_increase) for s in sweeps)
     if not low < high:
         return ()
+    modes = list(dict.fromkeys(s.mode for s in sweeps))
     rows = []
     for target in np.geomspace(low, high, n_targets + 2)[1:-1]:
-        for s in sweeps:
-            ce = np.array(s.ce_increase)
-            rows.append((s.mode, float(target),
-                         *(interpolate_at(ce, np.array(getattr(s, k)), target)
-                           for k in ("l0", "alive", "functional_mmcs", "nuisance_mmcs"))))
+        for mode in modes:
+            runs = [s for s in sweeps if s.mode == mode]
+            values = {metric: tuple(interpolate_at(np.array(s.ce_increase),
+                                                   np.array(getattr(s, metric)), target)
+                                    for s in runs)
+                      for metric, *_ in MATCHED}
+            rows.append(Matched(mode=mode, target=float(target),
+                                seeds=tuple(s.seed for s in runs), values=values,
+                                intervals={m: mean_interval(v).to_dict()
+                                           for m, v in values.items()}))
     return tuple(rows)
 
 
-def _findings(matched: tuple, sweeps: tuple[Sweep, ...], width: int) -> tuple:
+def _verdict(label: str, less: str, digits: int, a: str, ia: Interval, b: str,
+             ib: Interval) -> str:
+    """``label`` of modes ``a`` vs ``b``: which has less of it where the intervals separate
+    ("not resolved at n seeds" otherwise), then both intervals."""
+    both = f"({a} {ia.format(digits)} vs {b} {ib.format(digits)})"
+    order = compare(ia, ib)
+    if order == 0:
+        return f"{label} {not_resolved(min(ia.n, ib.n))} {both}"
+    low, high = (a, b) if order < 0 else (b, a)
+    return f"{low} has {less} {label} than {high} {both}"
+
+
+def compare_modes(matched) -> tuple[str, ...]:
+    """At each matched target, one sentence per pair of modes (local/e2e, local/e2e_ds,
+    e2e/e2e_ds, where both were run): every ``MATCHED`` metric with its intervals, a
+    difference called only where they separate."""
     out = []
-    by_target: dict[float, dict[str, tuple]] = {}
+    by_target: dict[float, dict[str, Matched]] = {}
     for row in matched:
-        by_target.setdefault(row[1], {})[row[0]] = row
+        by_target.setdefault(row.target, {})[row.mode] = row
     for target, rows in by_target.items():
-        if {"local", "e2e"} <= set(rows):
-            loc, e2e = rows["local"], rows["e2e"]
-            out.append(f"at CE increase {target:.3g} nats: L0 local {loc[2]:.1f} vs e2e "
-                       f"{e2e[2]:.1f}; alive local {loc[3]:.0f} vs e2e {e2e[3]:.0f} of {width}; "
-                       f"functional MMCS local {loc[4]:.3f} vs e2e {e2e[4]:.3f}, nuisance "
-                       f"MMCS local {loc[5]:.3f} vs e2e {e2e[5]:.3f}")
-    for s in sweeps:
-        if not s.functional_mmcs:
+        present = [m for m in MODES if m in rows]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                n = min(len(rows[a].seeds), len(rows[b].seeds))
+                parts = [_verdict(label, less, digits, a, rows[a].interval(metric), b,
+                                  rows[b].interval(metric))
+                         for metric, label, less, digits in MATCHED]
+                out.append(f"at CE increase {target:.3g} nats, {a} vs {b} (means over {n} "
+                           f"seed{'' if n == 1 else 's'}, 95% intervals): " + "; ".join(parts))
+    return tuple(out)
+
+
+def best_functional(sweeps) -> tuple[str, ...]:
+    """Per mode, the coefficient whose mean functional MMCS over seeds is highest, with the
+    intervals there (a sweep's seeds share its coefficients)."""
+    out = []
+    for mode in dict.fromkeys(s.mode for s in sweeps):
+        runs = [s for s in sweeps if s.mode == mode and s.functional_mmcs]
+        if not runs:
             continue
-        best = int(np.argmax(s.functional_mmcs))
-        out.append(f"{s.mode}: best functional MMCS {s.functional_mmcs[best]:.3f} at "
-                   f"sparsity_coef {s.coefs[best]:g} (nuisance {s.nuisance_mmcs[best]:.3f}, "
-                   f"CE increase {s.ce_increase[best]:.3g})")
+        fm = np.array([s.functional_mmcs for s in runs])  # (seeds, coefs)
+        best = int(np.argmax(fm.mean(axis=0)))
+
+        def at(attr, runs=runs, best=best):
+            return mean_interval([getattr(s, attr)[best] for s in runs])
+        out.append(f"{mode}: best mean functional MMCS {at('functional_mmcs')} at "
+                   f"sparsity_coef {runs[0].coefs[best]:g} (nuisance {at('nuisance_mmcs')}, "
+                   f"CE increase {at('ce_increase').format(4)}; {len(runs)} "
+                   f"seed{'' if len(runs) == 1 else 's'})")
     return tuple(out)
 
 
@@ -226,13 +306,17 @@ def run(config: Config) -> Result:
         host = ResidualToy(config.host)
         host_fit = host.fit().message
         held = host.sample(config.n_eval, seed=shifted_seed(config.seed, 10_007))
-        sweeps = tuple(_sweep(host, mode, config, held) for mode in MODES)
+        sweeps = tuple(_sweep(host, mode, seed, config, held)
+                       for mode in MODES for seed in config.seeds)
         tms = TMSHost(config.tms)
         tms_fit = tms.fit().message
         tms_held = tms.sample(config.n_eval, seed=shifted_seed(config.seed, 10_007))
-        tms_sweeps = tuple(_tms_sweep(tms, mode, config, tms_held) for mode in TMS_MODES)
-    matched = _matched(sweeps)
-    findings = _findings(matched, sweeps, config.width) + (
+        tms_data = tms.sample(config.tms_train.n_samples,
+                              seed=shifted_seed(config.seed, 1)).inputs.numpy()
+        tms_sweeps = tuple(_tms_sweep(tms, mode, seed, config, tms_data, tms_held)
+                           for mode in TMS_MODES for seed in config.seeds)
+    matched = at_matched_ce(sweeps)
+    findings = compare_modes(matched) + best_functional(sweeps) + (
         "TMS: its only site is hidden, so e2e_ds has no later site to match (it would equal "
         "e2e); only local and e2e are swept",)
     return Result(config, host_fit, tms_fit, config.n_eval, sweeps, tms_sweeps, matched,
@@ -242,19 +326,38 @@ def run(config: Config) -> Result:
 _COLORS = {"local": "tab:blue", "e2e": "tab:red", "e2e_ds": "tab:green"}
 
 
-def _panels(fig, axes, sweeps, x_label: str, width: int, n_eval: int, truth_panel: str) -> None:
-    for s in sweeps:
+def _curve(runs, attr: str) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over seeds at each coefficient: (CE increase clipped to >= 1e-6, ``attr``),
+    in the order of the mean CE increase."""
+    ce = np.clip(np.array([s.ce_increase for s in runs]), 1e-6, None).mean(axis=0)
+    y = np.array([getattr(s, attr) for s in runs]).mean(axis=0)
+    order = np.argsort(ce)
+    return ce[order], y[order]
+
+
+def _draw(ax, runs, attr: str, color: str, label: str, marker: str = "o",
+          linestyle: str = "-") -> None:
+    """Each seed's sweep faint, the mean over seeds solid."""
+    for s in runs:
         ce = np.clip(np.array(s.ce_increase), 1e-6, None)
         order = np.argsort(ce)
-        kw = {"color": _COLORS[s.mode], "marker": "o", "label": s.mode}
-        axes[0].plot(ce[order], np.array(s.l0)[order], **kw)
-        axes[1].plot(ce[order], np.array(s.alive)[order], **kw)
-        if s.functional_mmcs:
-            axes[2].plot(ce[order], np.array(s.functional_mmcs)[order], **kw)
-            axes[2].plot(ce[order], np.array(s.nuisance_mmcs)[order], color=_COLORS[s.mode],
-                         marker="x", linestyle="--", label=f"{s.mode}, nuisance")
+        ax.plot(ce[order], np.array(getattr(s, attr))[order], color=color, alpha=0.3,
+                linewidth=0.8, linestyle=linestyle)
+    ax.plot(*_curve(runs, attr), color=color, marker=marker, linestyle=linestyle, label=label)
+
+
+def _panels(fig, axes, sweeps, x_label: str, width: int, n_eval: int, truth_panel: str) -> None:
+    for mode in dict.fromkeys(s.mode for s in sweeps):
+        runs = [s for s in sweeps if s.mode == mode]
+        color, label = _COLORS[mode], f"{mode} (mean of {len(runs)} seeds)"
+        _draw(axes[0], runs, "l0", color, label)
+        _draw(axes[1], runs, "alive", color, label)
+        if runs[0].functional_mmcs:
+            _draw(axes[2], runs, "functional_mmcs", color, label)
+            _draw(axes[2], runs, "nuisance_mmcs", color, f"{mode}, nuisance", marker="x",
+                  linestyle="--")
         else:
-            axes[2].plot(ce[order], np.array(s.mmcs)[order], **kw)
+            _draw(axes[2], runs, "mmcs", color, label)
     axes[0].set_ylabel("L0 (active latents per sample)")
     axes[1].set_ylabel(f"alive latents (of {width}, fired on {n_eval} samples)")
     axes[2].set_ylabel("MMCS with the true features")
@@ -264,12 +367,15 @@ def _panels(fig, axes, sweeps, x_label: str, width: int, n_eval: int, truth_pane
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     label = FuncFormatter(lambda v, _: f"{v:g}")
+    # the minor ticks at 2 and 5 times a power of ten: every one of 2..9 crowds the axis
+    sparse = FuncFormatter(lambda v, _: f"{v:g}" if v > 0 and round(
+        v / 10 ** np.floor(np.log10(v))) in (2, 5) else "")
     for ax in axes:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(label)
         low, high = ax.get_xlim()
         # under ~1.5 decades the major ticks alone leave the axis unreadable
-        ax.xaxis.set_minor_formatter(label if high / low < 30 else NullFormatter())
+        ax.xaxis.set_minor_formatter(sparse if high / low < 30 else NullFormatter())
         ax.set_xlabel(x_label)
         ax.legend(fontsize=8)
 
@@ -288,14 +394,16 @@ def save(result: Result, out_dir: Path) -> list[Path]:
             result.n_eval, "functional (o, solid) vs nuisance (x, dashed) features")
     fig.suptitle(f"Residual toy, SAEs at {SITE}: local vs e2e vs e2e+downstream "
                  f"({len(cfg.host.functional_features)} functional, "
-                 f"{len(cfg.host.nuisance_features)} nuisance features)")
+                 f"{len(cfg.host.nuisance_features)} nuisance features); faint: each of "
+                 f"{len(cfg.seeds)} training seeds, solid: their mean at each coefficient")
     fig.tight_layout()
     paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     _panels(fig, axes, result.tms_sweeps, "importance-weighted loss increase", cfg.tms_width,
             result.n_eval, "true features at hidden: the rows of W (exact)")
     fig.suptitle(f"TMS host ({cfg.tms.n_features} features in {cfg.tms.hidden} dimensions), "
-                 "SAEs at hidden: local vs e2e (no later site, so no e2e_ds)")
+                 "SAEs at hidden: local vs e2e (no later site, so no e2e_ds); faint: each of "
+                 f"{len(cfg.seeds)} training seeds, solid: their mean")
     fig.tight_layout()
     paths.append(save_figure(fig, out_dir / f"{NAME}-tms.png"))
     paths.append(write_text(out_dir / f"{NAME}.md", table(result)))
@@ -303,14 +411,18 @@ def save(result: Result, out_dir: Path) -> list[Path]:
 
 
 def table(result: Result) -> str:
-    """The matched-CE table in markdown."""
+    """The matched-CE table in markdown: each cell the mean over seeds and its 95% t
+    interval."""
+    seeds = list(result.config.seeds)
     lines = [f"# {NAME}: at matched CE increase (interpolated, log-linear in CE)", "",
-             "| CE increase (nats) | mode | L0 | alive | functional MMCS | nuisance MMCS |",
-             "|---|---|---|---|---|---|"]
-    for mode, target, l0, alive, fm, nm in result.matched:
-        lines.append(f"| {target:.3g} | {mode} | {l0:.2f} | {alive:.1f} | {fm:.3f} | {nm:.3f} |")
+             f"Training seeds {seeds}; each cell the mean over seeds [95% Student-t "
+             "interval] (one seed: no interval).", "",
+             "| CE increase (nats) | mode | " + " | ".join(m[1] for m in MATCHED) + " |",
+             "|---|---|" + "---|" * len(MATCHED)]
+    for row in result.matched:
+        cells = [row.interval(m).format(digits) for m, _, _, digits in MATCHED]
+        lines.append(f"| {row.target:.3g} | {row.mode} | " + " | ".join(cells) + " |")
     if not result.matched:
-        lines.append("| (the three sweeps' CE ranges do not overlap) | | | | | |")
+        lines.append("| (the sweeps' CE ranges do not overlap) |" + " |" * (len(MATCHED) + 1))
     lines += ["", *[f"- {f}" for f in result.findings], ""]
     return "\n".join(lines)
-
