@@ -53,6 +53,14 @@ def test_the_core_loads_no_sklearn_cvxpy_or_matplotlib():
     assert "torch" in loaded["modules"]  # the names did load
 
 
+def test_sae_lens_is_imported_only_when_a_saelens_world_is_used():
+    """sae-lens is an optional (dev) dependency: toysae, its interop (the SAE format and
+    SAELensWorld's module) and the experiments load without it."""
+    loaded = _loaded("import toysae, toysae.interop, toysae.interop.saelens_worlds\n"
+                     "import toysae.experiments, toysae.data, toysae.metrics")
+    assert "sae_lens" not in loaded["modules"] and "toysae" in loaded["modules"]
+
+
 def test_lazy_names_are_the_real_ones():
     from toysae.dictlearn.learner import DictionaryLearner
     from toysae.sae import train_sae
