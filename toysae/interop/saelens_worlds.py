@@ -262,4 +262,6 @@ class SAELensWorld(GroundTruthData):
             x, codes = self.model.sample_with_features(n)
         if codes.is_sparse:
             codes = codes.to_dense()
-        return Batch(_array(x), _array(codes))
+        # fresh tensors of this call: their memory is the arrays' (no copy of the
+        # (n, n_features) codes, the largest thing a sample holds)
+        return Batch(*(t.to(device="cpu", dtype=torch.float32).numpy() for t in (x, codes)))
