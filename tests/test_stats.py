@@ -14,6 +14,7 @@ from toysae.stats import (
     compare,
     mean_interval,
     not_resolved,
+    over_seeds,
     rank_correlation,
     separated,
 )
@@ -125,3 +126,8 @@ def test_check_seeds_keeps_distinct_seeds_and_refuses_the_rest():
 def test_not_resolved_counts_the_seeds():
     assert not_resolved(3) == "not resolved at 3 seeds"
     assert not_resolved(1) == "not resolved at 1 seed"
+
+
+def test_over_seeds_says_what_the_numbers_are():
+    assert over_seeds(3) == "means over 3 seeds, 95% intervals"
+    assert over_seeds(1) == "1 seed: no intervals"

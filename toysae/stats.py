@@ -12,7 +12,7 @@ A rank correlation between two measured quantities (a theory number and a truth 
 over architectures x seeds) gets a percentile bootstrap interval over the pairs.
 
 ``check_seeds`` is the check of an experiment's ``seeds`` (non-empty, no repeat) and
-``not_resolved`` the words its findings use where intervals overlap.
+``not_resolved`` and ``over_seeds`` the words its findings use.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def not_resolved(n: int) -> str:
     """The words for a difference the intervals do not settle: ``"not resolved at 3
     seeds"`` (``"... at 1 seed"``)."""
     return f"not resolved at {n} seed{'' if n == 1 else 's'}"
+
+
+def over_seeds(n: int) -> str:
+    """What a comparison's numbers are: ``"means over 3 seeds, 95% intervals"`` (``"1 seed:
+    no intervals"``)."""
+    return "1 seed: no intervals" if n == 1 else f"means over {n} seeds, 95% intervals"
 
 
 def _values(values, name: str) -> np.ndarray:

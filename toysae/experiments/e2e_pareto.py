@@ -46,7 +46,14 @@ from toysae.host_metrics import ground_truth_split, splice_metrics
 from toysae.metrics import mcc, mmcs
 from toysae.models import MODES, ResidualToy, ResidualToyConfig, SiteObjective, TMSConfig, TMSHost
 from toysae.sae import TrainConfig, train_grid
-from toysae.stats import Interval, check_seeds, compare, mean_interval, not_resolved
+from toysae.stats import (
+    Interval,
+    check_seeds,
+    compare,
+    mean_interval,
+    not_resolved,
+    over_seeds,
+)
 
 NAME = "e2e-pareto"
 DESCRIPTION = ("Local vs end-to-end (KL) vs e2e+downstream SAEs inside a toy model: L0 and alive "
@@ -276,8 +283,8 @@ def compare_modes(matched) -> tuple[str, ...]:
                 parts = [_verdict(label, less, digits, a, rows[a].interval(metric), b,
                                   rows[b].interval(metric))
                          for metric, label, less, digits in MATCHED]
-                out.append(f"at CE increase {target:.3g} nats, {a} vs {b} (means over {n} "
-                           f"seed{'' if n == 1 else 's'}, 95% intervals): " + "; ".join(parts))
+                out.append(f"at CE increase {target:.3g} nats, {a} vs {b} ({over_seeds(n)}): "
+                           + "; ".join(parts))
     return tuple(out)
 
 

@@ -1,7 +1,9 @@
 """``toysae.experiments.sites_and_recipes.common``: the training stream and the held-out
 samples are ``codes' @ F`` with the shift on active codes only, fixed by their seed, a new
 chunk of samples after each ``65536 // batch_size`` batches; ``train_pair`` trains a tied and
-an untied SAE from one initialisation on the same batches; ``mean`` averages a score."""
+an untied SAE from one initialisation on the same batches; ``mean`` averages a score,
+``interval`` gives its t interval over the seeds, ``versus`` calls a difference only where
+two intervals separate."""
 
 from __future__ import annotations
 
@@ -14,8 +16,16 @@ import torch
 
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
-from toysae.experiments.sites_and_recipes.common import held, mean, stream, train_pair
+from toysae.experiments.sites_and_recipes.common import (
+    held,
+    interval,
+    mean,
+    stream,
+    train_pair,
+    versus,
+)
 from toysae.sae import ReLUSAE, RunOptions, SingleSAE, TiedSAE, TrainConfig, train_members
+from toysae.stats import mean_interval
 
 DATA = SyntheticData(SyntheticConfig(d=6, n_features=6, mean_active=2.0, correlation="none",
                                      orthogonal=True, seed=0))
@@ -26,6 +36,28 @@ def test_mean_averages_one_attribute_over_rows():
     rows = [SimpleNamespace(fvu=0.1, l0=2), SimpleNamespace(fvu=0.3, l0=5)]
     assert mean(rows, "fvu") == pytest.approx(0.2) and mean(rows, "l0") == 3.5
     assert isinstance(mean(rows, "l0"), float)
+
+
+def test_interval_is_over_seeds_averaging_each_seeds_rows_first():
+    rows = [SimpleNamespace(seed=0, fvu=0.1), SimpleNamespace(seed=0, fvu=0.3),
+            SimpleNamespace(seed=2, fvu=0.5), SimpleNamespace(seed=1, fvu=0.4)]
+    assert interval(rows, "fvu") == mean_interval([0.2, 0.4, 0.5])  # seed order
+    one = interval(rows[:2], "fvu")
+    assert one.n == 1 and not one.resolved and one.mean == pytest.approx(0.2)
+
+
+def test_versus_calls_a_difference_only_where_the_intervals_separate():
+    low, high = mean_interval([0.10, 0.11, 0.12]), mean_interval([0.50, 0.51, 0.52])
+    wide = mean_interval([0.0, 0.3, 0.6])
+    assert versus("FVU", "tied", high, "untied", low) == \
+        f"tied has higher FVU than untied (tied {high.format(3)} vs untied {low.format(3)})"
+    assert versus("dead latents", "tied", low, "untied", high, 1, "more").startswith(
+        "untied has more dead latents than tied (tied 0.1 [")
+    assert versus("MMCS", "tied", low, "untied", wide).startswith(
+        "MMCS not resolved at 3 seeds (tied 0.110 [")
+    one = mean_interval([0.9])
+    assert versus("MMCS", "tied", one, "untied", mean_interval([0.1])) == \
+        "MMCS not resolved at 1 seed (tied 0.900 (n=1) vs untied 0.100 (n=1))"
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.5])

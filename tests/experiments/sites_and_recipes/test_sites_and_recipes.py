@@ -30,5 +30,5 @@ def test_writes_its_files(quick, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
     data = json.loads((tmp_path / "sites-and-recipes.json").read_text())
     assert sites_and_recipes.Config.from_dict(data["config"]) == config
-    assert len(data["findings"]) == 1 + 2 + len(config.exclusive_cosines) + 2
+    assert len(data["findings"]) == 1 + 2 + len(config.exclusive_cosines) + 3
     assert {s["ground_truth"] for s in data["site_scores"] if s["site"] == "mlp_post"} == {"PROXY"}

@@ -33,6 +33,11 @@ because they exploit nonlinearity, and suggests that an untied encoder can
    optimal codes) and ``hierarchy_certificate`` on the SAE's own codes count the
    nested pairs and the certified descent steps.
 
+Every finding that compares recipes, factors or tied vs untied does it over the
+seeds (``n_seeds``, ``panel_seeds``, ``hierarchy_seeds``): means with 95% t
+intervals, a difference called only where the intervals separate, "not resolved
+at n seeds" otherwise (docs/design.md, "Seeds and intervals").
+
 Each study is a module of this package: ``sites.py`` (1), ``exclusive.py`` (2),
 ``hierarchy.py`` (3), ``common.py`` what the panels share; this module holds the
 experiment's outside (``Config``, ``Result``, ``run``, ``save``).
@@ -88,7 +93,9 @@ class Config(JsonMixin):
     site_train : the training run at the sites; its ``resample_every`` is the
         resampling arm (the other arm sets it to 0).
     n_seeds : SAE initialisations per recipe (seeds ``seed, seed + 1, ...``; the
-        data stream is the same for all, ``site_train.seed``).
+        data stream is the same for all, ``site_train.seed``). Counts rather than
+        lists of seeds, so no seed can repeat; the findings' intervals are over them
+        (docs/design.md, "Seeds and intervals"): 3 in the full run, 1-2 in the quick.
     n_eval : held-out host samples for every site score.
     exclusive_data : firing of panel (a): orthonormal features in exclusive pairs;
         feature ``j`` of each pair ``(i, j)`` is then turned toward ``i`` to cosine ``c``.
@@ -164,7 +171,7 @@ class Result(JsonMixin):
     sparsity_coefs: dict  # site -> L1 coefficient
     site_stats: tuple  # SiteStats per site
     site_scores: tuple  # SiteScore per site x recipe x seed
-    effects: dict  # site -> factor -> metric -> mean(with) - mean(without)
+    effects: dict  # site -> factor -> metric -> {effect, with, without} (sites.effects)
     exclusive: tuple  # ExclusiveScore per cos x {tied, untied} x seed
     hierarchy: tuple  # HierarchyScore per {tied, untied} x seed
     findings: tuple  # what the toy shows, in words with the numbers
@@ -204,7 +211,9 @@ def _panel_figure(result: Result):
         f"{cfg.exclusive_data.n_features} features in exclusive pairs at a set cosine, "
         f"L1 {cfg.exclusive_lam:g}; (b) parent/child hierarchy, L1 {cfg.hierarchy_lam:g}\n"
         f"checker: nested pairs with optimal codes for the SAE's dictionary (check_sae) and with "
-        f"the SAE's own codes (hierarchy_certificate); {cfg.n_check:,} held-out samples",
+        f"the SAE's own codes (hierarchy_certificate); {cfg.n_check:,} held-out samples; (a) "
+        f"lines: means over {cfg.panel_seeds} seed(s), whiskers: their 95% t intervals (2 "
+        f"seeds or more), dots: each seed",
         fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig

@@ -27,11 +27,14 @@ from toysae.experiments.sites_and_recipes.common import (
     TIED_COLOR,
     UNTIED_COLOR,
     held,
+    interval,
     mean,
     stream,
     train_pair,
+    versus,
 )
 from toysae.sae import TiedSAE
+from toysae.stats import over_seeds
 from toysae.theory import amortisation_gap, sae_codes
 
 if TYPE_CHECKING:
@@ -121,19 +124,24 @@ def run_exclusive(config: Config) -> list[ExclusiveScore]:
     return out
 
 
+# What tied and untied are compared on at each cosine: (attribute, label, decimals)
+COMPARED = (("partner_false_positive", "share of partner-only samples a latent fires on", 3),
+            ("code_error", "code error", 3), ("mmcs", "MMCS", 3),
+            ("amortisation_gap", "amortisation gap", 4))
+
+
 def findings(r: Result) -> list[str]:
-    """What panel (a) shows, per cosine, in words with the numbers."""
+    """What panel (a) shows, per cosine: tied vs untied over the seeds, in words with the
+    numbers and their intervals, a difference called only where they separate."""
     out = []
     for c in sorted({e.cos for e in r.exclusive}):
         t = [e for e in r.exclusive if e.cos == c and e.tied]
         u = [e for e in r.exclusive if e.cos == c and not e.tied]
+        n = min(len(t), len(u))
         out.append(
-            f"exclusive pairs at cosine {c:g}: a latent fires while only its partner is on in "
-            f"{mean(t, 'partner_false_positive'):.0%} of such samples (tied) vs "
-            f"{mean(u, 'partner_false_positive'):.0%} (untied); code error "
-            f"{mean(t, 'code_error'):.3f} vs {mean(u, 'code_error'):.3f}; MMCS "
-            f"{mean(t, 'mmcs'):.3f} vs {mean(u, 'mmcs'):.3f}; amortisation gap "
-            f"{mean(t, 'amortisation_gap'):.3g} vs {mean(u, 'amortisation_gap'):.3g}")
+            f"exclusive pairs at cosine {c:g}, tied vs untied ({over_seeds(n)}): " + "; ".join(
+                versus(label, "tied", interval(t, attr), "untied", interval(u, attr), digits)
+                for attr, label, digits in COMPARED))
     return out
 
 
@@ -152,6 +160,11 @@ def draw(axes, result: Result) -> None:
             rows = [e for e in result.exclusive if e.tied == tied]
             means = [mean([e for e in rows if e.cos == c], attr) for c in cosines]
             ax.plot(cosines, means, "-o", color=color, label="tied" if tied else "untied")
+            for c in cosines:  # the 95% t interval of each mean (2 seeds or more)
+                iv = interval([e for e in rows if e.cos == c], attr)
+                if iv.resolved:
+                    ax.errorbar(c, iv.mean, yerr=[[iv.mean - iv.low], [iv.high - iv.mean]],
+                                color=color, capsize=3, linewidth=1)
             ax.plot([e.cos for e in rows], [getattr(e, attr) for e in rows], ".", color=color,
                     alpha=0.5)
         ax.set_xlabel("cosine between exclusive partners")

@@ -21,11 +21,13 @@ from toysae.experiments.sites_and_recipes.common import (
     TIED_COLOR,
     UNTIED_COLOR,
     held,
-    mean,
+    interval,
     stream,
     train_pair,
+    versus,
 )
 from toysae.sae import TiedSAE
+from toysae.stats import over_seeds
 from toysae.theory import check_sae, hierarchy_certificate, sae_codes
 
 if TYPE_CHECKING:
@@ -142,20 +144,34 @@ def run_hierarchy(config: Config) -> list[HierarchyScore]:
     return out
 
 
+# What tied and untied are compared on: (attribute, label, decimals, the word for "more")
+COMPARED = (("child_atom_cos_parent", "child atom's cosine to the parent", 2, "higher"),
+            ("parent_on_child", "share of child samples the parent atom fires on", 2,
+             "higher"),
+            ("child_on_parent_only", "share of parent-only samples the child atom fires on", 2,
+             "higher"),
+            ("optimal_certified", "certified steps with optimal codes", 1, "more"))
+
+
 def findings(r: Result) -> list[str]:
-    """What panel (b) shows, tied and untied, in words with the numbers."""
+    """What panel (b) shows: per tying, the outcomes and the checkers' counts per seed;
+    then tied vs untied over the seeds, a difference called only where the intervals
+    separate."""
     out = []
-    for tied in (True, False):
-        h = [x for x in r.hierarchy if x.tied == tied]
+    groups = {tied: [x for x in r.hierarchy if x.tied == tied] for tied in (True, False)}
+    for tied, h in groups.items():
         outcomes = {o: sum(x.outcome == o for x in h) for o in sorted({x.outcome for x in h})}
         out.append(
             f"hierarchy, {'tied' if tied else 'untied'} ({len(h)} seeds): outcomes {outcomes}; "
-            f"child atom's cosine to the parent {mean(h, 'child_atom_cos_parent'):.2f}, parent "
-            f"atom fires on {mean(h, 'parent_on_child'):.0%} of child samples, child atom on "
-            f"{mean(h, 'child_on_parent_only'):.0%} of parent-only samples; checker: nested "
-            f"pairs with optimal codes {[x.optimal_nested for x in h]}, certified steps "
-            f"{[x.optimal_certified for x in h]}; with the SAE's own codes nested "
-            f"{[x.own_nested for x in h]}, certified {[x.own_certified for x in h]}")
+            f"checker: nested pairs with optimal codes {[x.optimal_nested for x in h]}, "
+            f"certified steps {[x.optimal_certified for x in h]}; with the SAE's own codes "
+            f"nested {[x.own_nested for x in h]}, certified {[x.own_certified for x in h]}")
+    t, u = groups[True], groups[False]
+    n = min(len(t), len(u))
+    out.append(f"hierarchy, tied vs untied ({over_seeds(n)}): " + "; ".join(
+                   versus(label, "tied", interval(t, attr), "untied", interval(u, attr),
+                          digits, more)
+                   for attr, label, digits, more in COMPARED))
     return out
 
 

@@ -8,6 +8,12 @@ a PROXY. Every recipe of {tied, untied} x {pre-encoder bias, none} x
 {resampling, none} is trained ``n_seeds`` times with the local reconstruction
 objective; the untied, pre-biased members as one batched ensemble and the others
 beside it in the same engine run, so every SAE of a run sees the same batches.
+
+The findings compare recipes and the main effects of the three factors over the
+seeds: every compared number is a mean over seeds with its 95% t interval, and a
+difference is called only where the two intervals separate (docs/design.md,
+"Seeds and intervals"). A main effect compares, per seed, the mean over the four
+recipes with the factor on against the four with it off.
 """
 
 from __future__ import annotations
@@ -20,9 +26,15 @@ import numpy as np
 from toysae import host_metrics, metrics
 from toysae._config import JsonMixin
 from toysae._validation import shifted_seed
-from toysae.experiments.sites_and_recipes.common import TIED_COLOR, UNTIED_COLOR, mean
+from toysae.experiments.sites_and_recipes.common import (
+    TIED_COLOR,
+    UNTIED_COLOR,
+    interval,
+    versus,
+)
 from toysae.models import ResidualToy, SiteObjective
 from toysae.sae import ReLUSAE, ReLUSAEEnsemble, RunOptions, SingleSAE, TiedSAE, train_members
+from toysae.stats import Interval, mean_interval, not_resolved, over_seeds, separated
 
 if TYPE_CHECKING:
     from toysae.experiments.sites_and_recipes import Config, Result
@@ -33,6 +45,14 @@ RECIPES = tuple((("tied" if t else "untied") + ("+bias" if b else "") + ("+resam
                  t, b, r) for t in (True, False) for b in (False, True) for r in (False, True))
 CUNNINGHAM, ANTHROPIC = "tied", "untied+bias+resample"
 EFFECT_METRICS = ("mmcs", "mcc", "dead", "l0", "fvu", "ce_increase")
+# (factor, the SiteScore attribute, the attribute's value with the factor on)
+FACTORS = (("untied", "tied", False), ("pre-encoder bias", "decoder_bias", True),
+           ("resampling", "resample", True))
+# What the Anthropic and Cunningham recipes are compared on: (attribute, label, decimals,
+# the word for "more" of it)
+RECIPE_METRICS = (("mmcs", "MMCS", 3, "higher"), ("dead", "dead latents", 1, "more"),
+                  ("l0", "L0", 2, "higher"), ("fvu", "FVU", 3, "higher"),
+                  ("ce_increase", "CE increase (nats)", 4, "higher"))
 
 
 @dataclass(frozen=True)
@@ -168,23 +188,50 @@ def _score_site(host, site, trained, held, proxy) -> list[SiteScore]:
 
 
 def effects(scores) -> dict:
-    """Per site and factor: mean over the rest of the grid of (factor on) - (factor off)."""
+    """Per site, factor and metric of ``EFFECT_METRICS``: ``with`` and ``without``, the
+    mean over the four recipes with the factor on (off) at each seed, as its mean over
+    seeds and 95% t interval (an :class:`toysae.stats.Interval` as a dict), and
+    ``effect``, the difference of their means (the mean over the rest of the grid of
+    factor on minus factor off)."""
     out = {}
     for site in SITES:
         rows = [s for s in scores if s.site == site]
         out[site] = {}
-        for factor, attr in (("untied", "tied"), ("pre-encoder bias", "decoder_bias"),
-                             ("resampling", "resample")):
-            on = [r for r in rows if getattr(r, attr) != (attr == "tied")]
-            off = [r for r in rows if getattr(r, attr) == (attr == "tied")]
-            out[site][factor] = {m: float(np.mean([getattr(r, m) for r in on])
-                                          - np.mean([getattr(r, m) for r in off]))
-                                 for m in EFFECT_METRICS}
+        for factor, attr, on_value in FACTORS:
+            on = [r for r in rows if getattr(r, attr) == on_value]
+            off = [r for r in rows if getattr(r, attr) != on_value]
+            out[site][factor] = {}
+            for metric in EFFECT_METRICS:
+                with_, without = interval(on, metric), interval(off, metric)
+                out[site][factor][metric] = {"effect": with_.mean - without.mean,
+                                             "with": with_.to_dict(),
+                                             "without": without.to_dict()}
     return out
 
 
+def _effect_words(effect: dict, label: str, digits: int) -> str:
+    """One main effect: its size, both intervals, and whether they separate."""
+    with_, without = Interval(**effect["with"]), Interval(**effect["without"])
+    verdict = "intervals separate" if separated(with_, without) else \
+        not_resolved(min(with_.n, without.n))
+    return (f"{label} {effect['effect']:+.{digits}f} (with {with_.format(digits)} vs without "
+            f"{without.format(digits)}: {verdict})")
+
+
+def _best(rows, n: int) -> str:
+    """The recipe with the highest mean MMCS and whether its lead over the next is
+    resolved."""
+    ranked = sorted(RECIPES, key=lambda t: -interval(
+        [x for x in rows if x.recipe == t[0]], "mmcs").mean)
+    (first, *_), (second, *_) = ranked[:2]
+    a, b = (interval([x for x in rows if x.recipe == k], "mmcs") for k in (first, second))
+    lead = "the intervals separate" if separated(a, b) else not_resolved(n)
+    return (f"highest mean MMCS: {first} {a}, its lead over {second} {b} {lead}")
+
+
 def findings(r: Result) -> list[str]:
-    """What the site statistics and the grid show, in words with the numbers."""
+    """What the site statistics and the grid show, in words with the numbers; recipes and
+    factors compared over the seeds (module docstring)."""
     out = []
     s = {st.site: st for st in r.site_stats}
     a, m = s["resid_pre"], s["mlp_post"]
@@ -196,29 +243,35 @@ def findings(r: Result) -> list[str]:
         f"entries are exactly zero with a long positive tail, not because most are positive")
     for site in SITES:
         rows = [x for x in r.site_scores if x.site == site]
+        n = len({x.seed for x in rows})
         truth = "true features" if site == "resid_pre" else "the PROXY features"
-
-        def rec(key, rows=rows):
-            return [x for x in rows if x.recipe == key]
-        best = max(RECIPES, key=lambda t: mean(rec(t[0]), "mmcs"))[0]
+        anthropic = [x for x in rows if x.recipe == ANTHROPIC]
+        cunningham = [x for x in rows if x.recipe == CUNNINGHAM]
+        recipes = "; ".join(
+            versus(label, "Anthropic", interval(anthropic, attr), "Cunningham",
+                   interval(cunningham, attr), digits, more)
+            for attr, label, digits, more in RECIPE_METRICS)
         eff = r.effects[site]
+        main = "; ".join((
+            "untying: " + ", ".join(_effect_words(eff["untied"][k], label, d) for k, label, d
+                                    in (("mmcs", "MMCS", 3), ("dead", "dead", 1),
+                                        ("fvu", "FVU", 3))),
+            "pre-encoder bias: " + ", ".join(_effect_words(eff["pre-encoder bias"][k], label, d)
+                                             for k, label, d in (("mmcs", "MMCS", 3),
+                                                                 ("fvu", "FVU", 3))),
+            "resampling: " + ", ".join(_effect_words(eff["resampling"][k], label, d)
+                                       for k, label, d in (("mmcs", "MMCS", 3),
+                                                           ("dead", "dead", 1)))))
+        resampled = versus("latents resampled per run", "tied",
+                           interval([x for x in rows if x.tied and x.resample], "n_resampled"),
+                           "untied",
+                           interval([x for x in rows if not x.tied and x.resample],
+                                    "n_resampled"), 1, "more")
         out.append(
-            f"{site} (MMCS vs {truth}): Anthropic recipe ({ANTHROPIC}) MMCS "
-            f"{mean(rec(ANTHROPIC), 'mmcs'):.3f}, dead {mean(rec(ANTHROPIC), 'dead'):.1f}, "
-            f"L0 {mean(rec(ANTHROPIC), 'l0'):.2f}, FVU {mean(rec(ANTHROPIC), 'fvu'):.3f}, CE "
-            f"increase {mean(rec(ANTHROPIC), 'ce_increase'):.4f} nats; Cunningham recipe "
-            f"({CUNNINGHAM}) MMCS {mean(rec(CUNNINGHAM), 'mmcs'):.3f}, dead "
-            f"{mean(rec(CUNNINGHAM), 'dead'):.1f}, L0 {mean(rec(CUNNINGHAM), 'l0'):.2f}, FVU "
-            f"{mean(rec(CUNNINGHAM), 'fvu'):.3f}, CE increase "
-            f"{mean(rec(CUNNINGHAM), 'ce_increase'):.4f}; best MMCS: {best}. Main effects "
-            f"(mean over the rest of the grid): untying MMCS {eff['untied']['mmcs']:+.3f}, "
-            f"dead {eff['untied']['dead']:+.1f}, FVU {eff['untied']['fvu']:+.3f}; pre-encoder "
-            f"bias MMCS {eff['pre-encoder bias']['mmcs']:+.3f}, FVU "
-            f"{eff['pre-encoder bias']['fvu']:+.3f}; resampling MMCS "
-            f"{eff['resampling']['mmcs']:+.3f}, dead {eff['resampling']['dead']:+.1f} "
-            f"(latents resampled per run: tied "
-            f"{mean([x for x in rows if x.tied and x.resample], 'n_resampled'):.1f}, untied "
-            f"{mean([x for x in rows if not x.tied and x.resample], 'n_resampled'):.1f})")
+            f"{site} (MMCS vs {truth}; {over_seeds(n)}): Anthropic recipe ({ANTHROPIC}) vs "
+            f"Cunningham recipe ({CUNNINGHAM}): "
+            f"{recipes}. {_best(rows, n)}. Main effects (the mean over the rest of the grid "
+            f"with the factor vs without, per seed): {main}. {resampled}")
     return out
 
 
@@ -234,14 +287,19 @@ def _bars(ax, rows, attr, title, ylabel, labels: bool, zoom: bool = False):
     for k, (key, tied, bias, resample) in enumerate(RECIPES):
         vals = [getattr(r, attr) for r in rows if r.recipe == key]
         everything += vals
-        ax.bar(k, np.mean(vals), color=TIED_COLOR if tied else UNTIED_COLOR,
+        iv = mean_interval(vals)
+        ax.bar(k, iv.mean, color=TIED_COLOR if tied else UNTIED_COLOR,
                alpha=1.0 if resample else 0.55, hatch="//" if bias else None,
                edgecolor="0.2", linewidth=0.6)
+        if iv.resolved:
+            ax.errorbar(k, iv.mean, yerr=[[iv.mean - iv.low], [iv.high - iv.mean]],
+                        color="0.1", capsize=3, linewidth=1)
+            everything += [iv.low, iv.high]
         ax.plot([k] * len(vals), vals, "k.", ms=4)
     ax.set_xticks(x, [_recipe_label(k) for k, *_ in RECIPES] if labels else [], rotation=90,
                   fontsize=9)
     if zoom:  # scores near 1: start the axis just below the lowest value
-        ax.set_ylim(max(0.0, min(everything) - 0.05), 1.0)
+        ax.set_ylim(max(0.0, min(everything) - 0.05), max(1.0, max(everything)))
     ax.set_title(title)
     ax.set_ylabel(ylabel)
 
@@ -289,6 +347,7 @@ def figure(result: Result):
     fig.suptitle(
         f"Residual toy: 8 SAE recipes at resid_pre (exact truth) and mlp_post (scored against a "
         f"PROXY), width {cfg.width}, {cfg.site_train.n_samples:,} samples each; bars: mean of "
-        f"{cfg.n_seeds} seed(s), dots: each seed; L1 coef {result.sparsity_coefs}", fontsize=12)
+        f"{cfg.n_seeds} seed(s), whiskers: its 95% t interval (2 seeds or more), dots: each "
+        f"seed; L1 coef {result.sparsity_coefs}", fontsize=12)
     fig.tight_layout(rect=(0, 0.035, 1, 0.97))
     return fig
