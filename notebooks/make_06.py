@@ -104,7 +104,7 @@ cells = [
         "against the best decoder for its own codes. Every number is a mean over seeds with\n"
         "a 95% interval, and a difference is called only where intervals separate. Here is\n"
         "its quick version (two seeds, one target); the full run's table is\n"
-        "`figures/architectures-under-theory.md`."),
+        "`figures/full/architectures-under-theory.md`."),
     nbf.v4.new_code_cell(
         "from toysae.experiments import architectures_under_theory as aut\n"
         "result = aut.run(aut.Config.quick())\n"
