@@ -22,7 +22,7 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -q
 
 demo: $(STAMP)
-	MPLBACKEND=Agg $(VENV)/bin/toysae demo --out figures
+	MPLBACKEND=Agg $(VENV)/bin/toysae demo --out figures/quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toysae tests benchmarks

@@ -1,5 +1,6 @@
 """``toysae.cli``: the toysae command: list, data, run (with ``--set``, ``--config`` and
-``--print-config``), help, output folders refused before running, errors in one line, and
+``--print-config``), help, output folders refused before running (a quick run never over a
+full one; demo writes figures/quick), report and report --check, errors in one line, and
 Ctrl-C (a real SIGINT) a one-line message and exit code 130."""
 
 import json
@@ -76,6 +77,28 @@ def test_an_unwritable_output_folder_is_refused_before_running(tmp_path, capsys,
     assert main([*command, "--out", str(tmp_path / "new" / "folder")]) == 0
     assert runs and (tmp_path / "new" / "folder").is_dir()
     assert list((tmp_path / "new" / "folder").iterdir()) == []  # the probe left nothing
+
+
+def test_demo_writes_to_figures_quick_by_default(tmp_path, capsys, runs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    assert runs == sorted(experiments.available())
+    assert (tmp_path / "figures" / "quick").is_dir()
+    assert capsys.readouterr().out.endswith(
+        f"figures and numbers are in {tmp_path / 'figures' / 'quick'}\n")
+
+
+@pytest.mark.parametrize("command", [["data", "--quick"], ["run", "synthetic-data", "--quick"],
+                                     ["demo"]])
+def test_a_quick_run_over_a_full_result_is_refused_before_running(tmp_path, capsys, runs,
+                                                                   command):
+    full = experiments.get("synthetic-data").Config()
+    stored = tmp_path / "synthetic-data.json"
+    stored.write_text(json.dumps({"config": json.loads(full.to_json())}))
+    assert main([*command, "--out", str(tmp_path)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{stored} holds a synthetic-data result from a config other than the quick" in err
+    assert runs == []
 
 
 def test_a_read_only_output_folder_is_refused(tmp_path, capsys, runs, monkeypatch):
@@ -162,3 +185,62 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_file(tmp_path, comm
     rest = "\n".join(lines[1:])
     assert not rest or "resource_tracker: There appear to be" in rest, err
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary file anywhere
+
+
+def _repository(tmp_path, readme: str):
+    """A repository with README.md and an architectures-under-theory result stored as
+    save_outputs stores it (the fields its report reads)."""
+    from toysae.experiments import architectures_under_theory as aut
+    from toysae.experiments.provenance import provenance
+    from toysae.stats import mean_interval
+
+    interval = mean_interval([0.5, 0.6]).to_dict()
+    summary = aut.Summary(name="topk", target_l0=10, seeds=(0, 1),
+                          intervals={m: interval for m in aut.SUMMARY_METRICS})
+    data = {"provenance": provenance(aut, aut.Config()), "config": {"lam": 0.1},
+            "targets": [10], "summaries": [summary.to_dict()]}
+    (tmp_path / "figures" / "full").mkdir(parents=True)
+    path = tmp_path / "figures" / "full" / "architectures-under-theory.json"
+    path.write_text(json.dumps(data))
+    (tmp_path / "README.md").write_text(readme)
+    return path
+
+
+REGION = "<!-- report:architectures-under-theory:summary -->\n<!-- /report -->\n"
+
+
+def test_report_renders_the_tables_and_check_names_the_stale_ones(tmp_path, capsys):
+    path = _repository(tmp_path, "# r\n" + REGION)
+    where = "README.md:2: report:architectures-under-theory:summary"
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == (
+        f"{where} is stale: it differs from what "
+        "figures/full/architectures-under-theory.json renders (run toysae report)\n")
+    assert (tmp_path / "README.md").read_text() == "# r\n" + REGION  # --check writes nothing
+    assert main(["report", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"rendered {where}\n"
+    assert "| topk | 10 | 0.55 [" in (tmp_path / "README.md").read_text()
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "every report table matches its JSON\n"
+    assert main(["report", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "every report table already matches its JSON\n"
+    path.write_text(path.read_text().replace('"mean": 0.55', '"mean": 0.56', 1))
+    assert main(["report", "--check", "--root", str(tmp_path)]) == 1
+    assert where in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda path: path.unlink(), "architectures-under-theory.json: no such file"),
+    (lambda path: path.write_text('{"config": {}}'),
+     "architectures-under-theory.json: no 'provenance' block"),
+    (lambda path: path.write_text(path.read_text().replace('"schema_version": 1',
+                                                           '"schema_version": 7')),
+     "architectures-under-theory.json: schema version 7, this toysae reads version 1"),
+])
+def test_report_on_a_missing_or_foreign_json_is_one_line_naming_it(tmp_path, capsys, change,
+                                                                   message):
+    change(_repository(tmp_path, REGION))
+    for argv in (["report"], ["report", "--check"]):
+        assert main([*argv, "--root", str(tmp_path)]) == 2
+        assert message in _one_line_error(capsys)
+    assert (tmp_path / "README.md").read_text() == REGION

@@ -1,5 +1,5 @@
 """The ``toysae`` command: list, run and sweep experiments, draw generator statistics,
-check an SAE on activation files."""
+check an SAE on activation files, render the docs' result tables from the committed JSON."""
 
 from __future__ import annotations
 
@@ -29,15 +29,56 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("experiment", help="experiment name (see `toysae list`)")
         if name != "demo":
             p.add_argument("--quick", action="store_true", help="small, fast version")
-        p.add_argument("--out", default="figures", type=Path,
-                       help="output directory (default: figures)")
+        default = "figures/quick" if name == "demo" else "figures"
+        p.add_argument("--out", default=default, type=Path,
+                       help=f"output directory (default: {default})")
         if name == "run":
             _add_config_arguments(p)
             p.add_argument("--print-config", action="store_true",
                            help="print the resolved config as JSON and exit")
     _add_sweep_parser(sub)
     _add_check_command(sub)
+    _add_report_parser(sub)
     return parser
+
+
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="render the result tables of README.md and docs/*.md "
+                                      "from the committed JSON (figures/full)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming every table that differs from what "
+                        "its JSON renders")
+    p.add_argument("--root", type=Path, default=Path("."),
+                   help="the repository (default: the current folder)")
+    p.add_argument("--figures", type=Path, default=None,
+                   help="the folder of the JSON, under --root when relative "
+                        "(default: figures/full)")
+
+
+def _report_command(args) -> int:
+    """``toysae report``: render the docs' tables, or with --check name the stale ones."""
+    from toysae.experiments.report import FIGURES, stale_regions, write_documents
+
+    try:
+        if args.check:
+            stale = stale_regions(args.root, figures=args.figures)
+        else:
+            changed = write_documents(args.root, figures=args.figures)
+    except REPORTED_ERRORS as err:
+        return _report(err)
+    if args.check:
+        figures = FIGURES if args.figures is None else args.figures
+        for region in stale:
+            print(f"{region.where} is stale: it differs from what "
+                  f"{figures / (region.experiment + '.json')} renders (run toysae report)")
+        if not stale:
+            print("every report table matches its JSON")
+        return 1 if stale else 0
+    for region in changed:
+        print(f"rendered {region.where}")
+    if not changed:
+        print("every report table already matches its JSON")
+    return 0
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "check":
         return _check(args)
+    if args.command == "report":
+        return _report_command(args)
     from toysae import experiments
 
     if args.command == "list":
@@ -177,6 +220,11 @@ def _run_experiments(names: list[str], out: Path, *, quick: bool = False,
 
     try:
         check_writable_folder(out)
+        for name in names:  # before any run: a quick run never replaces a full one
+            module = experiments.get(name)
+            experiments.check_replaceable(
+                module, config if config is not None else
+                (module.Config.quick() if quick else module.Config()), out)
         for name in names:
             start = time.perf_counter()
             paths = experiments.run_experiment(name, quick=quick, out_dir=out, config=config)

@@ -4,6 +4,7 @@ config."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -116,6 +117,26 @@ def test_the_ranking_sentence_calls_an_order_only_where_intervals_separate():
     assert "fewer than two" in aut.ranking_sentence(summaries[-1:], 5)
 
 
+def test_the_summary_table_lists_every_learner_by_target_dictionary_learning_last():
+    def summary(name, target, f1s):
+        return dataclasses.replace(_summary(name, f1s, target), intervals={
+            **_summary(name, f1s).intervals, "l0": mean_interval([4.0, 5.0]).to_dict()})
+
+    rows = [summary("topk", 8, [0.7, 0.8]), summary("relu", 6, [0.5, 0.6]),
+            summary(aut.DICTLEARN, None, [0.9, 0.91]), summary("relu", 8, [0.4, 0.5])]
+    text = aut.summary_table(rows, (8, 6), 0.1)
+    lines = text.split("\n")
+    assert lines[0] == ("Mean over 2 seeds [95% Student-t interval]; dictlearn solves the L1 "
+                        "objective at lam = 0.1.")
+    assert lines[2:4] == ["| learner | target L0 | L0 | MCC | F1 |", "|---|---|---|---|---|"]
+    assert [line.split(" | ")[:2] for line in lines[4:]] == [
+        ["| topk", "8"], ["| relu", "8"], ["| relu", "6"], ["| dictlearn", "-"]]
+    f1 = mean_interval([0.7, 0.8]).format(3)
+    assert lines[4] == f"| topk | 8 | {mean_interval([4.0, 5.0]).format(2)} | {f1} | {f1} |"
+    data = {"summaries": [r.to_dict() for r in rows], "targets": [8, 6], "config": {"lam": 0.1}}
+    assert aut.report_tables(json.loads(json.dumps(data))) == {"summary": text}
+
+
 def test_findings_call_a_lead_only_where_intervals_separate():
     run = SimpleNamespace(name="relu", seed=0, target_l0=5, l0=5.05, l0_error=0.01,
                           trained=True)
@@ -201,6 +222,8 @@ def test_outputs_are_written(result, tmp_path):
     back = json.loads((tmp_path / f"{aut.NAME}.json").read_text())
     assert [r["name"] for r in back["runs"]] == [r.name for r in result.runs]
     assert back["summaries"][0]["intervals"]["f1"]["method"] == "t"
+    summary = aut.report_tables(back)["summary"]  # what toysae report renders from the JSON
+    assert relu.interval("f1").format(3) in summary and relu.interval("l0").format(2) in summary
 
 
 @pytest.mark.parametrize("changes, error, match", [

@@ -50,8 +50,12 @@ def test_the_runner_writes_the_json_first_then_the_experiments_files(tmp_path, m
     result = module.run(config)
     paths = experiments.save_outputs(module, result, tmp_path)
     assert [p.name for p in paths] == ["synthetic-data.json", "synthetic-data.png"]
-    assert (tmp_path / "synthetic-data.json").read_text() == result.to_json()
-    assert module.Config.from_dict(json.loads(paths[0].read_text())["config"]) == config
+    stored = json.loads(paths[0].read_text())
+    assert list(stored)[0] == "provenance"  # first, where a reader opening the file sees it
+    block = stored.pop("provenance")
+    assert block["experiment"] == "synthetic-data" and block["preset"] == "quick"
+    assert stored == json.loads(result.to_json())  # then the result's own fields, unchanged
+    assert module.Config.from_dict(stored["config"]) == config
 
     def broken_figure(result, out_dir):
         raise RuntimeError("the figure failed")
@@ -61,3 +65,38 @@ def test_the_runner_writes_the_json_first_then_the_experiments_files(tmp_path, m
     with pytest.raises(RuntimeError, match="the figure failed"):
         experiments.save_outputs(module, result, out)
     assert [p.name for p in out.iterdir()] == ["synthetic-data.json"]  # the numbers are kept
+
+
+def _stored(module, config, out_dir):
+    """A result of ``module`` at ``config`` as save_outputs stores it, without running it
+    (the guard reads only the stored config)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{module.NAME}.json"
+    path.write_text(json.dumps({"provenance": {}, "config": json.loads(config.to_json())}))
+    return path
+
+
+def test_a_quick_result_never_replaces_one_from_another_config(tmp_path):
+    module = experiments.get("synthetic-data")
+    quick, full = module.Config.quick(), module.Config()
+    path = _stored(module, full, tmp_path / "full")
+    before = path.read_text()
+    with pytest.raises(ValueError, match=f"{path}.*quick run never replaces it"):
+        experiments.check_replaceable(module, quick, tmp_path / "full")
+    with pytest.raises(ValueError, match="quick run never replaces it"):
+        experiments.run_experiment("synthetic-data", quick=True, out_dir=tmp_path / "full")
+    custom = dataclasses.replace(quick, n_shown=quick.n_shown + 1)
+    _stored(module, custom, tmp_path / "custom")
+    with pytest.raises(ValueError, match="quick run never replaces it"):
+        experiments.save_outputs(module, module.run(quick), tmp_path / "custom")
+    assert path.read_text() == before
+    # what may replace what: the same quick config again, any config over a quick one, and
+    # a quick one where nothing (or nothing of ours) is stored
+    _stored(module, quick, tmp_path / "quick")
+    experiments.check_replaceable(module, quick, tmp_path / "quick")
+    experiments.check_replaceable(module, full, tmp_path / "quick")
+    experiments.check_replaceable(module, custom, tmp_path / "full")
+    experiments.check_replaceable(module, quick, tmp_path / "empty")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "synthetic-data.json").write_text("[1, 2]")
+    experiments.check_replaceable(module, quick, tmp_path / "foreign")

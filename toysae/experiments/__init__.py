@@ -17,7 +17,10 @@ and must provide:
   ``out_dir`` (atomically, ``toysae._io``) and returns their paths.
 
 The JSON of numbers, ``NAME.json``, is written by :func:`save_outputs`, the one
-way every caller (the CLI, ``make demo``, sweeps, tests) stores a result.
+way every caller (the CLI, ``make demo``, sweeps, tests) stores a result; it adds the
+``provenance`` block (``provenance.py``). An experiment may also provide
+``report_tables(data: dict) -> dict[str, str]``: markdown tables rendered from its
+parsed ``NAME.json``, by name, which ``toysae report`` writes into the docs (``report.py``).
 Adding an experiment therefore touches one file (or one package) and its test
 (docs/design.md, "Add an experiment"). Its ``Config`` is also what ``toysae run
 NAME --config FILE --set key=value`` overrides and what ``toysae sweep`` varies
@@ -29,12 +32,14 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from toysae._io import write_text
+from toysae.experiments import provenance
 
 
 @dataclass(frozen=True)
@@ -99,13 +104,42 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(experiments[name].module)
 
 
+def check_replaceable(module: ModuleType, config, out_dir: str | Path) -> None:
+    """Refuse, before any work, to store a quick result of ``module`` where ``out_dir``
+    already holds one of its results from another config (a full run's, say): quick runs
+    are undertrained and must never replace the outputs a reader is shown. ValueError
+    naming the file; nothing is read but ``NAME.json``'s config."""
+    path = Path(out_dir) / f"{module.NAME}.json"
+    quick = module.Config.quick()
+    if config != quick or not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return  # not a result of ours (unreadable, not JSON, not an object): nothing to keep
+    if stored is not None and stored != json.loads(quick.to_json()):
+        raise ValueError(f"{path} holds a {module.NAME} result from a config other than the "
+                         "quick one (a full run's?); a quick run never replaces it: choose "
+                         "another output folder (make demo writes figures/quick)")
+
+
 def save_outputs(module: ModuleType, result, out_dir: str | Path) -> list[Path]:
-    """Store ``result`` of experiment ``module`` in ``out_dir``: ``NAME.json``
-    (``result.to_json()``: its numbers and the config it ran, written atomically) first,
-    so a failing figure never loses them, then the experiment's own ``save`` (figures
-    and tables). Returns every path written, the JSON first."""
+    """Store ``result`` of experiment ``module`` in ``out_dir``: ``NAME.json`` first, so a
+    failing figure never loses the numbers, then the experiment's own ``save`` (figures and
+    tables). ``NAME.json`` holds a ``provenance`` block (schema version, code, machine, date:
+    :mod:`toysae.experiments.provenance`) and then the fields of ``result.to_json()``, its
+    numbers and the config it ran; written atomically. A quick result is refused where a
+    result from another config is stored (:func:`check_replaceable`). Returns every path
+    written, the JSON first."""
     out_dir = Path(out_dir)
-    paths = [write_text(out_dir / f"{module.NAME}.json", result.to_json())]
+    check_replaceable(module, result.config, out_dir)
+    numbers = result.to_dict()
+    if provenance.KEY in numbers:
+        raise TypeError(f"{type(result).__name__} has a field {provenance.KEY!r}, which "
+                        "NAME.json keeps for the runner's provenance block: rename it")
+    block = provenance.provenance(module, result.config)
+    paths = [write_text(out_dir / f"{module.NAME}.json",
+                        json.dumps({provenance.KEY: block, **numbers}, indent=2))]
     paths += module.save(result, out_dir)
     return paths
 
@@ -113,8 +147,10 @@ def save_outputs(module: ModuleType, result, out_dir: str | Path) -> list[Path]:
 def run_experiment(name: str, *, quick: bool = False, out_dir: str | Path = "figures",
                    config=None) -> list[Path]:
     """Run experiment ``name`` (full or quick config, or a given one) and store its outputs
-    (:func:`save_outputs`)."""
+    (:func:`save_outputs`; :func:`check_replaceable` is asked before the run)."""
     module = get(name)
     if config is None:
         config = module.Config.quick() if quick else module.Config()
+    check_replaceable(module, config, out_dir)
+    provenance.source_state()  # the commit this run starts from, not the one it ends at
     return save_outputs(module, module.run(config), out_dir)

@@ -774,6 +774,36 @@ def _cell(summary: Summary, metric: str, digits: int) -> str:
     return "-" if interval is None else interval.format(digits)
 
 
+# The compact table of the docs (toysae report): sparsity and the two truth scores
+SUMMARY_METRICS = ("l0", "mcc", "f1")
+
+
+def summary_table(summaries, targets, lam: float) -> str:
+    """Markdown: one row per learner and target (dictionary learning, which has no target,
+    last), its L0, MCC and F1 as mean [95% interval] over the seeds, as :func:`table`
+    writes them."""
+    digits = {metric: d for _, metric, d in _COLUMNS}
+    names = {metric: label for label, metric, _ in _COLUMNS}
+    seeds = sorted({len(s.seeds) for s in summaries})
+    lines = [f"Mean over {' or '.join(map(str, seeds))} seeds [95% Student-t interval]; "
+             f"{DICTLEARN} solves the L1 objective at lam = {lam:g}.", "",
+             "| learner | target L0 | " + " | ".join(names[m] for m in SUMMARY_METRICS) + " |",
+             "|" + "---|" * (len(SUMMARY_METRICS) + 2)]
+    for target in (*targets, None):
+        for s in (s for s in summaries if s.target_l0 == target):
+            lines.append(f"| {s.name} | {'-' if target is None else target} | "
+                         + " | ".join(_cell(s, m, digits[m]) for m in SUMMARY_METRICS) + " |")
+    return "\n".join(lines)
+
+
+def report_tables(data: dict) -> dict[str, str]:
+    """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
+    ``summary``, :func:`summary_table`."""
+    summaries = [Summary.from_dict(s) for s in data["summaries"]]
+    return {"summary": summary_table(summaries, tuple(data["targets"]),
+                                     data["config"]["lam"])}
+
+
 def table(result: Result) -> str:
     cfg = result.config
     header = ("| learner | target L0 | " + " | ".join(c[0] for c in _COLUMNS)

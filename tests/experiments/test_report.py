@@ -1,0 +1,199 @@
+"""``toysae.experiments.report``: the docs' result tables rendered from stored JSON: regions
+found from their marker lines, rendered in place and the rest of a document untouched, a
+changed number making its region stale, and every bad input (markers, documents, JSON)
+refused naming its file; then the repository's own tables against its committed JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toysae.experiments import architectures_under_theory as aut
+from toysae.experiments import provenance, report
+from toysae.stats import mean_interval
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = aut.NAME
+OPEN, CLOSE = f"<!-- report:{NAME}:summary -->", report.CLOSE
+
+
+def _summary(name, target, f1s):
+    intervals = {"l0": mean_interval([target or 7.5, (target or 7.5) + 0.5]).to_dict(),
+                 "mcc": mean_interval([0.5, 0.6]).to_dict(),
+                 "f1": mean_interval(f1s).to_dict()}
+    return aut.Summary(name=name, target_l0=target, seeds=(0, 1), intervals=intervals)
+
+
+def _result() -> dict:
+    """A stored architectures-under-theory result, as far as its report reads it."""
+    config = aut.Config.quick()
+    return {provenance.KEY: provenance.provenance(aut, config),
+            "config": json.loads(config.to_json()), "targets": [10],
+            "summaries": [_summary("relu", 10, [0.4, 0.5]).to_dict(),
+                          _summary("topk", 10, [0.7, 0.72]).to_dict(),
+                          _summary(aut.DICTLEARN, None, [0.8, 0.9]).to_dict()]}
+
+
+def _repository(tmp_path, data=None, readme=None) -> Path:
+    """A repository at tmp_path/repo: README.md and docs/theory.md with one region each,
+    around text that must survive, and figures/full/NAME.json."""
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "figures" / "full").mkdir(parents=True)
+    (root / "README.md").write_text(readme if readme is not None else
+                                    f"# top\n\nbefore\n{OPEN}\nold\n{CLOSE}\nafter\n")
+    (root / "docs" / "theory.md").write_text(f"intro `{OPEN}` quoted\n\n{OPEN}\n{CLOSE}\n")
+    (root / "figures" / "full" / f"{NAME}.json").write_text(
+        json.dumps(_result() if data is None else data))
+    return root
+
+
+def test_rendering_fills_each_region_and_leaves_the_rest(tmp_path):
+    root = _repository(tmp_path)
+    assert [(r.where, r.start, r.stop) for r in report.stale_regions(root)] == [
+        (f"README.md:4: report:{NAME}:summary", 4, 5),
+        (f"docs/theory.md:3: report:{NAME}:summary", 3, 3)]
+    changed = report.write_documents(root)
+    assert [r.where for r in changed] == [f"README.md:4: report:{NAME}:summary",
+                                          f"docs/theory.md:3: report:{NAME}:summary"]
+    readme = (root / "README.md").read_text()
+    assert readme.startswith(f"# top\n\nbefore\n{OPEN}\n\nMean over 2 seeds")
+    assert readme.endswith(f"not by hand.\n\n{CLOSE}\nafter\n") and "old" not in readme
+    table = aut.summary_table([aut.Summary.from_dict(s) for s in _result()["summaries"]],
+                              (10,), aut.Config.quick().lam)
+    assert table in readme
+    assert "| relu | 10 | 10.25 [" in table and "| dictlearn | - |" in table
+    assert f"From [`figures/full/{NAME}.json`](figures/full/{NAME}.json) (toysae " in readme
+    theory = (root / "docs" / "theory.md").read_text()
+    assert theory.startswith(f"intro `{OPEN}` quoted\n\n{OPEN}\n\n{table}\n")
+    assert f"(../figures/full/{NAME}.json)" in theory  # the link works from docs/
+    assert report.stale_regions(root) == [] and report.write_documents(root) == []
+    assert (root / "README.md").read_text() == readme  # rendering again changes nothing
+
+
+def test_a_changed_number_makes_its_regions_stale(tmp_path):
+    root = _repository(tmp_path)
+    report.write_documents(root)
+    data = _result()
+    data["summaries"][1]["intervals"]["f1"]["mean"] += 0.01
+    (root / "figures" / "full" / f"{NAME}.json").write_text(json.dumps(data))
+    assert [r.where for r in report.stale_regions(root)] == [
+        f"README.md:4: report:{NAME}:summary", f"docs/theory.md:3: report:{NAME}:summary"]
+    assert " 0.710 [" in (root / "README.md").read_text()  # topk's F1 before the change
+    report.write_documents(root)
+    assert " 0.710 [" not in (root / "README.md").read_text()
+    assert " 0.720 [" in (root / "README.md").read_text()
+    assert report.stale_regions(root) == []
+    # a number typed by hand into the table is stale too
+    readme = root / "README.md"
+    readme.write_text(readme.read_text().replace("| relu | 10 |", "| relu | 11 |"))
+    assert [r.line for r in report.stale_regions(root)] == [4]
+
+
+def test_documents_and_figures_can_be_named(tmp_path):
+    root = _repository(tmp_path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.move(root / "figures" / "full" / f"{NAME}.json", other / f"{NAME}.json")
+    with pytest.raises(FileNotFoundError, match=f"figures/full/{NAME}.json: no such file"):
+        report.stale_regions(root)
+    stale = report.stale_regions(root, documents=[root / "docs" / "theory.md"], figures=other)
+    assert [r.where for r in stale] == [f"docs/theory.md:3: report:{NAME}:summary"]
+    report.write_documents(root, documents=[root / "docs" / "theory.md"], figures=other)
+    assert f"From [`{other / NAME}.json`](../../elsewhere/{NAME}.json)" in (
+        root / "docs" / "theory.md").read_text()
+    assert OPEN + "\nold\n" in (root / "README.md").read_text()  # not asked: not written
+
+
+def test_a_document_without_regions_is_left_alone(tmp_path):
+    root = _repository(tmp_path, readme="nothing to render\n")
+    (root / "docs" / "theory.md").write_text("nothing either")
+    assert report.stale_regions(root) == [] and report.write_documents(root) == []
+    assert report.default_documents(root) == [root / "README.md", root / "docs" / "theory.md"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"{OPEN}\n", "README.md:1: the report region is never closed"),
+    (f"{OPEN}\n{OPEN}\n{CLOSE}\n", "README.md:2: a report region opens inside the one opened "
+                                   "at line 1"),
+    (f"a\n{CLOSE}\n", f"README.md:2: {CLOSE} closes no report region"),
+    ("<!-- report:NAME:TABLE -->\n", "README.md:1: a report marker must read"),
+    (f"<!-- report:{NAME} -->\n", "README.md:1: a report marker must read"),
+    (f"<!-- report:{NAME}:summary-->\n", "README.md:1: a report marker must read"),
+])
+def test_malformed_markers_are_refused_naming_the_line(tmp_path, text, message):
+    root = _repository(tmp_path, readme=text)
+    with pytest.raises(ValueError, match=message):
+        report.stale_regions(root)
+    assert (root / "README.md").read_text() == text
+
+
+@pytest.mark.parametrize("marker, message", [
+    ("<!-- report:no-such-experiment:summary -->",
+     "README.md:1: report:no-such-experiment:summary: experiment must be one of"),
+    ("<!-- report:dense-1d:summary -->", "dense-1d renders no tables"),
+    (f"<!-- report:{NAME}:no_such_table -->",
+     f"{NAME} renders the tables \\['summary'\\], not 'no_such_table'"),
+])
+def test_a_region_no_experiment_renders_is_refused(tmp_path, marker, message):
+    root = _repository(tmp_path, readme=f"{marker}\n{CLOSE}\n")
+    with pytest.raises(ValueError, match=message):
+        report.stale_regions(root)
+
+
+def _data(change):
+    data = _result()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("content, error, message", [
+    (None, FileNotFoundError, f"figures/full/{NAME}.json: no such file .*toysae run {NAME} "
+                              "--out figures/full"),
+    ("{not json", ValueError, f"figures/full/{NAME}.json is not JSON"),
+    (b"\xff\xfe", ValueError, f"figures/full/{NAME}.json is not a toysae result: not UTF-8"),
+    ("[1, 2]", ValueError, f"figures/full/{NAME}.json is not a toysae result: a JSON list"),
+    (json.dumps({"config": {}, "summaries": []}), ValueError,
+     f"figures/full/{NAME}.json: no 'provenance' block"),
+    (json.dumps(_data(lambda d: d[provenance.KEY].update(schema_version=0))), ValueError,
+     f"figures/full/{NAME}.json: schema version 0, this toysae reads version "
+     f"{provenance.SCHEMA_VERSION}"),
+    (json.dumps(_data(lambda d: d[provenance.KEY].update(experiment="dense-1d"))), ValueError,
+     f"figures/full/{NAME}.json holds a result of 'dense-1d', not of '{NAME}'"),
+    (json.dumps(_data(lambda d: d.pop("summaries"))), ValueError,
+     f"figures/full/{NAME}.json: its numbers do not render as {NAME}'s tables "
+     "\\(KeyError: 'summaries'\\)"),
+    (json.dumps(_data(lambda d: d["summaries"][0].update(name=None, extra=1))), ValueError,
+     f"figures/full/{NAME}.json: its numbers do not render"),
+])
+def test_a_missing_foreign_or_other_version_json_is_refused_naming_it(tmp_path, content,
+                                                                       error, message):
+    root = _repository(tmp_path)
+    path = root / "figures" / "full" / f"{NAME}.json"
+    if content is None:
+        path.unlink()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    before = (root / "README.md").read_text()
+    with pytest.raises(error, match=message):
+        report.write_documents(root)
+    assert (root / "README.md").read_text() == before
+
+
+def test_a_missing_document_or_root_is_refused(tmp_path):
+    root = _repository(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nope.md: no such document"):
+        report.stale_regions(root, documents=[root / "nope.md"])
+    with pytest.raises(NotADirectoryError, match="root must be a folder"):
+        report.stale_regions(root / "README.md")
+
+
+def test_the_repository_tables_match_their_committed_json():
+    """Stale numbers are a test failure: every region of README.md and docs/*.md holds
+    what its JSON under figures/full renders (``toysae report`` rewrites them)."""
+    assert [r.where for r in report.stale_regions(ROOT)] == []
