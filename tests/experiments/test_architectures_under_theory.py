@@ -159,7 +159,9 @@ def test_correlations_pair_every_theory_number_with_the_truth():
     runs = [SimpleNamespace(**{**fields, "decoder_angle": 10.0 - i, "amortisation_gap": None
                                if i == 0 else float(i % 2), "f1": 0.1 * i, "mcc": 0.5})
             for i in range(6)]
-    by = {(c.theory, c.truth): c for c in aut.correlate(runs, 200, 0)}
+    found = aut.correlate(runs, 200, 0, target_l0=5)
+    assert all(c.target_l0 == 5 for c in found)
+    by = {(c.theory, c.truth): c for c in found}
     assert set(by) == {(t, m) for t in aut.THEORY for m in aut.TRUTH}
     angle = by[("decoder_angle", "f1")]  # perfectly anti-ordered
     assert angle.rho == pytest.approx(-1.0) and angle.resolved and angle.n == 6
@@ -167,6 +169,19 @@ def test_correlations_pair_every_theory_number_with_the_truth():
     assert "mcc is the same in every run" in by[("decoder_angle", "mcc")].reason
     assert "stationarity_median is the same" in by[("stationarity_median", "f1")].reason
     assert by[("amortisation_gap", "f1")].n == 5  # the run without a gap is left out
+
+
+def test_correlations_are_taken_within_each_target_and_pooled(result):
+    groups = [c.target_l0 for c in result.correlations]
+    assert groups == [t for t in (*result.targets, None) for _ in aut.THEORY for _ in aut.TRUTH]
+    saes = [r for r in result.runs if r.name != aut.DICTLEARN]
+    for c in result.correlations:
+        mine = [r for r in saes if c.target_l0 in (None, r.target_l0)]
+        assert c.n == len(mine)
+    text = " ".join(result.findings)
+    for target in result.targets:
+        assert f"Over the SAE runs at L0 {target}," in text
+    assert "pooled over the targets" in text
 
 
 def test_the_tracked_run_logs_absorption_and_the_theory_along_training(result):

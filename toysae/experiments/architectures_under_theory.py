@@ -252,11 +252,13 @@ class Summary(JsonMixin):
 
 @dataclass(frozen=True)
 class Correlation(JsonMixin):
-    """Spearman's rho of a theory number with a truth metric over the SAE runs, with its
-    bootstrap interval; ``rho`` None (and ``reason``) where it is undefined."""
+    """Spearman's rho of a theory number with a truth metric over the SAE runs at one
+    target (``target_l0``) or pooled over the targets (None), with its bootstrap interval;
+    ``rho`` None (and ``reason``) where it is undefined."""
 
     theory: str
     truth: str
+    target_l0: int | None
     n: int
     rho: float | None
     low: float | None
@@ -518,8 +520,14 @@ def run(config: Config) -> Result:
             store.put(unit, *done)
         runs.append(done[0])
     summaries = summarise(runs)
-    correlations = correlate([r for r in runs if r.name != DICTLEARN], config.n_boot,
-                             config.seed)
+    # Within each target, and pooled: pooled runs mix the targets' own differences (a
+    # sparser target raises F1 and moves every theory number), which a within-target
+    # correlation cannot mistake for the theory predicting the truth.
+    saes = [r for r in runs if r.name != DICTLEARN]
+    correlations = sum((correlate([r for r in saes if r.target_l0 == t], config.n_boot,
+                                  config.seed, t) for t in targets), ())
+    if len(targets) > 1:
+        correlations += correlate(saes, config.n_boot, config.seed)
     ranking = tuple(ranking_sentence([s for s in summaries if s.target_l0 == t], t)
                     for t in targets)
     track_samples = tuple(track.pop("samples", ()))
@@ -549,8 +557,10 @@ def summarise(runs) -> tuple[Summary, ...]:
     return tuple(out)
 
 
-def correlate(runs, n_boot: int, seed: int) -> tuple[Correlation, ...]:
-    """Spearman's rho of every theory number with every truth metric over ``runs``."""
+def correlate(runs, n_boot: int, seed: int, target_l0: int | None = None
+              ) -> tuple[Correlation, ...]:
+    """Spearman's rho of every theory number with every truth metric over ``runs`` (labelled
+    with ``target_l0``: the runs' common target, or None when they are pooled)."""
     out = []
     for theory in THEORY:
         for truth in TRUTH:
@@ -564,11 +574,12 @@ def correlate(runs, n_boot: int, seed: int) -> tuple[Correlation, ...]:
             elif np.ptp(x) == 0 or np.ptp(y) == 0:
                 reason = f"{theory if np.ptp(x) == 0 else truth} is the same in every run"
             if reason:
-                out.append(Correlation(theory, truth, len(pairs), None, None, None, False,
-                                       reason))
+                out.append(Correlation(theory, truth, target_l0, len(pairs), None, None, None,
+                                       False, reason))
                 continue
             rc = rank_correlation(x, y, n_boot=n_boot, seed=seed)
-            out.append(Correlation(theory, truth, rc.n, rc.rho, rc.low, rc.high, rc.resolved))
+            out.append(Correlation(theory, truth, target_l0, rc.n, rc.rho, rc.low, rc.high,
+                                   rc.resolved))
     return tuple(out)
 
 
@@ -630,16 +641,24 @@ def findings(runs, summaries, correlations, targets) -> tuple[str, ...]:
         group = [s for s in summaries if s.target_l0 == target]
         if len(group) >= 2:
             out.append(f"At L0 {target}: " + "; ".join(_best(group, m) for m in TRUTH) + ".")
-    called = [c for c in correlations if c.rho is not None and c.resolved]
-    if called:
-        out.append("Theory numbers whose rank correlation with the truth is resolved "
-                   "(interval excludes 0) over all SAE runs: " + "; ".join(
-                       f"{c.theory} with {c.truth}: rho {c.rho:+.2f} [{c.low:+.2f}, "
-                       f"{c.high:+.2f}]" for c in called) + ".")
-    else:
-        out.append("No theory number's rank correlation with F1 or MCC is resolved over all "
-                   "SAE runs: none predicts the truth here.")
+    for target in targets:
+        out.append(_correlation_finding([c for c in correlations if c.target_l0 == target],
+                                        f"the SAE runs at L0 {target}"))
+    pooled = [c for c in correlations if c.target_l0 is None]
+    if pooled:
+        out.append(_correlation_finding(pooled, "all SAE runs pooled over the targets")
+                   + " Pooled runs also carry the difference between the targets.")
     return tuple(out)
+
+
+def _correlation_finding(correlations, over: str) -> str:
+    called = [c for c in correlations if c.rho is not None and c.resolved]
+    if not called:
+        return (f"Over {over}, no theory number's rank correlation with F1 or MCC is "
+                "resolved: none predicts the truth there.")
+    return (f"Over {over}, resolved rank correlations (interval excludes 0): " + "; ".join(
+        f"{c.theory} with {c.truth}: rho {c.rho:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
+        for c in called) + f" ({len(called)} of {len(correlations)} pairs).")
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -703,8 +722,12 @@ def _panel_lenses(ax, result: Result) -> None:
               label=f"common lam = {result.config.lam:g}")
     _errorbar(ax, x + 0.15, [by[n].interval("stationarity_matched") for n in names],
               label="lam matched to the SAE's L0")
-    ax.set_yscale("log")
-    ax.set_ylabel("median atom-stationarity violation (ratio, log)")
+    values = [by[n].interval(m).mean for n in names
+              for m in ("stationarity_median", "stationarity_matched")]
+    log = max(values) > 10 * max(min(values), 1e-12)  # a narrow range reads better linear
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("median atom-stationarity violation (ratio" + (", log)" if log else ")"))
     ax.set_xticks(x, names, rotation=30, ha="right")
     twin = ax.twinx()
     angles = [by[n].interval("decoder_angle") for n in names]
@@ -718,20 +741,23 @@ def _panel_lenses(ax, result: Result) -> None:
 
 
 def _panel_theory_vs_truth(ax, result: Result) -> None:
-    defined = [c for c in result.correlations if c.rho is not None and c.truth == "f1"]
+    defined = [c for c in result.correlations if c.rho is not None and c.truth == "f1"
+               and c.target_l0 == result.targets[0]]
     if not defined:
         ax.set_axis_off()
         return
     strongest = max(defined, key=lambda c: abs(c.rho))
-    saes = [r for r in result.runs if r.name != DICTLEARN]
+    saes = [r for r in result.runs if r.name != DICTLEARN
+            and r.target_l0 == strongest.target_l0]
     for name in _sae_names(result):
         mine = [r for r in saes if r.name == name]
         ax.scatter([getattr(r, strongest.theory) for r in mine], [r.f1 for r in mine],
                    label=name, alpha=0.8)
     ax.set_xlabel(f"{strongest.theory} (the theory number with the largest |rho| with F1)")
     ax.set_ylabel("mean F1 of latents as feature detectors")
-    ax.set_title(f"Theory vs truth over {strongest.n} SAE runs: Spearman rho "
-                 f"{strongest.rho:+.2f} [{strongest.low:+.2f}, {strongest.high:+.2f}]")
+    ax.set_title(f"Theory vs truth at L0 {strongest.target_l0} ({strongest.n} SAE runs): "
+                 f"Spearman rho {strongest.rho:+.2f} [{strongest.low:+.2f}, "
+                 f"{strongest.high:+.2f}]")
     ax.legend(fontsize=7, ncol=2)
 
 
@@ -828,19 +854,25 @@ def table(result: Result) -> str:
             lines.append(f"| {s.name} | {'-' if target is None else target} | "
                          + " | ".join(_cell(s, metric, digits) for _, metric, digits in _COLUMNS)
                          + f" | {'-' if paper is None else f'{paper[0]:.3f} / {paper[1]:.3f}'} |")
+    groups = sorted({c.target_l0 for c in result.correlations},
+                    key=lambda t: (t is None, -(t or 0)))
+    names = [f"L0 {t}" if t is not None else "pooled" for t in groups]
     lines += ["", "## Does a theory number predict the truth?", "",
-              "Spearman's rho over every SAE run (architectures x seeds x targets), 95% "
-              "bootstrap interval over the runs.", "",
-              "| theory number | with F1 | with MCC |", "|---|---|---|"]
-    by = {(c.theory, c.truth): c for c in result.correlations}
+              "Spearman's rho over the SAE runs (architectures x seeds) at each target, and "
+              "pooled over the targets; 95% bootstrap interval over the runs.", "",
+              "| theory number | " + " | ".join(f"{t}, {n}" for n in names
+                                              for t in ("F1", "MCC")) + " |",
+              "|---|" + "---|" * (2 * len(groups))]
+    by = {(c.theory, c.truth, c.target_l0): c for c in result.correlations}
     for theory in THEORY:
         cells = []
-        for truth in TRUTH:
-            c = by[(theory, truth)]
-            cells.append(c.reason if c.rho is None else
-                         f"{c.rho:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
-                         + (" (resolved)" if c.resolved else ""))
-        lines.append(f"| {theory} | {cells[0]} | {cells[1]} |")
+        for group in groups:
+            for truth in TRUTH:
+                c = by[(theory, truth, group)]
+                cells.append(c.reason if c.rho is None else
+                             f"{c.rho:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
+                             + (" (resolved)" if c.resolved else ""))
+        lines.append(f"| {theory} | " + " | ".join(cells) + " |")
     lines += ["", "## Ranking", "", *[f"- {s}" for s in result.ranking], "",
               "## Findings", "", *[f"- {s}" for s in result.findings], "",
               "Paper: SynthSAEBench-16k at L0 = 25 (arXiv 2602.14687); 'relu' is its standard "
