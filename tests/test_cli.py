@@ -198,7 +198,7 @@ def _repository(tmp_path, readme: str):
     summary = aut.Summary(name="topk", target_l0=10, seeds=(0, 1),
                           intervals={m: interval for m in aut.SUMMARY_METRICS})
     data = {"provenance": provenance(aut, aut.Config()), "config": {"lam": 0.1},
-            "targets": [10], "summaries": [summary.to_dict()]}
+            "targets": [10], "true_l0": 10.2, "summaries": [summary.to_dict()]}
     (tmp_path / "figures" / "full").mkdir(parents=True)
     path = tmp_path / "figures" / "full" / "architectures-under-theory.json"
     path.write_text(json.dumps(data))

@@ -124,16 +124,17 @@ def test_the_summary_table_lists_every_learner_by_target_dictionary_learning_las
 
     rows = [summary("topk", 8, [0.7, 0.8]), summary("relu", 6, [0.5, 0.6]),
             summary(aut.DICTLEARN, None, [0.9, 0.91]), summary("relu", 8, [0.4, 0.5])]
-    text = aut.summary_table(rows, (8, 6), 0.1)
+    text = aut.summary_table(rows, (8, 6), 7.654, 0.1)
     lines = text.split("\n")
-    assert lines[0] == ("Mean over 2 seeds [95% Student-t interval]; dictlearn solves the L1 "
-                        "objective at lam = 0.1.")
+    assert lines[0] == ("True L0 7.65; each cell the mean over 2 seeds [95% Student-t "
+                        "interval]; dictlearn solves the L1 objective at lam = 0.1.")
     assert lines[2:4] == ["| learner | target L0 | L0 | MCC | F1 |", "|---|---|---|---|---|"]
     assert [line.split(" | ")[:2] for line in lines[4:]] == [
         ["| topk", "8"], ["| relu", "8"], ["| relu", "6"], ["| dictlearn", "-"]]
     f1 = mean_interval([0.7, 0.8]).format(3)
     assert lines[4] == f"| topk | 8 | {mean_interval([4.0, 5.0]).format(2)} | {f1} | {f1} |"
-    data = {"summaries": [r.to_dict() for r in rows], "targets": [8, 6], "config": {"lam": 0.1}}
+    data = {"summaries": [r.to_dict() for r in rows], "targets": [8, 6], "true_l0": 7.654,
+            "config": {"lam": 0.1}}
     assert aut.report_tables(json.loads(json.dumps(data))) == {"summary": text}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from toysae.experiments import architectures_under_theory as aut
-from toysae.experiments import provenance, report
+from toysae.experiments import get, provenance, report
 from toysae.stats import mean_interval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def _result() -> dict:
     """A stored architectures-under-theory result, as far as its report reads it."""
     config = aut.Config.quick()
     return {provenance.KEY: provenance.provenance(aut, config),
-            "config": json.loads(config.to_json()), "targets": [10],
+            "config": json.loads(config.to_json()), "targets": [10], "true_l0": 9.87,
             "summaries": [_summary("relu", 10, [0.4, 0.5]).to_dict(),
                           _summary("topk", 10, [0.7, 0.72]).to_dict(),
                           _summary(aut.DICTLEARN, None, [0.8, 0.9]).to_dict()]}
@@ -60,10 +60,10 @@ def test_rendering_fills_each_region_and_leaves_the_rest(tmp_path):
     assert [r.where for r in changed] == [f"README.md:4: report:{NAME}:summary",
                                           f"docs/theory.md:3: report:{NAME}:summary"]
     readme = (root / "README.md").read_text()
-    assert readme.startswith(f"# top\n\nbefore\n{OPEN}\n\nMean over 2 seeds")
+    assert readme.startswith(f"# top\n\nbefore\n{OPEN}\n\nTrue L0 9.87; each cell")
     assert readme.endswith(f"not by hand.\n\n{CLOSE}\nafter\n") and "old" not in readme
     table = aut.summary_table([aut.Summary.from_dict(s) for s in _result()["summaries"]],
-                              (10,), aut.Config.quick().lam)
+                              (10,), 9.87, aut.Config.quick().lam)
     assert table in readme
     assert "| relu | 10 | 10.25 [" in table and "| dictlearn | - |" in table
     assert f"From [`figures/full/{NAME}.json`](figures/full/{NAME}.json) (toysae " in readme
@@ -197,3 +197,60 @@ def test_the_repository_tables_match_their_committed_json():
     """Stale numbers are a test failure: every region of README.md and docs/*.md holds
     what its JSON under figures/full renders (``toysae report`` rewrites them)."""
     assert [r.where for r in report.stale_regions(ROOT)] == []
+
+
+def _numbers(value, at=()):
+    """(path, number) of every number in a parsed JSON value, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, (*at, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _numbers(item, (*at, i))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield at, value
+
+
+def _changed(data, at, value):
+    data = json.loads(json.dumps(data))
+    holder = data
+    for key in at[:-1]:
+        holder = holder[key]
+    holder[at[-1]] = value
+    return data
+
+
+def test_changing_a_committed_number_its_table_shows_fails_the_check(tmp_path):
+    """On a copy of the repository: the last number of each committed JSON that its tables
+    show (results come after the settings), changed, makes exactly that experiment's
+    regions stale."""
+    regions = [r for doc in report.render_documents(ROOT) for r in doc.regions]
+    assert regions, "README.md and docs/*.md show no table rendered from figures/full"
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "docs", copy / "docs")
+    shutil.copy(ROOT / "README.md", copy / "README.md")
+    shutil.copytree(ROOT / report.FIGURES, copy / report.FIGURES)
+    assert report.stale_regions(copy) == []
+    for experiment in sorted({r.experiment for r in regions}):
+        path = copy / report.FIGURES / f"{experiment}.json"
+        original = path.read_text()
+        data = json.loads(original)
+        tables = get(experiment).report_tables
+        shown = tables(data)
+        numbers = _numbers({k: v for k, v in data.items() if k not in (provenance.KEY, "config")})
+        for at, number in reversed(list(numbers)):
+            changed = _changed(data, at, number + 1 if isinstance(number, int)
+                               else number * 1.01 + 0.01)
+            try:
+                if tables(changed) != shown:
+                    break
+            except (KeyError, TypeError, ValueError, IndexError):
+                continue
+        else:
+            pytest.fail(f"no number of {path} changes what its tables show")
+        path.write_text(json.dumps(changed))
+        stale = report.stale_regions(copy)
+        assert {r.where for r in stale} == {r.where for r in regions
+                                            if r.experiment == experiment}, at
+        path.write_text(original)
+    assert report.stale_regions(copy) == []

@@ -804,15 +804,16 @@ def _cell(summary: Summary, metric: str, digits: int) -> str:
 SUMMARY_METRICS = ("l0", "mcc", "f1")
 
 
-def summary_table(summaries, targets, lam: float) -> str:
+def summary_table(summaries, targets, true_l0: float, lam: float) -> str:
     """Markdown: one row per learner and target (dictionary learning, which has no target,
     last), its L0, MCC and F1 as mean [95% interval] over the seeds, as :func:`table`
-    writes them."""
+    writes them, under a line giving the true L0 and the dictionary learner's lam."""
     digits = {metric: d for _, metric, d in _COLUMNS}
     names = {metric: label for label, metric, _ in _COLUMNS}
     seeds = sorted({len(s.seeds) for s in summaries})
-    lines = [f"Mean over {' or '.join(map(str, seeds))} seeds [95% Student-t interval]; "
-             f"{DICTLEARN} solves the L1 objective at lam = {lam:g}.", "",
+    lines = [f"True L0 {true_l0:.2f}; each cell the mean over {' or '.join(map(str, seeds))} "
+             f"seeds [95% Student-t interval]; {DICTLEARN} solves the L1 objective at lam = "
+             f"{lam:g}.", "",
              "| learner | target L0 | " + " | ".join(names[m] for m in SUMMARY_METRICS) + " |",
              "|" + "---|" * (len(SUMMARY_METRICS) + 2)]
     for target in (*targets, None):
@@ -826,7 +827,7 @@ def report_tables(data: dict) -> dict[str, str]:
     """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
     ``summary``, :func:`summary_table`."""
     summaries = [Summary.from_dict(s) for s in data["summaries"]]
-    return {"summary": summary_table(summaries, tuple(data["targets"]),
+    return {"summary": summary_table(summaries, tuple(data["targets"]), data["true_l0"],
                                      data["config"]["lam"])}
 
 
