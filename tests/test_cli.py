@@ -159,17 +159,19 @@ def test_cli_run_takes_overrides_and_reports_bad_ones_in_one_line(tmp_path, caps
         assert err.startswith("toysae: ") and match in err and err.count("\n") == 1
 
 
-SMALL_DENSE = ["--set", "n_samples=300", "--set", "learn_seeds=1", "--set", "learn_epochs=1"]
+# Seconds of work after the output folder appears, so the Ctrl-C lands inside the run on a
+# fast idle machine too (a tiny run finished within the wait before the signal, exit 0).
+LONG_DENSE = ["--set", "n_samples=100000", "--set", "learn_seeds=6"]
 
 
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_file(tmp_path, command):
     out = tmp_path / "out"
     if command == "run":
-        argv = ["run", "dense-1d", "--quick", *SMALL_DENSE, "--out", str(out)]
+        argv = ["run", "dense-1d", "--quick", *LONG_DENSE, "--out", str(out)]
         started = out.is_dir  # the output folder is made just before the run starts
     else:  # two local worker processes running points
-        argv = ["sweep", "dense-1d", "--quick", "--grid", "seed=0,1,2,3", *SMALL_DENSE,
+        argv = ["sweep", "dense-1d", "--quick", "--grid", "seed=0,1,2,3", *LONG_DENSE,
                 "--n-jobs", "2", "--out", str(out)]
         started = (out / "summary.json").is_file
     child = start(["-m", "toysae.cli", *argv])

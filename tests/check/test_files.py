@@ -320,7 +320,11 @@ def test_ctrl_c_during_a_check_is_one_line_and_removes_the_store(world, tmp_path
     root, X, sae, path = world
     stores, out = tmp_path / "tmp", tmp_path / "out"
     stores.mkdir()
-    child = start(["-m", "toysae.cli", "check", str(path), str(root / "acts.npy"), "--lam",
+    # Many batches, so the check is still in its first pass when the signal lands (the
+    # world's own file can be checked whole before it does on a fast idle machine).
+    acts = tmp_path / "acts.npy"
+    np.save(acts, np.tile(X, (200, 1)))
+    child = start(["-m", "toysae.cli", "check", str(path), str(acts), "--lam",
                    str(LAM), "--batch-size", "8", "--threads", "1", "--no-progress",
                    "--out", str(out)], env=child_env(TMPDIR=str(stores)))
     wait_until(lambda: any(stores.glob("toysae-codes-*/data")), child,

@@ -318,15 +318,15 @@ def test_a_record_that_contradicts_the_saelens_fields_is_refused(tmp_path):
 def test_the_experiment_gives_it_k_and_runs_it():
     assert NAME in aut.architectures() and NAME in aut.k_architectures()
     config = aut.Config(data=SyntheticConfig.synth_small(n_features=64, d=16, tree_roots=1),
-                        width=16, architectures=(NAME,), n_train=2048, train=aut._train(4096),
-                        calibration_samples=2048, calibration_rounds=1, final_rounds=1,
-                        n_eval=256, n_check=128, dictlearn_samples=256, dictlearn_epochs=1,
-                        track=NAME, track_points=2, track_check=64)
+                        width=16, architectures=(NAME,), seeds=(0,), l0_fractions=(1.0,),
+                        n_train=2048, train=aut._train(4096), n_eval=256, n_check=128,
+                        dictlearn_samples=256, dictlearn_epochs=1, track=NAME, track_points=2,
+                        track_check=64, n_boot=100)
     result = aut.run(config)
-    row = result.rows[0]
-    assert row.name == NAME and row.sparsity_coef is None and not result.calibrations
-    assert row.k == max(1, round(result.true_l0)) and 0 < row.l0 <= row.k
-    assert 0 <= row.mcc <= 1 and np.isfinite(row.amortisation_gap)
+    run = result.runs[0]
+    assert run.name == NAME and run.sparsity_coef is None
+    assert run.k == run.target_l0 == max(1, round(result.true_l0)) and 0 < run.l0 <= run.k
+    assert 0 <= run.mcc <= 1 and np.isfinite(run.amortisation_gap)
 
 
 def test_activate_alone_is_refused():
