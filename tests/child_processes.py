@@ -30,7 +30,15 @@ def start(argv: list[str], *, cwd: str | os.PathLike | None = None,
     return subprocess.Popen([sys.executable, *argv], cwd=ROOT if cwd is None else cwd,
                             env=env or child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A test run started in the
+    background of a non-interactive shell (``make test &``, a CI runner) inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would
+    test nothing but that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(done: Callable[[], bool], child: subprocess.Popen, *, timeout: float = 60.0,
