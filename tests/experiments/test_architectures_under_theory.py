@@ -14,7 +14,7 @@ import pytest
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.experiments import architectures_under_theory as aut
-from toysae.experiments import save_outputs
+from toysae.experiments import provenance, save_outputs
 from toysae.stats import mean_interval
 
 ARCHS = ("relu", "topk", "matryoshka")
@@ -220,6 +220,9 @@ def test_kept_runs_are_reused_and_a_larger_run_trains_only_what_is_new(tmp_path,
     assert trained == [("topk", 1, first.targets[0])]
     assert wider.runs[0] == first.runs[0]
     assert len(list(tmp_path.rglob("*.json"))) == 4  # topk x 2 seeds, dictlearn x 2 seeds
+    # each kept run says which code made it (the checkout's commit, as save_outputs records)
+    kept = json.loads(next(tmp_path.rglob("topk-seed0-*.json")).read_text())
+    assert (kept["commit"], kept["dirty"]) == provenance.source_state()
     # a change of what a run computes (here n_check) keeps its runs apart
     other = aut._Store(aut.Config.from_dict({**config.to_dict(), "n_check": 128}))
     assert other.root != aut._Store(config).root

@@ -75,7 +75,7 @@ def test_the_block_names_the_config_code_and_machine(tmp_path, fresh_state):
     assert block["differs_from_full"] == [f.name for f in dataclasses.fields(quick)
                                           if getattr(quick, f.name) !=
                                           getattr(module.Config(), f.name)]
-    assert (block["toysae_commit"], block["toysae_dirty"]) == (commit, False)
+    assert (block["commit"], block["dirty"]) == (commit, False)
     assert block["torch"] and block["numpy"] and block["python"].count(".") == 2
     assert block["cpu_count"] >= 1 and block["platform"]
     assert block["date"] == datetime.datetime.now(datetime.timezone.utc).date().isoformat()
@@ -90,10 +90,10 @@ def test_the_block_names_the_config_code_and_machine(tmp_path, fresh_state):
 
 
 def test_describe_says_when_the_code_was_not_committed():
-    block = {"toysae_commit": None, "toysae_version": "0.1.0", "toysae_dirty": None,
+    block = {"commit": None, "toysae_version": "0.1.0", "dirty": None,
              "preset": "full", "platform": "Linux", "cpu_count": 2, "date": "2026-01-02"}
     assert provenance.describe(block) == "toysae 0.1.0; full config; Linux, 2 CPUs; 2026-01-02"
-    block.update(toysae_commit="0123456789abcdef", toysae_dirty=True)
+    block.update(commit="0123456789abcdef", dirty=True)
     assert provenance.describe(block).startswith("toysae 0123456 with uncommitted changes;")
 
 

@@ -68,6 +68,7 @@ from toysae._validation import check_choice, check_float, check_seed, check_tupl
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
+from toysae.experiments.provenance import source_state
 from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
 from toysae.stats import Interval, compare, mean_interval, rank_correlation
 from toysae.theory import (
@@ -483,8 +484,11 @@ class _Store:
         return Scores.from_dict(stored["scores"]), stored["track"]
 
     def put(self, unit: str, scores: Scores, track: dict) -> None:
+        """Keep a finished run, with the commit of the code that made it."""
         if self.root is not None:
-            text = json.dumps({"scores": scores.to_dict(), "track": track})
+            commit, dirty = source_state()
+            text = json.dumps({"commit": commit, "dirty": dirty, "scores": scores.to_dict(),
+                               "track": track})
             write_text(self._path(unit), text)
 
 

@@ -10,8 +10,8 @@ rather than every ``Result`` class growing them. The block (docs/design.md, "Rep
 - ``experiment``: ``NAME``; ``preset``: ``"full"`` (the config is ``Config()``),
   ``"quick"`` (``Config.quick()``) or ``"custom"``, and ``differs_from_full``, the
   top-level config fields that differ from ``Config()``;
-- ``toysae_version``, ``toysae_commit`` (the git commit of the source tree toysae was
-  imported from, None when it is not a git checkout) and ``toysae_dirty`` (whether
+- ``toysae_version``, ``commit`` (the git commit of the source tree toysae was
+  imported from, None when it is not a git checkout) and ``dirty`` (whether
   tracked files under ``toysae/`` differed from that commit; None without git);
 - ``python``, ``torch``, ``numpy`` (versions), ``platform``, ``cpu_count``, and ``date``,
   the UTC day the result was stored (a day, not a time, so two runs of one config on
@@ -95,7 +95,7 @@ def provenance(module: ModuleType, config) -> dict:
     commit, dirty = source_state()
     return {"schema_version": SCHEMA_VERSION, "experiment": module.NAME, "preset": name,
             "differs_from_full": differs, "toysae_version": _version("toysae"),
-            "toysae_commit": commit, "toysae_dirty": dirty,
+            "commit": commit, "dirty": dirty,
             "python": platform.python_version(), "torch": _version("torch"),
             "numpy": _version("numpy"), "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -118,9 +118,9 @@ def check_block(block, path) -> dict:
 
 def describe(block: dict) -> str:
     """One line for a reader: ``toysae 1a2b3c4; full config; Linux-..., 2 CPUs; 2026-12-07``."""
-    commit = block.get("toysae_commit")
+    commit = block.get("commit")
     code = f"toysae {commit[:7]}" if commit else f"toysae {block.get('toysae_version')}"
-    if block.get("toysae_dirty"):
+    if block.get("dirty"):
         code += " with uncommitted changes"
     config = block.get("preset")
     if config == "custom":
