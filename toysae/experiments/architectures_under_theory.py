@@ -64,13 +64,20 @@ import torch
 from toysae import metrics
 from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._io import write_text
-from toysae._validation import check_choice, check_float, check_seed, check_tuple, shifted_seed
+from toysae._validation import check_choice, check_float, check_tuple, shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.experiments.provenance import source_state
 from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
-from toysae.stats import Interval, compare, mean_interval, rank_correlation
+from toysae.stats import (
+    Interval,
+    check_seeds,
+    compare,
+    mean_interval,
+    not_resolved,
+    rank_correlation,
+)
 from toysae.theory import (
     check_optimality,
     check_sae,
@@ -166,8 +173,7 @@ class Config(JsonMixin):
         check_tuple(self.architectures, "architectures", check_choice,
                     choices=architectures())
         _distinct(self.architectures, "architectures")
-        check_tuple(self.seeds, "seeds", lambda v, name: check_seed(v, name))
-        _distinct(self.seeds, "seeds")
+        check_seeds(self.seeds)
         check_tuple(self.l0_fractions, "l0_fractions", check_float, minimum=0.0,
                     min_inclusive=False)
         _distinct(self.l0_fractions, "l0_fractions")
@@ -608,8 +614,7 @@ def ranking_sentence(summaries, target) -> str:
     total = len(reproduced) + len(reversed_) + len(unresolved)
     text = (f"At L0 {target}: of the paper's {total} pairwise F1 orders among "
             f"{', '.join(names)}, {len(reproduced)} reproduced, {len(reversed_)} reversed and "
-            f"{len(unresolved)} not resolved at {n} seed{'s' if n != 1 else ''} (95% "
-            "intervals).")
+            f"{len(unresolved)} {not_resolved(n)} (95% intervals).")
     if reversed_:
         text += f" Reversed here: {'; '.join(reversed_)}."
     if reproduced:
@@ -626,7 +631,7 @@ def _best(summaries, metric: str) -> str:
         return (f"{first.name} leads on {metric} ({a}) ahead of {second.name} ({b}), "
                 "intervals separate")
     return (f"{first.name} has the highest mean {metric} ({a}), but its lead over "
-            f"{second.name} ({b}) is not resolved at {min(a.n, b.n)} seeds")
+            f"{second.name} ({b}) is {not_resolved(min(a.n, b.n))}")
 
 
 def findings(runs, summaries, correlations, targets) -> tuple[str, ...]:
