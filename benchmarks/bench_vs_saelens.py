@@ -3,6 +3,9 @@
     flock /tmp/toysae-bench.lock .venv/bin/python benchmarks/bench_vs_saelens.py [--quick]
         [--reduction 16] [--budgets 1000000 4000000] [--threads 1] [--device cpu] [--json F]
 
+The README's table is ``--threads 1 --json figures/full/vs-saelens.json``, rendered by
+``toysae report`` through :func:`report_tables`.
+
 The world is SAELens's published SynthSAEBench-16k configuration at 1/``--reduction``
 (``toysae.interop.synth_sae_bench_config``; 16: 1,024 features in d 48, SAELens's
 orthogonalised dictionary and bias), wrapped as ``toysae.interop.SAELensWorld``. The
@@ -57,12 +60,17 @@ import numpy as np
 import torch
 
 from toysae import metrics
+from toysae._io import write_text
 from toysae._threads import torch_threads
+from toysae.experiments import provenance
 from toysae.interop import SAELensWorld, export_saelens, synth_sae_bench_config
 from toysae.sae import ARCHITECTURES as ARCHITECTURES_REGISTRY
 from toysae.sae import TrainConfig, make_sae, train_sae
 from toysae.sae.batches import derived_seed
 
+#: The name of its stored JSON, ``figures/full/vs-saelens.json``, whose table ``toysae
+#: report`` renders into the README (``report_tables``).
+NAME = "vs-saelens"
 ARCHITECTURES = ("batchtopk", "matryoshka", "jumprelu", "relu")
 SAELENS_NAMES = {"batchtopk": "BatchTopK", "matryoshka": "MatryoshkaBatchTopK",
                  "jumprelu": "JumpReLU", "relu": "Standard"}
@@ -206,7 +214,7 @@ def score(directory, world: SAELensWorld, args) -> dict:
             "dead": ev.dead_latents, "ev": ev.explained_variance, "true_l0": ev.true_l0}
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduction", type=int, default=16)
     parser.add_argument("--budgets", type=int, nargs="+", default=[1_000_000, 4_000_000])
@@ -221,7 +229,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument("--quick", action="store_true", help="a tiny size (a smoke run)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.quick:
         args.reduction, args.budgets, args.eval_samples, args.snapshots = 64, [8192, 16384], \
             4096, 4
@@ -262,8 +274,41 @@ def run(args) -> None:
                       f"{s['l0']:6.2f} {s['dead']:5d} {s['ev']:6.3f} {wall:8.1f} "
                       f"{budget / wall:10,.0f} {reached:>14s}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"reduction": args.reduction, "width": width,
-                                               "k": k, "rows": rows}, indent=2))
+        write_text(Path(args.json), json.dumps(
+            {provenance.KEY: provenance.block(NAME, *_preset(args)),
+             "reduction": args.reduction, "width": width, "k": k, "prefixes": prefixes,
+             "threads": torch.get_num_threads(), "device": args.device,
+             "eval_samples": args.eval_samples, "mcc_target": args.mcc_target,
+             "rows": rows}, indent=2))
+        print(f"wrote {args.json}")
+
+
+def _preset(args) -> tuple[str, list[str]]:
+    """("full", "quick" or "custom", the options that differ from the full run's)."""
+    if args.quick:
+        return "quick", []
+    full = vars(_parser().parse_args([]))
+    differs = [k for k, v in vars(args).items() if k != "json" and v != full[k]]
+    return ("custom" if differs else "full"), differs
+
+
+def report_tables(data: dict) -> dict[str, str]:
+    """The table ``toysae report`` renders from the stored JSON (``--json``): ``trainers``."""
+    target = data["mcc_target"]
+    lines = [f"SAELens's SynthSAEBench-16k world at 1/{data['reduction']} (width {data['width']}, "
+             f"k = target L0 = {data['k']}), both trainers on the same batches, both SAEs "
+             f"scored by SAELens's `eval_sae_on_synthetic_data` on {data['eval_samples']:,} "
+             f"samples; {data['threads']} thread(s) on {data['device']}.", "",
+             "| architecture | samples | trainer | MCC | F1 | L0 | dead | EV | wall s | "
+             f"samples/s | samples to MCC {target} |", "|" + "---|" * 11]
+    for r in data["rows"]:
+        reach = r["samples_to_mcc_target"]
+        reached = f"{reach:,}" if reach is not None else f"> {r['samples']:,}"
+        lines.append(f"| {r['architecture']} | {r['samples']:,} | {r['trainer']} | "
+                     f"{r['mcc']:.3f} | {r['f1']:.3f} | {r['l0']:.2f} | {r['dead']} | "
+                     f"{r['ev']:.3f} | {r['wall_s']:.1f} | {r['samples_per_s']:,.0f} | "
+                     f"{reached} |")
+    return {"trainers": "\n".join(lines)}
 
 
 if __name__ == "__main__":

@@ -159,6 +159,13 @@ def test_cli_run_takes_overrides_and_reports_bad_ones_in_one_line(tmp_path, caps
         assert err.startswith("toysae: ") and match in err and err.count("\n") == 1
 
 
+def test_device_sets_the_device_field_and_is_refused_where_there_is_none(capsys):
+    assert main(["run", "synthsaebench", "--quick", "--device", "cuda", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"] == "cuda"
+    assert main(["run", "dense-1d", "--quick", "--device", "cuda", "--print-config"]) == 2
+    assert "--device: dense-1d has no device field" in _one_line_error(capsys)
+
+
 # Seconds of work after the output folder appears, so the Ctrl-C lands inside the run on a
 # fast idle machine too (a tiny run finished within the wait before the signal, exit 0).
 LONG_DENSE = ["--set", "n_samples=100000", "--set", "learn_seeds=6"]

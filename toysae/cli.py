@@ -4,6 +4,7 @@ check an SAE on activation files, render the docs' result tables from the commit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
             _add_config_arguments(p)
             p.add_argument("--print-config", action="store_true",
                            help="print the resolved config as JSON and exit")
+            p.add_argument("--device", default=None,
+                           help="the torch device to train on (cpu, cuda): --set device=... "
+                                "for an experiment whose config has a device field")
     _add_sweep_parser(sub)
     _add_check_command(sub)
     _add_report_parser(sub)
@@ -244,8 +248,14 @@ def _run(args) -> int:
 
     try:
         module = experiments.get(args.experiment)
+        sets = list(args.sets)
+        if args.device is not None:
+            if "device" not in {f.name for f in dataclasses.fields(module.Config)}:
+                raise ValueError(f"--device: {args.experiment} has no device field (it runs "
+                                 "on the CPU)")
+            sets.append(f"device={args.device}")
         config = resolve_config(module.Config, quick=args.quick, config_file=args.config,
-                                sets=args.sets)
+                                sets=sets)
     except REPORTED_ERRORS as err:
         return _report(err)
     if args.print_config:

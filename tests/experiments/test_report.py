@@ -144,6 +144,26 @@ def test_a_region_no_experiment_renders_is_refused(tmp_path, marker, message):
         report.stale_regions(root)
 
 
+def test_a_benchmark_script_renders_its_own_json(tmp_path):
+    """A name that is no experiment is a benchmark: benchmarks/bench_NAME.py (dashes as
+    underscores) renders FIGURES/NAME.json through its own report_tables."""
+    root = _repository(tmp_path, readme="<!-- report:toy-bench:rows -->\n" + CLOSE + "\n")
+    (root / "benchmarks").mkdir()
+    (root / "benchmarks" / "bench_toy_bench.py").write_text(
+        "def report_tables(data):\n"
+        "    return {'rows': '| n |\\n|---|\\n' + '\\n'.join(f'| {n} |' for n in data['n'])}\n")
+    stored = {provenance.KEY: provenance.block("toy-bench", "full", []), "n": [3, 4]}
+    (root / "figures" / "full" / "toy-bench.json").write_text(json.dumps(stored))
+    assert report.write_documents(root)[0].where == "README.md:1: report:toy-bench:rows"
+    assert "| n |\n|---|\n| 3 |\n| 4 |" in (root / "README.md").read_text()
+    stored["n"][1] = 5
+    (root / "figures" / "full" / "toy-bench.json").write_text(json.dumps(stored))
+    assert [r.line for r in report.stale_regions(root)] == [1]
+    (root / "benchmarks" / "bench_toy_bench.py").unlink()
+    with pytest.raises(ValueError, match="nor is there a benchmark benchmarks/bench_toy_bench.py"):
+        report.stale_regions(root)
+
+
 def _data(change):
     data = _result()
     change(data)

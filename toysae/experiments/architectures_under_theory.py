@@ -50,9 +50,7 @@ its 16k world at L0 = 25 (F1 / MCC): Matryoshka 0.879 / 0.793, BatchTopK 0.732 /
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +66,8 @@ from toysae._validation import check_choice, check_float, check_tuple, shifted_s
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
-from toysae.experiments.provenance import source_state
+from toysae.experiments._run_store import RunStore
+from toysae.experiments.synthsaebench import PAPER, paper_orders
 from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
 from toysae.stats import (
     Interval,
@@ -92,10 +91,6 @@ DESCRIPTION = ("Every SAE architecture at a controlled, matched L0 over seeds on
                "95% intervals, and first-order optimality through three lenses.")
 
 DICTLEARN = "dictlearn"
-# SynthSAEBench-16k at L0 = 25, (F1, MCC); "relu" is the paper's standard L1 SAE
-PAPER = {"matryoshka": (0.879, 0.793), "batchtopk": (0.732, 0.757),
-         "jumprelu": (0.732, 0.753), "relu": (0.556, 0.604),
-         "matching_pursuit": (0.446, 0.693)}
 # The controller's start, by what the penalty weighs, for data with E ||x||^2 = 1: below
 # what the targets need, since a JumpReLU started too high loses thresholds for good
 _START_COEF = {"l1": 0.03, "l0": 0.001}
@@ -462,40 +457,22 @@ def _world(config: Config) -> _World:
                   scale=scale, true_l0=float(metrics.l0(train.codes)))
 
 
-class _Store:
-    """Finished runs as JSON files under ``work_dir/<key>/``, where the key hashes every
-    field that changes a run (not the lists of architectures, seeds and targets, so a
-    larger run reuses a smaller one's runs)."""
+class _Store(RunStore):
+    """Finished runs (:class:`toysae.experiments._run_store.RunStore`), keyed by every field
+    but the lists of architectures, seeds and targets (and ``track``, ``n_boot``), so a
+    larger run reuses a smaller one's runs."""
 
     def __init__(self, config: Config):
-        self.root = None
-        if config.work_dir is not None:
-            plain = config.to_dict()
-            for name in ("architectures", "seeds", "l0_fractions", "track", "work_dir",
-                         "n_boot"):
-                plain.pop(name)
-            key = hashlib.blake2b(json.dumps(plain, sort_keys=True).encode(),
-                                  digest_size=8).hexdigest()
-            self.root = Path(config.work_dir) / key
-
-    def _path(self, unit: str) -> Path:
-        return self.root / f"{unit}.json"
+        super().__init__(config, ("architectures", "seeds", "l0_fractions", "track", "n_boot"))
 
     def get(self, unit: str, tracked: bool) -> tuple[Scores, dict] | None:
-        if self.root is None or not self._path(unit).is_file():
-            return None
-        stored = json.loads(self._path(unit).read_text(encoding="utf-8"))
-        if tracked and not stored["track"]:
-            return None  # stored without the tracking this run asks for: train it again
+        stored = super().get(unit)
+        if stored is None or (tracked and not stored["track"]):
+            return None  # not kept, or kept without the tracking this run asks for
         return Scores.from_dict(stored["scores"]), stored["track"]
 
     def put(self, unit: str, scores: Scores, track: dict) -> None:
-        """Keep a finished run, with the commit of the code that made it."""
-        if self.root is not None:
-            commit, dirty = source_state()
-            text = json.dumps({"commit": commit, "dirty": dirty, "scores": scores.to_dict(),
-                               "track": track})
-            write_text(self._path(unit), text)
+        super().put(unit, {"scores": scores.to_dict(), "track": track})
 
 
 def targets_of(config: Config, true_l0: float) -> tuple[int, ...]:
@@ -595,31 +572,10 @@ def correlate(runs, n_boot: int, seed: int, target_l0: int | None = None
 
 def ranking_sentence(summaries, target) -> str:
     """How each of the paper's pairwise F1 orders fares at ``target``: reproduced or
-    reversed where the intervals separate, not resolved otherwise (paper ties skipped)."""
-    by = {s.name: s.interval("f1") for s in summaries if s.name in PAPER}
-    names = sorted(by, key=lambda n: -PAPER[n][0])
-    if len(names) < 2:
-        return (f"At L0 {target}: fewer than two of the paper's architectures were run, no "
-                "order to compare.")
-    reproduced, reversed_, unresolved = [], [], []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if PAPER[a][0] == PAPER[b][0]:
-                continue
-            verdict = compare(by[a], by[b])  # a is ahead in the paper
-            pair = f"{a} > {b}"
-            (reproduced if verdict > 0 else reversed_ if verdict < 0 else unresolved).append(
-                pair)
-    n = min(i.n for i in by.values())
-    total = len(reproduced) + len(reversed_) + len(unresolved)
-    text = (f"At L0 {target}: of the paper's {total} pairwise F1 orders among "
-            f"{', '.join(names)}, {len(reproduced)} reproduced, {len(reversed_)} reversed and "
-            f"{len(unresolved)} {not_resolved(n)} (95% intervals).")
-    if reversed_:
-        text += f" Reversed here: {'; '.join(reversed_)}."
-    if reproduced:
-        text += f" Reproduced: {'; '.join(reproduced)}."
-    return text
+    reversed where the intervals separate, not resolved otherwise (paper ties skipped;
+    :func:`toysae.experiments.synthsaebench.paper_orders`)."""
+    return paper_orders({s.name: s.interval("f1") for s in summaries if s.name in PAPER},
+                        "f1", target)
 
 
 def _best(summaries, metric: str) -> str:

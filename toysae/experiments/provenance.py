@@ -91,10 +91,16 @@ def preset(module: ModuleType, config) -> tuple[str, list[str]]:
 
 def provenance(module: ModuleType, config) -> dict:
     """The ``provenance`` block for a result of experiment ``module`` run at ``config``."""
-    name, differs = preset(module, config)
+    return block(module.NAME, *preset(module, config))
+
+
+def block(name: str, preset_name: str, differs: list[str]) -> dict:
+    """The ``provenance`` block of a result named ``name`` (an experiment's ``NAME``, or a
+    benchmark's, whose JSON ``toysae report`` renders as well) at the preset
+    ``preset_name``, whose config differs from the full one in ``differs``."""
     commit, dirty = source_state()
-    return {"schema_version": SCHEMA_VERSION, "experiment": module.NAME, "preset": name,
-            "differs_from_full": differs, "toysae_version": _version("toysae"),
+    return {"schema_version": SCHEMA_VERSION, "experiment": name, "preset": preset_name,
+            "differs_from_full": list(differs), "toysae_version": _version("toysae"),
             "commit": commit, "dirty": dirty,
             "python": platform.python_version(), "torch": _version("torch"),
             "numpy": _version("numpy"), "platform": platform.platform(),

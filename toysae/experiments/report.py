@@ -5,14 +5,17 @@ A markdown document holds a *region* for each table it shows: an opening line
 each marker on a line of its own (a marker quoted inside a sentence is not one). What
 lies between them is written by :func:`render_documents` from ``FIGURES/EXPERIMENT.json``
 through the experiment module's ``report_tables(data) -> {TABLE: markdown}``, the one
-function an experiment adds to opt in, followed by a line naming and linking the JSON and
-its provenance (:mod:`toysae.experiments.provenance`). :func:`stale_regions` is the check:
-the regions whose text differs from what their JSON renders, so a number typed by hand or
-left behind by a new run fails ``toysae report --check`` and the test that runs it.
+function an experiment adds to opt in (a NAME that is no experiment names a benchmark
+script, ``benchmarks/bench_NAME.py``, with its own ``report_tables``), followed by a
+line naming and linking the JSON and its provenance
+(:mod:`toysae.experiments.provenance`). :func:`stale_regions` is the check: the regions
+whose text differs from what their JSON renders, so a number typed by hand or left
+behind by a new run fails ``toysae report --check`` and the test that runs it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -120,10 +123,7 @@ def render(region: Region, document: Path, json_path: Path, root: Path) -> list[
     ``json_path`` (named relative to ``root``) and a line naming and linking that file.
     ValueError naming the document or the JSON when the region asks for what no
     experiment renders or the JSON cannot give it."""
-    try:
-        module = get(region.experiment)
-    except ValueError as err:
-        raise ValueError(f"{region.where}: {err}") from None
+    module = _renderer(region, root)
     tables = getattr(module, "report_tables", None)
     if tables is None:
         raise ValueError(f"{region.where}: {region.experiment} renders no tables (its module "
@@ -144,6 +144,29 @@ def render(region: Region, document: Path, json_path: Path, root: Path) -> list[
               f"({provenance.describe(data[provenance.KEY])}); written by `toysae report`, "
               "not by hand.")
     return ["", *rendered[region.table].strip("\n").split("\n"), "", footer, ""]
+
+
+def benchmark_file(root: Path, name: str) -> Path:
+    """The benchmark script that stores ``FIGURES/name.json`` when ``name`` is not an
+    experiment: ``benchmarks/bench_<name, dashes as underscores>.py`` under ``root``."""
+    return Path(root) / "benchmarks" / f"bench_{name.replace('-', '_')}.py"
+
+
+def _renderer(region: Region, root: Path):
+    """The module whose ``report_tables`` renders ``region``: the experiment of that name,
+    else the repository's benchmark script of that name (loaded from its file; benchmarks
+    are scripts, not part of the package)."""
+    try:
+        return get(region.experiment)
+    except ValueError as err:
+        path = benchmark_file(root, region.experiment)
+        if not path.is_file():
+            raise ValueError(f"{region.where}: {err}; nor is there a benchmark "
+                             f"{_named(path, root)}") from None
+    spec = importlib.util.spec_from_file_location(f"_report_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)
