@@ -16,10 +16,12 @@ from toysae.metrics import (
     explained_variance,
     fvu,
     l0,
+    matched_cosines,
     max_cosines,
     mcc,
     mmcs,
     mmcs_with_larger,
+    pairwise_mcc,
     shrinkage,
     uniqueness,
 )
@@ -82,6 +84,77 @@ def test_mcc_over_the_smaller_set():
     for bad in ("larger", None, 1):
         with pytest.raises(ValueError, match="over"):
             mcc(A, B, over=bad)
+
+
+def test_signed_mcc_tells_an_atom_from_its_negation():
+    E = np.eye(4)
+    assert mcc(E, -E) == 1.0  # |cosine|, the default
+    # signed: every negated atom has cosine -1 with its own and 0 with the others, so the
+    # best matching pairs each with another row: 0
+    assert mcc(E, -E, absolute=False) == 0.0
+    half = E * np.array([[-1.0], [-1.0], [1.0], [1.0]])  # rows 0 and 1 negated
+    assert mcc(E, half, absolute=False) == 0.5  # 2 of 4 rows matched with cosine 1
+    with pytest.raises(TypeError, match="absolute must be a bool"):
+        mcc(E, E, absolute=1)
+
+
+def test_matched_cosines_are_the_matching_of_mcc_row_by_row():
+    A = np.eye(3)
+    B = np.array([[0.0, 1.0, 0.0], [0.6, 0.0, 0.8]])
+    # |cos|: row 1 takes B[0] (1); B[1] goes to row 2 (0.8) over row 0 (0.6); row 0 left
+    assert matched_cosines(A, B).tolist() == pytest.approx([0.0, 1.0, 0.8], abs=1e-15)
+    assert mcc(A, B) == pytest.approx(matched_cosines(A, B).mean(), abs=1e-15)
+    assert matched_cosines(B, A).tolist() == pytest.approx([1.0, 0.8], abs=1e-15)
+    E = np.eye(4)
+    half = E * np.array([[-1.0], [-1.0], [1.0], [1.0]])  # rows 0 and 1 negated
+    assert matched_cosines(E, half).tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert matched_cosines(E, half, absolute=False).tolist() == [0.0, 0.0, 1.0, 1.0]
+    L = _unit(12, 5, 3)
+    assert matched_cosines(L, L[::-1]) == pytest.approx(np.ones(12), abs=1e-12)
+
+
+def test_pairwise_mcc_on_hand_made_dictionaries():
+    D = _unit(10, 6, 4)
+    perm = np.random.default_rng(5).permutation(10)
+    assert pairwise_mcc([D, D, D]) == pytest.approx(1.0, abs=1e-12)  # identical
+    assert pairwise_mcc([D, D[perm], D[perm[::-1]]]) == pytest.approx(1.0, abs=1e-12)
+    # sign-flipped: the same directions with |cosine| (Song et al.'s), not when signed
+    signs = np.where(np.arange(10) % 2 == 0, -1.0, 1.0)[:, None]
+    assert pairwise_mcc([D, signs * D]) == pytest.approx(1.0, abs=1e-12)
+    assert pairwise_mcc([D, signs * D], absolute=False) < 0.9
+    E = np.eye(8)
+    assert pairwise_mcc([E, -E], absolute=False) == 0.0  # no positive cosine to match
+    assert pairwise_mcc([E[:4], E[4:]]) == 0.0  # disjoint orthogonal subspaces
+    # partial overlap: A and B share e0, e1; A and C share e0; B and C share e0, e4
+    A, B, C = E[[0, 1, 2, 3]], E[[0, 1, 4, 5]], E[[0, 6, 7, 4]]
+    assert pairwise_mcc([A, B]) == 0.5
+    assert pairwise_mcc([A, B, C]) == pytest.approx((2 / 4 + 1 / 4 + 2 / 4) / 3, abs=1e-15)
+    # a known cosine: one atom rotated to cos 0.6 with its partner, the rest shared
+    R = E[:3].copy()
+    R[2] = 0.6 * E[2] + 0.8 * E[5]
+    assert pairwise_mcc([E[:3], R]) == pytest.approx((1 + 1 + 0.6) / 3, abs=1e-15)
+    # sizes may differ: the mean is over the smaller dictionary, so order does not matter
+    assert pairwise_mcc([E[:2], E]) == pairwise_mcc([E, E[:2]]) == 1.0
+    assert pairwise_mcc([torch.from_numpy(D), D]) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dictionaries, error, match", [
+    ([np.eye(3)], ValueError, "dictionaries must hold at least 2, got 1"),
+    ([], ValueError, "dictionaries must hold at least 2, got 0"),
+    ([np.eye(3), np.eye(4)], ValueError, r"dictionaries\[1\] has dimension 4 but "
+     r"dictionaries\[0\] has 3"),
+    ([np.eye(3), np.zeros((2, 3))], ValueError, r"dictionaries\[1\] has 2 zero row"),
+    ("abc", TypeError, "dictionaries must be a sequence"),
+    (np.eye(3), TypeError, "dictionaries must be a sequence"),
+])
+def test_pairwise_mcc_refuses_bad_input(dictionaries, error, match):
+    with pytest.raises(error, match=match):
+        pairwise_mcc(dictionaries)
+
+
+def test_pairwise_mcc_refuses_a_non_bool_absolute():
+    with pytest.raises(TypeError, match="absolute must be a bool"):
+        pairwise_mcc([np.eye(2), np.eye(2)], absolute="yes")
 
 
 def test_synthsaebench_conventions_match_saelens():

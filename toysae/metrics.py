@@ -19,8 +19,9 @@ from scipy.optimize import linear_sum_assignment
 from toysae._validation import check_choice, check_float, check_indices, row_norms, to_numpy
 
 __all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
-           "detection_scores", "explained_variance", "fvu", "l0", "max_cosines", "mcc", "mmcs",
-           "mmcs_with_larger", "shrinkage", "uniqueness"]
+           "detection_scores", "explained_variance", "fvu", "l0", "matched_cosines",
+           "max_cosines", "mcc", "mmcs", "mmcs_with_larger", "pairwise_mcc", "shrinkage",
+           "uniqueness"]
 
 
 def _rows(A, name: str) -> np.ndarray:
@@ -76,7 +77,18 @@ def mmcs(reference, learned, *, absolute: bool = False) -> float:
 MCC_OVER = ("reference", "smaller")
 
 
-def mcc(reference, learned, *, over: str = "reference") -> float:
+def _matching(reference, learned, absolute: bool):
+    """The cosines (absolute or signed) and the Hungarian assignment maximising their sum."""
+    if not isinstance(absolute, bool):
+        raise TypeError(f"absolute must be a bool, got {absolute!r}")
+    C = cosine_matrix(reference, learned)
+    if absolute:
+        C = np.abs(C)
+    rows, cols = linear_sum_assignment(C, maximize=True)
+    return C, rows, cols
+
+
+def mcc(reference, learned, *, over: str = "reference", absolute: bool = True) -> float:
     """Mean |cosine| under the best one-to-one matching of learned atoms to reference rows.
 
     The matching is the Hungarian assignment (scipy ``linear_sum_assignment``)
@@ -94,11 +106,66 @@ def mcc(reference, learned, *, over: str = "reference") -> float:
       ``sae_lens.synthetic.mean_correlation_coefficient``). This is the number to
       set beside SynthSAEBench's published MCC; it is symmetric in its arguments
       and equals the default when ``n_learned >= n_reference``.
+
+    ``absolute=False`` matches and averages the signed cosines instead, so an atom
+    and its negation are opposite directions (a match can then be negative).
     """
     over = check_choice(over, "over", MCC_OVER)
-    C = np.abs(cosine_matrix(reference, learned))
-    rows, cols = linear_sum_assignment(C, maximize=True)
+    C, rows, cols = _matching(reference, learned, absolute)
     return float(C[rows, cols].sum() / (C.shape[0] if over == "reference" else len(rows)))
+
+
+def matched_cosines(reference, learned, *, absolute: bool = True) -> np.ndarray:
+    """(n_reference,) each reference row's |cosine| with the learned atom that :func:`mcc`'s
+    one-to-one matching pairs it with; 0 for a row left unmatched (fewer learned atoms
+    than reference rows). ``matched_cosines(A, B).mean()`` is ``mcc(A, B)``, up to the
+    order of the sum; ``absolute=False`` gives the signed cosines of the signed matching.
+    ``matched_cosines(A, B) >= 0.9`` marks the rows of ``A`` that ``B`` has too."""
+    C, rows, cols = _matching(reference, learned, absolute)
+    out = np.zeros(C.shape[0])
+    out[rows] = C[rows, cols]
+    return out
+
+
+def _dictionaries(dictionaries, minimum: int) -> list[np.ndarray]:
+    """Unit-row float64 arrays of one dimension, at least ``minimum`` of them; errors name
+    ``dictionaries`` (the sequence) or ``dictionaries[k]`` (one of them)."""
+    if isinstance(dictionaries, (str, bytes)) or not isinstance(dictionaries, Sequence):
+        raise TypeError(f"dictionaries must be a sequence of arrays, got "
+                        f"{type(dictionaries).__name__}")
+    if len(dictionaries) < minimum:
+        raise ValueError(f"dictionaries must hold at least {minimum}, got "
+                         f"{len(dictionaries)}")
+    Ds = [_rows(D, f"dictionaries[{k}]") for k, D in enumerate(dictionaries)]
+    for k in range(1, len(Ds)):
+        if Ds[k].shape[1] != Ds[0].shape[1]:
+            raise ValueError(f"dictionaries[{k}] has dimension {Ds[k].shape[1]} but "
+                             f"dictionaries[0] has {Ds[0].shape[1]}")
+    return Ds
+
+
+def pairwise_mcc(dictionaries: Sequence, *, absolute: bool = True) -> float:
+    """PW-MCC: the mean over every pair of ``dictionaries`` of the pair's MCC.
+
+    ``dictionaries`` are at least two ``(n_atoms, d)`` arrays of one ``d`` (learned
+    with different seeds, say); the MCC of a pair is ``mcc(A, B, over="smaller")``:
+    the Hungarian one-to-one matching of their atoms by |cosine|, the matched
+    |cosines| averaged over the smaller dictionary (over every atom when the sizes
+    agree, the usual case), so it is symmetric and needs no ground truth. This is
+    Song et al.'s pairwise dictionary mean correlation coefficient (arXiv
+    2505.20254): absolute cosines, as the MCC of identifiability work, so an atom
+    and its negation count as the same direction. ``absolute=False`` matches and
+    averages signed cosines (as Paulo & Belrose, arXiv 2501.16615, match latents
+    with cost ``1 - cos``), where a negated atom is a different latent.
+
+    1 when every dictionary is a permutation (and, with ``absolute``, sign flips)
+    of the others; about 0 for dictionaries in orthogonal subspaces.
+    """
+    if not isinstance(absolute, bool):
+        raise TypeError(f"absolute must be a bool, got {absolute!r}")
+    Ds = _dictionaries(dictionaries, 2)
+    return float(np.mean([mcc(Ds[i], Ds[j], over="smaller", absolute=absolute)
+                          for i in range(len(Ds)) for j in range(i + 1, len(Ds))]))
 
 
 def mmcs_with_larger(dictionaries: Sequence) -> list[float | None]:
@@ -110,16 +177,8 @@ def mmcs_with_larger(dictionaries: Sequence) -> list[float | None]:
     ("many ways of being wrong, one way of being right"). The largest dictionary
     has nothing larger to compare with and gets ``None``.
     """
-    if isinstance(dictionaries, (str, bytes)) or not isinstance(dictionaries, Sequence):
-        raise TypeError(f"dictionaries must be a sequence of arrays, got "
-                        f"{type(dictionaries).__name__}")
-    if len(dictionaries) == 0:
-        raise ValueError("dictionaries is empty")
-    Ds = [_rows(D, f"dictionaries[{k}]") for k, D in enumerate(dictionaries)]
+    Ds = _dictionaries(dictionaries, 1)
     for k in range(1, len(Ds)):
-        if Ds[k].shape[1] != Ds[0].shape[1]:
-            raise ValueError(f"dictionaries[{k}] has dimension {Ds[k].shape[1]} but "
-                             f"dictionaries[0] has {Ds[0].shape[1]}")
         if Ds[k].shape[0] < Ds[k - 1].shape[0]:
             raise ValueError(f"dictionaries must be ordered by size; dictionaries[{k}] has "
                              f"{Ds[k].shape[0]} atoms after {Ds[k - 1].shape[0]}")
