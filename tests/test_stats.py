@@ -15,6 +15,7 @@ from toysae.stats import (
     mean_interval,
     not_resolved,
     over_seeds,
+    pair_interval,
     rank_correlation,
     separated,
 )
@@ -70,6 +71,59 @@ def test_bad_level_and_bad_intervals_are_refused():
         mean_interval([1.0, 2.0], level=1.0)
     with pytest.raises(TypeError, match="a must be an Interval"):
         separated((0, 1), mean_interval([1.0, 2.0]))
+
+
+def _pairs(effects, noise=0.0, rng=None):
+    """A symmetric matrix of pair values ``effects[i] + effects[j] (+ noise)``."""
+    n = len(effects)
+    M = np.add.outer(effects, effects)
+    if noise:
+        E = np.triu(rng.normal(0, noise, size=(n, n)), 1)
+        M = M + E + E.T
+    return M
+
+
+def test_pair_interval_is_the_jackknife_over_seeds_by_hand():
+    M = _pairs(np.array([0.0, 1.0, 2.0, 4.0]))
+    iv = pair_interval(M)
+    # pairs: 1, 2, 4, 3, 5, 6 -> mean 3.5; without seed i: the mean of the three pairs left
+    loo = np.array([(3 + 5 + 6) / 3, (2 + 4 + 6) / 3, (1 + 4 + 5) / 3, (1 + 2 + 3) / 3])
+    half = 3.182446305284263 * math.sqrt(3 / 4 * ((loo - loo.mean()) ** 2).sum())  # t_.975,3
+    assert iv.mean == 3.5 and iv.n == 4 and iv.method == "jackknife"
+    assert (iv.low, iv.high) == pytest.approx((3.5 - half, 3.5 + half), rel=1e-12)
+    assert pair_interval(M * 0 + 0.7).format() == "0.700 [0.700, 0.700]"  # all pairs alike
+    np.fill_diagonal(M, np.nan)  # the diagonal is not read
+    assert pair_interval(M) == iv
+    two = pair_interval([[1.0, 0.8], [0.8, 1.0]])  # one pair: no interval
+    assert two.mean == 0.8 and not two.resolved and two.n == 2
+
+
+def test_pair_interval_covers_where_intervals_over_pairs_do_not():
+    """Seeds of random quality (each seed's effect enters its n - 1 pairs): at 5 seeds the
+    jackknife covers the true mean 95% of the time (measured 95.5%); a t interval over the
+    10 pair values, as if they were independent, about 62%, at a third of the width."""
+    rng = np.random.default_rng(0)
+    hits = naive = 0
+    for _ in range(2000):
+        M = _pairs(rng.normal(0.0, 0.1, size=5), noise=0.02, rng=rng)
+        iv = pair_interval(M)
+        hits += iv.low <= 0.0 <= iv.high
+        flat = mean_interval(M[np.triu_indices(5, 1)])
+        naive += flat.low <= 0.0 <= flat.high
+    assert 0.935 <= hits / 2000 <= 0.975
+    assert naive / 2000 < 0.75
+
+
+@pytest.mark.parametrize("matrix, error, match", [
+    ([[1.0]], ValueError, "at least 2 rows"), ([1.0, 2.0], ValueError, "square"),
+    ([[1.0, 0.5, 0.2], [0.5, 1.0, 0.3]], ValueError, "square"),
+    ([[1.0, 0.5], [0.4, 1.0]], ValueError, "symmetric"),
+    ([[1.0, np.nan], [np.nan, 1.0]], ValueError, "finite"),
+    ([["a", "b"], ["c", "d"]], TypeError, "matrix must be"),
+])
+def test_pair_interval_refuses_bad_matrices(matrix, error, match):
+    with pytest.raises(error, match=match):
+        pair_interval(matrix)
 
 
 def _ranks(a):
