@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toysae tests benchmarks
+
+# the notebooks' cells from make_NN.py, then each run at its small size and stored executed
+notebooks: $(STAMP)
+	for m in notebooks/make_*.py; do $(PY) $$m || exit 1; done
+	$(PY) notebooks/execute.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

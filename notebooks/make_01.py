@@ -1,4 +1,5 @@
-"""Build notebooks/01_synthetic_data.ipynb (committed without outputs)."""
+"""Build notebooks/01_synthetic_data.ipynb (its cells;
+notebooks/execute.py runs it and stores it with its outputs)."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Build notebooks/02_sae_sweep.ipynb (committed without outputs)."""
+"""Build notebooks/02_sae_sweep.ipynb (its cells;
+notebooks/execute.py runs it and stores it with its outputs)."""
 
 from pathlib import Path
 
@@ -79,7 +80,7 @@ cells = [
         "short = TrainConfig(n_samples=256 * 100, batch_size=256, lr=1e-2, log_every=50)\n"
         "batched = train_grid(data, [0.01, 0.1], [6, 12], short, progress=False)\n"
         "sequential = train_grid_sequential(data, [0.01, 0.1], [6, 12], short, progress=False)\n"
-        "gap = max(float((a.sae.W_dec - b.sae.W_dec).abs().max())\n"
+        "gap = max(float((a.sae.W_dec - b.sae.W_dec).detach().abs().max())\n"
         "          for a, b in zip(batched.members, sequential.members))\n"
         "print(f'largest decoder difference: {gap:.1e}')\n"
         "print('same SAEs:', gap < 1e-4)\n"

@@ -1,4 +1,5 @@
-"""Build notebooks/04_optimality_conditions.ipynb (committed without outputs)."""
+"""Build notebooks/04_optimality_conditions.ipynb (its cells;
+notebooks/execute.py runs it and stores it with its outputs)."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Build notebooks/05_end_to_end.ipynb (committed without outputs)."""
+"""Build notebooks/05_end_to_end.ipynb (its cells;
+notebooks/execute.py runs it and stores it with its outputs)."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Build notebooks/06_architectures.ipynb (committed without outputs)."""
+"""Build notebooks/06_architectures.ipynb (its cells;
+notebooks/execute.py runs it and stores it with its outputs)."""
 
 from pathlib import Path
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+# No backend is chosen here: matplotlib falls back to Agg where there is no display (the
+# CLI, CI), and a notebook keeps its inline backend, so its figures show.
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from toysae._io import save_figure  # noqa: E402,F401  (re-exported for experiments)
+from toysae._io import save_figure  # noqa: F401  (re-exported for experiments)
 
 STYLE = {
     "figure.dpi": 110,

@@ -32,7 +32,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from toysae._buffers import Workspace
 from toysae._result import Result

@@ -31,7 +31,7 @@ import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from toysae._buffers import Workspace
 from toysae._result import History

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from toysae import _tuning
 from toysae._result import History, Result
