@@ -123,7 +123,7 @@ def render(region: Region, document: Path, json_path: Path, root: Path) -> list[
     ``json_path`` (named relative to ``root``) and a line naming and linking that file.
     ValueError naming the document or the JSON when the region asks for what no
     experiment renders or the JSON cannot give it."""
-    module = _renderer(region, root)
+    module = renderer(region.experiment, root, region.where)
     tables = getattr(module, "report_tables", None)
     if tables is None:
         raise ValueError(f"{region.where}: {region.experiment} renders no tables (its module "
@@ -152,16 +152,18 @@ def benchmark_file(root: Path, name: str) -> Path:
     return Path(root) / "benchmarks" / f"bench_{name.replace('-', '_')}.py"
 
 
-def _renderer(region: Region, root: Path):
-    """The module whose ``report_tables`` renders ``region``: the experiment of that name,
-    else the repository's benchmark script of that name (loaded from its file; benchmarks
-    are scripts, not part of the package)."""
+def renderer(name: str, root: str | Path, where: str = ""):
+    """The module whose ``report_tables`` renders the tables of ``name``: the experiment of
+    that name, else the benchmark script of that name in the repository at ``root``
+    (loaded from its file; benchmarks are scripts, not part of the package). ValueError
+    naming ``where`` (a region) when there is neither."""
+    root = Path(root)
     try:
-        return get(region.experiment)
+        return get(name)
     except ValueError as err:
-        path = benchmark_file(root, region.experiment)
+        path = benchmark_file(root, name)
         if not path.is_file():
-            raise ValueError(f"{region.where}: {err}; nor is there a benchmark "
+            raise ValueError(f"{where or name}: {err}; nor is there a benchmark "
                              f"{_named(path, root)}") from None
     spec = importlib.util.spec_from_file_location(f"_report_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
