@@ -164,6 +164,26 @@ def test_a_benchmark_script_renders_its_own_json(tmp_path):
         report.stale_regions(root)
 
 
+def test_every_experiment_renders_its_figure_with_one_line_of_finding(tmp_path):
+    fig = f"<!-- report:{NAME}:figure -->"
+    root = _repository(tmp_path, readme=f"{fig}\n{CLOSE}\n")
+    (root / "docs" / "theory.md").write_text(f"{fig}\n{CLOSE}\n")
+    with pytest.raises(ValueError, match=f"{NAME}.png is missing"):
+        report.stale_regions(root)
+    (root / "figures" / "full" / f"{NAME}.png").write_bytes(b"png")
+    report.write_documents(root)
+    readme = (root / "README.md").read_text()
+    # no findings in the result: the experiment's description
+    assert f"![{NAME}](figures/full/{NAME}.png)\n\n{aut.DESCRIPTION}\n" in readme
+    assert f"![{NAME}](../figures/full/{NAME}.png)" in (root / "docs" / "theory.md").read_text()
+    data = _result()
+    data["findings"] = ["First finding, from the JSON.", "second"]
+    (root / "figures" / "full" / f"{NAME}.json").write_text(json.dumps(data))
+    assert len(report.stale_regions(root)) == 2  # the caption is the result's first finding
+    report.write_documents(root)
+    assert "\n\nFirst finding, from the JSON.\n" in (root / "README.md").read_text()
+
+
 def _data(change):
     data = _result()
     change(data)
@@ -240,6 +260,13 @@ def _changed(data, at, value):
     return data
 
 
+def _shown(module, names, data) -> dict:
+    """What the regions of ``names`` show of ``data`` (a figure region: its caption)."""
+    tables = module.report_tables(data) if hasattr(module, "report_tables") else {}
+    return {name: tables[name] if name in tables else report.figure_caption(module, data)
+            for name in names}
+
+
 def test_changing_a_committed_number_its_table_shows_fails_the_check(tmp_path):
     """On a copy of the repository: the last number of each committed JSON that its tables
     show (results come after the settings), changed, makes exactly that experiment's
@@ -256,22 +283,26 @@ def test_changing_a_committed_number_its_table_shows_fails_the_check(tmp_path):
         path = copy / report.FIGURES / f"{experiment}.json"
         original = path.read_text()
         data = json.loads(original)
-        tables = report.renderer(experiment, copy).report_tables
-        shown = tables(data)
+        module = report.renderer(experiment, copy)
+        names = {r.table for r in regions if r.experiment == experiment}
+        shown = _shown(module, names, data)
         numbers = _numbers({k: v for k, v in data.items() if k not in (provenance.KEY, "config")})
         for at, number in reversed(list(numbers)):
             changed = _changed(data, at, number + 1 if isinstance(number, int)
                                else number * 1.01 + 0.01)
             try:
-                if tables(changed) != shown:
-                    break
+                now = _shown(module, names, changed)
             except (KeyError, TypeError, ValueError, IndexError):
                 continue
+            if now != shown:
+                break
         else:
-            pytest.fail(f"no number of {path} changes what its tables show")
+            if any(ch.isdigit() for text in shown.values() for ch in text):
+                pytest.fail(f"no number of {path} changes what its tables show")
+            continue  # its regions show no number (a figure and a sentence without one)
         path.write_text(json.dumps(changed))
         stale = report.stale_regions(copy)
-        assert {r.where for r in stale} == {r.where for r in regions
-                                            if r.experiment == experiment}, at
+        assert {r.where for r in stale} == {r.where for r in regions if r.experiment ==
+                                            experiment and now[r.table] != shown[r.table]}, at
         path.write_text(original)
     assert report.stale_regions(copy) == []

@@ -176,3 +176,12 @@ def save(result: Result, out_dir: Path) -> list[Path]:
                  f"{result.pair_passed} (no bias), {result.pair_bias_passed} (bias)")
     fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png")]
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``)."""
+    gaps = data["gaps"]
+    return (f"On 1-D data straddling zero the dense antipodal pair is stationary without a "
+            f"decoder bias ({data['pair_passed']}) and with one ({data['pair_bias_passed']}); "
+            f"a single atom's objective exceeds the pair's by {gaps['single +1']:.3g} (with a "
+            f"bias {gaps['single +1 + bias']:.3g}).")

@@ -217,3 +217,13 @@ def _wrap(text: str, width: int) -> str:
         else:
             line = f"{line} {w}".strip()
     return "\n".join([*lines, line])
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``)."""
+    parts = []
+    for v in data["verdicts"]:
+        step = (f" ({v['n_certified']} certified descent step(s), objective drop "
+                f"{v['certified_drop']:.3g})" if v["n_certified"] else "")
+        parts.append(f"{v['name']}: {v['outcome']}{step}")
+    return "; ".join(parts) + "."

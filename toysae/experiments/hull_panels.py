@@ -195,3 +195,12 @@ def save(result: Result, out_dir: Path) -> list[Path]:
                  "while the other is off")
     fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png")]
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``)."""
+    panels = ", ".join(f"panel {p['name']} (cos {p['cos']:+.1f}) "
+                       f"{'passes' if p['passed'] else 'fails'}" for p in data["panels"])
+    verdict = "as the theory predicts" if data["expected_outcome_holds"] else \
+        "NOT as the theory predicts"
+    return f"The convex-hull pair condition on three 2-feature datasets: {panels}, {verdict}."

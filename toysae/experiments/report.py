@@ -6,8 +6,9 @@ each marker on a line of its own (a marker quoted inside a sentence is not one).
 lies between them is written by :func:`render_documents` from ``FIGURES/EXPERIMENT.json``
 through the experiment module's ``report_tables(data) -> {TABLE: markdown}``, the one
 function an experiment adds to opt in (a NAME that is no experiment names a benchmark
-script, ``benchmarks/bench_NAME.py``, with its own ``report_tables``), followed by a
-line naming and linking the JSON and its provenance
+script, ``benchmarks/bench_NAME.py``, with its own ``report_tables``; the table
+``figure`` needs none: :func:`figure_entry`), followed by a line naming and linking the
+JSON and its provenance
 (:mod:`toysae.experiments.provenance`). :func:`stale_regions` is the check: the regions
 whose text differs from what their JSON renders, so a number typed by hand or left
 behind by a new run fails ``toysae report --check`` and the test that runs it.
@@ -27,6 +28,8 @@ from toysae.experiments import get, provenance
 
 OPEN = re.compile(r"<!-- report:([a-z0-9]+(?:-[a-z0-9]+)*):([a-z0-9_]+) -->")
 CLOSE = "<!-- /report -->"
+#: The table every experiment renders without asking: its figure and one line of finding.
+FIGURE = "figure"
 #: The folder of committed full-run outputs, relative to the repository root.
 FIGURES = Path("figures") / "full"
 
@@ -125,13 +128,15 @@ def render(region: Region, document: Path, json_path: Path, root: Path) -> list[
     experiment renders or the JSON cannot give it."""
     module = renderer(region.experiment, root, region.where)
     tables = getattr(module, "report_tables", None)
-    if tables is None:
+    if tables is None and region.table != FIGURE:
         raise ValueError(f"{region.where}: {region.experiment} renders no tables (its module "
                          "has no report_tables function)")
     shown = _named(json_path, root)
     data = load_result(json_path, region.experiment, shown)
     try:
-        rendered = tables(data)
+        rendered = tables(data) if tables is not None else {}
+        if region.table == FIGURE and FIGURE not in rendered:
+            rendered[FIGURE] = figure_entry(module, data, json_path, document)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise ValueError(f"{shown}: its numbers do not render as {region.experiment}'s "
                          f"tables ({type(err).__name__}: {err}): stored by another version "
@@ -144,6 +149,29 @@ def render(region: Region, document: Path, json_path: Path, root: Path) -> list[
               f"({provenance.describe(data[provenance.KEY])}); written by `toysae report`, "
               "not by hand.")
     return ["", *rendered[region.table].strip("\n").split("\n"), "", footer, ""]
+
+
+def figure_caption(module, data: dict) -> str:
+    """The line under an experiment's figure: the module's ``caption(data)`` where it has
+    one, else the result's first finding, else the experiment's description."""
+    caption = getattr(module, "caption", None)
+    if caption is not None:
+        return caption(data)
+    if data.get("findings"):
+        return data["findings"][0]
+    return module.DESCRIPTION
+
+
+def figure_entry(module, data: dict, json_path: Path, document: Path) -> str:
+    """The ``figure`` region every experiment has: its figure beside the JSON
+    (``NAME.png``), linked from ``document``, over :func:`figure_caption`. ValueError
+    when the figure is missing."""
+    png = json_path.with_suffix(".png")
+    if not png.is_file():
+        raise ValueError(f"{png} is missing: the figure of {json_path.name} (rerun its "
+                         "experiment)")
+    link = Path(os.path.relpath(png.resolve(), document.resolve().parent)).as_posix()
+    return f"![{module.NAME}]({link})\n\n{figure_caption(module, data)}"
 
 
 def benchmark_file(root: Path, name: str) -> Path:

@@ -112,3 +112,21 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle(f"Synthetic data: d={cfg.data.d}, {cfg.data.n_features} features, "
                  f"correlation={cfg.data.correlation}")
     return [save_figure(fig, out_dir / f"{NAME}.png")]
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``)."""
+    expected, measured = np.asarray(data["expected_rate"]), np.asarray(data["measured_rate"])
+    n = data["config"]["n_samples"]
+    z = np.abs(measured - expected) / np.sqrt(expected * (1 - expected) / n)
+    text = (f"Measured firing rates of the {len(expected)} features lie within {z.max():.1f} "
+            f"binomial standard errors of the expected ones ({n:,} samples; mean active "
+            f"{data['mean_active']:.2f} against {expected.sum():.2f} expected)")
+    if data["copula_correlation"] is not None:
+        copula, cofiring = (np.asarray(data[k]) for k in ("copula_correlation",
+                                                            "cofiring_correlation"))
+        off = ~np.eye(len(copula), dtype=bool)
+        r = np.corrcoef(copula[off], cofiring[off])[0, 1]
+        text += (f"; co-firing follows the copula's correlation (Pearson r {r:.2f} over the "
+                 f"pairs of the first {len(copula)} features)")
+    return text + "."
