@@ -132,12 +132,21 @@ def test_kept_runs_are_reused_and_a_larger_run_trains_only_what_is_new(tmp_path,
         trained.append((name, seed))
         return real(name, seed, target, *args)
 
+    drawn = []
+    real_data = sb._World.training_data
+
+    def drawing(world):
+        drawn.append(len(trained))
+        return real_data(world)
+
     monkeypatch.setattr(sb, "_run_one", counting)
+    monkeypatch.setattr(sb._World, "training_data", drawing)
     with torch_threads(1):
         first = sb.run(config)
-        again = sb.run(config)
+        again = sb.run(config)  # every run kept: no training set is drawn
         wider = sb.run(sb.Config.from_dict({**config.to_dict(), "seeds": [0, 1]}))
     assert trained == [("batchtopk", 0), ("batchtopk", 1)]
+    assert drawn == [1, 2]  # once for the first run, once for the new seed
     assert again.runs == first.runs and wider.runs[0] == first.runs[0]
     kept = list(tmp_path.rglob("*.json"))
     assert len(kept) == 2 and all("commit" in json.loads(p.read_text()) for p in kept)

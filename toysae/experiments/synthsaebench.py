@@ -228,32 +228,36 @@ class Result(JsonMixin):
 
 
 # -- the world ------------------------------------------------------------------------------
-@dataclass
 class _World:
-    source: object  # the SAELensWorld
-    X: np.ndarray | None  # the fixed training set (None: fresh samples)
-    ev: object  # the evaluation Batch
-    F: np.ndarray
-    scale: float
-    true_l0: float
+    """SAELens's world, its evaluation samples and (drawn at the first run that trains,
+    so a rerun whose runs are all kept draws none) the fixed training set."""
 
+    def __init__(self, config: Config):
+        from toysae.interop import SAELensWorld, synth_sae_bench_config
 
-def _world(config: Config) -> _World:
-    from toysae.interop import SAELensWorld, synth_sae_bench_config
+        s = config.settings()
+        self.source = SAELensWorld(synth_sae_bench_config(s["reduction"],
+                                                          seed=config.world_seed),
+                                   seed=config.seed, device=config.device)
+        self.ev = self.source.sample(s["n_eval"], seed=shifted_seed(config.seed, 1))
+        self.F = self.source.features
+        self.scale = float(np.sqrt(np.mean(np.sum(self.ev.x.astype(np.float64) ** 2,
+                                                  axis=1))))
+        self.true_l0 = float(metrics.l0(self.ev.codes))
+        self._n_train, self._seed, self._X = s["n_train"], config.seed, None
 
-    s = config.settings()
-    world = SAELensWorld(synth_sae_bench_config(s["reduction"], seed=config.world_seed),
-                         seed=config.seed, device=config.device)
-    ev = world.sample(s["n_eval"], seed=shifted_seed(config.seed, 1))
-    X = None
-    if s["n_train"]:
-        chunks = [world.sample(min(_CHUNK, s["n_train"] - start),
-                               seed=shifted_seed(config.seed, 100 + i)).x
-                  for i, start in enumerate(range(0, s["n_train"], _CHUNK))]
-        X = np.concatenate(chunks)
-    scale = float(np.sqrt(np.mean(np.sum(ev.x.astype(np.float64) ** 2, axis=1))))
-    return _World(source=world, X=X, ev=ev, F=world.features, scale=scale,
-                  true_l0=float(metrics.l0(ev.codes)))
+    def training_data(self):
+        """The fixed training set, (n_train, d) float32; without one (``n_train`` 0) the
+        world itself, whose fresh samples the engine streams, seeded by the run's seed."""
+        if not self._n_train:
+            return self.source
+        if self._X is None:
+            n = self._n_train
+            self._X = np.concatenate([
+                self.source.sample(min(_CHUNK, n - start),
+                                   seed=shifted_seed(self._seed, 100 + i)).x
+                for i, start in enumerate(range(0, n, _CHUNK))])
+        return self._X
 
 
 def targets_of(config: Config, true_l0: float) -> tuple[int, ...]:
@@ -309,8 +313,7 @@ def _run_one(name: str, seed: int, target: int, world: _World, config: Config) -
     s = config.settings()
     sae = _make(name, world.F.shape[1], s["width"], target, seed).to(config.device)
     tc = _train_config(name, seed, target, world, config)
-    # no fixed set: the engine streams fresh samples of the world, seeded by the run's seed
-    data = world.X if world.X is not None else world.source
+    data = world.training_data()
     start = time.perf_counter()
     result = train_sae(sae, data, tc, progress=False)
     wall = time.perf_counter() - start
@@ -338,7 +341,7 @@ def _run_one(name: str, seed: int, target: int, world: _World, config: Config) -
 # -- the run --------------------------------------------------------------------------------
 def run(config: Config) -> Result:
     start = time.perf_counter()
-    world = _world(config)
+    world = _World(config)
     store = RunStore(config, ("architectures", "seeds", "paper_l0s"))
     targets = targets_of(config, world.true_l0)
     runs = []
@@ -476,12 +479,14 @@ def save(result: Result, out_dir: Path) -> list[Path]:
         ax.set_ylabel(label)
         ax.set_title({"f1": "F1 by architecture", "mcc": "MCC by architecture",
                       "explained_variance": "Reconstruction by architecture"}[metric])
-        ax.legend(fontsize=8, loc="lower left")
+    # one legend for the three panels, below them, where it covers no point
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     w = result.world
     fig.suptitle(f"SynthSAEBench on SAELens's world: {w['n_features']:,} features in d = "
                  f"{w['d']} (true L0 {w['true_l0']:.1f}), width {result.width}, "
                  f"{len(result.config.seeds)} seeds (means, 95% intervals)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return [save_figure(fig, out_dir / f"{NAME}.png"),
             write_text(out_dir / f"{NAME}.md", table(result))]
 
