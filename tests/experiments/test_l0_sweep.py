@@ -14,7 +14,7 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.experiments import l0_sweep as ls
 from toysae.experiments import save_outputs
-from toysae.stats import mean_interval
+from toysae.stats import mean_interval, pair_interval
 
 
 # -- the proxy ----------------------------------------------------------------------------------
@@ -98,7 +98,8 @@ def test_each_selector_picks_on_the_seed_mean_curve_and_is_judged_against_hindsi
         4: (0.90, 0.10, 3.0, 0.03, 0.03, 0, 0.88),
         8: (0.80, 0.15, 4.0, 0.04, 0.04, 0, 0.90),
         16: (0.60, 0.25, 5.0, 0.05, 0.05, 2, 0.92)}
-    consistency = {1: 0.4, 2: 0.9, 4: 0.8, 8: 0.7, 16: 0.6}
+    consistency = {t: {"value": v, "interval": pair_interval(np.full((3, 3), v)).to_dict()}
+                   for t, v in {1: 0.4, 2: 0.9, 4: 0.8, 8: 0.7, 16: 0.6}.items()}
     seed_runs = {}
     for seed, jitter in ((0, -0.01), (1, 0.0), (2, 0.01)):
         seed_runs[seed] = _runs("w", "topk", seed, {
@@ -145,10 +146,13 @@ def test_the_projection_ladder_depends_on_the_width_alone():
         ls.projection_ladder(24, 24)
 
 
-def test_pw_mcc_of_permuted_decoders_is_one():
+def test_the_consistency_is_pw_mcc_with_its_jackknife_interval():
     D = np.linalg.qr(np.random.default_rng(2).normal(size=(8, 8)))[0]
-    assert ls.consistency_of([D, D[::-1], -D[[1, 0, 2, 3, 4, 5, 6, 7]]]) == pytest.approx(1.0)
-    assert ls.consistency_of([np.eye(4)[:2], np.eye(4)[2:]]) == pytest.approx(0.0)
+    value, interval = ls.consistency_of([D, D[::-1], -D[[1, 0, 2, 3, 4, 5, 6, 7]]])
+    assert value == pytest.approx(1.0) and interval["method"] == "jackknife"
+    assert interval["n"] == 3 and interval["low"] == pytest.approx(1.0)
+    value, interval = ls.consistency_of([np.eye(4)[:2], np.eye(4)[2:]])
+    assert value == pytest.approx(0.0) and interval["low"] is None  # one pair: no interval
 
 
 # -- the sweep ----------------------------------------------------------------------------------
@@ -202,6 +206,7 @@ def test_points_are_seed_means_and_picks_cover_every_selector(result):
         assert p.interval("mcc") == mean_interval([r.mcc for r in group])
         assert (p.interval("absorption") is None) == (p.world == "reference")
         assert 0 <= p.consistency <= 1
+        assert p.interval("consistency").mean == pytest.approx(p.consistency)
     assert [(p.world, p.name, p.selector) for p in result.picks] == [
         (w.name, a, s) for w in result.worlds for a in ("relu", "topk")
         for s in ("hindsight", *ls.SELECTOR_NAMES)]

@@ -78,8 +78,16 @@ from toysae.experiments.architectures_under_theory import (
     _train,
     architectures,
 )
+from toysae.experiments.seed_consistency import pair_matrix
 from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
-from toysae.stats import Interval, check_seeds, compare, mean_interval, not_resolved
+from toysae.stats import (
+    Interval,
+    check_seeds,
+    compare,
+    mean_interval,
+    not_resolved,
+    pair_interval,
+)
 from toysae.theory import check_sae, code_kkt, sae_dictionary, sae_lam_for_l0
 
 NAME = "l0-sweep"
@@ -214,7 +222,7 @@ class Config(JsonMixin):
     l0_fractions: Annotated[tuple[float, ...], POSITIVE] = field(
         default_factory=default_fractions)
     n_train: int = 65_536  # the fixed training set of each world (several epochs)
-    train: TrainConfig = field(default_factory=lambda: _train(262_144, batch_size=256))
+    train: TrainConfig = field(default_factory=lambda: _train(1_000_000, batch_size=256))
     # where taken (matryoshka); None: width/8 .. width
     prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
     n_eval: Annotated[int, Bounds(64)] = 8192
@@ -252,11 +260,12 @@ class Config(JsonMixin):
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(synth_small=SyntheticConfig.synth_small(n_features=256, d=48, tree_roots=4),
+        # the controller's gain raised: a quick run has too few steps for the default
+        return cls(synth_small=SyntheticConfig.synth_small(n_features=384, d=48, tree_roots=4),
                    reference=reference_world(n_features=128, d=48),
-                   width=64, seeds=(0, 1), l0_fractions=default_fractions(6),
-                   n_train=8192, train=_train(40_000, batch_size=128), n_eval=1024,
-                   n_check=128, max_steps=20)
+                   width=64, seeds=(0, 1), l0_fractions=default_fractions(5),
+                   n_train=8192, train=_train(24_576, batch_size=128).replace(l0_gain=0.2),
+                   n_eval=1024, n_check=128, max_steps=20)
 
     def world_config(self, name: str) -> SyntheticConfig:
         return getattr(self, check_choice(name, "world", WORLDS))
@@ -317,16 +326,19 @@ class World(JsonMixin):
 class Point(JsonMixin):
     """One architecture at one target on one world over its seeds: ``intervals[metric]``
     an :class:`toysae.stats.Interval` as a dict; ``consistency`` the PW-MCC of the seeds'
-    decoders."""
+    decoders (``interval("consistency")`` its jackknife interval)."""
 
     world: str
     name: str
     target_l0: int
     seeds: tuple
     intervals: dict
-    consistency: float
+    consistency: float  # metrics.pairwise_mcc of the seeds' decoders
+    consistency_interval: dict  # its jackknife interval over the seeds (stats.pair_interval)
 
     def interval(self, metric: str) -> Interval | None:
+        if metric == "consistency":
+            return Interval(**self.consistency_interval)
         value = self.intervals.get(metric)
         return None if value is None else Interval(**value)
 
@@ -463,12 +475,12 @@ def _run(name: str, seed: int, target: int, world: _World, config: Config
     return run, D
 
 
-def consistency_of(dictionaries) -> float:
-    """PW-MCC of the seeds' decoders: the mean over pairs of their MCC (Hungarian matching by
-    |cosine|, over the smaller dictionary)."""
+def consistency_of(dictionaries) -> tuple[float, dict]:
+    """PW-MCC of the seeds' decoders (:func:`toysae.metrics.pairwise_mcc`: the mean over
+    pairs of their Hungarian-matched |cos|) and its jackknife interval over the seeds
+    (:func:`toysae.stats.pair_interval`, as ``seed-consistency`` gives it), as a dict."""
     Ds = list(dictionaries)
-    return float(np.mean([metrics.mcc(Ds[i], Ds[j], over="smaller")
-                          for i in range(len(Ds)) for j in range(i + 1, len(Ds))]))
+    return (metrics.pairwise_mcc(Ds), pair_interval(pair_matrix(Ds)).to_dict())
 
 
 class _Store(RunStore):
@@ -481,14 +493,15 @@ class _Store(RunStore):
 
 
 def _group(name: str, target: int, world: _World, config: Config, store: _Store
-           ) -> tuple[tuple[Run, ...], float]:
+           ) -> tuple[tuple[Run, ...], dict]:
     unit = f"{world.info.name}-{name}-l0{target}"
     kept = store.get(unit)
     if kept is not None:
-        return tuple(Run.from_dict(r) for r in kept["runs"]), float(kept["consistency"])
+        return tuple(Run.from_dict(r) for r in kept["runs"]), kept["consistency"]
     done = [_run(name, seed, target, world, config) for seed in config.seeds]
     runs = tuple(r for r, _ in done)
-    consistency = consistency_of([D for _, D in done])
+    value, interval = consistency_of([D for _, D in done])
+    consistency = {"value": value, "interval": interval}
     store.put(unit, {"runs": [r.to_dict() for r in runs], "consistency": consistency})
     return runs, consistency
 
@@ -520,7 +533,8 @@ def run(config: Config) -> Result:
                   wall_time=time.perf_counter() - start)
 
 
-def _point(group, consistency: float) -> Point:
+def _point(group, consistency: dict) -> Point:
+    """The seed means of one group and its PW-MCC (``{"value", "interval"}``)."""
     intervals = {}
     for metric in SUMMARISED:
         values = [getattr(r, metric) for r in group]
@@ -529,7 +543,8 @@ def _point(group, consistency: float) -> Point:
     first = group[0]
     return Point(world=first.world, name=first.name, target_l0=first.target_l0,
                  seeds=tuple(r.seed for r in group), intervals=intervals,
-                 consistency=consistency)
+                 consistency=float(consistency["value"]),
+                 consistency_interval=consistency["interval"])
 
 
 # -- the selectors ----------------------------------------------------------------------------
@@ -631,6 +646,11 @@ def findings(worlds, runs, points, picks) -> tuple[str, ...]:
                    f"target: {matched} (largest miss: {worst.world}, {worst.name}, seed "
                    f"{worst.seed}, target {worst.target_l0}: L0 {worst.l0:.2f}, "
                    f"{worst.l0_error:+.1%}).")
+    missed = [r for r in runs if not r.trained]
+    if missed:
+        out.append(f"Runs whose trainer reported a miss ({len(missed)} of {len(runs)}): "
+                   + "; ".join(f"{r.world} {r.name} seed {r.seed} target {r.target_l0} "
+                               f"(L0 {r.l0:.2f})" for r in missed) + ".")
     by = {(p.world, p.name, p.selector): p for p in picks}
     for info in worlds:
         names = sorted({p.name for p in picks if p.world == info.name},
@@ -712,9 +732,14 @@ def save(result: Result, out_dir: Path) -> list[Path]:
 
 
 def _true_l0_marks(ax) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
     ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
     ax.axvspan(1 - WITHIN, 1 + WITHIN, color="0.85", zorder=0)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator([2.0 ** k for k in range(-5, 6)]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("SAE L0 / true L0 (ratio, log scale)")
 
 
@@ -810,7 +835,8 @@ def table(result: Result) -> str:
              f"SAE width {cfg.width}; seeds {list(cfg.seeds)}; each cell the mean over the "
              "seeds [95% Student-t interval]; theory numbers at the lam matched to each "
              f"SAE's L0 on {cfg.n_check} samples; s_n: the n-th decoder projection "
-             "(arXiv 2508.16560); PW-MCC: the mean MCC between the seeds' decoders.", ""]
+             "(arXiv 2508.16560); PW-MCC: the mean MCC between the seeds' decoders [jackknife "
+             "interval over the seeds].", ""]
     for info in result.worlds:
         lines += [f"## {info.name}", "",
                   f"{info.n_features} features in d = {info.d}, true L0 {info.true_l0:.2f} "
@@ -820,7 +846,8 @@ def table(result: Result) -> str:
                   + " | PW-MCC |", "|" + "---|" * (len(_COLUMNS) + 3)]
         for p in (p for p in result.points if p.world == info.name):
             lines.append(f"| {p.name} | {p.target_l0} | " + " | ".join(
-                _cell(p.interval(m), d) for _, m, d in _COLUMNS) + f" | {p.consistency:.3f} |")
+                _cell(p.interval(m), d) for _, m, d in _COLUMNS)
+                + f" | {_cell(p.interval('consistency'))} |")
         lines.append("")
     lines += ["## Selectors", "", selectors_table(result.worlds, result.picks), "",
               "## The decoder projection's pick at every n", "",
