@@ -230,6 +230,8 @@ def test_outputs_are_written_and_the_selectors_table_renders_from_the_json(resul
     assert table == ls.selectors_table(result.worlds, result.picks)
     pick = next(p for p in result.picks if p.selector == "hindsight")
     assert pick.interval("mcc").format(3) in table
+    line = ls.caption(back)  # under the figure in the docs
+    assert result.findings[-1] in line and "MCC peaks at synth_small relu" in line
     md = paths[-1].read_text()
     assert "## Selectors" in md and "n = " in md and result.findings[0] in md
 
