@@ -48,6 +48,7 @@ def _writers():
             "sae.safetensors": lambda p: save(make_sae("relu", 3, 4), p)}
 
 
+@pytest.mark.figure_problems_allowed  # a 1-inch figure: the file's mode is what is tested
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=oct)
 def test_files_get_the_mode_the_umask_gives(tmp_path, umask, mask):
     umask(mask)
@@ -59,6 +60,7 @@ def test_files_get_the_mode_the_umask_gives(tmp_path, umask, mask):
     assert _mode(tmp_path / "text.json") == 0o666 & ~mask
 
 
+@pytest.mark.figure_problems_allowed  # a 1-inch figure: the order of the writes is tested
 def test_data_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
     events = []
     fsync, replace = os.fsync, os.replace
@@ -108,6 +110,35 @@ def test_a_write_failing_midway_leaves_no_temporary_file(tmp_path):
         save_figure(fig, tmp_path / "fig.png")
     _only(tmp_path, "keep.txt")
     assert not plt.fignum_exists(fig.number)  # closed even though saving failed
+
+
+def test_figure_hooks_see_each_figure_before_it_is_written(tmp_path, monkeypatch):
+    """save_figure hands every hook of FIGURE_HOOKS the figure, its path and the savefig
+    arguments first (the test suite's figure lint is one); a hook that raises stops the
+    write, leaves no file, and the figure is closed."""
+    from toysae import _io
+
+    seen = []
+
+    def hook(fig, path, kwargs):
+        seen.append((fig, path, dict(kwargs), path.exists()))
+
+    monkeypatch.setattr(_io, "FIGURE_HOOKS", [hook])
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    path = save_figure(fig, tmp_path / "fig.png", dpi=150)
+    assert seen == [(fig, path, {"dpi": 150, "bbox_inches": "tight"}, False)]
+    assert path.stat().st_size > 0
+
+    def refuse(fig, path, kwargs):
+        raise ValueError("not this one")
+
+    monkeypatch.setattr(_io, "FIGURE_HOOKS", [refuse])
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="not this one"):
+        save_figure(fig, tmp_path / "refused.png")
+    _only(tmp_path, "fig.png")
+    assert not plt.fignum_exists(fig.number)
 
 
 def test_a_checkpoint_failing_midway_leaves_no_temporary_file(tmp_path, monkeypatch):

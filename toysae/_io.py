@@ -148,15 +148,23 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+# Called as ``hook(fig, path, savefig_kwargs)`` by save_figure before it writes a figure;
+# the test suite registers its figure lint here (tests/conftest.py). Empty otherwise.
+FIGURE_HOOKS: list = []
+
+
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    """Save a matplotlib figure atomically (format from the suffix) and close it. Each hook
+    in :data:`FIGURE_HOOKS` sees the figure first."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    kwargs = {"dpi": 120, "bbox_inches": "tight", **kwargs}
     try:
+        for hook in list(FIGURE_HOOKS):
+            hook(fig, path, kwargs)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
-                        **{"dpi": 120, "bbox_inches": "tight", **kwargs})
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
     finally:
         plt.close(fig)
     return path
