@@ -630,19 +630,22 @@ def _correlation_finding(correlations, over: str) -> str:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
-    fig, axes = plt.subplots(2, 2, figsize=(15, 10.5))
+    fig, axes = plt.subplots(2, 2, figsize=(9.0, 10.2))
     _panel_truth(axes[0, 0], result)
     _panel_lenses(axes[0, 1], result)
     _panel_theory_vs_truth(axes[1, 0], result)
     _panel_track(axes[1, 1], result)
     cfg = result.config
-    fig.suptitle(f"SAE architectures at controlled L0 (true L0 {result.true_l0:.1f}) on "
-                 f"{cfg.data.n_features} hierarchical features in d = {cfg.data.d}, width "
-                 f"{cfg.width}, {len(cfg.seeds)} seeds (means, 95% intervals)")
+    l0 = [r.l0 for r in result.runs if r.target_l0 is not None]
+    fig.suptitle(wrap(
+        f"SAE architectures at L0 targets {', '.join(str(t) for t in result.targets)} "
+        f"(held-out L0 {min(l0):.1f}-{max(l0):.1f}; true L0 {result.true_l0:.1f}) on "
+        f"{cfg.data.n_features} hierarchical features in d = {cfg.data.d}, width {cfg.width}, "
+        f"{len(cfg.seeds)} seeds (means, 95% intervals)", 95))
     fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png"),
             write_text(out_dir / f"{NAME}.md", table(result))]
@@ -659,6 +662,14 @@ def _sae_names(result: Result) -> list[str]:
     return [n for n in result.config.architectures]
 
 
+def _legend_below(ax, handles=None, labels=None, ncol: int = 2, below: float = -0.3) -> None:
+    """The legend under the panel (and its tick labels), off the data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, below), ncol=ncol,
+              handlelength=1.5, columnspacing=1.0)
+
+
 def _panel_truth(ax, result: Result) -> None:
     names = _sae_names(result)
     x = np.arange(len(names))
@@ -669,13 +680,13 @@ def _panel_truth(ax, result: Result) -> None:
                   [by[n].interval("f1") for n in names], label=f"F1 at L0 {target}")
     paper = [(i, PAPER[n][0]) for i, n in enumerate(names) if n in PAPER]
     if paper:
-        ax.scatter(*zip(*paper, strict=True), marker="_", s=400, color="black",
+        ax.scatter(*zip(*paper, strict=True), marker="_", s=300, color="black",
                    label="paper F1 (16k world, L0 25)")
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("mean F1 of latents as feature detectors")
+    ax.set_xticks(x, names, rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_ylabel("mean F1 of latents as detectors")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Against the truth: F1 by architecture and L0 target")
-    ax.legend(fontsize=8)
+    ax.set_title("Against the truth: F1 by architecture")
+    _legend_below(ax, below=-0.36)
 
 
 def _panel_lenses(ax, result: Result) -> None:
@@ -686,30 +697,33 @@ def _panel_lenses(ax, result: Result) -> None:
     _errorbar(ax, x - 0.15, [by[n].interval("stationarity_median") for n in names],
               label=f"common lam = {result.config.lam:g}")
     _errorbar(ax, x + 0.15, [by[n].interval("stationarity_matched") for n in names],
-              label="lam matched to the SAE's L0")
+              label="lam matched to its L0")
     values = [by[n].interval(m).mean for n in names
               for m in ("stationarity_median", "stationarity_matched")]
-    log = max(values) > 10 * max(min(values), 1e-12)  # a narrow range reads better linear
+    log = min(values) > 0 and max(values) > 10 * min(values)  # a narrow range reads linear
     if log:
         ax.set_yscale("log")
-    ax.set_ylabel("median atom-stationarity violation (ratio" + (", log)" if log else ")"))
-    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("median atom-stationarity\nviolation (ratio" + (", log)" if log else ")"))
+    ax.set_xticks(x, names, rotation=35, ha="right", rotation_mode="anchor")
     twin = ax.twinx()
     angles = [by[n].interval("decoder_angle") for n in names]
     twin.plot(x, [a.mean for a in angles], "s--", color="tab:gray",
-              label="own codes: mean atom angle")
-    twin.set_ylabel("decoder angle to its best atom for its own codes (degrees)")
+              label="own codes: mean atom angle (right)")
+    twin.set_ylabel("decoder angle to its best atom,\nown codes (degrees)")
     ax.set_title(f"Three theory lenses at L0 {target}")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    _legend_below(ax, h1 + h2, l1 + l2, ncol=2, below=-0.36)
 
 
 def _panel_theory_vs_truth(ax, result: Result) -> None:
+    from toysae.plotting import say
+
     defined = [c for c in result.correlations if c.rho is not None and c.truth == "f1"
                and c.target_l0 == result.targets[0]]
     if not defined:
-        ax.set_axis_off()
+        say(ax, f"no theory number has a defined\nrank correlation with F1 at L0 "
+                f"{result.targets[0]}", title="Theory vs truth")
         return
     strongest = max(defined, key=lambda c: abs(c.rho))
     saes = [r for r in result.runs if r.name != DICTLEARN
@@ -718,35 +732,57 @@ def _panel_theory_vs_truth(ax, result: Result) -> None:
         mine = [r for r in saes if r.name == name]
         ax.scatter([getattr(r, strongest.theory) for r in mine], [r.f1 for r in mine],
                    label=name, alpha=0.8)
-    ax.set_xlabel(f"{strongest.theory} (the theory number with the largest |rho| with F1)")
-    ax.set_ylabel("mean F1 of latents as feature detectors")
-    ax.set_title(f"Theory vs truth at L0 {strongest.target_l0} ({strongest.n} SAE runs): "
+    ax.set_xlabel(f"{strongest.theory}\n(the theory number with the largest |rho| with F1)")
+    ax.set_ylabel("mean F1 of latents as detectors")
+    ax.set_title(f"Theory vs truth at L0 {strongest.target_l0} ({strongest.n} SAE runs):\n"
                  f"Spearman rho {strongest.rho:+.2f} [{strongest.low:+.2f}, "
                  f"{strongest.high:+.2f}]")
-    ax.legend(fontsize=7, ncol=2)
+    _legend_below(ax, ncol=4, below=-0.3)
+
+
+def _track_points(samples: np.ndarray) -> np.ndarray:
+    """Indices of the tracked points to draw: a point logged within 2% of the run's length
+    before the next one (the last log step and the end of training) is the same
+    measurement twice; the later one is kept."""
+    span = max(float(samples.max() - samples.min()), 1.0) if samples.size else 1.0
+    keep = [k for k in range(samples.size)
+            if k == samples.size - 1 or samples[k + 1] - samples[k] > 0.02 * span]
+    return np.array(keep, dtype=int)
 
 
 def _panel_track(ax, result: Result) -> None:
+    from toysae.plotting import say
+
     track = dict(result.track)
+    title = (f"{result.config.track} along training (seed {result.config.seeds[0]}, L0 "
+             f"{result.targets[0]})")
     if not track:
-        ax.set_axis_off()
+        say(ax, "no run tracked", title=title)
         return
     s = np.asarray(result.track_samples, dtype=float)
-    ax.plot(s, track["absorption"], "o-", color="tab:red", label="absorption rate")
-    ax.plot(s, track["mcc"], "s-", color="tab:blue", label="MCC")
+    keep = _track_points(s)
+    s = s[keep]
+    ax.plot(s, np.asarray(track["absorption"])[keep], "o-", color="tab:red",
+            label="absorption rate")
+    ax.plot(s, np.asarray(track["mcc"])[keep], "s-", color="tab:blue", label="MCC")
     ax.set_xlabel("training samples seen")
     ax.set_ylabel("absorption rate / MCC")
-    twin = ax.twinx()
-    twin.plot(s, track["n_certified"], "^--", color="tab:gray",
-              label="certified hierarchy steps")
-    twin.set_ylim(0, 1.15 * max(1.0, max(track["n_certified"])))
-    twin.set_ylabel("certified hierarchy descent steps (count)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{result.config.track} along training (seed {result.config.seeds[0]}, L0 "
-                 f"{result.targets[0]}): absorption, MCC, certified steps")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = twin.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=8)
+    certified = np.asarray(track["n_certified"], dtype=float)[keep]
+    h, labels = ax.get_legend_handles_labels()
+    if certified.any():
+        twin = ax.twinx()
+        twin.plot(s, certified, "^--", color="tab:gray", label="certified hierarchy steps "
+                                                                "(right)")
+        twin.set_ylim(0, 1.15 * max(1.0, certified.max()))
+        twin.set_ylabel("certified hierarchy descent\nsteps (count)")
+        h2, l2 = twin.get_legend_handles_labels()
+        h, labels = h + h2, labels + l2
+    else:
+        ax.text(0.5, 0.5, "no certified hierarchy step\nat any tracked point",
+                transform=ax.transAxes, ha="center", va="center")
+    ax.set_title(title + ":\nabsorption, MCC, certified steps")
+    _legend_below(ax, h, labels, ncol=2, below=-0.2)
 
 
 _COLUMNS = (("L0", "l0", 2), ("MCC", "mcc", 3), ("F1", "f1", 3),

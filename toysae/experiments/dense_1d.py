@@ -133,23 +133,22 @@ def _run(config: Config) -> Result:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
     lam, x, b = result.config.lam, result.x, result.bias
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 4.2))
     ax = axes[0]
     ax.hist(x, bins=40, color="tab:gray", alpha=0.7)
     ax.axvline(0, color="black", lw=1.5, label="0 (no bias)")
     ax.axvline(b, color="tab:red", lw=1.5, ls="--", label=f"optimal bias b = {b:.3f}")
     for c, style_ in ((0, "-"), (b, "--")):
         ax.axvspan(c - lam, c + lam, color="tab:red" if style_ == "--" else "black",
-                   alpha=0.1)
+                   alpha=0.1, label="|x - c| <= lam: no atom fires" if c == 0 else None)
     ax.set_xlabel("x")
     ax.set_ylabel("samples")
-    ax.set_title("1-D data straddling zero (shaded: |x - b| <= lam, no atom fires)")
-    ax.legend()
+    ax.set_title("1-D data straddling zero")
     ax = axes[1]
     grid = np.linspace(x.min(), x.max(), 400)
     for shift, ls, tag in ((0.0, "-", "no bias"), (b, "--", "with bias")):
@@ -159,22 +158,32 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     r, rb = result.firing_rate, result.firing_rate_bias
     ax.set_xlabel("x")
     ax.set_ylabel("optimal code z")
-    ax.set_title(f"antipodal pair fires on {r[0] + r[1]:.0%} (no bias), "
-                 f"{rb[0] + rb[1]:.0%} (bias)")
-    ax.legend(fontsize=8)
+    ax.set_title(f"the pair fires on {r[0] + r[1]:.0%}\n(no bias), {rb[0] + rb[1]:.0%} "
+                 "(bias)")
     ax = axes[2]
     names = list(result.gaps)
-    values = [max(result.gaps[k], 0.0) for k in names]
+    values = [result.gaps[k] for k in names]
     for i, (atoms, gap, _) in enumerate(result.learned):
         names.append(f"learned seed {i}\n{atoms}")
-        values.append(max(gap, 0.0))
-    ax.barh(range(len(names)), values, color="tab:purple")
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xlabel("objective - wide-limit bound (0 = globally optimal)")
-    ax.set_title("gap to the wide-limit bound")
-    fig.suptitle(f"Dense antipodal pair in 1-D (lam = {lam:g}); pair passes all checks: "
-                 f"{result.pair_passed} (no bias), {result.pair_bias_passed} (bias)")
-    fig.tight_layout()
+        values.append(gap)
+    ax.barh(range(len(names)), np.maximum(values, 0.0), color="tab:purple")
+    top = max(max(values), 1e-12)
+    for k, v in enumerate(values):  # every gap written: one <= 0 has no bar to show it
+        ax.text(max(v, 0.0) + 0.02 * top, k, f"{v:.2g}", va="center", fontsize=9)
+    ax.set_xlim(0, 1.35 * top)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("objective - bound")
+    ax.set_title("gap to the wide-limit bound\n(0 = globally optimal)")
+    handles, labels = [], []
+    for a in axes[:2]:
+        h, lab = a.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(wrap(f"Dense antipodal pair in 1-D (lam = {lam:g}); the pair passes all "
+                      f"checks: {result.pair_passed} (no bias), {result.pair_bias_passed} "
+                      "(bias)", 95))
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     return [save_figure(fig, out_dir / f"{NAME}.png")]
 
 

@@ -353,65 +353,92 @@ def _draw(ax, runs, attr: str, color: str, label: str, marker: str = "o",
     ax.plot(*_curve(runs, attr), color=color, marker=marker, linestyle=linestyle, label=label)
 
 
-def _panels(fig, axes, sweeps, x_label: str, width: int, n_eval: int, truth_panel: str) -> None:
+def _panels(axes, sweeps, x_label: str, width: int, n_eval: int, truth_title: str,
+            window: tuple[float, ...] = ()) -> list:
+    """L0, alive latents and recovery against the output cost, one row of three panels; the
+    alive panel says so in words when every SAE keeps every latent alive (a flat line
+    shows nothing). ``window``: the matched-CE targets, shaded with their span. Returns the
+    (handle, label) pairs for the figure's legend."""
+    from toysae.plotting import log_ticks, say
+
+    every_alive = all(a == width for s in sweeps for a in s.alive)
+    drawn = [axes[0], axes[2]] if every_alive else list(axes)
     for mode in dict.fromkeys(s.mode for s in sweeps):
         runs = [s for s in sweeps if s.mode == mode]
         color, label = _COLORS[mode], f"{mode} (mean of {len(runs)} seeds)"
         _draw(axes[0], runs, "l0", color, label)
-        _draw(axes[1], runs, "alive", color, label)
+        if not every_alive:
+            _draw(axes[1], runs, "alive", color, label)
         if runs[0].functional_mmcs:
             _draw(axes[2], runs, "functional_mmcs", color, label)
-            _draw(axes[2], runs, "nuisance_mmcs", color, f"{mode}, nuisance", marker="x",
-                  linestyle="--")
+            _draw(axes[2], runs, "nuisance_mmcs", color, f"{mode}, nuisance features",
+                  marker="x", linestyle="--")
         else:
             _draw(axes[2], runs, "mmcs", color, label)
-    axes[0].set_ylabel("L0 (active latents per sample)")
-    axes[1].set_ylabel(f"alive latents (of {width}, fired on {n_eval} samples)")
+    axes[0].set_ylabel("L0 (active latents)")
+    axes[0].set_title("sparsity vs output cost")
     axes[2].set_ylabel("MMCS with the true features")
-    axes[2].set_title(truth_panel, fontsize=10)
-    axes[0].set_title("sparsity against output fidelity", fontsize=10)
-    axes[1].set_title("dictionary elements used", fontsize=10)
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    label = FuncFormatter(lambda v, _: f"{v:g}")
-    # the minor ticks at 2 and 5 times a power of ten: every one of 2..9 crowds the axis
-    sparse = FuncFormatter(lambda v, _: f"{v:g}" if v > 0 and round(
-        v / 10 ** np.floor(np.log10(v))) in (2, 5) else "")
-    for ax in axes:
+    axes[2].set_title(truth_title)
+    if every_alive:
+        say(axes[1], f"all {width} latents alive\nin every SAE\n(each fires on some of\n"
+                     f"{n_eval:,} held-out samples)", title="dictionary elements used")
+    else:
+        axes[1].set_ylabel(f"alive latents (of {width})")
+        axes[1].set_title("dictionary elements used")
+    for ax in drawn:
+        if window:
+            ax.axvspan(min(window), max(window), color="0.88", zorder=0,
+                       label="matched-CE targets (table)")
+            for t in window:
+                ax.axvline(t, color="0.6", lw=0.8, ls=":", zorder=0)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(label)
-        low, high = ax.get_xlim()
-        # under ~1.5 decades the major ticks alone leave the axis unreadable
-        ax.xaxis.set_minor_formatter(sparse if high / low < 30 else NullFormatter())
+        log_ticks(ax.xaxis)
         ax.set_xlabel(x_label)
-        ax.legend(fontsize=8)
+    pairs = dict(zip(*reversed(axes[2].get_legend_handles_labels()), strict=True))
+    pairs.update(zip(*reversed(axes[0].get_legend_handles_labels()), strict=True))
+    return [(h, label) for label, h in pairs.items()]
+
+
+def _pareto_figure(sweeps, title: str, x_label: str, width: int, n_eval: int,
+                   truth_title: str, window: tuple = ()):
+    import matplotlib.pyplot as plt
+
+    from toysae.plotting import wrap
+
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 4.3))
+    pairs = _panels(axes, sweeps, x_label, width, n_eval, truth_title, window)
+    fig.legend([h for h, _ in pairs], [label for _, label in pairs], loc="lower center",
+               ncol=min(3, len(pairs)), bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(wrap(title, 95))
+    rows = -(-len(pairs) // 3)
+    fig.tight_layout(rect=(0, 0.045 + 0.055 * rows, 1, 1))
+    return fig
 
 
 def save(result: Result, out_dir: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     from toysae.plotting import save_figure, style
 
     style()
     out_dir = Path(out_dir)
     cfg = result.config
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    _panels(fig, axes, result.sweeps, "CE increase over the original host (nats; <= 1e-6 "
-            "drawn at 1e-6)", cfg.width,
-            result.n_eval, "functional (o, solid) vs nuisance (x, dashed) features")
-    fig.suptitle(f"Residual toy, SAEs at {SITE}: local vs e2e vs e2e+downstream "
-                 f"({len(cfg.host.functional_features)} functional, "
-                 f"{len(cfg.host.nuisance_features)} nuisance features); faint: each of "
-                 f"{len(cfg.seeds)} training seeds, solid: their mean at each coefficient")
-    fig.tight_layout()
+    n = len(cfg.seeds)
+    window = tuple(sorted({row.target for row in result.matched}))
+    fig = _pareto_figure(
+        result.sweeps,
+        f"Residual toy, SAEs at {SITE}: local vs e2e vs e2e+downstream "
+        f"({len(cfg.host.functional_features)} functional, "
+        f"{len(cfg.host.nuisance_features)} nuisance features, width {cfg.width}); faint: "
+        f"each of {n} training seeds, solid: their mean at each coefficient",
+        "CE increase (nats; <= 1e-6 at 1e-6)", cfg.width, result.n_eval,
+        "functional (o) vs nuisance (x) features", window)
     paths = [save_figure(fig, out_dir / f"{NAME}.png")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    _panels(fig, axes, result.tms_sweeps, "importance-weighted loss increase", cfg.tms_width,
-            result.n_eval, "true features at hidden: the rows of W (exact)")
-    fig.suptitle(f"TMS host ({cfg.tms.n_features} features in {cfg.tms.hidden} dimensions), "
-                 "SAEs at hidden: local vs e2e (no later site, so no e2e_ds); faint: each of "
-                 f"{len(cfg.seeds)} training seeds, solid: their mean")
-    fig.tight_layout()
+    fig = _pareto_figure(
+        result.tms_sweeps,
+        f"TMS host ({cfg.tms.n_features} features in {cfg.tms.hidden} dimensions), SAEs at "
+        f"hidden (width {cfg.tms_width}): local vs e2e (no later site, so no e2e_ds); faint: "
+        f"each of {n} training seeds, solid: their mean",
+        "weighted loss increase", cfg.tms_width, result.n_eval,
+        "true features: the rows of W")
     paths.append(save_figure(fig, out_dir / f"{NAME}-tms.png"))
     paths.append(write_text(out_dir / f"{NAME}.md", table(result)))
     return paths

@@ -186,37 +186,28 @@ def _run(config: Config) -> Result:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import heatmap, save_figure, style
+    from toysae.plotting import heatmap, save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
     n_features = result.config.data.n_features
-    cols = ["parent", "child"] + [f"f{i}" for i in range(2, n_features)] + ["parent+child"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for ax, v in zip(axes, result.verdicts, strict=True):
+    cols = ["parent", "child"] + [f"f{i}" for i in range(2, n_features)] + ["parent\n+child"]
+    n = len(result.verdicts)
+    fig, axes = plt.subplots(n, 2, figsize=(9.0, 2.6 * n + 0.6), layout="constrained",
+                             width_ratios=(1.55, 1), squeeze=False)
+    for (ax, note), v, letter in zip(axes, result.verdicts, "abcdefgh", strict=False):
         cos = np.asarray(v.cos_to_truth)
-        rows = [f"atom {k}\n({r:.0%} on child)" for k, r in enumerate(v.rate_on_child)]
-        heatmap(ax, cos, rows, cols, row_title="atom (share of child samples it fires on)",
-                col_title="true direction", title=f"{v.name}: {v.outcome}",
-                cmap="RdBu_r", colorbar_label="cosine")
-        ax.images[-1].set_clim(-1, 1)
-        ax.text(0.0, -0.32, _wrap(v.explanation, 62), transform=ax.transAxes, fontsize=8,
-                va="top")
-    fig.suptitle("Parent/child hierarchy: the checker flags the true dictionary (certified "
-                 "step) and explains what learning does instead")
-    fig.tight_layout()
+        rows = [f"atom {k} ({r:.0%})" for k, r in enumerate(v.rate_on_child)]
+        im = heatmap(ax, cos, rows, cols, row_title="atom (share of\nchild samples)",
+                     col_title="true direction", title=f"({letter}) {v.name}: {v.outcome}",
+                     cmap="RdBu_r", vmin=-1, vmax=1, colorbar=False)
+        note.set_axis_off()
+        note.text(0.0, 1.0, wrap(v.explanation, 48), transform=note.transAxes, va="top",
+                  fontsize=9)
+    fig.colorbar(im, ax=axes[:, 0], label="cosine", fraction=0.05, pad=0.02, shrink=0.5)
+    fig.suptitle(wrap("Parent/child hierarchy: the checker flags the true dictionary (certified "
+                      "step) and explains what learning does instead", 90))
     return [save_figure(fig, out_dir / f"{NAME}.png")]
-
-
-def _wrap(text: str, width: int) -> str:
-    words, lines, line = text.split(), [], ""
-    for w in words:
-        if len(line) + len(w) + 1 > width:
-            lines.append(line)
-            line = w
-        else:
-            line = f"{line} {w}".strip()
-    return "\n".join([*lines, line])
 
 
 def caption(data: dict) -> str:

@@ -152,8 +152,10 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     style()
     out_dir = Path(out_dir)
     lam = result.config.lam
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    n = len(result.panels)
+    fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 7.0), squeeze=False)
     rng = np.random.default_rng(0)
+    legend: dict = {}
     for col, (panel, (X, Z, S)) in enumerate(zip(result.panels, result.data, strict=True)):
         D = _atoms(panel.cos)
         on1, on2 = Z[:, 0] > 0, Z[:, 1] > 0
@@ -169,31 +171,34 @@ def save(result: Result, out_dir: Path) -> list[Path]:
                         arrowprops={"arrowstyle": "->", "lw": 2, "color": "black"})
             ax.text(*(D[k] * scale * 1.05), name, fontsize=10)
             ax.plot(*(D[k] * scale * 1.12), alpha=0)  # keep the arrow inside the axes
-        ax.set_aspect("equal")
+        ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x[0]")
         ax.set_ylabel("x[1]")
         verdict = "passes" if panel.passed else "FAILS"
-        ax.set_title(f"{panel.name}: data, c = {panel.cos:+.2f} ({verdict})")
-        ax.legend(loc="upper right", fontsize=8, markerscale=2)
+        ax.set_title(f"{panel.name}: c = {panel.cos:+.2f}\n({verdict})")
         ax = axes[1, col]
         for row, (vals, low) in enumerate(((S[on1, 1], panel.hull_low_12),
                                            (S[on2, 0], panel.hull_low_21))):
             jitter = row + 0.25 * (rng.uniform(size=vals.size) - 0.5)
-            ax.scatter(vals, jitter, s=6, alpha=0.4, color="tab:blue")
+            ax.scatter(vals, jitter, s=6, alpha=0.4, color="tab:blue",
+                       label="responses" if row == 0 else None)
             ax.fill_betweenx([row - 0.2, row + 0.2], low, 1.0, color="tab:red", alpha=0.2,
                              label="hull [min s, 1]" if row == 0 else None)
             ax.plot([panel.cos] * 2, [row - 0.3, row + 0.3], color="black", lw=2,
                     label="c = d1 . d2" if row == 0 else None)
         ax.set_yticks([0, 1], ["1 -> 2\n(s_n2, z_1 > 0)", "2 -> 1\n(s_n1, z_2 > 0)"])
-        ax.set_xlabel(f"scaled response s = d . r / lam (lam = {lam:g})")
+        ax.set_xlabel("scaled response s = d . r / lam")
         ok12 = "in" if panel.in_hull_12 else "OUT"
         ok21 = "in" if panel.in_hull_21 else "OUT"
-        ax.set_title(f"{panel.name}: c {ok12} hull 1->2, {ok21} hull 2->1")
+        ax.set_title(f"c {ok12} hull 1->2,\n{ok21} hull 2->1")
         ax.set_xlim(min(S.min(), panel.cos) - 0.05, 1.05)
-        ax.legend(loc="center left", fontsize=8)
-    fig.suptitle("Convex-hull condition: c must lie in how each feature's response varies "
-                 "while the other is off")
-    fig.tight_layout()
+        for a in (axes[0, col], ax):
+            legend.update(zip(*reversed(a.get_legend_handles_labels()), strict=True))
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend),
+               bbox_to_anchor=(0.5, 0.0), markerscale=2)
+    fig.suptitle(f"Convex-hull condition (lam = {lam:g}): c must lie in how each feature's "
+                 "response\nvaries while the other is off")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return [save_figure(fig, out_dir / f"{NAME}.png")]
 
 

@@ -184,11 +184,12 @@ def run(config: Config) -> Result:
 def _figure(result: Result):
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import style
+    from toysae.plotting import style, wrap
 
     style()
+    cfg = result.config
     toys = list(dict.fromkeys(s.toy for s in result.scores))
-    fig, axes = plt.subplots(len(toys), 2, figsize=(11, 3.6 * len(toys)), squeeze=False)
+    fig, axes = plt.subplots(len(toys), 2, figsize=(9.0, 3.0 * len(toys) + 1.1), squeeze=False)
     for row, toy in enumerate(toys):
         scores = [s for s in result.scores if s.toy == toy]
         names = [s.method for s in scores]
@@ -203,15 +204,19 @@ def _figure(result: Result):
         ax.set_ylabel("cosine similarity")
         ax.set_xlabel("method")
         ax.set_title(f"{toy} toy: recovery of the true features")
-        ax.legend(loc="lower left", fontsize=8)
         ax = axes[row, 1]
         ax.bar(x, [s.objective for s in scores], color="tab:gray")
         ax.set_xticks(x, names)
         ax.set_ylabel("objective per sample")
         ax.set_xlabel("method")
-        ax.set_title(f"{toy} toy: 1/2||x - zD||² + λ||z||₁ with optimal codes "
-                     f"(λ = {result.config.lam:g})")
-    fig.tight_layout()
+        ax.set_title(f"{toy} toy: objective, optimal codes")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(wrap(f"SAE vs dictionary learning vs PCA/ICA/k-means, "
+                      f"{cfg.width_factor} x n_features atoms, {cfg.n_train:,} training samples; "
+                      f"objective 1/2||x - zD||² + λ||z||₁ at λ = {cfg.lam:g} with each "
+                      f"dictionary's optimal codes, on {cfg.n_eval:,} held-out samples", 95))
+    fig.tight_layout(rect=(0, 0.3 / (3.0 * len(toys) + 1.1), 1, 1))
     return fig
 
 

@@ -281,28 +281,37 @@ def _pca_caption(scores: GridScores, spread: PCASignSpread) -> str:
 def _heatmaps(scores: GridScores, title: str, col_title: str, col_labels, caption=None):
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import heatmap
+    from toysae.plotting import heatmap, wrap
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    fig, axes = plt.subplots(2, 2, figsize=(9.0, 7.6))
     rows = [f"{v:g}" for v in scores.sparsity_coefs]
     common = {"row_labels": rows, "col_labels": col_labels, "row_title": "L1 penalty (l1)",
               "col_title": col_title}
     panels = [
-        (scores.reconstruction, "Reconstruction loss (held out)", "{:.3g}", "mean ||x - x̂||²"),
-        (scores.mmcs, f"MMCS with the true features (PCA: {scores.pca_mmcs:.2f} data-aligned)",
+        (scores.reconstruction, "Reconstruction loss\n(held out)", "{:.3g}", "mean ||x - x̂||²"),
+        (scores.mmcs, f"MMCS with the true features\n(PCA: {scores.pca_mmcs:.2f}, data-aligned)",
          "{:.3f}",
          "mean max cosine"),
         (np.array(scores.mmcs_larger, dtype=float),
          "Mean MMCS with larger dictionaries\n(same penalty; the largest has none)",
          "{:.3f}", "mean max cosine"),
-        (scores.dead, "Dead latents (never fire, held out)", "{:.0f}", "latents"),
+        (scores.dead, "Dead latents\n(never fire, held out)", "{:.0f}", "latents"),
     ]
-    for ax, (values, panel_title, fmt, label) in zip(axes.flat, panels, strict=True):
-        heatmap(ax, values, title=panel_title, fmt=fmt, colorbar_label=label, **common)
+    # the two MMCS panels compare one quantity: one colour scale
+    both = np.concatenate([np.ravel(scores.mmcs), np.ravel(panels[2][0])]).astype(float)
+    both = both[np.isfinite(both)]
+    shared = (float(both.min()), float(both.max())) if both.size else (None, None)
+    for k, (ax, (values, panel_title, fmt, label)) in enumerate(zip(axes.flat, panels,
+                                                                     strict=True)):
+        vmin, vmax = shared if k in (1, 2) else (None, None)
+        heatmap(ax, values, title=panel_title, fmt=fmt, colorbar_label=label, vmin=vmin,
+                vmax=vmax, **common)
     fig.suptitle(title)
     if caption:
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
-        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8.5)
+        caption = wrap(" ".join(caption.split("\n")), 110)
+        lines = caption.count("\n") + 1
+        fig.tight_layout(rect=(0, 0.03 + 0.024 * lines, 1, 1))
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=9)
     else:
         fig.tight_layout()
     return fig

@@ -70,34 +70,42 @@ def run(config: Config) -> Result:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import log_ticks, save_figure, style
 
     style()
     out_dir = Path(out_dir)
     cfg = result.config
-    fig = plt.figure(figsize=(17, 4.6))
-    ax = fig.add_subplot(1, 4, 1)
+    fig = plt.figure(figsize=(9.0, 7.8))
+    ax = fig.add_subplot(2, 2, 1)
     idx = np.arange(len(result.expected_rate))
     ax.semilogy(idx, result.measured_rate, ".", ms=3, label=f"measured ({cfg.n_samples:,} samples)")
     ax.semilogy(idx, result.expected_rate, "-", lw=1.5, color="C3", label="expected $p_i$")
-    ax.set(xlabel="feature index i", ylabel="firing rate (fraction of samples)",
+    ax.set(xlabel="feature index i", ylabel="firing rate (share of samples)",
            title=f"Firing rates (mean active {result.mean_active:.2f})")
-    ax.legend(fontsize=8)
-    for j, (mat, title) in enumerate([(result.copula_correlation, "Copula correlation C"),
-                                      (result.cofiring_correlation, "Co-firing correlation")]):
-        ax = fig.add_subplot(1, 4, 2 + j)
+    ax.legend(loc="lower left")
+    log_ticks(ax.yaxis)
+    mats = [(result.copula_correlation, "Copula correlation C"),
+            (result.cofiring_correlation, "Co-firing correlation")]
+    # the two correlation maps are compared: one colour scale
+    shown = [np.array(m, dtype=float) for m, _ in mats if m is not None]
+    for m in shown:
+        np.fill_diagonal(m, np.nan)
+    lim = max([float(np.nanmax(np.abs(m))) for m in shown if np.isfinite(m).any()] + [0.0])
+    lim = lim or 1.0
+    for j, (mat, title) in enumerate(mats):
+        ax = fig.add_subplot(2, 2, 2 + j)
         if mat is None:
             ax.text(0.5, 0.5, "uncorrelated\n(correlation='none')", ha="center", va="center")
             ax.set_axis_off()
-        else:
-            mat = np.array(mat, dtype=float)
-            np.fill_diagonal(mat, np.nan)
-            lim = np.nanmax(np.abs(mat)) or 1.0
-            im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="correlation")
+            ax.set_title(title)
+            continue
+        mat = np.array(mat, dtype=float)
+        np.fill_diagonal(mat, np.nan)
+        im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="correlation")
         ax.set(xlabel="feature j", ylabel="feature i",
-               title=f"{title}, first {mat.shape[0] if mat is not None else 0} features")
-    ax = fig.add_subplot(1, 4, 4, projection="3d")
+               title=f"{title}, first {mat.shape[0]} features")
+    ax = fig.add_subplot(2, 2, 4, projection="3d")
     F = result.toy_features
     fired = (result.toy_codes != 0).any(axis=0)
     for i, f in enumerate(F):
@@ -105,12 +113,12 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     X = result.toy_x
     zeros = np.zeros(len(X))
     ax.quiver(zeros, zeros, zeros, X[:, 0], X[:, 1], X[:, 2], color="C0", lw=1, alpha=0.7)
-    ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), xlabel="x1", ylabel="x2", zlabel="x3",
-           title=f"3-D toy: {len(F)} features (green fired, red not),\n"
-                 f"{len(X)} samples (blue)")
-    fig.subplots_adjust(wspace=0.5)
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), xticks=(-1, 0, 1), yticks=(-1, 0, 1),
+           zticks=(-1, 0, 1), xlabel="x1", ylabel="x2", zlabel="x3",
+           title=f"3-D toy: {len(F)} features (green fired,\nred not), {len(X)} samples (blue)")
     fig.suptitle(f"Synthetic data: d={cfg.data.d}, {cfg.data.n_features} features, "
                  f"correlation={cfg.data.correlation}")
+    fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png")]
 
 

@@ -55,6 +55,7 @@ from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.experiments.sites_and_recipes import exclusive, hierarchy, sites
+from toysae.experiments.sites_and_recipes.common import TIED_COLOR, UNTIED_COLOR
 from toysae.experiments.sites_and_recipes.hierarchy import CHILD, PARENT
 from toysae.experiments.sites_and_recipes.sites import SITES
 from toysae.models import ResidualToyConfig
@@ -199,23 +200,27 @@ def _run(config: Config) -> Result:
 
 
 def _panel_figure(result: Result):
-    """Panels (a) and (b), one row each."""
+    """Panels (a) and (b), two rows of two panels each."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from toysae.plotting import wrap
 
     cfg = result.config
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
-    exclusive.draw(axes[0], result)
-    hierarchy.draw(axes[1], result)
-    fig.suptitle(
-        f"Tied vs untied without a host (no decoder bias in either). (a) "
-        f"{cfg.exclusive_data.n_features} features in exclusive pairs at a set cosine, "
-        f"L1 {cfg.exclusive_lam:g}; (b) parent/child hierarchy, L1 {cfg.hierarchy_lam:g}\n"
-        f"checker: nested pairs with optimal codes for the SAE's dictionary (check_sae) and with "
-        f"the SAE's own codes (hierarchy_certificate); {cfg.n_check:,} held-out samples; (a) "
-        f"lines: means over {cfg.panel_seeds} seed(s), whiskers: their 95% t intervals (2 "
-        f"seeds or more), dots: each seed",
-        fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig, axes = plt.subplots(4, 2, figsize=(9.0, 11.6))
+    exclusive.draw(axes.flat[:4], result)
+    hierarchy.draw(axes.flat[4:], result)
+    fig.legend(handles=[Patch(color=TIED_COLOR, label="tied"),
+                        Patch(color=UNTIED_COLOR, label="untied")],
+               loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(wrap(
+        f"Tied vs untied SAEs without a host (no decoder bias): (a) "
+        f"{cfg.exclusive_data.n_features} features in exclusive pairs at a set cosine, L1 "
+        f"{cfg.exclusive_lam:g}, lines: means over {cfg.panel_seeds} seed(s), whiskers: 95% t "
+        f"intervals, dots: seeds; (b) a parent/child hierarchy, L1 {cfg.hierarchy_lam:g}, "
+        f"checked on {cfg.n_check:,} held-out samples with optimal codes (check_sae) and "
+        f"the SAE's own codes (hierarchy_certificate)", 105))
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
     return fig
 
 

@@ -146,7 +146,7 @@ def findings(r: Result) -> list[str]:
 
 
 def draw(axes, result: Result) -> None:
-    """Panel (a) on a row of four axes: each score against the partners' cosine."""
+    """Panel (a) on four axes: each score against the partners' cosine."""
     cosines = sorted({e.cos for e in result.exclusive})
     panels_a = [("partner_false_positive", "(a) fires while only its partner is on",
                  "share of partner-only samples"),
@@ -170,4 +170,3 @@ def draw(axes, result: Result) -> None:
         ax.set_xlabel("cosine between exclusive partners")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend()

@@ -276,12 +276,25 @@ def findings(r: Result) -> list[str]:
 
 
 # -- figure ---------------------------------------------------------------------------------
-def _recipe_label(key: str) -> str:
-    return key + (" (Cunningham)" if key == CUNNINGHAM else
-                  " (Anthropic)" if key == ANTHROPIC else "")
+def _recipe_code(key: str) -> str:
+    """The short tick label of a recipe: T / U (tied, untied), +b (pre-encoder bias), +r
+    (resampling), and (C) / (A) for the Cunningham and Anthropic recipes."""
+    parts = key.split("+")
+    code = ("T" if parts[0] == "tied" else "U") + "".join(
+        "+b" if p == "bias" else "+r" for p in parts[1:])
+    return code + (" (C)" if key == CUNNINGHAM else " (A)" if key == ANTHROPIC else "")
 
 
-def _bars(ax, rows, attr, title, ylabel, labels: bool, zoom: bool = False):
+RECIPE_KEY = ("T tied, U untied, +b pre-encoder (decoder) bias, +r resampling; (C) Cunningham's "
+              "recipe, (A) Anthropic's")
+
+
+def _bars(ax, rows, attr, title, ylabel, zoom: bool = False):
+    from toysae.plotting import say
+
+    if not any(getattr(r, attr) for r in rows):  # a row of empty bars shows nothing
+        say(ax, f"0 in every run\n(all {len(RECIPES)} recipes, every seed)", title=title)
+        return
     x = np.arange(len(RECIPES))
     everything = []
     for k, (key, tied, bias, resample) in enumerate(RECIPES):
@@ -296,58 +309,61 @@ def _bars(ax, rows, attr, title, ylabel, labels: bool, zoom: bool = False):
                         color="0.1", capsize=3, linewidth=1)
             everything += [iv.low, iv.high]
         ax.plot([k] * len(vals), vals, "k.", ms=4)
-    ax.set_xticks(x, [_recipe_label(k) for k, *_ in RECIPES] if labels else [], rotation=90,
-                  fontsize=9)
+    ax.set_xticks(x, [_recipe_code(k) for k, *_ in RECIPES], rotation=90)
     if zoom:  # scores near 1: start the axis just below the lowest value
         ax.set_ylim(max(0.0, min(everything) - 0.05), max(1.0, max(everything)))
     ax.set_title(title)
     ax.set_ylabel(ylabel)
 
 
+def _histogram(ax, st, site: str) -> None:
+    edges, counts = np.asarray(st.hist_edges), np.asarray(st.hist_counts, dtype=float)
+    filled = counts > 0  # a log axis cannot show an empty bin: those are not drawn, and said
+    ax.bar(edges[:-1][filled], counts[filled] / counts.sum(), width=np.diff(edges)[filled],
+           align="edge", color="0.45")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"activation entry (median skew {st.skew_median:.2f};\n> 0: "
+                  f"{st.frac_positive:.0%}, < 0: {st.frac_negative:.0%}, = 0: "
+                  f"{st.frac_zero:.0%})")
+    ax.set_ylabel("share of entries" + ("\n(empty bins not drawn)" if not filled.all()
+                                        else ""))
+    ax.set_title(f"{site}: activation entries")
+
+
 def figure(result: Result):
-    """Site statistics and every score of the grid, one row per site."""
+    """Site statistics and every score of the grid: two rows of three panels per site."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    from toysae.plotting import wrap
+
     cfg = result.config
-    fig, axes = plt.subplots(2, 6, figsize=(26, 11))
+    fig, axes = plt.subplots(4, 3, figsize=(9.0, 11.8))
     stats = {s.site: s for s in result.site_stats}
-    for row, site in enumerate(SITES):
-        st = stats[site]
-        ax = axes[row, 0]
-        edges, counts = np.asarray(st.hist_edges), np.asarray(st.hist_counts)
-        ax.bar(edges[:-1], counts / counts.sum(), width=np.diff(edges), align="edge",
-               color="0.45")
-        ax.set_yscale("log")
-        ax.set_xlabel("activation entry (site units)")
-        ax.set_ylabel("share of entries")
-        ax.set_title(f"{site}: activation entries")
-        ax.text(0.97, 0.97, f"median skew {st.skew_median:.2f}\n> 0: {st.frac_positive:.0%}\n"
-                f"< 0: {st.frac_negative:.0%}\n= 0: {st.frac_zero:.0%}", transform=ax.transAxes,
-                ha="right", va="top", fontsize=9)
+    for block, site in enumerate(SITES):
+        top, bottom = axes[2 * block], axes[2 * block + 1]
+        _histogram(top[0], stats[site], site)
         rows = [s for s in result.site_scores if s.site == site]
-        truth = "true features" if site == "resid_pre" else "PROXY features (no exact truth)"
-        last = row == len(SITES) - 1
-        _bars(axes[row, 1], rows, "mmcs", f"{site}: MMCS vs\n{truth}", "mean max cosine", last,
-              zoom=True)
-        _bars(axes[row, 2], rows, "dead", f"{site}: dead latents (of {cfg.width},\nsilent on "
-              f"{cfg.n_eval:,} held-out samples)", "latents", last)
-        _bars(axes[row, 3], rows, "l0", f"{site}: L0", "active latents per sample", last)
-        _bars(axes[row, 4], rows, "fvu", f"{site}: FVU at the site",
-              "fraction of variance unexplained", last)
-        _bars(axes[row, 5], rows, "ce_increase", f"{site}: CE increase, SAE spliced in",
-              "nats per sample", last)
+        truth = "true features" if site == "resid_pre" else "PROXY features"
+        _bars(top[1], rows, "mmcs", f"{site}: MMCS vs\n{truth}", "mean max cosine", zoom=True)
+        _bars(top[2], rows, "dead", f"{site}: dead latents\n(of {cfg.width})", "latents")
+        _bars(bottom[0], rows, "l0", f"{site}: L0", "active latents per sample")
+        _bars(bottom[1], rows, "fvu", f"{site}: FVU at the site", "FVU")
+        _bars(bottom[2], rows, "ce_increase", f"{site}: CE increase,\nSAE spliced in",
+              "nats per sample")
     handles = [Patch(color=TIED_COLOR, label="tied"), Patch(color=UNTIED_COLOR, label="untied"),
                Patch(facecolor="white", edgecolor="0.2", hatch="//",
-                     label="pre-encoder (decoder) bias"),
+                     label="pre-encoder bias"),
                Patch(color="0.4", alpha=0.55, label="no resampling (pale)"),
                Patch(color="0.4", label="resampling (solid)")]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=11,
-               bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(
-        f"Residual toy: 8 SAE recipes at resid_pre (exact truth) and mlp_post (scored against a "
-        f"PROXY), width {cfg.width}, {cfg.site_train.n_samples:,} samples each; bars: mean of "
-        f"{cfg.n_seeds} seed(s), whiskers: its 95% t interval (2 seeds or more), dots: each "
-        f"seed; L1 coef {result.sparsity_coefs}", fontsize=12)
-    fig.tight_layout(rect=(0, 0.035, 1, 0.97))
+    fig.legend(handles=handles, loc="lower center", ncol=5, bbox_to_anchor=(0.5, 0.018),
+               handlelength=1.5, columnspacing=1.0)
+    fig.text(0.5, 0.0, RECIPE_KEY, ha="center", va="bottom", fontsize=9)
+    fig.suptitle(wrap(
+        f"Residual toy: 8 SAE recipes, width {cfg.width}, {cfg.site_train.n_samples:,} "
+        f"samples each, at resid_pre (exact truth) and mlp_post (a PROXY); bars: mean of "
+        f"{cfg.n_seeds} seed(s), whiskers: 95% t interval, dots: seeds; dead: silent on "
+        f"{cfg.n_eval:,} held-out samples; L1 " + ", ".join(
+            f"{k} {v:g}" for k, v in result.sparsity_coefs.items()), 110))
+    fig.tight_layout(rect=(0, 0.045, 1, 1))
     return fig
