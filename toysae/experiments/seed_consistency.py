@@ -511,17 +511,19 @@ def _latent_sentence(group, target) -> str:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(16, 6.5), gridspec_kw={"width_ratios": [1, 1.2]})
+    n = len(result.cells)
+    fig, axes = plt.subplots(2, 1, figsize=(9.0, 8.6 + 0.25 * n),
+                             height_ratios=(1.25, 0.5 + 0.12 * n))
     _panel_scatter(axes[0], result)
     _panel_latents(axes[1], result)
     cfg = result.config
-    fig.suptitle(f"Seed consistency on {cfg.data.n_features} features in d = {cfg.data.d} "
-                 f"(true L0 {result.true_l0:.1f}), width {cfg.width}, {len(cfg.seeds)} seeds "
-                 f"per cell; |cos| threshold {cfg.threshold:g}")
+    fig.suptitle(wrap(f"Seed consistency on {cfg.data.n_features} features in d = {cfg.data.d} "
+                      f"(true L0 {result.true_l0:.1f}), width {cfg.width}, {len(cfg.seeds)} "
+                      f"seeds per cell; |cos| threshold {cfg.threshold:g}", 95))
     fig.tight_layout()
     return [save_figure(fig, out_dir / f"{NAME}.png"),
             write_text(out_dir / f"{NAME}.md", table(result))]
@@ -550,10 +552,11 @@ def _panel_scatter(ax, result: Result) -> None:
     ax.plot(lims, lims, "--", color="gray", label="identity (PW-MCC = MCC)")
     ax.set_xlim(*lims)
     ax.set_ylim(*lims)
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("MCC with the true features (mean over seeds, 95% t interval)")
-    ax.set_ylabel("PW-MCC between seeds (95% jackknife interval)")
+    ax.set_ylabel("PW-MCC between seeds\n(95% jackknife interval)")
     ax.set_title("Does agreement between seeds track recovery of the truth?")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 _CLASS_LABELS = {"stable_true": "stable and true", "stable_false": "stable and false",
@@ -573,9 +576,9 @@ def _panel_latents(ax, result: Result) -> None:
     ax.set_yticks(y, [f"{c.name}, L0 {c.target_l0}" for c in cells])
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"share of the latents over the seeds (stable: matched in every other "
-                  f"seed; true: |cos| with a feature >= {result.config.threshold:g})")
+                  f"seed;\ntrue: |cos| with a feature >= {result.config.threshold:g})")
     ax.set_title("Are the latents every seed finds the true features?")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4)
 
 
 def _cell(cell: Cell, metric: str, digits: int) -> str:

@@ -448,16 +448,16 @@ def findings(runs, summaries, targets) -> tuple[str, ...]:
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
     names = list(result.config.architectures)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6))
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 4.6))
     x = np.arange(len(names))
     offset = 0.8 / len(result.targets)
-    for ax, metric, label in ((axes[0], "f1", "mean F1 of latents as feature detectors"),
-                              (axes[1], "mcc", "MCC (matched |cos|, over the smaller set)"),
+    for ax, metric, label in ((axes[0], "f1", "mean F1 of latents as detectors"),
+                              (axes[1], "mcc", "MCC (matched |cos|, smaller set)"),
                               (axes[2], "explained_variance", "explained variance")):
         for j, target in enumerate(result.targets):
             by = {s.name: s.interval(metric) for s in result.summaries
@@ -472,20 +472,20 @@ def save(result: Result, out_dir: Path) -> list[Path]:
             paper = [(i, PAPER[n][METRIC_INDEX[metric]]) for i, n in enumerate(names)
                      if n in PAPER]
             if paper:
-                ax.scatter(*zip(*paper, strict=True), marker="_", s=500, color="black",
+                ax.scatter(*zip(*paper, strict=True), marker="_", s=300, color="black",
                            label=f"paper (16k world, L0 {PAPER_L0})")
             ax.set_ylim(0, 1.02)
-        ax.set_xticks(x, names, rotation=25, ha="right")
+        ax.set_xticks(x, names, rotation=35, ha="right", rotation_mode="anchor")
         ax.set_ylabel(label)
-        ax.set_title({"f1": "F1 by architecture", "mcc": "MCC by architecture",
-                      "explained_variance": "Reconstruction by architecture"}[metric])
+        ax.set_title({"f1": "F1", "mcc": "MCC", "explained_variance": "Reconstruction"}[metric]
+                     + " by architecture")
     # one legend for the three panels, below them, where it covers no point
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0))
     w = result.world
-    fig.suptitle(f"SynthSAEBench on SAELens's world: {w['n_features']:,} features in d = "
-                 f"{w['d']} (true L0 {w['true_l0']:.1f}), width {result.width}, "
-                 f"{len(result.config.seeds)} seeds (means, 95% intervals)")
+    fig.suptitle(wrap(f"SynthSAEBench on SAELens's world: {w['n_features']:,} features in d = "
+                      f"{w['d']} (true L0 {w['true_l0']:.1f}), width {result.width}, "
+                      f"{len(result.config.seeds)} seeds (means, 95% intervals)", 95))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return [save_figure(fig, out_dir / f"{NAME}.png"),
             write_text(out_dir / f"{NAME}.md", table(result))]
