@@ -759,13 +759,16 @@ def _panel_track(ax, result: Result) -> None:
     if not track:
         say(ax, "no run tracked", title=title)
         return
+    from matplotlib.ticker import MaxNLocator
+
     s = np.asarray(result.track_samples, dtype=float)
     keep = _track_points(s)
-    s = s[keep]
+    s = s[keep] / 1000  # in thousands: six-digit tick labels crowd the panel
     ax.plot(s, np.asarray(track["absorption"])[keep], "o-", color="tab:red",
             label="absorption rate")
     ax.plot(s, np.asarray(track["mcc"])[keep], "s-", color="tab:blue", label="MCC")
-    ax.set_xlabel("training samples seen")
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.set_xlabel("training samples seen (thousands)")
     ax.set_ylabel("absorption rate / MCC")
     ax.set_ylim(0, 1.02)
     certified = np.asarray(track["n_certified"], dtype=float)[keep]

@@ -163,14 +163,17 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     ax = axes[2]
     names = list(result.gaps)
     values = [result.gaps[k] for k in names]
+    notes = [f"{v:.2g}" for v in values]
     for i, (atoms, gap, _) in enumerate(result.learned):
-        names.append(f"learned seed {i}\n{atoms}")
+        names.append(f"learned, seed {i}")
         values.append(gap)
+        notes.append(f"{gap:.2g}; atoms " + ", ".join(f"{a:+.1f}" for a in atoms))
     ax.barh(range(len(names)), np.maximum(values, 0.0), color="tab:purple")
     top = max(max(values), 1e-12)
-    for k, v in enumerate(values):  # every gap written: one <= 0 has no bar to show it
-        ax.text(max(v, 0.0) + 0.02 * top, k, f"{v:.2g}", va="center", fontsize=9)
-    ax.set_xlim(0, 1.35 * top)
+    for k, (v, note) in enumerate(zip(values, notes, strict=True)):
+        # every gap written: one <= 0 has no bar to show it
+        ax.text(max(v, 0.0) + 0.02 * top, k, note, va="center", fontsize=9)
+    ax.set_xlim(0, 2.3 * top)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("objective - bound")
     ax.set_title("gap to the wide-limit bound\n(0 = globally optimal)")

@@ -552,7 +552,6 @@ def _panel_scatter(ax, result: Result) -> None:
     ax.plot(lims, lims, "--", color="gray", label="identity (PW-MCC = MCC)")
     ax.set_xlim(*lims)
     ax.set_ylim(*lims)
-    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("MCC with the true features (mean over seeds, 95% t interval)")
     ax.set_ylabel("PW-MCC between seeds\n(95% jackknife interval)")
     ax.set_title("Does agreement between seeds track recovery of the truth?")
