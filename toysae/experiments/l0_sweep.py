@@ -695,44 +695,44 @@ def findings(worlds, runs, points, picks) -> tuple[str, ...]:
 
 
 # -- outputs ---------------------------------------------------------------------------------
-_PANELS = (("mcc", "MCC (mean |cos| of matched latents)"),
-           ("f1", "mean F1 of latents as feature detectors"),
-           ("absorption", "absorption rate (fraction of parents)"),
-           ("explained_variance", "explained variance (fraction)"))
+_PANELS = (("mcc", "MCC (matched latents)"),
+           ("f1", "mean F1 as detectors"),
+           ("absorption", "absorption rate"),
+           ("explained_variance", "explained variance"))
 
 
 def save(result: Result, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from toysae.plotting import save_figure, style
+    from toysae.plotting import save_figure, style, wrap
 
     style()
     out_dir = Path(out_dir)
     cfg = result.config
-    rows = len(result.worlds)
-    fig, axes = plt.subplots(rows, len(_PANELS), figsize=(4.6 * len(_PANELS), 3.9 * rows),
-                             squeeze=False)
+    cols = len(result.worlds)  # one column per world, one row per metric
+    height = 2.5 * len(_PANELS) + 1.1
+    fig, axes = plt.subplots(len(_PANELS), cols, figsize=(9.0, height), squeeze=False)
     for i, info in enumerate(result.worlds):
         for j, (metric, label) in enumerate(_PANELS):
-            _panel_metric(axes[i, j], result, info, metric, label)
+            _panel_metric(axes[j, i], result, info, metric, label)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(f"SAEs across L0 on correlated worlds: width {cfg.width}, "
-                 f"{len(cfg.seeds)} seeds (means, 95% intervals); dotted: the true L0, "
-                 f"band: within {WITHIN:.0%}")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.suptitle(wrap(f"SAEs across L0 on correlated worlds: width {cfg.width}, "
+                      f"{len(cfg.seeds)} seeds (means, 95% intervals); dotted: the true L0, "
+                      f"band: within {WITHIN:.0%}", 95))
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     paths = [save_figure(fig, out_dir / f"{NAME}.png")]
     names = list(cfg.architectures)
-    fig, axes = plt.subplots(rows, len(names), figsize=(5.2 * len(names), 3.9 * rows),
-                             squeeze=False)
+    height = 2.9 * len(names) + 1.9
+    fig, axes = plt.subplots(len(names), cols, figsize=(9.0, height), squeeze=False)
     for i, info in enumerate(result.worlds):
         for j, name in enumerate(names):
-            _panel_selectors(axes[i, j], result, info, name)
+            _panel_selectors(axes[j, i], result, info, name)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8)
-    fig.suptitle("Ground-truth-free selectors across L0 (each scaled to [0, 1] over the "
-                 "sweep; markers: each one's pick) beside MCC")
-    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.suptitle(wrap("Ground-truth-free selectors across L0 (each scaled to [0, 1] over the "
+                      "sweep; markers: each one's pick) beside MCC", 95))
+    fig.tight_layout(rect=(0, 1.25 / height, 1, 1))
     paths.append(save_figure(fig, out_dir / f"{NAME}-selectors.png"))
     paths.append(write_text(out_dir / f"{NAME}.md", table(result)))
     return paths
@@ -747,7 +747,7 @@ def _true_l0_marks(ax) -> None:
     ax.xaxis.set_major_locator(FixedLocator([2.0 ** k for k in range(-5, 6)]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("SAE L0 / true L0 (ratio, log scale)")
+    ax.set_xlabel("SAE L0 / true L0 (log scale)")
 
 
 def _panel_metric(ax, result: Result, info: World, metric: str, label: str) -> None:
@@ -767,7 +767,7 @@ def _panel_metric(ax, result: Result, info: World, metric: str, label: str) -> N
         ax.errorbar(x, means, yerr=[low, high], fmt="o-", capsize=3, label=name)
     _true_l0_marks(ax)
     ax.set_ylabel(label)
-    ax.set_title(f"{info.name} (true L0 {info.true_l0:.2f}): {metric.replace('_', ' ')}")
+    ax.set_title(f"{info.name} (true L0 {info.true_l0:.2f})")
 
 
 def _scaled(values) -> np.ndarray:
@@ -791,7 +791,7 @@ def _panel_selectors(ax, result: Result, info: World, name: str) -> None:
             i = [p.target_l0 for p in mine].index(pick.target_l0)
             ax.plot(x[i], y[i], "v", color=line.get_color(), markersize=9)
     _true_l0_marks(ax)
-    ax.set_ylabel("value scaled to [0, 1] over the sweep")
+    ax.set_ylabel("scaled to [0, 1]")
     ax.set_title(f"{info.name}, {name}")
 
 
