@@ -32,11 +32,10 @@ import torch
 
 from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
-from toysae.sae import ARCHITECTURES, Callback, TrainConfig, train_sae
+from toysae.sae import ARCHITECTURES, Callback, TrainConfig, start_coef, train_sae
 
 WORLDS = {"reference": (SyntheticConfig, 64, 5.0), "synth_small": (SyntheticConfig.synth_small,
                                                                    256, 11.0)}
-LOW_START = {"l1": 0.03, "l0": 0.001}
 TOLERANCE = 0.03
 
 
@@ -94,7 +93,7 @@ def main() -> None:
         for name in names:
             config = TrainConfig(n_samples=args.samples, batch_size=256, lr=3e-3,
                                  target_l0=target,
-                                 sparsity_coef=LOW_START[ARCHITECTURES[name].penalty_kind])
+                                 sparsity_coef=start_coef(ARCHITECTURES[name].penalty_kind))
             probe = HeldOutL0(held, every=10)
             with torch_threads(1):
                 result = train_sae(name, X, config, width=width, callbacks=[probe],

@@ -65,7 +65,7 @@ from toysae._threads import torch_threads
 from toysae.experiments import provenance
 from toysae.interop import SAELensWorld, export_saelens, synth_sae_bench_config
 from toysae.sae import ARCHITECTURES as ARCHITECTURES_REGISTRY
-from toysae.sae import TrainConfig, make_sae, train_sae
+from toysae.sae import TrainConfig, make_sae, start_coef, train_sae
 from toysae.sae.batches import derived_seed
 
 #: The name of its stored JSON, ``figures/full/vs-saelens.json``, whose table ``toysae
@@ -75,9 +75,6 @@ ARCHITECTURES = ("batchtopk", "matryoshka", "jumprelu", "relu")
 SAELENS_NAMES = {"batchtopk": "BatchTopK", "matryoshka": "MatryoshkaBatchTopK",
                  "jumprelu": "JumpReLU", "relu": "Standard"}
 BATCH = 1024
-# toysae's controller starts low (as benchmarks/bench_l0_control.py) for unit-scale data;
-# an L1 weight scales with the data's scale, an L0 weight with its square
-LOW_START = {"l1": 0.03, "l0": 0.001}
 _DATA_KEY = 22
 
 
@@ -178,8 +175,8 @@ def train_toysae(name, world, width, k, prefixes, budget, args):
         if name == "matryoshka":
             kwargs["prefix_sizes"] = prefixes
     else:
-        power = 1 if penalty == "l1" else 2
-        config = config.replace(target_l0=float(k), sparsity_coef=LOW_START[penalty] * scale**power)
+        # toysae's controller starts low, scaled to the data (toysae.sae.start_coef)
+        config = config.replace(target_l0=float(k), sparsity_coef=start_coef(penalty, scale))
     sae = make_sae(name, world.d, width, **kwargs).to(args.device)
     features, spent = world.features, [0.0]
 

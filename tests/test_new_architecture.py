@@ -20,7 +20,14 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.experiments import architectures_under_theory as aut
 from toysae.interop import export_saelens, load_sae_with_info, load_saelens
-from toysae.sae import ARCHITECTURES, SparseAutoencoder, TrainConfig, make_sae, register
+from toysae.sae import (
+    ARCHITECTURES,
+    SparseAutoencoder,
+    TrainConfig,
+    make_sae,
+    register,
+    start_coef,
+)
 from toysae.sae import load as load_checkpoint
 from toysae.sae import save as save_checkpoint
 
@@ -160,7 +167,7 @@ def test_the_experiment_selects_it_and_runs_it(toy):
     assert aut.Config().architectures == aut.architectures()
     config = aut.Config(data=SyntheticConfig.synth_small(n_features=64, d=16, tree_roots=1),
                         width=16, architectures=(NAME,), seeds=(0,), l0_fractions=(1.0,),
-                        n_train=2048, train=aut._train(4096), n_eval=256, n_check=128,
+                        n_train=2048, train=aut.train_recipe(4096), n_eval=256, n_check=128,
                         dictlearn_samples=256, dictlearn_epochs=1, track=NAME, track_points=2,
                         track_check=64, n_boot=100)
     result = aut.run(config)
@@ -168,7 +175,7 @@ def test_the_experiment_selects_it_and_runs_it(toy):
     run = result.runs[0]
     # trained by the L0 controller from the L1 start: the coefficient it ended at is kept
     assert run.k is None and run.target_l0 == result.targets[0]
-    assert run.sparsity_coef != aut._START_COEF["l1"]
+    assert run.sparsity_coef != start_coef("l1")
     assert np.isfinite(run.l0) and 0 <= run.mcc <= 1
 
 

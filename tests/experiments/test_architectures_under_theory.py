@@ -15,6 +15,7 @@ from toysae._threads import torch_threads
 from toysae.data import SyntheticConfig
 from toysae.experiments import architectures_under_theory as aut
 from toysae.experiments import provenance, save_outputs
+from toysae.sae import start_coef
 from toysae.stats import mean_interval
 
 ARCHS = ("relu", "topk", "matryoshka")
@@ -23,7 +24,7 @@ ARCHS = ("relu", "topk", "matryoshka")
 def _small(**changes) -> aut.Config:
     base = dict(data=SyntheticConfig.synth_small(n_features=256, d=32, tree_roots=2),
                 width=64, architectures=ARCHS, seeds=(0, 1), l0_fractions=(1.0, 0.5),
-                n_train=8192, train=aut._train(60_000, batch_size=64), n_eval=1024,
+                n_train=8192, train=aut.train_recipe(60_000, batch_size=64), n_eval=1024,
                 n_check=256, dictlearn_samples=2048, dictlearn_epochs=2, track="topk",
                 track_points=3, track_check=128, n_boot=200)
     return aut.Config(**{**base, **changes})
@@ -46,7 +47,7 @@ def test_every_learner_runs_at_every_seed_and_target_at_its_l0(result):
     for r in saes:
         if r.name == "relu":  # trained by the controller to the target, from the low start
             assert r.k is None and r.trained, r.train_message
-            assert r.sparsity_coef != aut._START_COEF["l1"]
+            assert r.sparsity_coef != start_coef("l1")
             assert abs(r.l0_error) <= aut.L0_TOLERANCE
         else:
             assert r.k == r.target_l0 and r.sparsity_coef is None
@@ -255,7 +256,7 @@ def test_outputs_are_written(result, tmp_path):
     ({"l0_fractions": (1.0, 1.0)}, ValueError, "l0_fractions must not repeat"),
     ({"l0_fractions": (0.0,)}, ValueError, r"l0_fractions\[0\]"),
     ({"l0_fractions": ()}, ValueError, "l0_fractions must not be empty"),
-    ({"train": aut._train(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
+    ({"train": aut.train_recipe(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
     ({"track": "gated"}, ValueError, "track must be one of"),
     ({"lam": 0.0}, ValueError, "lam must be > 0"),
     ({"width": 8.0}, TypeError, "width must be an int"),

@@ -161,7 +161,7 @@ def _small(**changes) -> ls.Config:
                 reference=ls.reference_world(n_features=48, d=24, mean_active=3.0),
                 width=24, architectures=("relu", "topk"), seeds=(0, 1),
                 l0_fractions=(0.5, 1.0, 2.0), n_train=2048,
-                train=ls._train(12_000, batch_size=64).replace(l0_gain=0.2), n_eval=512,
+                train=ls.train_recipe(12_000, batch_size=64).replace(l0_gain=0.2), n_eval=512,
                 n_check=64, max_steps=5)
     return ls.Config(**{**base, **changes})
 
@@ -272,7 +272,7 @@ def test_kept_groups_are_reused_and_a_wider_sweep_trains_only_what_is_new(tmp_pa
     ({"architectures": ("relu", "pca")}, ValueError, r"architectures\[1\]"),
     ({"projection_n": 24}, ValueError, "projection_n must be < width"),
     ({"projection_n": 0}, ValueError, "projection_n must be >= 1"),
-    ({"train": ls._train(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
+    ({"train": ls.train_recipe(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
     ({"width": 8.0}, TypeError, "width must be an int"),
 ])
 def test_bad_config_is_refused(changes, error, match):

@@ -15,16 +15,17 @@ from toysae.data import SyntheticConfig
 from toysae.experiments import architectures_under_theory as aut
 from toysae.experiments import save_outputs
 from toysae.experiments import seed_consistency as sc
+from toysae.sae import start_coef
 from toysae.stats import mean_interval, pair_interval
 
 ARCHS = ("relu", "topk", "batchtopk")
-SHORT = aut._train(10_000, batch_size=64)  # where nothing is asked of the training itself
+SHORT = aut.train_recipe(10_000, batch_size=64)  # where nothing is asked of the training itself
 
 
 def _small(**changes) -> sc.Config:
     base = dict(data=SyntheticConfig.synth_small(n_features=256, d=32, tree_roots=2),
                 width=48, architectures=ARCHS, seeds=(0, 1, 2), l0_fractions=(1.0,),
-                n_train=8192, train=aut._train(60_000, batch_size=64), n_eval=1024,
+                n_train=8192, train=aut.train_recipe(60_000, batch_size=64), n_eval=1024,
                 n_boot=200)
     return sc.Config(**{**base, **changes})
 
@@ -123,7 +124,7 @@ def test_every_architecture_runs_at_every_seed_and_target(result):
         assert sum(r.counts.values()) == result.config.width
         assert sum(r.kinds.values()) == r.counts["unstable_false"]
         if r.name == "relu":  # by the controller, from its low start
-            assert r.k is None and r.sparsity_coef != aut._START_COEF["l1"]
+            assert r.k is None and r.sparsity_coef != start_coef("l1")
         else:
             assert r.k == r.target_l0 and r.sparsity_coef is None
     assert all(r.l0 == pytest.approx(r.target_l0) for r in result.runs if r.name == "topk")
@@ -158,8 +159,8 @@ def test_findings_carry_intervals_and_seed_counts(result):
 
 
 def test_identical_seeds_give_pw_mcc_one(monkeypatch):
-    real = aut._train_sae
-    monkeypatch.setattr(aut, "_train_sae",
+    real = aut.train_run
+    monkeypatch.setattr(aut, "train_run",
                         lambda name, seed, *args, **kwargs: real(name, 0, *args, **kwargs))
     with torch_threads(1):
         same = sc.run(_small(architectures=("topk",), seeds=(0, 1), l0_fractions=(1.0, 0.5),
@@ -231,7 +232,7 @@ def test_outputs_are_written(result, tmp_path):
     ({"threshold": 0.0}, ValueError, "threshold"),
     ({"mixture_cosine": -0.1}, ValueError, "mixture_cosine"),
     ({"n_train": 32}, ValueError, "n_train must be >= train.batch_size"),
-    ({"train": aut._train(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
+    ({"train": aut.train_recipe(1000).replace(target_l0=5.0)}, ValueError, "train.target_l0"),
     ({"width": "wide"}, TypeError, "width"),
 ])
 def test_bad_config_is_refused_naming_the_field(changes, error, match):

@@ -220,3 +220,16 @@ def test_a_target_wider_than_the_sae_is_refused_before_any_work(reference_toy):
     assert all(torch.equal(v, sae.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ValueError, match="sparsity_coefs"):
         train_grid(X, [0.03, 2e3], [16], TrainConfig(target_l0=5.0), progress=False)
+
+
+def test_the_start_scales_with_the_data_as_its_penalty_does():
+    from toysae.sae import start_coef
+    from toysae.sae.l0_control import UNIT_SCALE_START
+
+    assert start_coef("l1") == UNIT_SCALE_START["l1"] and start_coef("l0") == 0.001
+    assert start_coef("l1", 4.0) == pytest.approx(4 * UNIT_SCALE_START["l1"])
+    assert start_coef("l0", 4.0) == pytest.approx(16 * UNIT_SCALE_START["l0"])
+    with pytest.raises(ValueError, match="penalty_kind"):
+        start_coef("none")
+    with pytest.raises(ValueError, match="data_scale"):
+        start_coef("l1", 0.0)

@@ -319,7 +319,7 @@ def test_the_experiment_gives_it_k_and_runs_it():
     assert NAME in aut.architectures() and NAME in aut.k_architectures()
     config = aut.Config(data=SyntheticConfig.synth_small(n_features=64, d=16, tree_roots=1),
                         width=16, architectures=(NAME,), seeds=(0,), l0_fractions=(1.0,),
-                        n_train=2048, train=aut._train(4096), n_eval=256, n_check=128,
+                        n_train=2048, train=aut.train_recipe(4096), n_eval=256, n_check=128,
                         dictlearn_samples=256, dictlearn_epochs=1, track=NAME, track_points=2,
                         track_check=64, n_boot=100)
     result = aut.run(config)

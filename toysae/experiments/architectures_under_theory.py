@@ -68,7 +68,7 @@ from toysae.dictlearn import sparse_code
 from toysae.dictlearn.learner import DictionaryLearner
 from toysae.experiments._run_store import RunStore
 from toysae.experiments.synthsaebench import PAPER, paper_orders
-from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
+from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, start_coef, train_sae
 from toysae.stats import (
     Interval,
     check_seeds,
@@ -91,9 +91,6 @@ DESCRIPTION = ("Every SAE architecture at a controlled, matched L0 over seeds on
                "95% intervals, and first-order optimality through three lenses.")
 
 DICTLEARN = "dictlearn"
-# The controller's start, by what the penalty weighs, for data with E ||x||^2 = 1: below
-# what the targets need, since a JumpReLU started too high loses thresholds for good
-_START_COEF = {"l1": 0.03, "l0": 0.001}
 # A held-out L0 within this of its target counts as matched
 L0_TOLERANCE = 0.03
 
@@ -117,14 +114,14 @@ def architectures() -> tuple[str, ...]:
 def k_architectures() -> tuple[str, ...]:
     """The architectures whose sparsity is set by ``k``: those with no penalty
     (``penalty_kind == "none"``); the rest train to the target with the L0 controller."""
-    return tuple(name for name in architectures() if _takes_k(name))
+    return tuple(name for name in architectures() if takes_k(name))
 
 
-def _takes_k(name: str) -> bool:
+def takes_k(name: str) -> bool:
     return ARCHITECTURES[name].penalty_kind == "none"
 
 
-def _train(n_samples: int, batch_size: int = 1024) -> TrainConfig:
+def train_recipe(n_samples: int, batch_size: int = 1024) -> TrainConfig:
     return TrainConfig(n_samples=n_samples, batch_size=batch_size, lr=3e-3, log_every=100)
 
 
@@ -142,7 +139,7 @@ class Config(JsonMixin):
     l0_fractions: Annotated[tuple[float, ...], Bounds(0.0, 4.0, min_inclusive=False)] = \
         (1.0, 0.75)  # targets as fractions of the true L0
     n_train: int = 262_144  # the fixed training set every SAE sees (several epochs)
-    train: TrainConfig = field(default_factory=lambda: _train(1_000_000, batch_size=256))
+    train: TrainConfig = field(default_factory=lambda: train_recipe(1_000_000, batch_size=256))
     # where taken (matryoshka); None: width/8 .. width
     prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
     n_eval: Annotated[int, Bounds(64)] = 8192
@@ -187,7 +184,7 @@ class Config(JsonMixin):
     def quick(cls) -> Config:
         return cls(data=SyntheticConfig.synth_small(n_features=512, d=64, tree_roots=4),
                    width=128, seeds=(0, 1), l0_fractions=(1.0,), n_train=16_384,
-                   train=_train(120_000, batch_size=128), n_eval=2048, n_check=512,
+                   train=train_recipe(120_000, batch_size=128), n_eval=2048, n_check=512,
                    dictlearn_samples=4096, dictlearn_epochs=3, track_points=3,
                    track_check=256, n_boot=500)
 
@@ -293,16 +290,16 @@ def _prefix_sizes(config: Config) -> tuple:
     return tuple(sorted({max(1, w // 8), max(1, w // 4), max(1, w // 2), w}))
 
 
-def _sae_kwargs(name: str, config: Config, k: int, seed: int) -> dict:
+def sae_kwargs(name: str, config: Config, k: int, seed: int) -> dict:
     kwargs = {"seed": seed}
-    if _takes_k(name):
+    if takes_k(name):
         kwargs["k"] = k
         if "prefix_sizes" in inspect.signature(ARCHITECTURES[name]).parameters:
             kwargs["prefix_sizes"] = _prefix_sizes(config)
     return kwargs
 
 
-def _codes(sae, X: np.ndarray) -> np.ndarray:
+def encode(sae, X: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return sae.encode(torch.from_numpy(X)).numpy()
 
@@ -339,7 +336,7 @@ def _track_fn(ev, F: np.ndarray, config: Config):
     Xs = ev.x[:config.track_check]
 
     def evaluate(sae) -> dict[str, float]:
-        Z = _codes(sae, Xs)
+        Z = encode(sae, Xs)
         D = sae.dictionary.detach().numpy()
         rates = metrics.absorption_rate(Z, ev.codes[:len(Xs)], F, D,
                                         config.data.hierarchy_pairs,
@@ -359,16 +356,16 @@ TRACKED = ("absorption", "n_certified", "certified_drop", "stationarity_median",
            "mcc")
 
 
-def _train_sae(name: str, seed: int, target: int, world: _World, config: Config,
+def train_run(name: str, seed: int, target: int, world: _World, config: Config,
                tracked: bool):
     tc = config.train.replace(seed=seed)
-    if not _takes_k(name):
+    if not takes_k(name):
         tc = tc.replace(target_l0=float(target),
-                        sparsity_coef=_START_COEF[ARCHITECTURES[name].penalty_kind])
+                        sparsity_coef=start_coef(ARCHITECTURES[name].penalty_kind))
     if tracked:
         tc = tc.replace(log_every=max(1, tc.n_steps // (config.track_points - 1)))
     sae = make_sae(name, world.X.shape[1], config.width,
-                   **_sae_kwargs(name, config, target, seed))
+                   **sae_kwargs(name, config, target, seed))
     eval_fn = _track_fn(world.ev, world.F, config) if tracked else None
     result = train_sae(sae, world.X, tc, progress=False, eval_fn=eval_fn)
     return sae.eval(), result
@@ -376,9 +373,9 @@ def _train_sae(name: str, seed: int, target: int, world: _World, config: Config,
 
 def _sae_run(name: str, seed: int, target: int, world: _World, config: Config,
              tracked: bool) -> tuple[Scores, dict]:
-    sae, result = _train_sae(name, seed, target, world, config, tracked)
+    sae, result = train_run(name, seed, target, world, config, tracked)
     ev, X_check = world.ev, world.ev.x[:config.n_check]
-    Z = _codes(sae, ev.x)
+    Z = encode(sae, ev.x)
     with torch.no_grad():
         x_hat = sae(torch.from_numpy(ev.x)).x_hat.numpy()
     D = sae.dictionary.detach().numpy()
@@ -393,8 +390,8 @@ def _sae_run(name: str, seed: int, target: int, world: _World, config: Config,
                  **{key: [float(v) for v in h[key]] for key in TRACKED}}
     scores = Scores(
         name=name, seed=seed, target_l0=target,
-        sparsity_coef=None if _takes_k(name) else float(result.final_sparsity_coef),
-        k=target if _takes_k(name) else None, trained=bool(result.success),
+        sparsity_coef=None if takes_k(name) else float(result.final_sparsity_coef),
+        k=target if takes_k(name) else None, trained=bool(result.success),
         train_message=result.message,
         **_truth_scores(Z, x_hat, D, ev, world.F, config),
         **_theory_scores(common.optimality, common.amortisation.optimal_codes),

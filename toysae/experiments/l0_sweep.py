@@ -78,15 +78,14 @@ from toysae._validation import check_choice, check_int, check_tuple, shifted_see
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.experiments._run_store import RunStore
 from toysae.experiments.architectures_under_theory import (
-    _START_COEF,
-    _codes,
-    _sae_kwargs,
-    _takes_k,
-    _train,
     architectures,
+    encode,
+    sae_kwargs,
+    takes_k,
+    train_recipe,
 )
 from toysae.experiments.seed_consistency import pair_matrix
-from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
+from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, start_coef, train_sae
 from toysae.stats import (
     Interval,
     check_seeds,
@@ -229,7 +228,7 @@ class Config(JsonMixin):
     l0_fractions: Annotated[tuple[float, ...], POSITIVE] = field(
         default_factory=default_fractions)
     n_train: int = 65_536  # the fixed training set of each world (several epochs)
-    train: TrainConfig = field(default_factory=lambda: _train(1_000_000, batch_size=256))
+    train: TrainConfig = field(default_factory=lambda: train_recipe(1_000_000, batch_size=256))
     # where taken (matryoshka); None: width/8 .. width
     prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
     n_eval: Annotated[int, Bounds(64)] = 8192
@@ -271,7 +270,7 @@ class Config(JsonMixin):
         return cls(synth_small=SyntheticConfig.synth_small(n_features=384, d=48, tree_roots=4),
                    reference=reference_world(n_features=128, d=48),
                    width=64, seeds=(0, 1), l0_fractions=default_fractions(5),
-                   n_train=8192, train=_train(24_576, batch_size=128).replace(l0_gain=0.2),
+                   n_train=8192, train=train_recipe(24_576, batch_size=128).replace(l0_gain=0.2),
                    n_eval=1024, n_check=128, max_steps=20)
 
     def world_config(self, name: str) -> SyntheticConfig:
@@ -432,11 +431,11 @@ def targets_of(fractions, true_l0: float) -> tuple[int, ...]:
 
 def _train_one(name: str, seed: int, target: int, world: _World, config: Config):
     tc = config.train.replace(seed=seed)
-    if not _takes_k(name):
+    if not takes_k(name):
         tc = tc.replace(target_l0=float(target),
-                        sparsity_coef=_START_COEF[ARCHITECTURES[name].penalty_kind])
+                        sparsity_coef=start_coef(ARCHITECTURES[name].penalty_kind))
     sae = make_sae(name, world.X.shape[1], config.width,
-                   **_sae_kwargs(name, config, target, seed))
+                   **sae_kwargs(name, config, target, seed))
     result = train_sae(sae, world.X, tc, progress=False)
     return sae.eval(), result
 
@@ -446,7 +445,7 @@ def _run(name: str, seed: int, target: int, world: _World, config: Config
     """Train and score one SAE; returns its scores and its decoder (for the consistency)."""
     sae, result = _train_one(name, seed, target, world, config)
     ev = world.ev
-    Z = _codes(sae, ev.x)
+    Z = encode(sae, ev.x)
     with torch.no_grad():
         x_hat = sae(torch.from_numpy(ev.x)).x_hat.numpy()
     D, b_dec = sae_dictionary(sae)
@@ -466,8 +465,8 @@ def _run(name: str, seed: int, target: int, world: _World, config: Config
     violation = opt.atoms.violation[alive] if alive.any() else np.zeros(1)
     kkt = code_kkt(X_check, D, amort.sae_codes, matched.lam, bias=b_dec)
     run = Run(world=info.name, name=name, seed=seed, target_l0=target,
-              k=target if _takes_k(name) else None,
-              sparsity_coef=None if _takes_k(name) else float(result.final_sparsity_coef),
+              k=target if takes_k(name) else None,
+              sparsity_coef=None if takes_k(name) else float(result.final_sparsity_coef),
               trained=bool(result.success), train_message=result.message,
               l0=float(metrics.l0(Z)), mcc=metrics.mcc(D, world.F), f1=float(f1.mean()),
               explained_variance=metrics.explained_variance(ev.x, x_hat),

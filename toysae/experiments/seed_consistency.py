@@ -100,7 +100,7 @@ class Config(JsonMixin):
     l0_fractions: Annotated[tuple[float, ...], Bounds(0.0, 4.0, min_inclusive=False)] = \
         (1.0, 0.5)  # targets as fractions of the true L0
     n_train: Annotated[int, Bounds(1)] = 262_144  # the fixed training set every SAE sees
-    train: TrainConfig = field(default_factory=lambda: aut._train(1_000_000, batch_size=256))
+    train: TrainConfig = field(default_factory=lambda: aut.train_recipe(1_000_000, batch_size=256))
     # where taken (matryoshka); None: width/8 .. width
     prefix_sizes: Annotated[tuple[int, ...] | None, Bounds(1)] = None
     n_eval: Annotated[int, Bounds(64)] = 8192
@@ -135,7 +135,7 @@ class Config(JsonMixin):
     def quick(cls) -> Config:
         return cls(data=SyntheticConfig.synth_small(n_features=512, d=64, tree_roots=4),
                    width=128, seeds=(0, 1, 2), l0_fractions=(1.0,), n_train=16_384,
-                   train=aut._train(120_000, batch_size=128), n_eval=2048, n_boot=500)
+                   train=aut.train_recipe(120_000, batch_size=128), n_eval=2048, n_boot=500)
 
 
 @dataclass(frozen=True)
@@ -294,14 +294,14 @@ class _Trained:
 
 
 def _train_run(name: str, seed: int, target: int, world, config: Config) -> _Trained:
-    sae, result = aut._train_sae(name, seed, target, world, config, tracked=False)
+    sae, result = aut.train_run(name, seed, target, world, config, tracked=False)
     ev = world.ev
-    Z = aut._codes(sae, ev.x)
+    Z = aut.encode(sae, ev.x)
     with torch.no_grad():
         x_hat = sae(torch.from_numpy(ev.x)).x_hat.numpy()
     D = sae.dictionary.detach().numpy().astype(np.float32)
     alive = ~metrics.dead_latents(Z)
-    takes_k = aut._takes_k(name)
+    takes_k = aut.takes_k(name)
     scores = dict(name=name, seed=seed, target_l0=target, k=target if takes_k else None,
                   sparsity_coef=None if takes_k else float(result.final_sparsity_coef),
                   trained=bool(result.success), train_message=result.message,

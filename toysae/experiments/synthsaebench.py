@@ -54,7 +54,7 @@ from toysae._config import Bounds, JsonMixin, OneOf, Seed, validate_fields
 from toysae._io import write_text
 from toysae._validation import check_choice, check_tuple, shifted_seed
 from toysae.experiments._run_store import RunStore
-from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, train_sae
+from toysae.sae import ARCHITECTURES, TrainConfig, make_sae, start_coef, train_sae
 from toysae.stats import Interval, check_seeds, compare, mean_interval, not_resolved
 
 NAME = "synthsaebench"
@@ -89,9 +89,6 @@ PRESETS = {
     "paper": {"reduction": 1, "n_train": 0, "n_samples": 200_000_000, "lr": 3e-4,
               "n_eval": 65_536},
 }
-#: The controller's start, by what the penalty weighs, for data with E ||x||^2 = 1 (as
-#: architectures-under-theory); scaled by the data's scale (L1) or its square (L0).
-_START_COEF = {"l1": 0.03, "l0": 0.001}
 #: A held-out L0 within this of its target counts as matched.
 L0_TOLERANCE = 0.03
 #: Samples drawn from the world per call, building a fixed training set.
@@ -292,8 +289,7 @@ def _train_config(name: str, seed: int, target: int, world: _World, config: Conf
     tc = TrainConfig(n_samples=s["n_samples"], batch_size=config.batch_size, lr=s["lr"],
                      seed=seed, log_every=100)
     if not _takes_k(name):
-        kind = ARCHITECTURES[name].penalty_kind
-        start = _START_COEF[kind] * world.scale ** (1 if kind == "l1" else 2)
+        start = start_coef(ARCHITECTURES[name].penalty_kind, world.scale)
         tc = tc.replace(target_l0=float(target), sparsity_coef=start)
     return tc
 

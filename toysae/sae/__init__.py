@@ -44,6 +44,7 @@ from toysae.sae.ensemble import ReLUSAEEnsemble, train_ensembles
 from toysae.sae.gated import GatedSAE
 from toysae.sae.grid import GridResult, train_grid, train_grid_sequential
 from toysae.sae.jumprelu import JumpReLUSAE
+from toysae.sae.l0_control import start_coef
 from toysae.sae.matryoshka import MatryoshkaSAE
 from toysae.sae.relu import ReLUSAE
 from toysae.sae.resampling import resample_dead_latents_
@@ -57,7 +58,7 @@ __all__ = ["ARCHITECTURES", "DATA_SCALE_RANGE", "BatchTopKSAE", "Callback", "Dat
            "MatryoshkaSAE", "MemberStack", "Objective", "ReLUSAE", "ReLUSAEEnsemble", "RunOptions",
            "SAELoss", "SAEOutput", "SingleSAE", "SparseAutoencoder", "StopTraining", "TiedSAE",
            "TopKSAE", "TrainConfig", "TrainResult", "TrainingDiverged", "TrainingState", "load",
-           "make_sae", "register", "resample_dead_latents_", "save", "step_path",
+           "make_sae", "register", "resample_dead_latents_", "save", "start_coef", "step_path",
            "train_ensembles", "train_grid", "train_grid_sequential", "train_members",
            "train_sae"]
 

@@ -48,7 +48,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MISS_TOLERANCE", "PINNED_SHARE", "SMOOTHING", "L0Controller"]
+__all__ = ["MISS_TOLERANCE", "PINNED_SHARE", "SMOOTHING", "UNIT_SCALE_START", "L0Controller",
+           "start_coef"]
 
 #: Weight of the past in the exponential averages of the L0 and of its change per step
 #: (a window of about 10 steps): enough to see a trend through the batches' noise.
@@ -61,6 +62,25 @@ MISS_TOLERANCE = 0.05
 #: A member whose coefficient sat at a bound for this share of the last steps did not
 #: reach its target: its result reports failure.
 PINNED_SHARE = 0.2
+
+
+#: A start below what the toys' targets need, by what the penalty weighs, for data with
+#: ``E ||x||^2 = 1`` (``benchmarks/bench_l0_control.py`` settles from it): low, since a
+#: JumpReLU started too high loses its thresholds for good.
+UNIT_SCALE_START = {"l1": 0.03, "l0": 0.001}
+
+
+def start_coef(penalty_kind: str, data_scale: float = 1.0) -> float:
+    """The controller's start (:data:`UNIT_SCALE_START`) for data whose
+    ``sqrt(E ||x||^2)`` is ``data_scale``: an L1 weight scales with the data, an L0
+    weight with its square (the reconstruction term scales with the square)."""
+    if penalty_kind not in UNIT_SCALE_START:
+        raise ValueError(f"penalty_kind must be one of {sorted(UNIT_SCALE_START)}, got "
+                         f"{penalty_kind!r}")
+    if not (isinstance(data_scale, (int, float)) and math.isfinite(data_scale)
+            and data_scale > 0):
+        raise ValueError(f"data_scale must be a positive number, got {data_scale!r}")
+    return UNIT_SCALE_START[penalty_kind] * data_scale ** (1 if penalty_kind == "l1" else 2)
 
 
 class L0Controller:
