@@ -243,3 +243,16 @@ def test_synth_sae_bench_matches_saelens_published_world():
         print(f"{key:20s} {a[key]:9.4f} {b[key]:9.4f} {b[key] / a[key]:15.4f}")
     off = {key: b[key] / a[key] - 1 for key in a if abs(b[key] / a[key] - 1) > 0.03}
     assert not off, f"more than 3% apart: {off}"
+
+
+def test_building_a_world_is_quiet_and_keeps_what_saelens_said(capfd, caplog):
+    """SAELens's orthogonalisation bar does not reach the terminal; its log line about the
+    clamped compensation (this reduced tree clamps some) is kept on the world."""
+    _sae_lens()
+    capfd.readouterr()
+    world = SAELensWorld(synth_sae_bench_config(reduction=64))
+    out, err = capfd.readouterr()
+    assert out == "" and err == "" and not caplog.records
+    assert any("clamped" in m and m.startswith("warning: ") for m in world.build_messages)
+    # a model passed in built has nothing to say
+    assert SAELensWorld(world.model).build_messages == []

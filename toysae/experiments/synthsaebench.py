@@ -362,7 +362,8 @@ def run(config: Config) -> Result:
         config=config, settings=s,
         world={"n_features": source.n_features, "d": source.d, "true_l0": world.true_l0,
                "n_hierarchy_pairs": len(source.hierarchy_pairs),
-               "blake2b": source.fingerprint()["blake2b"]},
+               "blake2b": source.fingerprint()["blake2b"],
+               "saelens_messages": list(source.build_messages)},
         width=s["width"], prefix_sizes=prefix_sizes(s["width"]), data_scale=world.scale,
         targets=targets, runs=tuple(runs), summaries=summaries, orders=orders,
         findings=findings(runs, summaries, targets), wall_time=time.perf_counter() - start)
@@ -547,6 +548,9 @@ def table(result: Result) -> str:
             lines.append(f"| {summary.name} | {target} | " + " | ".join(
                 summary.interval(metric).format(digits) for _, metric, digits in _COLUMNS)
                 + f" | {_paper_cell(summary.name)} |")
+    said = w.get("saelens_messages", [])
+    if said:
+        lines += ["", "SAELens, building the world: " + "; ".join(said)]
     lines += ["", "## The paper's orders", "", *[f"- {o}" for o in result.orders], "",
               "## Findings", "", *[f"- {f}" for f in result.findings], "",
               "Paper: SynthSAEBench-16k (arXiv 2602.14687), width 4,096, 200M samples; "

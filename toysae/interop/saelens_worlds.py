@@ -14,8 +14,11 @@ Both need the ``sae-lens`` package, which toysae's ``dev`` extra pins
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 from collections import deque
 from pathlib import Path
@@ -136,6 +139,34 @@ def _load(path: Path, device: str):
                          f"{type(err).__name__}: {err}") from err
 
 
+class _Kept(logging.Handler):
+    def __init__(self, messages: list):
+        super().__init__(logging.INFO)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _quiet_build(messages: list):
+    """Build a SAELens model without its terminal output: SAELens draws a progress bar
+    while it orthogonalises (it asks for one, whoever calls it) and logs what its
+    hierarchy compensation clamps. The bar is dropped; the log lines are kept in
+    ``messages`` (the world's ``build_messages``), so what SAELens says about the world
+    travels with it instead of interrupting a quiet run."""
+    logger = logging.getLogger("sae_lens")
+    handler, propagate = _Kept(messages), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _hierarchy_pairs(hierarchy) -> tuple:
     """``(parent, child)`` feature indices of a SAELens ``Hierarchy``, breadth-first. A
     node without a feature (an organising node) passes its parent on to its children,
@@ -179,14 +210,19 @@ class SAELensWorld(GroundTruthData):
 
     def __init__(self, source, *, seed: int = 0, device: str = "cpu"):
         self.seed = check_seed(seed)
+        #: What SAELens logged while building the model (its hierarchy's clamped
+        #: probabilities, say), one line each; empty for a model passed in built.
+        self.build_messages: list[str] = []
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             _check_directory(path)
-            model = _load(path, device)
+            with _quiet_build(self.build_messages):
+                model = _load(path, device)
         else:
             synthetic = _synthetic()
             if isinstance(source, synthetic.SyntheticModelConfig):
-                model = synthetic.SyntheticModel(source, device=device)
+                with _quiet_build(self.build_messages):
+                    model = synthetic.SyntheticModel(source, device=device)
             elif isinstance(source, synthetic.SyntheticModel):
                 model = source
             else:
