@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from toysae.experiments import architectures_under_theory as aut
-from toysae.experiments import provenance, report
+from toysae.experiments import get, provenance, report
 from toysae.stats import mean_interval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,23 +165,33 @@ def test_a_benchmark_script_renders_its_own_json(tmp_path):
 
 
 def test_every_experiment_renders_its_figure_with_one_line_of_finding(tmp_path):
-    fig = f"<!-- report:{NAME}:figure -->"
+    """The line under the figure: the module's caption(data), else the result's first
+    finding, else the experiment's description."""
+    name = "sae-vs-dictlearn"  # no caption of its own
+    fig = f"<!-- report:{name}:figure -->"
     root = _repository(tmp_path, readme=f"{fig}\n{CLOSE}\n")
     (root / "docs" / "theory.md").write_text(f"{fig}\n{CLOSE}\n")
-    with pytest.raises(ValueError, match=f"{NAME}.png is missing"):
+    full = root / "figures" / "full"
+    data = {provenance.KEY: provenance.block(name, "full", [])}
+    (full / f"{name}.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{name}.png is missing"):
         report.stale_regions(root)
-    (root / "figures" / "full" / f"{NAME}.png").write_bytes(b"png")
+    (full / f"{name}.png").write_bytes(b"png")
     report.write_documents(root)
     readme = (root / "README.md").read_text()
-    # no findings in the result: the experiment's description
-    assert f"![{NAME}](figures/full/{NAME}.png)\n\n{aut.DESCRIPTION}\n" in readme
-    assert f"![{NAME}](../figures/full/{NAME}.png)" in (root / "docs" / "theory.md").read_text()
-    data = _result()
+    assert f"![{name}](figures/full/{name}.png)\n\n{get(name).DESCRIPTION}\n" in readme
+    assert f"![{name}](../figures/full/{name}.png)" in (root / "docs" / "theory.md").read_text()
     data["findings"] = ["First finding, from the JSON.", "second"]
-    (root / "figures" / "full" / f"{NAME}.json").write_text(json.dumps(data))
+    (full / f"{name}.json").write_text(json.dumps(data))
     assert len(report.stale_regions(root)) == 2  # the caption is the result's first finding
     report.write_documents(root)
     assert "\n\nFirst finding, from the JSON.\n" in (root / "README.md").read_text()
+    # a module's own caption wins over its findings
+    assert report.figure_caption(get("hull-panels"), {
+        "findings": ["not this"], "expected_outcome_holds": True,
+        "panels": [{"name": "A", "cos": 0.3, "passed": True}]}) == (
+        "The convex-hull pair condition on three 2-feature datasets: panel A (cos +0.30) "
+        "passes, as the theory predicts.")
 
 
 def _data(change):

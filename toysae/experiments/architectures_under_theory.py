@@ -880,3 +880,13 @@ def table(result: Result) -> str:
               "Paper: SynthSAEBench-16k at L0 = 25 (arXiv 2602.14687); 'relu' is its standard "
               "L1 SAE.", ""]
     return "\n".join(lines)
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``): who
+    leads at the first target, and which theory numbers predict F1 or MCC there."""
+    first = data["targets"][0]
+    lead = next((f for f in data["findings"] if f.startswith(f"At L0 {first}: ")), "")
+    predicts = next((f for f in data["findings"]
+                     if f.startswith(f"Over the SAE runs at L0 {first},")), "")
+    return " ".join(x for x in (lead, predicts) if x) or data["findings"][0]

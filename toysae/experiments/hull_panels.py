@@ -204,7 +204,7 @@ def save(result: Result, out_dir: Path) -> list[Path]:
 
 def caption(data: dict) -> str:
     """One line of finding for the figure, from a stored result (``toysae report``)."""
-    panels = ", ".join(f"panel {p['name']} (cos {p['cos']:+.1f}) "
+    panels = ", ".join(f"panel {p['name']} (cos {p['cos']:+.2f}) "
                        f"{'passes' if p['passed'] else 'fails'}" for p in data["panels"])
     verdict = "as the theory predicts" if data["expected_outcome_holds"] else \
         "NOT as the theory predicts"

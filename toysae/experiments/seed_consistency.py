@@ -652,3 +652,11 @@ def table(result: Result) -> str:
               + " PW-MCC: Song et al. (arXiv 2505.20254); seed-specific latents: Paulo & "
               "Belrose (arXiv 2501.16615).", ""]
     return "\n".join(lines)
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``): does
+    PW-MCC track the truth over the cells, and TopK's stability against ReLU's."""
+    said = [f for f in data["findings"] if f.startswith("Over the ")
+            or (f.startswith("At L0 ") and "PW-MCC of topk" in f)]
+    return " ".join(said) or data["findings"][0]

@@ -556,3 +556,10 @@ def table(result: Result) -> str:
               "Paper: SynthSAEBench-16k (arXiv 2602.14687), width 4,096, 200M samples; "
               "'relu' is its standard L1 SAE.", ""]
     return "\n".join(lines)
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``): the
+    paper's F1 and MCC orders at the target matching its L0 25 (the last)."""
+    last = data["targets"][-1]
+    return " ".join(o for o in data["orders"] if o.startswith(f"At L0 {last}: "))

@@ -205,3 +205,15 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     fig.suptitle(wrap(title, 100))
     fig.tight_layout(rect=(0, 0.06 * -(-len(handles) // 3) + 0.02, 1, 1))
     return [save_figure(fig, out_dir / f"{NAME}.png")]
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure, from a stored result (``toysae report``)."""
+    sizes, gaps = data["config"]["sizes"], data["relative_gap"]
+    unconverged = [s for s, n in zip(sizes, data["unconverged"], strict=True) if n]
+    solved = ("every size's codes solved to the tolerance" if not unconverged else
+              f"codes not solved to the tolerance at {unconverged} atoms (their gaps are upper "
+              "bounds)")
+    return (f"The objective's gap to the wide-limit lower bound ({data['n_rays']} data rays) "
+            f"falls from {gaps[0]:.1%} at {sizes[0]} atom(s) to {gaps[-1]:.2%} at "
+            f"{sizes[-1]}; {solved}.")
