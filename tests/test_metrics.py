@@ -15,6 +15,7 @@ from toysae.metrics import (
     detection_scores,
     explained_variance,
     fvu,
+    hedging_degree,
     l0,
     matched_cosines,
     max_cosines,
@@ -489,3 +490,122 @@ def test_bfloat16_and_float16_tensors_are_scored_as_their_exact_values():
     assert l0(codes) == l0(codes.double())
     x, x_hat = torch.randn(20, 4).half(), torch.randn(20, 4).to(torch.bfloat16)
     assert fvu(x, x_hat) == fvu(x.double(), x_hat.double())
+
+
+# -- the hedging degree (arXiv 2505.11756) -------------------------------------------------------
+def _extended(control, delta, new):
+    return np.vstack([control + delta, new])
+
+
+def _span_norms(delta, V):
+    """||P delta_i|| for P the projector onto the rows of a full-rank V, by least squares."""
+    coef, *_ = np.linalg.lstsq(V.T, delta.T, rcond=None)
+    return np.linalg.norm((V.T @ coef).T, axis=1)
+
+
+def test_identical_original_latents_hedge_not_at_all():
+    control = _unit(12, 16, 1)
+    result = hedging_degree(control, np.vstack([control, _unit(3, 16, 2)]))
+    assert (result.degree, result.proj_portion, result.baseline_portion, result.delta_norm,
+            result.baseline_std) == (0.0, 0.0, 0.0, 0.0, 0.0)
+    assert result.n_new == 3
+
+
+def test_a_move_inside_the_new_span_is_hedging_beyond_the_random_baseline():
+    """In d = 400 a delta of norm t inside the span of the 5 added rows has portion t; the
+    baseline is the mean over the draws of its projection on 5 Gaussian rows, which in high
+    dimension is about t sqrt(5 / d)."""
+    d, width, k, t = 400, 30, 5, 0.3
+    rng = np.random.default_rng(3)
+    control, new = _unit(width, d, 4), rng.standard_normal((k, d))
+    inside = rng.standard_normal((width, k)) @ new
+    delta = t * inside / np.linalg.norm(inside, axis=1, keepdims=True)
+    result = hedging_degree(control, _extended(control, delta, new), n_baselines=20, seed=7)
+    assert result.proj_portion == pytest.approx(t, rel=1e-12)
+    assert result.delta_norm == pytest.approx(t, rel=1e-12)
+    draws = np.random.default_rng(7)  # the documented stream: one (k, d) block per draw
+    by_hand = [_span_norms(delta, draws.standard_normal((k, d))).mean() for _ in range(20)]
+    b = result.baseline_portion
+    assert b == pytest.approx(np.mean(by_hand), rel=1e-10)
+    assert result.baseline_std == pytest.approx(np.std(by_hand, ddof=1), rel=1e-8)
+    assert b == pytest.approx(t * np.sqrt(k / d), rel=0.15)
+    assert result.degree == pytest.approx((t - b) / (1 - b), rel=1e-12)
+    other = hedging_degree(control, _extended(control, delta, new), n_baselines=20, seed=8)
+    assert other.baseline_portion != b and other.proj_portion == result.proj_portion
+
+
+def test_a_move_orthogonal_to_the_new_rows_is_no_hedging():
+    d, width = 40, 10
+    new = np.eye(d)[:4]
+    control = _unit(width, d, 5)
+    delta = 0.2 * _unit(width, d, 6)
+    delta[:, :4] = 0.0  # nothing along the added rows
+    result = hedging_degree(control, _extended(control, delta, new))
+    assert result.proj_portion == pytest.approx(0.0, abs=1e-15)
+    assert result.baseline_portion > 0 and result.degree == 0.0
+
+
+def test_the_degree_depends_on_the_new_span_and_the_moves_not_on_how_they_are_written():
+    """Unchanged by: a common scale of both decoders (the portions are ratios); negating
+    or reordering the added rows, or adding one that is a combination of them (the same
+    span; the projected portion, which reads only the span, is unchanged even though the
+    baseline then draws one more row); negating a latent in both decoders or reordering
+    the latents alike (the same moves, up to the order of a sum)."""
+    d, width, k = 24, 8, 3
+    rng = np.random.default_rng(9)
+    control, new = _unit(width, d, 10), rng.standard_normal((k, d))
+    delta = 0.1 * rng.standard_normal((width, k)) @ new + 0.05 * rng.standard_normal((width, d))
+    extended = _extended(control, delta, new)
+    base = hedging_degree(control, extended)
+    assert base.degree > 0
+    for scale in (3.7, 1e-150, 1e150):
+        scaled = hedging_degree(scale * control, scale * extended)
+        assert scaled.degree == pytest.approx(base.degree, rel=1e-10)
+        assert scaled.delta_norm == pytest.approx(scale * base.delta_norm, rel=1e-10)
+    flipped = hedging_degree(control, _extended(control, delta, -new[::-1]))
+    assert flipped.degree == pytest.approx(base.degree, rel=1e-12)
+    for dependent in (np.vstack([new, new[0] + 2 * new[2]]), np.vstack([new[:1], new])):
+        # a dependent row first is where an unpivoted QR's first columns would miss the span
+        assert hedging_degree(control, _extended(control, delta, dependent)).proj_portion \
+            == pytest.approx(base.proj_portion, rel=1e-10)
+    signs = np.where(np.arange(width) % 2, -1.0, 1.0)[:, None]
+    order = rng.permutation(width)
+    moved = hedging_degree((signs * control)[order],
+                           _extended((signs * control)[order], (signs * delta)[order], new))
+    assert moved.degree == pytest.approx(base.degree, rel=1e-12)
+
+
+def test_the_hedging_degree_refuses_bad_shapes_and_an_undefined_baseline():
+    control = _unit(4, 6, 11)
+    extended = np.vstack([control, _unit(2, 6, 12)])
+    assert hedging_degree(torch.from_numpy(control), torch.from_numpy(extended)).n_new == 2
+    with pytest.raises(ValueError, match="control_decoder must have 2 dimension"):
+        hedging_degree(control[0], extended)
+    with pytest.raises(ValueError, match="extended_decoder must have d = 6 columns"):
+        hedging_degree(control, extended[:, :5])
+    with pytest.raises(ValueError, match="extended_decoder must have more rows than "
+                                         "control_decoder \\(4\\)"):
+        hedging_degree(control, control)
+    with pytest.raises(ValueError, match="extended_decoder adds 6 rows in d = 6"):
+        hedging_degree(control, np.vstack([control, np.eye(6)]))
+    with pytest.raises(ValueError, match="n_baselines must be >= 2"):
+        hedging_degree(control, extended, n_baselines=1)
+    with pytest.raises(TypeError, match="n_baselines must be an int"):
+        hedging_degree(control, extended, n_baselines=50.0)
+    with pytest.raises(ValueError, match="seed"):
+        hedging_degree(control, extended, seed=-1)
+    with pytest.raises(ValueError, match="extended_decoder contains 1 NaN"):
+        hedging_degree(control, _with_nan(extended))
+    with pytest.raises(ValueError, match="control_decoder has only zero rows"):
+        hedging_degree(np.zeros((4, 6)), extended)
+    # every original latent reversed: moves of norm 2 that random spans of 5 in d = 6 catch
+    # mostly, a baseline portion above 1
+    reversed_ = np.vstack([-control, _unit(5, 6, 13)])
+    with pytest.raises(ValueError, match="the random baseline's portion is .* >= 1"):
+        hedging_degree(control, reversed_)
+
+
+def _with_nan(A):
+    A = A.copy()
+    A[0, 0] = np.nan
+    return A

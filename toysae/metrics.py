@@ -11,17 +11,28 @@ underflow.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 from scipy.optimize import linear_sum_assignment
 
-from toysae._validation import check_choice, check_float, check_indices, row_norms, to_numpy
+from toysae._validation import (
+    check_choice,
+    check_float,
+    check_indices,
+    check_int,
+    check_seed,
+    row_norms,
+    to_numpy,
+)
 
-__all__ = ["absorption_rate", "best_matching_features", "cosine_matrix", "dead_latents",
-           "detection_scores", "explained_variance", "fvu", "l0", "matched_cosines",
-           "max_cosines", "mcc", "mmcs", "mmcs_with_larger", "pairwise_mcc", "shrinkage",
-           "uniqueness"]
+__all__ = ["HedgingDegree", "absorption_rate", "best_matching_features", "cosine_matrix",
+           "dead_latents", "detection_scores", "explained_variance", "fvu", "hedging_degree",
+           "l0", "matched_cosines", "max_cosines", "mcc", "mmcs", "mmcs_with_larger",
+           "pairwise_mcc", "shrinkage", "uniqueness"]
 
 
 def _rows(A, name: str) -> np.ndarray:
@@ -415,3 +426,127 @@ def _hierarchy(hierarchy, n_features: int) -> np.ndarray:
     if (pairs[:, 0] == pairs[:, 1]).any():
         raise ValueError("hierarchy has a feature that is its own child")
     return pairs
+
+
+# -- feature hedging between a control SAE and an extended one ---------------------------
+@dataclass(frozen=True)
+class HedgingDegree:
+    """What :func:`hedging_degree` measured (numbers in the decoders' units, ratios free of
+    them).
+
+    degree : ``max(0, (proj_portion - baseline_portion) / (1 - baseline_portion))``: 0 when
+        the original latents moved no more into the new latents' span than into random
+        spans of the same size, 1 when they moved by their whole norm and entirely into it.
+    proj_portion : ``mean_i ||P delta_i|| / mean_i ||control_i||``, ``P`` the orthogonal
+        projector onto the span of the added rows.
+    baseline_portion, baseline_std : the same portion with the added rows replaced by
+        Gaussian random rows: its mean over the ``n_baselines`` draws and its standard
+        deviation (ddof 1).
+    delta_norm : ``mean_i ||delta_i||``, how far the original latents moved at all.
+    n_new : the added rows.
+    """
+
+    degree: float
+    proj_portion: float
+    baseline_portion: float
+    baseline_std: float
+    delta_norm: float
+    n_new: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _span_basis(V: np.ndarray) -> np.ndarray:
+    """(d, rank) orthonormal columns spanning the rows of ``V`` (k, d). Column-pivoted QR
+    puts the independent rows first, so the first ``rank`` columns of Q span all of them
+    even when an early row depends on the others; the rank counts R's diagonal entries
+    above numpy's ``matrix_rank`` tolerance."""
+    if not V.any():
+        return np.zeros((V.shape[1], 0))
+    Q, R, _ = scipy.linalg.qr(V.T, mode="economic", pivoting=True)
+    diagonal = np.abs(np.diag(R))
+    rank = int((diagonal > diagonal[0] * max(V.shape) * np.finfo(np.float64).eps).sum())
+    return Q[:, :rank]
+
+
+def _projected_norm(delta: np.ndarray, V: np.ndarray) -> float:
+    """``mean_i ||P delta_i||``, P the projector onto the row span of ``V``."""
+    return float(np.linalg.norm(delta @ _span_basis(V), axis=1).mean())
+
+
+def hedging_degree(control_decoder, extended_decoder, *, n_baselines: int = 50,
+                   seed: int = 0) -> HedgingDegree:
+    """The hedging degree of Chanin, Dulka & Garriga-Alonso (2025, "Feature Hedging:
+    Correlated Features Break Narrow Sparse Autoencoders", arXiv 2505.11756), as in the
+    authors' code (chanind/feature-hedging-paper, ``hedging_paper/evals/hedging_eval.py``).
+
+    An SAE of ``W`` latents is trained, then trained on twice for the same samples: as it
+    is (the *control*) and with ``n_new`` fresh latents added after its own (the
+    *extended* SAE). Where the narrow SAE's latents hedged, merging parts of features it
+    had no latent for, the added latents take those parts over and the original latents
+    move towards them: ``delta_i = extended_i - control_i`` lies in the span of the added
+    rows. The degree is how much more of the deltas lies in that span than in random
+    spans of the same size (``HedgingDegree`` gives the formula).
+
+    control_decoder : (W, d) the control SAE's decoder rows.
+    extended_decoder : (W + n_new, d) the extended SAE's, its original latents first and
+        the ``n_new >= 1`` added ones after them, ``n_new < d`` (random rows of as many
+        as ``d`` span the whole space, and the degree is undefined).
+    Both in the same units, with the decoder norms folded into the codes (a toysae SAE's
+    ``sae.dictionary``: unit rows); rows are not normalised here, so a latent's move is
+    measured as the decoders give it.
+    n_baselines : random draws of the baseline, at least 2. The k-th draw's rows are the
+        k-th ``(n_new, d)`` block drawn in turn by
+        ``numpy.random.default_rng(seed).standard_normal``.
+
+    The span of the added rows is rank-aware (column-pivoted QR; the authors keep the
+    first ``rank`` columns of an unpivoted QR, the same span whenever the first ``rank``
+    added rows are independent). A ``baseline_portion >= 1`` (the originals moved by more
+    than their own norms, far into random spans) leaves the degree undefined: ValueError.
+    """
+    C = to_numpy(control_decoder, "control_decoder", ndim=2)
+    E = to_numpy(extended_decoder, "extended_decoder", ndim=2)
+    width, d = C.shape
+    if width == 0 or d == 0:
+        raise ValueError(f"control_decoder must have rows and columns, got shape {C.shape}")
+    if E.shape[1] != d:
+        raise ValueError(f"extended_decoder must have d = {d} columns (control_decoder's), "
+                         f"got shape {E.shape}")
+    n_new = E.shape[0] - width
+    if n_new < 1:
+        raise ValueError(f"extended_decoder must have more rows than control_decoder "
+                         f"({width}): its original latents, then at least one added, got "
+                         f"shape {E.shape}")
+    if n_new >= d:
+        raise ValueError(f"extended_decoder adds {n_new} rows in d = {d}: as many random "
+                         "rows span the whole space, so the degree is undefined; add "
+                         f"fewer than {d}")
+    n_baselines = check_int(n_baselines, "n_baselines", minimum=2)
+    rng = np.random.default_rng(check_seed(seed))
+    # a common scale cancels from every ratio: dividing out an extreme one (as _recon does)
+    # keeps the squares finite and leaves ordinary decoders bit for bit as they are
+    scale = max(np.abs(C).max(), np.abs(E).max())
+    if scale == 0 or not C.any():
+        raise ValueError("control_decoder has only zero rows: the portions are undefined")
+    if not 1e-100 <= scale <= 1e100:
+        C, E = C / scale, E / scale
+    else:
+        scale = 1.0
+    delta = E[:width] - C
+    control_norm = float(row_norms(C).mean())
+    portion = _projected_norm(delta, E[width:]) / control_norm
+    baselines = np.array([_projected_norm(delta, rng.standard_normal((n_new, d)))
+                          for _ in range(n_baselines)]) / control_norm
+    baseline = float(baselines.mean())
+    if baseline >= 1:
+        raise ValueError(f"the random baseline's portion is {baseline:.3g} >= 1: the "
+                         "original latents moved by more than their own norms (mean "
+                         f"||delta|| / mean ||control|| = "
+                         f"{row_norms(delta).mean() / control_norm:.3g}), and the degree "
+                         "is undefined")
+    degree = max(0.0, (portion - baseline) / (1 - baseline))
+    return HedgingDegree(degree=float(degree), proj_portion=portion,
+                         baseline_portion=baseline,
+                         baseline_std=float(baselines.std(ddof=1)),
+                         delta_norm=float(row_norms(delta).mean() * scale), n_new=int(n_new))
