@@ -130,8 +130,10 @@ def test_an_extended_sae_keeps_its_latents_and_adds_the_architectures_own():
     x = torch.randn(5, 6)
     with torch.no_grad():  # its own latents compute what they did
         torch.testing.assert_close(wide.encode(x)[:, :4], sae.encode(x))
-    with pytest.raises(ValueError, match="n_new must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_new must be >= 1"):
         hd.extend_sae(sae, 0, seed=1)
+    with pytest.raises(TypeError, match="n_new must be an int"):
+        hd.extend_sae(sae, 2.0, seed=1)
     with pytest.raises(TypeError, match="sae must be a SparseAutoencoder"):
         hd.extend_sae(torch.nn.Linear(2, 2), 1, seed=1)
 

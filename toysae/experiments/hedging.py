@@ -80,7 +80,7 @@ import torch
 from toysae import metrics
 from toysae._config import POSITIVE, Bounds, JsonMixin, Seed, validate_fields
 from toysae._io import write_text
-from toysae._validation import check_float, shifted_seed, to_numpy
+from toysae._validation import check_float, check_int, check_seed, shifted_seed, to_numpy
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.dictionary_objective import dictionary_objective
 from toysae.dictlearn import sparse_code
@@ -415,10 +415,9 @@ def extend_sae(sae: SparseAutoencoder, n_new: int, seed: int) -> SparseAutoencod
     other parameter copied from ``sae``."""
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
-    if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
-        raise ValueError(f"n_new must be an int >= 1, got {n_new!r}")
+    n_new = check_int(n_new, "n_new", minimum=1)
     wide = make_sae(sae.architecture, **{**sae.config(), "width": sae.width + n_new,
-                                         "seed": seed})
+                                         "seed": check_seed(seed)})
     names = {id(p): n for n, p in sae.named_parameters()}
     axes = {names[id(p)]: axis for p, axis in sae.latent_parameters()}
     narrow = sae.state_dict()
