@@ -300,3 +300,21 @@ def test_the_suite_lints_every_saved_figure(tmp_path):
     assert "flat.png:" in done.stdout and "every plotted series is constant (y = 5)" in \
         done.stdout
     assert "allowed.png" not in done.stdout
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    # over three decades: at most five labelled decades, small and large ones as 10^k
+    (1e-6, 0.3, ["$10^{-6}$", "$10^{-4}$", "0.01"]),
+    # under 1.5 decades: 1, 2 and 5 times the powers of ten, written plainly
+    (0.01, 0.2, ["0.01", "0.02", "0.05", "0.1", "0.2"]),
+])
+def test_log_ticks_keep_the_labels_of_a_wide_or_narrow_log_axis_apart(ax, low, high, expected):
+    from toysae.plotting import log_ticks
+
+    ax.loglog([low, high], [1, 2])
+    ax.set_xlim(low, high)
+    log_ticks(ax.xaxis)
+    ax.figure.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels()
+             if t.get_text() and low <= t.get_position()[0] <= high * 1.0001]
+    assert shown == expected

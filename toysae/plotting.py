@@ -676,14 +676,31 @@ def say(ax, text: str, *, title: str | None = None, fontsize: float = 10) -> Non
         ax.set_title(title)
 
 
+def _decade_label(value: float, _pos=None) -> str:
+    """``10^k`` in mathtext for a power of ten outside [0.01, 100], else the plain number."""
+    if value > 0:
+        power = np.log10(value)
+        if abs(power - round(power)) < 1e-9 and abs(power) > 2:
+            return f"$10^{{{int(round(power))}}}$"
+    return f"{value:g}"
+
+
 def log_ticks(axis) -> None:
     """Major ticks of a log ``axis`` written plainly (0.02, not 2x10^-2), at 1, 2 and 5
     times each power of ten where the view spans under ~1.5 decades (so that some tick
-    is labelled; at a few evenly spaced values where even those leave under two), and no
-    minor tick labels (they crowd a narrow panel). Call after the data are drawn."""
+    is labelled; at a few evenly spaced values where even those leave under two); over
+    three decades at most five decades, written ``10^k``; no minor tick labels (they
+    crowd a narrow panel). Call after the data are drawn."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     low, high = sorted(axis.get_view_interval())
+    if low > 0 and high / low > 1e3:
+        # Over three decades the plain labels (1e-05, 0.0001, ...) run into each other:
+        # at most five decades are labelled, as powers of ten.
+        axis.set_major_locator(LogLocator(base=10, numticks=5))
+        axis.set_major_formatter(FuncFormatter(_decade_label))
+        axis.set_minor_formatter(NullFormatter())
+        return
     if low > 0 and high / low < 30:
         e = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
         ticks = (np.array([1.0, 2.0, 5.0])[:, None] * 10.0 ** e).ravel()
