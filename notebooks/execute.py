@@ -30,6 +30,7 @@ SIZES = {
     "04_optimality_conditions.ipynb": {"TOYSAE_NOTEBOOK_N": "600"},
     "05_end_to_end.ipynb": {"TOYSAE_NOTEBOOK_SAMPLES": "60000"},
     "06_architectures.ipynb": {"TOYSAE_NOTEBOOK_SAMPLES": "150000"},
+    "07_open_questions.ipynb": {"TOYSAE_NOTEBOOK_SAMPLES": "50000"},
 }
 TIMEOUT = 120  # seconds a cell may take
 INLINE = "module://matplotlib_inline.backend_inline"  # ipykernel's own figure display

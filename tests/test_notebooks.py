@@ -51,6 +51,23 @@ CASES = {
         "the true tree is not stationary: True",
         "every architecture at every seed: True",
     ],
+    "07_open_questions.ipynb": [
+        "pairwise MCC of a dictionary with itself is 1: True",
+        "a permuted, sign-flipped copy has PW-MCC 1: True",
+        "signed matching counts a negated atom as another latent: True",
+        "stable latents are true more often than seed-specific ones: True",
+        "true features, n above the true L0: s_n = 0: True",
+        "atoms that mix features raise s_n above 0: True",
+        "ties go to the smaller L0: True",
+        "a number flat in L0 picks nothing: True",
+        "the EV elbow of a curve that saturates at L0 4 is L0 4: True",
+        "it is a^2 / (1 + a^2): True",
+        "a move into the added latent's span: degree above 0: True",
+        "no move: degree 0: True",
+        "a move orthogonal to the added latent: degree 0: True",
+        "f1 only beside f0: the objective prefers the hedged atom: True",
+        "f1 on its own: the objective prefers the pure atom: True",
+    ],
 }
 
 
