@@ -30,9 +30,11 @@ NAME --config FILE --set key=value`` overrides and what ``toysae sweep`` varies
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import json
+import os
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,14 @@ def _literals(module: str) -> dict[str, str]:
     (importing an experiment imports torch; ``toysae list`` needs two strings). They
     must be plain string constants; anything else is a RuntimeError naming the module."""
     path = importlib.util.find_spec(module).origin
+    return dict(_source_literals(module, path, os.stat(path).st_mtime_ns))
+
+
+@functools.cache
+def _source_literals(module: str, path: str, mtime_ns: int) -> dict[str, str]:
+    """:func:`_literals` of the source at ``path`` as last modified at ``mtime_ns`` (the
+    key: an edited file is read again). Cached, since ``get`` discovers every experiment
+    and parsing all of their sources on each call costs a tenth of a second."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
     out = {}
     for node in tree.body:
