@@ -444,19 +444,65 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     return paths
 
 
+def matched_table(matched) -> str:
+    """The rows of ``matched`` (:class:`Matched`) as a markdown table: each cell the mean
+    over seeds and its 95% t interval."""
+    lines = ["| CE increase (nats) | mode | " + " | ".join(m[1] for m in MATCHED) + " |",
+             "|---|---|" + "---|" * len(MATCHED)]
+    for row in matched:
+        cells = [row.interval(m).format(digits) for m, _, _, digits in MATCHED]
+        lines.append(f"| {row.target:.3g} | {row.mode} | " + " | ".join(cells) + " |")
+    if not matched:
+        lines.append("| (the sweeps' CE ranges do not overlap) |" + " |" * (len(MATCHED) + 1))
+    return "\n".join(lines)
+
+
+def tms_table(sweeps) -> str:
+    """The TMS sweeps (:class:`Sweep`) as a markdown table: per mode and coefficient the
+    mean over seeds of the weighted loss increase, L0, alive latents and MMCS (the TMS host
+    has no matched-loss interpolation: its modes' loss ranges barely overlap)."""
+    lines = ["| mode | sparsity_coef | weighted loss increase | L0 | alive latents | MMCS | "
+             "seeds |", "|---|---|---|---|---|---|---|"]
+    for mode in dict.fromkeys(s.mode for s in sweeps):
+        runs = [s for s in sweeps if s.mode == mode]
+        for i, coef in enumerate(runs[0].coefs):
+            mean = {k: float(np.mean([getattr(s, k)[i] for s in runs]))
+                    for k in ("ce_increase", "l0", "alive", "mmcs")}
+            lines.append(f"| {mode} | {coef:g} | {mean['ce_increase']:.4f} | {mean['l0']:.2f} | "
+                         f"{mean['alive']:.1f} | {mean['mmcs']:.3f} | {len(runs)} |")
+    return "\n".join(lines)
+
+
+def _stored(data: dict) -> tuple[tuple, tuple]:
+    """(matched rows, TMS sweeps) of a stored result (``NAME.json``, parsed)."""
+    def plain(d: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+    return (tuple(Matched(**plain(m)) for m in data["matched"]),
+            tuple(Sweep(**plain(s)) for s in data["tms_sweeps"]))
+
+
+def report_tables(data: dict) -> dict[str, str]:
+    """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
+    ``matched`` (:func:`matched_table`), ``tms`` (:func:`tms_table`) and ``findings``
+    (the findings as a list)."""
+    matched, tms = _stored(data)
+    return {"matched": matched_table(matched), "tms": tms_table(tms),
+            "findings": "\n".join(f"- {f}" for f in data["findings"])}
+
+
+def caption(data: dict) -> str:
+    """One line of finding for the figure: local against e2e at each matched CE increase."""
+    said = [f for f in data["findings"] if ", local vs e2e (" in f]
+    return " ".join(said[:1]) or data["findings"][0]
+
+
 def table(result: Result) -> str:
-    """The matched-CE table in markdown: each cell the mean over seeds and its 95% t
-    interval."""
+    """The matched-CE table in markdown, the TMS sweeps and the findings."""
     seeds = list(result.config.seeds)
     lines = [f"# {NAME}: at matched CE increase (interpolated, log-linear in CE)", "",
              f"Training seeds {seeds}; each cell the mean over seeds [95% Student-t "
-             "interval] (one seed: no interval).", "",
-             "| CE increase (nats) | mode | " + " | ".join(m[1] for m in MATCHED) + " |",
-             "|---|---|" + "---|" * len(MATCHED)]
-    for row in result.matched:
-        cells = [row.interval(m).format(digits) for m, _, _, digits in MATCHED]
-        lines.append(f"| {row.target:.3g} | {row.mode} | " + " | ".join(cells) + " |")
-    if not result.matched:
-        lines.append("| (the sweeps' CE ranges do not overlap) |" + " |" * (len(MATCHED) + 1))
-    lines += ["", *[f"- {f}" for f in result.findings], ""]
+             "interval] (one seed: no interval).", "", matched_table(result.matched), "",
+             "## TMS host (means over the seeds)", "", tms_table(result.tms_sweeps),
+             "", *[f"- {f}" for f in result.findings], ""]
     return "\n".join(lines)

@@ -388,3 +388,41 @@ def save(result: Result, out_dir: Path) -> list[Path]:
         _gif(result, out_dir / f"{NAME}-toy3d-atoms.gif"),
     ]
     return paths
+
+
+def grid_table(scores: dict, column: str) -> str:
+    """One grid of a stored result (``NAME.json``'s ``toy`` or ``reference``, parsed) as a
+    markdown table: a row per L1 coefficient, a column per dictionary size, each cell the
+    held-out reconstruction loss, dead latents and MMCS with the true features."""
+    widths = scores["widths"]
+    lines = [f"| L1 \\ {column} | " + " | ".join(str(w) for w in widths) + " |",
+             "|---|" + "---|" * len(widths)]
+    for i, coef in enumerate(scores["sparsity_coefs"]):
+        cells = [f"loss {scores['reconstruction'][i][j]:.3g}, dead {scores['dead'][i][j]:g}, "
+                 f"MMCS {scores['mmcs'][i][j]:.3f}" for j in range(len(widths))]
+        lines.append(f"| {coef:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_tables(data: dict) -> dict[str, str]:
+    """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
+    ``toy`` (the 3-D toy's grid) and ``reference`` (the reference toy's), :func:`grid_table`."""
+    return {"toy": grid_table(data["toy"], "atoms"),
+            "reference": grid_table(data["reference"], "atoms")}
+
+
+def caption(data: dict) -> str:
+    """One line for the figure: how the reconstruction loss and the dead latents move with
+    the L1 coefficient on the reference toy (the seed write-up's two trends)."""
+    ref = data["reference"]
+    rec, dead = np.asarray(ref["reconstruction"]), np.asarray(ref["dead"])
+    coefs, widths = ref["sparsity_coefs"], ref["widths"]
+    loss = ("rises with L1 at every width" if np.all(np.diff(rec, axis=0) > 0)
+            else "does not rise with L1 at every width")
+    deaths = ("never fall as L1 grows at any width (no sweet spot)"
+              if np.all(np.diff(dead, axis=0) >= 0) else "fall somewhere as L1 grows")
+    return (f"Reference toy, L1 {coefs[0]:g} -> {coefs[-1]:g} at widths {widths[0]}-"
+            f"{widths[-1]} (one seed): the held-out reconstruction loss {loss} "
+            f"({rec[0].min():.3g}-{rec[0].max():.3g} -> {rec[-1].min():.3g}-"
+            f"{rec[-1].max():.3g}); dead latents {deaths} ({int(dead[0].min())}-"
+            f"{int(dead[0].max())} -> {int(dead[-1].min())}-{int(dead[-1].max())}).")

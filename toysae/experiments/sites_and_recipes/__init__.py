@@ -60,6 +60,7 @@ from toysae.experiments.sites_and_recipes.hierarchy import CHILD, PARENT
 from toysae.experiments.sites_and_recipes.sites import SITES
 from toysae.models import ResidualToyConfig
 from toysae.sae import TrainConfig
+from toysae.stats import mean_interval
 
 NAME = "sites-and-recipes"
 DESCRIPTION = ("Tied/untied x pre-encoder bias x resampling SAEs at resid_pre (exact truth) and "
@@ -231,3 +232,48 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     return [save_figure(sites.figure(result), out_dir / f"{NAME}.png"),
             save_figure(_panel_figure(result), out_dir / f"{NAME}-panels.png")]
+
+
+def recipe_table(scores) -> str:
+    """The recipe grid per site (``site_scores`` of a stored result, parsed) as a markdown
+    table: each cell the mean over the seeds [95% t interval]."""
+    metrics = (("mmcs", "MMCS", 3), ("dead", "dead latents", 1), ("l0", "L0", 2),
+               ("fvu", "FVU", 3), ("n_resampled", "latents resampled", 1))
+    lines = ["| site | recipe | " + " | ".join(m[1] for m in metrics) + " | seeds |",
+             "|---|---|" + "---|" * (len(metrics) + 1)]
+    for site in dict.fromkeys(s["site"] for s in scores):
+        for recipe in dict.fromkeys(s["recipe"] for s in scores if s["site"] == site):
+            rows = [s for s in scores if s["site"] == site and s["recipe"] == recipe]
+            cells = [mean_interval([r[key] for r in rows]).format(digits)
+                     for key, _, digits in metrics]
+            lines.append(f"| {site} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
+    return "\n".join(lines)
+
+
+def hierarchy_table(scores) -> str:
+    """The parent/child panel (``hierarchy`` of a stored result, parsed) per SAE: its
+    outcome, the child atom's cosines and the checker's nested pairs / certified steps."""
+    lines = ["| encoder | seed | outcome | child atom cos parent | child atom cos child | "
+             "nested / certified (optimal codes) | nested / certified (own codes) |",
+             "|---|---|---|---|---|---|---|"]
+    for h in scores:
+        lines.append(f"| {'tied' if h['tied'] else 'untied'} | {h['seed']} | {h['outcome']} | "
+                     f"{h['child_atom_cos_parent']:.2f} | {h['child_atom_cos_child']:.2f} | "
+                     f"{h['optimal_nested']} / {h['optimal_certified']} | "
+                     f"{h['own_nested']} / {h['own_certified']} |")
+    return "\n".join(lines)
+
+
+def report_tables(data: dict) -> dict[str, str]:
+    """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
+    ``recipes`` (:func:`recipe_table`), ``hierarchy`` (:func:`hierarchy_table`) and
+    ``findings``, the findings as a list (each with its seed count and intervals)."""
+    return {"recipes": recipe_table(data["site_scores"]),
+            "hierarchy": hierarchy_table(data["hierarchy"]),
+            "findings": "\n".join(f"- {f}" for f in data["findings"])}
+
+
+def caption(data: dict) -> str:
+    """One line for the figure: the two recipes at the residual stream."""
+    head = next((f for f in data["findings"] if f.startswith("resid_pre")), data["findings"][0])
+    return head.split(". highest mean")[0] + "."
