@@ -295,3 +295,15 @@ def test_the_degree_of_a_unit_is_the_metric_of_its_decoders(monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(extended, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(extended, seen["wide"].dictionary.numpy(), atol=1e-6)
     assert run.degree == degree(control, extended, n_baselines=10, seed=0).degree
+
+
+def test_masses_below_the_printed_resolution_are_not_compared():
+    from toysae.experiments.hedging import MASS_RESOLUTION, _versus
+    from toysae.stats import mean_interval
+
+    tiny, zero = mean_interval([2e-5, 3e-5, 2.5e-5]), mean_interval([0.0, 0.0, 0.0])
+    assert _versus(tiny, zero, "grows", "shrinks", MASS_RESOLUTION).startswith("none at either")
+    # the same separation one scale up is a finding
+    big = mean_interval([0.2, 0.3, 0.25])
+    assert _versus(big, zero, "grows", "shrinks", MASS_RESOLUTION) == "grows"
+    assert _versus(tiny, zero, "grows", "shrinks") == "grows"

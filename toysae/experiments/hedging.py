@@ -636,8 +636,15 @@ def _seeds(cells) -> str:
     return f"{' or '.join(map(str, counts))} seeds"
 
 
-def _versus(a: Interval, b: Interval, more: str, less: str) -> str:
-    """``more`` where ``a`` lies above ``b`` with separate intervals, ``less`` below."""
+# Masses below this are shown as 0.000 (three decimals): two of them are not compared.
+MASS_RESOLUTION = 1e-3
+
+
+def _versus(a: Interval, b: Interval, more: str, less: str, floor: float = 0.0) -> str:
+    """``more`` where ``a`` lies above ``b`` with separate intervals, ``less`` below;
+    "none at either" where both means are below ``floor`` (a difference nobody can read)."""
+    if max(abs(a.mean), abs(b.mean)) < floor:
+        return f"none at either (both below {floor:g})"
     verdict = compare(a, b)
     return more if verdict > 0 else less if verdict < 0 else not_resolved(min(a.n, b.n))
 
@@ -665,11 +672,13 @@ def findings(config: Config, worlds, runs, cells, tracking: Tracking) -> tuple[s
             f"the decoder is {a.interval('hedging')} at {_width_label(a)} against "
             f"{b.interval('hedging')} at {_width_label(b)}: "
             + _versus(a.interval("hedging"), b.interval("hedging"),
-                      "it grows as the SAE narrows", "it shrinks as the SAE narrows")
+                      "it grows as the SAE narrows", "it shrinks as the SAE narrows",
+                      MASS_RESOLUTION)
             + f"; of the encoder rows {a.interval('encoder_hedging')} against "
             f"{b.interval('encoder_hedging')}: "
             + _versus(a.interval("encoder_hedging"), b.interval("encoder_hedging"),
-                      "grows as the SAE narrows", "shrinks as the SAE narrows") + ".")
+                      "grows as the SAE narrows", "shrinks as the SAE narrows",
+                      MASS_RESOLUTION) + ".")
     if len(config.correlations) > 1:
         weak, strong = config.correlations[0], config.correlations[-1]
         parts = []
@@ -678,7 +687,7 @@ def findings(config: Config, worlds, runs, cells, tracking: Tracking) -> tuple[s
             parts.append(f"{_width_label(a)} {a.interval('hedging')} against "
                          f"{b.interval('hedging')}: "
                          + _versus(a.interval("hedging"), b.interval("hedging"), "higher",
-                                   "lower"))
+                                   "lower", MASS_RESOLUTION))
         out.append(f"Truth hedging of the decoder at correlation {strong:g} against "
                    f"{weak:g} ({_seeds(cells)}, 95% t intervals): " + "; ".join(parts) + ".")
     out.append(_tracking_sentence(cells, tracking))
@@ -752,11 +761,13 @@ def _stationarity_sentence(runs, cells) -> str:
 
 
 def _takeover_sentence(cells, n_new: int) -> str:
-    dropped = [c for c in cells
+    hedged = [c for c in cells if c.interval("hedging").mean >= MASS_RESOLUTION]
+    dropped = [c for c in hedged
                if compare(c.interval("extended_hedging"), c.interval("hedging")) < 0]
     return (f"With {n_new} latents added, the original latents' truth hedging (against the "
             f"control's tracked features) is lower than the control's, intervals separating, "
-            f"in {len(dropped)} of {len(cells)} cells ({_seeds(cells)})"
+            f"in {len(dropped)} of the {len(hedged)} cells with a control hedging of at least "
+            f"{MASS_RESOLUTION:g} ({_seeds(cells)})"
             + (": " + "; ".join(f"{_cell_label(c)} {c.interval('hedging').format(3)} -> "
                                 f"{c.interval('extended_hedging').format(3)}"
                                 for c in dropped) if dropped else "") + ".")
