@@ -899,9 +899,10 @@ def summary_table(cells, seeds: int) -> str:
 
 def report_tables(data: dict) -> dict[str, str]:
     """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
-    ``summary``, :func:`summary_table`."""
+    ``summary`` (:func:`summary_table`) and ``findings`` (the findings as a list)."""
     cells = [Cell.from_dict(c) for c in data["cells"]]
-    return {"summary": summary_table(cells, len(data["config"]["seeds"]))}
+    return {"summary": summary_table(cells, len(data["config"]["seeds"])),
+            "findings": "\n".join(f"- {f}" for f in data["findings"])}
 
 
 def caption(data: dict) -> str:
