@@ -226,6 +226,31 @@ def test_dead_atom_is_reinitialised():
         sparse_code(X, off.dictionary, 0.05).objective
 
 
+def test_a_duplicate_atom_is_replaced_by_a_residual():
+    """Eight atoms for eight planted features, two of them the same feature. After one
+    step the copy is still parallel to its twin without replacement (the update moves a
+    parallel pair together), and with ``replace_duplicates`` it has moved off the twin to
+    the worst-reconstructed residual, which holds the missed feature."""
+    X, F, _ = planted(4)
+    init = np.vstack([F[:7], F[0]])
+    steps = {}
+    for value in (0.95, None):
+        est = learner("bcd", replace_duplicates=value, init=init, dead_after=10**6)
+        steps[value] = est.partial_fit(X[:256])
+    on, off = steps[0.95], steps[None]
+    assert on.history_["resampled"].sum() == 1 and off.history_["resampled"].sum() == 0
+    assert off.dictionary[0] @ off.dictionary[7] > 0.95
+    assert abs(on.dictionary[0] @ on.dictionary[7]) < 0.5
+    assert abs(F[7] @ on.dictionary[7]) > 5 * abs(F[7] @ off.dictionary[7])
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, "high"])
+def test_replace_duplicates_is_checked(value):
+    X, _, _ = planted(4)
+    with pytest.raises((ValueError, TypeError), match="replace_duplicates"):
+        learner("bcd", replace_duplicates=value).fit(X)
+
+
 def test_partial_fit_transform_and_reproducibility():
     X, F, _ = planted(5)
     a = learner("bcd")

@@ -73,3 +73,81 @@ def test_trainer_resamples_latents_that_stay_dead(toy):
         sae2.b_enc[:4] = -100.0
     res2 = train_sae(sae2, toy, off, progress=False)
     assert res2.n_resampled == 0 and res2.history["dead"][-1] >= 4
+
+
+# -- the width-equal remedies: worst inputs, residual directions, duplicates ------------
+def test_worst_inputs_and_residual_directions_point_at_the_missing_feature():
+    """A 4-latent SAE on 4 orthonormal features knows 0-2; every input holds feature 3 at a
+    known size beside the others, one at a larger size. "worst" moves the dead latent onto
+    that input; "residual" makes its atom feature 3 itself, "input" the whole input."""
+    from toysae.sae.resampling import reinit_dead_latents_
+
+    F = torch.eye(6)[:4]
+    sae = ReLUSAE(6, 4, decoder_bias=False, seed=0)
+    with torch.no_grad():
+        sae.W_dec[:3], sae.W_enc[:, :3], sae.b_enc[:3] = F[:3], F[:3].T, 0.0
+    codes = torch.tensor([[1.0, 0.5, 0.0, 0.2], [0.3, 1.0, 0.0, 0.9], [0.0, 0.0, 1.0, 0.1]])
+    x = codes @ F
+    dead = torch.tensor([False, False, False, True])
+    for direction, expected in [("residual", F[3]), ("input", x[1] / x[1].norm())]:
+        probe = ReLUSAE(6, 4, decoder_bias=False, seed=0)
+        probe.load_state_dict(sae.state_dict())
+        with torch.no_grad():
+            probe.W_dec[3] = torch.tensor([0.0, 0, 0, 0, 1, 0])  # off every feature
+            probe.W_enc[:, 3], probe.b_enc[3] = 0.0, -1.0  # never fires
+        idx = reinit_dead_latents_(probe, dead, x, pick="worst", direction=direction)
+        assert idx.tolist() == [3]
+        assert torch.allclose(probe.W_dec[3], expected, atol=1e-5), direction
+
+
+def test_worst_moves_no_more_latents_than_there_are_inputs_with_a_loss(toy):
+    from toysae.sae.resampling import reinit_dead_latents_
+
+    sae = ReLUSAE(D, 16, seed=0)
+    x = torch.from_numpy(toy.sample(3, seed=5).x)
+    x = x[x.norm(dim=1) > 0]
+    dead = torch.ones(16, dtype=torch.bool)
+    idx = reinit_dead_latents_(sae, dead, x, pick="worst")
+    assert idx.numel() == x.shape[0]  # one input each; the rest wait for the next round
+
+
+def test_duplicate_latents_flags_all_but_the_first_of_each_parallel_group():
+    from toysae.sae.resampling import duplicate_latents
+
+    D_ = torch.tensor([[1.0, 0, 0], [0, 1, 0], [2, 0.01, 0], [0, 0, 1], [0, 0.99, 0.05]])
+    alive = torch.ones(5, dtype=torch.bool)
+    assert duplicate_latents(D_, alive, 0.95).tolist() == [False, False, True, False, True]
+    # a dead twin is no duplicate, and a live atom beside only a dead twin keeps its place
+    alive[0] = False
+    assert duplicate_latents(D_, alive, 0.95).tolist() == [False, False, False, False, True]
+    assert not duplicate_latents(D_, torch.ones(5, dtype=torch.bool), 1.0).any()
+
+
+def test_the_trainer_resamples_a_duplicate_that_never_dies(toy):
+    """Two latents start as the same atom; without duplicate resampling they stay parallel
+    (a flat direction of the objective), with it one of them moves."""
+    def trained(cos):
+        sae = ReLUSAE(D, 8, seed=1)
+        with torch.no_grad():
+            sae.W_dec[1], sae.W_enc[:, 1], sae.b_enc[1] = sae.W_dec[0], sae.W_enc[:, 0], \
+                sae.b_enc[0]
+        cfg = TrainConfig(n_samples=256 * 60, batch_size=256, lr=1e-3, resample_every=20,
+                          resample_until=1.0, dead_window=1000, resample_duplicates=cos,
+                          log_every=20)
+        result = train_sae(sae, toy, cfg, progress=False)
+        D_ = sae.dictionary
+        return result.n_resampled, float(D_[0] @ D_[1] / D_[0].norm() / D_[1].norm())
+
+    moved, _ = trained(0.95)
+    still, cos = trained(0.0)
+    assert moved >= 1 and still == 0
+    assert cos > 0.95  # left alone, the pair stays parallel
+
+
+@pytest.mark.parametrize(("field", "value"), [("resample_inputs", "best"),
+                                              ("resample_direction", "output"),
+                                              ("resample_duplicates", 1.5),
+                                              ("resample_duplicates", -0.1)])
+def test_resampling_options_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})

@@ -69,6 +69,15 @@ def resolve_dtype(dtype) -> torch.dtype:
                      f"got {dtype!r}")
 
 
+def _duplicate_atoms(D: np.ndarray, used: np.ndarray, cos: float) -> np.ndarray:
+    """(n_atoms,) bool: the used atoms whose cosine with a lower-indexed used atom is >=
+    ``cos`` (of each parallel group, all but the first)."""
+    unit = D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
+    G = np.triu(unit @ unit.T, 1)
+    G[~used] = 0.0
+    return (G >= cos).any(0) & used
+
+
 class DictionaryLearner(TransformerMixin, BaseEstimator):
     """Learn a dictionary ``D`` (n_atoms, d) with unit rows minimising
 
@@ -98,6 +107,12 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
     dead_after : an atom unused for this many consecutive samples is
         re-initialised (default ``max(20 * n_atoms, 4 * batch_size)``).
     resample_dead : turn re-initialisation off with False.
+    replace_duplicates : also re-initialise, in the same way, every atom whose cosine
+        with a lower-indexed atom is at or above this (None, the default: off), as K-SVD's
+        authors replace atoms too close to another (Aharon, Elad & Bruckstein 2006). Two
+        parallel atoms split one feature's code at the same L1 cost, so the update never
+        separates them; with as many atoms as features each such pair is a feature missed
+        (docs/findings.md, "What a width-equal SAE misses").
     init : "data" (random samples of X, normalised; default), "random"
         (Gaussian directions) or an (n_atoms, d) array.
     seed : seeds the initialisation, the batch order and resampling.
@@ -130,7 +145,8 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
     def __init__(self, n_atoms: int, lam: float, *, update: str = "bcd", nonneg: bool = True,
                  batch_size: int = 256, max_epochs: int = 10, n_nonzero: int | None = None,
                  forget_rate: float = 3.0, coding_tol: float = 1e-2, coding_max_iter: int = 200,
-                 dead_after: int | None = None, resample_dead: bool = True, init="data",
+                 dead_after: int | None = None, resample_dead: bool = True,
+                 replace_duplicates: float | None = None, init="data",
                  seed: int = 0, device=None, dtype="float32", threads: int | None = None,
                  progress: bool = True, callback: Callable | None = None,
                  callback_every: int = 1):
@@ -146,6 +162,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         self.coding_max_iter = coding_max_iter
         self.dead_after = dead_after
         self.resample_dead = resample_dead
+        self.replace_duplicates = replace_duplicates
         self.init = init
         self.seed = seed
         self.device = device
@@ -182,6 +199,9 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         check_int(self.coding_max_iter, "coding_max_iter", minimum=1)
         dead_after = (max(20 * n_atoms, 4 * batch_size) if self.dead_after is None else
                       check_int(self.dead_after, "dead_after", minimum=1))
+        if self.replace_duplicates is not None:
+            check_float(self.replace_duplicates, "replace_duplicates", minimum=0.0,
+                        maximum=1.0, min_inclusive=False)
         if isinstance(self.init, str):
             check_choice(self.init, "init", ("data", "random"))
             init = self.init
@@ -342,7 +362,10 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         return Zs, record
 
     def _resample(self, Xb: np.ndarray, Z) -> int:
-        dead = np.flatnonzero(self.n_samples_seen_ - self._last_used >= self._dead_after)
+        unused = self.n_samples_seen_ - self._last_used >= self._dead_after
+        if self.replace_duplicates is not None:
+            unused |= _duplicate_atoms(self._D, ~unused, self.replace_duplicates)
+        dead = np.flatnonzero(unused)
         if dead.size == 0:
             return 0
         R = Xb - Z @ self._D

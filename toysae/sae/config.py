@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass
 
 from toysae._config import JsonMixin
-from toysae._validation import check_float, check_int, check_seed
+from toysae._validation import check_choice, check_float, check_int, check_seed
+
+#: How resampling picks its pool inputs, and what of them becomes the atom.
+RESAMPLE_INPUTS = ("loss_squared", "worst")
+RESAMPLE_DIRECTIONS = ("input", "residual")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,16 @@ class TrainConfig(JsonMixin):
     resample_pool : how many recent training inputs are scored for resampling.
     resample_encoder_scale : new encoder vectors get this times the mean alive
         encoder norm (Anthropic used 0.2).
+    resample_inputs : which pool inputs the resampled latents start from:
+        ``"loss_squared"`` (Anthropic: drawn with probability proportional to the square
+        of their reconstruction loss) or ``"worst"`` (the highest-loss inputs, one each).
+    resample_direction : what becomes a resampled latent's atom: ``"input"`` (Anthropic:
+        the unit input) or ``"residual"`` (the unit residual ``x - x_hat``: the part of
+        the input its reconstruction lacks).
+    resample_duplicates : also resample every live latent whose atom has cosine at or
+        above this with a lower-indexed live atom (0: off). Two parallel atoms split one
+        feature's code at the same L1 cost, so no gradient separates them; at a width
+        equal to the number of features each such pair is a feature missed.
     dead_latent_coef : weight of the architecture's dead-latent loss (ghost
         grads for the L1 architectures, AuxK for topk/batchtopk); None takes
         the architecture's default (ghost grads off, AuxK 1/32); 0 turns it off.
@@ -78,6 +92,9 @@ class TrainConfig(JsonMixin):
     resample_until: float = 0.6
     resample_pool: int = 8192
     resample_encoder_scale: float = 0.2
+    resample_inputs: str = "loss_squared"
+    resample_direction: str = "input"
+    resample_duplicates: float = 0.0
     dead_latent_coef: float | None = None
     divergence_factor: float = 1e4
     log_every: int = 50
@@ -101,6 +118,9 @@ class TrainConfig(JsonMixin):
         check_int(self.resample_every, "resample_every", minimum=0)
         check_int(self.resample_pool, "resample_pool", minimum=1)
         check_float(self.resample_encoder_scale, "resample_encoder_scale", minimum=0.0)
+        check_choice(self.resample_inputs, "resample_inputs", RESAMPLE_INPUTS)
+        check_choice(self.resample_direction, "resample_direction", RESAMPLE_DIRECTIONS)
+        check_float(self.resample_duplicates, "resample_duplicates", minimum=0.0, maximum=1.0)
         if self.dead_latent_coef is not None:
             check_float(self.dead_latent_coef, "dead_latent_coef", minimum=0.0)
         check_float(self.divergence_factor, "divergence_factor", minimum=1.0,

@@ -57,7 +57,11 @@ from toysae.sae.batches import data_dim, derived_seed, training_batches
 from toysae.sae.callbacks import Callback, EvalFnCallback, StopTraining, TrainingState, check_rows
 from toysae.sae.config import TrainConfig
 from toysae.sae.l0_control import L0Controller
-from toysae.sae.resampling import reinit_dead_latents_, reset_optimizer_slots_
+from toysae.sae.resampling import (
+    duplicate_latents,
+    reinit_dead_latents_,
+    reset_optimizer_slots_,
+)
 from toysae.sae.schedules import lr_schedule, sparsity_schedule
 from toysae.sae.stacks import MemberStack, SingleSAE
 from toysae.sae.train_state import read_train_state, restore_checkpoint, run_key, write_checkpoint
@@ -487,15 +491,22 @@ class Engine:
         return named
 
     def resample(self, pool: Tensor) -> None:
+        cfg = self.cfg
         for k, (g, m) in enumerate(self.where):
             dead = self.dead(g)[m]
-            if not bool(dead.any()):
-                continue
             stack = self.stacks[g]
             view = stack.member(m)
+            if cfg.resample_duplicates:
+                live = ~dead[:view.width]
+                dead = dead.clone()
+                dead[:view.width] |= duplicate_latents(view.dictionary, live,
+                                                       cfg.resample_duplicates)
+            if not bool(dead.any()):
+                continue
             idx = reinit_dead_latents_(view, dead[:view.width], pool,
-                                       encoder_scale=self.cfg.resample_encoder_scale,
-                                       generator=self.gens[k])
+                                       encoder_scale=cfg.resample_encoder_scale,
+                                       generator=self.gens[k], pick=cfg.resample_inputs,
+                                       direction=cfg.resample_direction)
             reset_optimizer_slots_(self.optimizer, stack.latent_slots(m, idx))
             self.silent[g][m].masked_fill_(dead, 0)
             self.n_resampled[k] += int(idx.numel())

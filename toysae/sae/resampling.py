@@ -19,22 +19,31 @@ from toysae import _tuning
 from toysae.sae.base import SparseAutoencoder
 from toysae.sae.stacks import SingleSAE
 
-__all__ = ["reinit_dead_latents_", "reset_optimizer_slots_", "resample_dead_latents_"]
+__all__ = ["duplicate_latents", "reinit_dead_latents_", "reset_optimizer_slots_",
+           "resample_dead_latents_"]
 
 
 @torch.no_grad()
 def reinit_dead_latents_(sae: SparseAutoencoder, dead: Tensor, inputs: Tensor, *,
                          encoder_scale: float = 0.2,
-                         generator: torch.Generator | None = None) -> Tensor:
+                         generator: torch.Generator | None = None,
+                         pick: str = "loss_squared", direction: str = "input") -> Tensor:
     """Anthropic's resampling ("Towards Monosemanticity", 2023) of ``sae``'s dead latents.
 
     dead : (width,) bool, the latents to move. inputs : (n, d), the pool of
     recent SAE inputs the new directions are drawn from.
-    Each dead latent gets an input drawn with probability proportional to the
-    square of its reconstruction loss: the unit input becomes the decoder row,
-    the input scaled to ``encoder_scale`` x the mean alive encoder norm the
-    encoder vector, the encoder bias 0. Returns the indices moved (the caller
-    resets the optimizer state of those slices).
+    Each dead latent gets an input: with ``pick="loss_squared"`` (Anthropic's) drawn with
+    probability proportional to the square of its reconstruction loss, with ``"worst"``
+    the highest-loss inputs in order, one each. The unit input (``direction="input"``,
+    Anthropic's) or its unit residual ``x - x_hat`` (``"residual"``) becomes the decoder
+    row, the same vector scaled to ``encoder_scale`` x the mean alive encoder norm the
+    encoder vector, the encoder bias 0. Returns the indices moved (the caller resets the
+    optimizer state of those slices).
+
+    On the reference toy at a width equal to its number of features, most inputs drawn by
+    loss squared hold no missed feature, while the highest-loss ones nearly all do, and
+    their residual points at the missed feature far more closely than the input
+    (docs/findings.md, "What a width-equal SAE misses").
     """
     idx = dead.nonzero().squeeze(1)
     if idx.numel() == 0:
@@ -48,10 +57,16 @@ def reinit_dead_latents_(sae: SparseAutoencoder, dead: Tensor, inputs: Tensor, *
     weights = torch.where(has_direction, weights, 0.0)
     if not bool(weights.sum() > 0):
         weights = has_direction.to(weights.dtype)
-    replace = idx.numel() > int((weights > 0).sum())
-    pick = torch.multinomial(weights.cpu(), idx.numel(), replacement=replace,
-                             generator=generator).to(inputs.device)
-    directions = inputs[pick]
+    if pick == "worst":
+        order = torch.argsort(weights, descending=True, stable=True)
+        chosen = order[:min(idx.numel(), int((weights > 0).sum()))]
+        idx = idx[:chosen.numel()]  # with fewer usable inputs than latents, the rest wait
+    else:
+        replace = idx.numel() > int((weights > 0).sum())
+        chosen = torch.multinomial(weights.cpu(), idx.numel(), replacement=replace,
+                                   generator=generator).to(inputs.device)
+    source = inputs - x_hat if direction == "residual" else inputs
+    directions = source[chosen]
     directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
     norms = sae.encoder_norms()
     alive = ~dead
@@ -81,3 +96,15 @@ def resample_dead_latents_(sae: SparseAutoencoder, optimizer: torch.optim.Optimi
     if optimizer is not None and idx.numel():
         reset_optimizer_slots_(optimizer, SingleSAE(sae).latent_slots(0, idx))
     return int(idx.numel())
+
+
+@torch.no_grad()
+def duplicate_latents(dictionary: Tensor, alive: Tensor, cos: float) -> Tensor:
+    """(width,) bool: the live latents whose atom has cosine >= ``cos`` with a
+    lower-indexed live atom (of each parallel group, all but the first).
+
+    dictionary : (width, d) atoms (any norms). alive : (width,) bool."""
+    D = dictionary / dictionary.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    G = torch.triu(D @ D.T, diagonal=1)
+    G.masked_fill_(~(alive[:, None] & alive[None, :]), 0.0)
+    return (G >= cos).any(0) & alive
