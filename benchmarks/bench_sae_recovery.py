@@ -89,6 +89,34 @@ def where_missed(features: np.ndarray, dictionary: np.ndarray, fired: np.ndarray
             "mixtures": int((fired & (atom_best < TRACKED)).sum()), "cosines": best}
 
 
+def targeting(sae, data, features: np.ndarray, cosines: np.ndarray, seed: int) -> dict:
+    """Where resampling would look, on a pool of 8,192 fresh inputs (the engine's pool
+    size): the share of Anthropic's draws (probability proportional to loss squared) that
+    land on an input holding a missed feature, the share of the highest-loss inputs (as
+    many as there are missed features) that hold one, and how closely the input and its
+    residual point at that feature (median over those inputs of the best |cosine| with a
+    missed feature)."""
+    missed = cosines < TRACKED
+    pool = data.sample(8192, seed=30_000 + seed)
+    x = torch.as_tensor(pool.x)
+    with torch.no_grad():
+        residual = (x - sae(x).x_hat).numpy().astype(np.float64)
+    loss = (residual ** 2).sum(1)
+    holds = (pool.codes[:, missed] > 0).any(1)
+    F = features[missed] / np.linalg.norm(features[missed], axis=1, keepdims=True)
+
+    def aim(v):
+        unit = v[holds] / np.maximum(np.linalg.norm(v[holds], axis=1, keepdims=True), 1e-12)
+        return float(np.median(np.abs(unit @ F.T).max(1)))
+
+    worst = np.argsort(-loss, kind="stable")[:int(missed.sum())]
+    return {"missed": int(missed.sum()), "inputs_holding_one": int(holds.sum()),
+            "loss_squared_share": float((loss[holds] ** 2).sum() / (loss ** 2).sum()),
+            "worst_share": float(holds[worst].mean()),
+            "input_cosine": aim(np.asarray(pool.x, dtype=np.float64)),
+            "residual_cosine": aim(residual)}
+
+
 def compare_run(seeds, widths) -> tuple[list[dict], dict]:
     rows, curves = [], {}
     print(f"{'method':8s} {'recipe':12s} {'width':>5s} {'seed':>4s} {'MMCS':>7s} {'missed':>6s} "
@@ -127,6 +155,8 @@ def compare_run(seeds, widths) -> tuple[list[dict], dict]:
                 row = {"method": method, "recipe": recipe, "width": width, "seed": seed,
                        **found, "l0": float(l0(codes)), "wall_s": wall,
                        "samples_per_s": samples / wall}
+                if method == "sae" and recipe == "default" and found["missed"]:
+                    row["targeting"] = targeting(sae, data, data.features, cos, seed)
                 rows.append(row)
                 if seed == seeds[0]:
                     curves[f"{method}/{recipe}/{width}"] = [float(c) for c in cos]
@@ -152,14 +182,33 @@ def summary_table(rows) -> str:
     return "\n".join(lines)
 
 
+def targeting_table(rows) -> str:
+    """The default SAE's resampling targets per width: mean over the seeds [95% t
+    interval] of :func:`targeting`'s numbers."""
+    keys = (("missed", "missed features", 1), ("inputs_holding_one", "pool inputs holding one", 1),
+            ("loss_squared_share", "share of loss-squared draws on them", 3),
+            ("worst_share", "share of the worst inputs holding one", 3),
+            ("input_cosine", "input's cosine with it", 3),
+            ("residual_cosine", "residual's cosine with it", 3))
+    lines = ["| width | " + " | ".join(k[1] for k in keys) + " | seeds |",
+             "|" + "---|" * (len(keys) + 2)]
+    for width in dict.fromkeys(r["width"] for r in rows if "targeting" in r):
+        group = [r["targeting"] for r in rows if "targeting" in r and r["width"] == width]
+        cells = [mean_interval([g[k] for g in group]).format(d) for k, _, d in keys]
+        lines.append(f"| {width} | " + " | ".join(cells) + f" | {len(group)} |")
+    return "\n".join(lines)
+
+
 def report_tables(data: dict) -> dict[str, str]:
-    """The table ``toysae report`` renders from the stored JSON (``--json``): ``compare``."""
+    """The tables ``toysae report`` renders from the stored JSON (``--json``): ``compare``
+    and ``targeting`` (:func:`targeting_table`)."""
     head = (f"Reference toy without correlation ({data['n_features']} features), held-out "
             f"scores on 16,384 samples; a feature is missed below cosine {data['tracked']}; "
             f"the SAE trains on {data['sae_samples']:,} fresh samples, the learner (bcd, lam "
             f"{data['learner_lam']}) on {data['learner_samples']:,}; mean over the seeds [95% "
             f"t interval]; {data['threads']} thread(s).")
-    return {"compare": head + "\n\n" + summary_table(data["rows"])}
+    return {"compare": head + "\n\n" + summary_table(data["rows"]),
+            "targeting": targeting_table(data["rows"])}
 
 
 def draw(curves: dict, path: Path) -> None:
@@ -207,6 +256,7 @@ def main():
     with torch_threads(1):
         rows, curves = compare_run(args.seeds, args.widths)
     print(summary_table(rows))
+    print(targeting_table(rows))
     if args.json:
         differs = [k for k, v in (("seeds", args.seeds != [0, 1, 2]),
                                   ("widths", args.widths != [512, 1024])) if v]
