@@ -7,9 +7,11 @@ The default run: ReLU SAE of width 1024, ``TrainConfig()`` defaults (1,000,000 f
 samples). Targets (issue 3): MMCS(true -> learned) >= 0.99 with L0 <= 2 x the true L0
 (= 10). The L0, dead count and FVU are measured on 16,384 held-out samples.
 
-``--compare``: the width-equal question (issue 23, part 4). The SAE (its default recipe and
-:data:`EXACT_WIDTH`, the resampling remedies) and ``DictionaryLearner`` (its defaults, bcd at
-lam 0.1 on 300,000 samples, and ``replace_duplicates``) at widths 512 and 1024, every seed of
+``--compare``: the width-equal question (issue 23, part 4). The SAE with its default
+(Anthropic's) resampling, with ``WIDTH_EQUAL_RESAMPLING`` (duplicates too, from the worst
+inputs, along their residuals, a few at a time), with the same but every latent at once
+(``uncapped``) and with none, and ``DictionaryLearner`` (bcd at lam 0.1 on 300,000 samples)
+with its defaults and with ``replace_duplicates``, at widths 512 and 1024, every seed of
 ``--seeds``, in one run. Each row counts what the missed features (best cosine < 0.9) went
 to: latents that never fire on the held-out samples (dead), live latents on a feature another
 live latent already has (duplicates), and live latents on no feature (mixtures). With
@@ -39,17 +41,18 @@ from toysae.dictlearn import DictionaryLearner
 from toysae.experiments import provenance
 from toysae.metrics import dead_latents, fvu, l0, mmcs
 from toysae.sae import TrainConfig, train_sae
+from toysae.sae.config import WIDTH_EQUAL_RESAMPLING
 from toysae.stats import mean_interval
 
 NAME = "sae-recovery"
 TRACKED = 0.9  # a feature is recovered when some atom has cosine >= this with it
-#: The resampling remedies for a width-equal SAE (TrainConfig's resample_* fields): resample
-#: duplicates, from the worst inputs, along their residuals, until 90% of the run, every
-#: 100 silent steps, with a full-size encoder.
-EXACT_WIDTH = {"resample_duplicates": 0.9, "resample_inputs": "worst",
-               "resample_direction": "residual", "resample_until": 0.9,
-               "resample_encoder_scale": 1.0, "dead_window": 100}
-LEARNER_LAM, LEARNER_SAMPLES, LEARNER_DUPLICATES = 0.1, 300_000, 0.8
+#: Each method's recipes: the changes to its defaults (TrainConfig's, DictionaryLearner's).
+SAE_RECIPES = {"default": {}, "width-equal": WIDTH_EQUAL_RESAMPLING,
+               "uncapped": {**WIDTH_EQUAL_RESAMPLING, "resample_max": None},
+               "none": {"resample_every": 0}}
+LEARNER_DUPLICATES = 0.8
+LEARNER_RECIPES = {"default": {}, "duplicates": {"replace_duplicates": LEARNER_DUPLICATES}}
+LEARNER_LAM, LEARNER_SAMPLES = 0.1, 300_000
 
 
 def default_run(seeds, width) -> None:
@@ -127,13 +130,11 @@ def compare_run(seeds, widths) -> tuple[list[dict], dict]:
         X = np.asarray(data.sample(LEARNER_SAMPLES, seed=20_000 + seed).x, dtype=np.float32)
         rates = (held.codes > 0).mean(0)
         for width in widths:
-            for method, recipe in (("sae", "default"), ("sae", "exact-width"),
-                                   ("learner", "default"), ("learner", "duplicates")):
+            for method, recipe in [*(("sae", r) for r in SAE_RECIPES),
+                                   *(("learner", r) for r in LEARNER_RECIPES)]:
                 start = time.perf_counter()
                 if method == "sae":
-                    cfg = TrainConfig(seed=seed)
-                    if recipe == "exact-width":
-                        cfg = cfg.replace(**EXACT_WIDTH)
+                    cfg = TrainConfig(seed=seed).replace(**SAE_RECIPES[recipe])
                     sae = train_sae("relu", data, cfg, width=width, sae_kwargs={"seed": seed},
                                     progress=False).sae
                     samples = cfg.n_samples
@@ -141,11 +142,10 @@ def compare_run(seeds, widths) -> tuple[list[dict], dict]:
                         codes = sae(held.x).codes.numpy()
                     dictionary = sae.dictionary.numpy()
                 else:
-                    extra = {"replace_duplicates": LEARNER_DUPLICATES} \
-                        if recipe == "duplicates" else {}
                     learner = DictionaryLearner(width, LEARNER_LAM, update="bcd",
                                                 batch_size=1024, max_epochs=1, seed=seed,
-                                                progress=False, **extra).fit(X)
+                                                progress=False,
+                                                **LEARNER_RECIPES[recipe]).fit(X)
                     samples = X.shape[0]
                     codes = np.asarray(learner.transform(held.x))
                     dictionary = learner.dictionary
@@ -183,8 +183,8 @@ def summary_table(rows) -> str:
 
 
 def targeting_table(rows) -> str:
-    """The default SAE's resampling targets per width: mean over the seeds [95% t
-    interval] of :func:`targeting`'s numbers."""
+    """Where the default (Anthropic's) resampling looks, per width (the SAE it trained): mean
+    over the seeds [95% t interval] of :func:`targeting`'s numbers."""
     keys = (("missed", "missed features", 1), ("inputs_holding_one", "pool inputs holding one", 1),
             ("loss_squared_share", "share of loss-squared draws on them", 3),
             ("worst_share", "share of the worst inputs holding one", 3),
@@ -220,7 +220,7 @@ def draw(curves: dict, path: Path) -> None:
     rates = np.asarray(curves["rates"])
     widths = sorted({int(k.split("/")[2]) for k in curves if k != "rates"})
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), sharey=True)
-    for ax, method, after in zip(axes, ("sae", "learner"), ("exact-width", "duplicates"),
+    for ax, method, after in zip(axes, ("sae", "learner"), ("width-equal", "duplicates"),
                                  strict=True):
         for recipe, marker, colour in (("default", "o", "0.6"), (after, ".", "tab:blue")):
             cos = np.asarray(curves[f"{method}/{recipe}/{widths[0]}"])
@@ -264,8 +264,8 @@ def main():
             {provenance.KEY: provenance.block(NAME, "custom" if differs else "full", differs),
              "n_features": SyntheticConfig().n_features, "tracked": TRACKED,
              "sae_samples": TrainConfig().n_samples, "learner_lam": LEARNER_LAM,
-             "learner_samples": LEARNER_SAMPLES, "exact_width": EXACT_WIDTH,
-             "learner_duplicates": LEARNER_DUPLICATES, "threads": 1, "rows": rows,
+             "learner_samples": LEARNER_SAMPLES, "sae_recipes": SAE_RECIPES,
+             "learner_recipes": LEARNER_RECIPES, "threads": 1, "rows": rows,
              "curves": curves}, indent=1))
         print(f"wrote {args.json}")
     if args.figure:

@@ -151,3 +151,36 @@ def test_the_trainer_resamples_a_duplicate_that_never_dies(toy):
 def test_resampling_options_are_checked(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_resample_max_moves_at_most_its_share_of_the_width_a_round(toy):
+    """Every latent of a 64-wide SAE silenced: uncapped, the first round moves all of them;
+    with resample_max 0.05, three (5% of 64) a round."""
+    def moved(cap):
+        sae = ReLUSAE(D, 64, seed=0)
+        with torch.no_grad():
+            sae.b_enc[:] = -100.0
+        cfg = TrainConfig(n_samples=256 * 12, batch_size=256, lr=1e-3, resample_every=10,
+                          resample_until=1.0, dead_window=5, resample_max=cap, log_every=4,
+                          sparsity_coef=0.0)
+        return train_sae(sae, toy, cfg, progress=False).n_resampled
+
+    assert moved(None) == 64
+    assert moved(0.05) == 3
+
+
+def test_resample_after_sets_the_silence_that_resamples_apart_from_dead_window(toy):
+    """With dead_window 1000 nothing is ever dead for the engine's count; resample_after 5
+    still resamples the silenced latents, and the history's dead count stays 0."""
+    sae = ReLUSAE(D, 16, seed=0)
+    with torch.no_grad():
+        sae.b_enc[:4] = -100.0
+    cfg = TrainConfig(n_samples=256 * 12, batch_size=256, lr=1e-3, resample_every=10,
+                      resample_until=1.0, dead_window=1000, resample_after=5, log_every=4)
+    result = train_sae(sae, toy, cfg, progress=False)
+    assert result.n_resampled >= 4
+    assert max(result.history["dead"]) == 0
+    with pytest.raises(ValueError, match="resample_after"):
+        TrainConfig(resample_after=0)
+    with pytest.raises(ValueError, match="resample_max"):
+        TrainConfig(resample_max=0.0)

@@ -11,6 +11,15 @@ from toysae._validation import check_choice, check_float, check_int, check_seed
 #: How resampling picks its pool inputs, and what of them becomes the atom.
 RESAMPLE_INPUTS = ("loss_squared", "worst")
 RESAMPLE_DIRECTIONS = ("input", "residual")
+#: The resampling remedies for a dictionary as wide as the number of features
+#: (``TrainConfig(**WIDTH_EQUAL_RESAMPLING)``): duplicates resampled with the dead, from the
+#: worst inputs along their residuals, after 100 silent steps, until 90% of the run, with a
+#: full-size encoder and at most 2% of the width a round (without that cap, moving a wide
+#: dictionary's hundreds of spare latents at once wrecks it).
+WIDTH_EQUAL_RESAMPLING = {"resample_duplicates": 0.9, "resample_inputs": "worst",
+                          "resample_direction": "residual", "resample_after": 100,
+                          "resample_until": 0.9, "resample_encoder_scale": 1.0,
+                          "resample_max": 0.02}
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,11 @@ class TrainConfig(JsonMixin):
     resampling, 2-4 data seeds each; benchmarks/bench_sae_recovery.py
     measures the result). Batch 256 beats 1024 at a fixed sample budget
     because 4x the steps matter more than the less noisy gradient; lr above
-    ~1e-2 at this batch starts to lose rare features or collapse.
+    ~1e-2 at this batch starts to lose rare features or collapse. Resampling is
+    Anthropic's by default; :data:`WIDTH_EQUAL_RESAMPLING` is the recipe that lets a
+    dictionary as wide as the number of features find the rare ones without costing the
+    wide one anything (``bench_sae_recovery.py --compare``; docs/findings.md, "What does a
+    width-equal dictionary miss?").
 
     n_samples : training samples in total; steps = ceil(n_samples / batch_size).
     batch_size : samples per step.
@@ -58,6 +71,10 @@ class TrainConfig(JsonMixin):
     resample_direction : what becomes a resampled latent's atom: ``"input"`` (Anthropic:
         the unit input) or ``"residual"`` (the unit residual ``x - x_hat``: the part of
         the input its reconstruction lacks).
+    resample_after : resample a latent once it has not fired for this many steps (None:
+        ``dead_window``, which also sets the logged dead count and the dead-latent losses).
+    resample_max : resample at most this fraction of the width per round (None: every
+        dead latent at once); the lowest-indexed wait first.
     resample_duplicates : also resample every live latent whose atom has cosine at or
         above this with a lower-indexed live atom (0: off). Two parallel atoms split one
         feature's code at the same L1 cost, so no gradient separates them; at a width
@@ -95,6 +112,8 @@ class TrainConfig(JsonMixin):
     resample_inputs: str = "loss_squared"
     resample_direction: str = "input"
     resample_duplicates: float = 0.0
+    resample_after: int | None = None
+    resample_max: float | None = None
     dead_latent_coef: float | None = None
     divergence_factor: float = 1e4
     log_every: int = 50
@@ -121,6 +140,11 @@ class TrainConfig(JsonMixin):
         check_choice(self.resample_inputs, "resample_inputs", RESAMPLE_INPUTS)
         check_choice(self.resample_direction, "resample_direction", RESAMPLE_DIRECTIONS)
         check_float(self.resample_duplicates, "resample_duplicates", minimum=0.0, maximum=1.0)
+        if self.resample_after is not None:
+            check_int(self.resample_after, "resample_after", minimum=1)
+        if self.resample_max is not None:
+            check_float(self.resample_max, "resample_max", minimum=0.0, maximum=1.0,
+                        min_inclusive=False)
         if self.dead_latent_coef is not None:
             check_float(self.dead_latent_coef, "dead_latent_coef", minimum=0.0)
         check_float(self.divergence_factor, "divergence_factor", minimum=1.0,

@@ -432,8 +432,8 @@ class Engine:
                              "the batched ensemble; train those SAEs with train_sae")
         return coef
 
-    def dead(self, g: int) -> Tensor:
-        dead = self.silent[g] >= self.cfg.dead_window
+    def dead(self, g: int, window: int | None = None) -> Tensor:
+        dead = self.silent[g] >= (self.cfg.dead_window if window is None else window)
         return dead if self.real[g] is None else dead & self.real[g]
 
     def step(self, batch: Tensor, factor: float) -> list[dict[str, Tensor]]:
@@ -493,7 +493,7 @@ class Engine:
     def resample(self, pool: Tensor) -> None:
         cfg = self.cfg
         for k, (g, m) in enumerate(self.where):
-            dead = self.dead(g)[m]
+            dead = self.dead(g, cfg.resample_after)[m]
             stack = self.stacks[g]
             view = stack.member(m)
             if cfg.resample_duplicates:
@@ -501,6 +501,13 @@ class Engine:
                 dead = dead.clone()
                 dead[:view.width] |= duplicate_latents(view.dictionary, live,
                                                        cfg.resample_duplicates)
+            if cfg.resample_max is not None:
+                # Many latents moved at once (a wide dictionary's spare ones, all dead)
+                # each fire on their own residual and can wreck the codes of the rest.
+                waiting = dead.nonzero().squeeze(1)[max(1, int(cfg.resample_max * view.width)):]
+                if waiting.numel():
+                    dead = dead.clone()
+                    dead[waiting] = False
             if not bool(dead.any()):
                 continue
             idx = reinit_dead_latents_(view, dead[:view.width], pool,
