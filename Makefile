@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench notebooks clean
+.PHONY: venv test demo figures lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(VENV)/bin/toysae demo --out figures/quick
+
+# Every experiment's full run into figures/full (hours on two cores: each prints its time),
+# then the docs' tables rendered from the new JSON (each committed full run is one such
+# `toysae run NAME`, some with a kept work_dir, as its commit says).
+figures: $(STAMP)
+	for e in $$($(VENV)/bin/toysae list | awk '{print $$1}'); do \
+		MPLBACKEND=Agg $(VENV)/bin/toysae run $$e --out figures/full || exit 1; done
+	$(VENV)/bin/toysae report
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toysae tests benchmarks
