@@ -265,8 +265,9 @@ def main():
              "n_features": SyntheticConfig().n_features, "tracked": TRACKED,
              "sae_samples": TrainConfig().n_samples, "learner_lam": LEARNER_LAM,
              "learner_samples": LEARNER_SAMPLES, "sae_recipes": SAE_RECIPES,
-             "learner_recipes": LEARNER_RECIPES, "threads": 1, "rows": rows,
-             "curves": curves}, indent=1))
+             "learner_recipes": LEARNER_RECIPES, "threads": 1,
+             # the rows last: what the tables show comes after the settings and curves
+             "curves": curves, "rows": rows}, indent=1))
         print(f"wrote {args.json}")
     if args.figure:
         draw(curves, Path(args.figure))
