@@ -63,3 +63,21 @@ def test_signed_mmcs_over_all_signs_matches_flipping_by_hand():
         assert scores[b] == pytest.approx(metrics.mmcs(F, D * signs[:, None]))
     assert scores[0] == pytest.approx(metrics.mmcs(F, D))
     assert scores.max() <= metrics.mmcs(F, D, absolute=True) + 1e-12
+
+
+def test_trend_findings_call_a_rise_and_a_sweet_spot_only_where_seeds_separate():
+    from toysae.experiments.seed002_grid import trend_findings, trend_table
+
+    scores = {"sparsity_coefs": [0.01, 0.1, 1.0], "widths": [4, 8]}
+
+    def run(seed, noise):
+        # width 4: loss rises, dead dips at 0.1; width 8: both flat within the noise
+        loss = [[0.1 + noise, 0.2], [0.2 + noise, 0.2 + noise], [0.3 + noise, 0.2]]
+        dead = [[5 + noise, 3], [1 + noise, 3 + 10 * noise], [6 + noise, 3]]
+        return {"seed": seed, "reconstruction": loss, "dead": dead, "mmcs": loss}
+
+    runs = [run(s, n) for s, n in ((0, 0.0), (1, 0.01), (2, -0.01))]
+    width4, width8 = trend_findings("toy", scores, runs)
+    assert "rises at every step" in width4 and "dip at L1 0.1 below both neighbours" in width4
+    assert "no sweet spot" in width8 and "rises at every step" not in width8
+    assert "3 seeds" in trend_table(scores, runs)

@@ -37,6 +37,7 @@ from toysae._validation import shifted_seed
 from toysae.data import SyntheticConfig, SyntheticData
 from toysae.sae.config import TrainConfig
 from toysae.sae.grid import GridResult, train_grid
+from toysae.stats import check_seeds, compare, mean_interval, not_resolved
 
 NAME = "seed002-grid"
 DESCRIPTION = ("SAE grids over L1 x dictionary size on the 3-D toy (12 SAEs, one batched "
@@ -67,10 +68,14 @@ class Config(JsonMixin):
     gif_frames: Annotated[int, Bounds(1)] = 30
     # generator seeds of the 3-D toy for the PCA sign spread
     pca_seeds: Annotated[int, Bounds(1)] = 10
+    # more training seeds (initialisation and data order) of both grids, for the L1
+    # trends' intervals; the figures draw the grids of ``seed``
+    extra_seeds: tuple[int, ...] = (1, 2)
     seed: Seed = 0
 
     def __post_init__(self):
         validate_fields(self)
+        check_seeds((self.seed, *self.extra_seeds))
         if self.toy.d != 3:
             raise ValueError(f"toy must be 3-dimensional (the GIF draws 3-D arrows), "
                              f"got d={self.toy.d}")
@@ -94,7 +99,7 @@ class Config(JsonMixin):
                    reference_width_ratios=(0.5, 1.0),
                    reference_train=TrainConfig(n_samples=256 * 40, batch_size=256, lr=1e-2,
                                                log_every=10, resample_every=0),
-                   n_eval=2048, gif_frames=6)
+                   n_eval=2048, gif_frames=6, extra_seeds=(1,))
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,9 @@ class Result(JsonMixin):
     toy_frame_steps: tuple  # training step of each GIF frame
     toy_frames: tuple  # per SAE (row-major), (n_frames, width, 3) unit atoms
     pca_signs: PCASignSpread
+    # per grid ("toy", "reference"), per training seed (``seed`` first, then
+    # ``extra_seeds``): its reconstruction, dead and mmcs arrays (:func:`_per_seed`)
+    seeds: dict = field(default_factory=dict)
 
 
 def _pca_directions(X: np.ndarray, n_atoms: int) -> np.ndarray:
@@ -260,8 +268,24 @@ def run(config: Config) -> Result:
     ref_grid = train_grid(ref, config.reference_sparsity_coefs, config.reference_widths,
                           config.reference_train, progress=False, seed=config.seed)
     ref_scores = _score(ref_grid, ref, config.n_eval, config.seed)
+    seeds = {"toy": [_per_seed(config.seed, toy_scores)],
+             "reference": [_per_seed(config.seed, ref_scores)]}
+    for s in config.extra_seeds:
+        for name, data, coefs, widths, train in (
+                ("toy", toy, config.toy_sparsity_coefs, config.toy_widths, config.toy_train),
+                ("reference", ref, config.reference_sparsity_coefs, config.reference_widths,
+                 config.reference_train)):
+            again = train_grid(data, coefs, widths, train.replace(seed=s), progress=False,
+                               seed=s)
+            seeds[name].append(_per_seed(s, _score(again, data, config.n_eval, config.seed)))
     return Result(config, toy_scores, ref_scores, toy.features,
-                  tuple(int(steps[k]) for k in keep), frames, _pca_sign_spread(config))
+                  tuple(int(steps[k]) for k in keep), frames, _pca_sign_spread(config), seeds)
+
+
+def _per_seed(seed: int, scores: GridScores) -> dict:
+    """What the L1 trends read of one training seed's grid (arrays (n_l1, n_widths))."""
+    return {"seed": seed, "reconstruction": scores.reconstruction, "dead": scores.dead,
+            "mmcs": scores.mmcs}
 
 
 # -- figures ----------------------------------------------------------------------
@@ -390,6 +414,54 @@ def save(result: Result, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _over_seeds(runs: list, key: str) -> list:
+    """Per (L1, width) cell the :func:`toysae.stats.mean_interval` of ``key`` over the
+    training seeds' grids ``runs`` (each :func:`_per_seed`'s dict)."""
+    values = np.asarray([r[key] for r in runs], dtype=np.float64)  # (seeds, n_l1, n_widths)
+    return [[mean_interval(values[:, i, j]) for j in range(values.shape[2])]
+            for i in range(values.shape[1])]
+
+
+def trend_table(scores: dict, runs: list) -> str:
+    """One grid's reconstruction loss and dead latents over its training seeds ``runs``:
+    a row per L1 coefficient, a column per dictionary size, each cell the mean [95% t
+    interval]."""
+    widths, n = scores["widths"], len(runs)
+    loss, dead = _over_seeds(runs, "reconstruction"), _over_seeds(runs, "dead")
+    lines = [f"| L1 \\ atoms ({n} seeds) | " + " | ".join(str(w) for w in widths) + " |",
+             "|---|" + "---|" * len(widths)]
+    for i, coef in enumerate(scores["sparsity_coefs"]):
+        cells = [f"loss {loss[i][j].format(4)}; dead {dead[i][j].format(1)}"
+                 for j in range(len(widths))]
+        lines.append(f"| {coef:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def trend_findings(name: str, scores: dict, runs: list) -> list[str]:
+    """Per dictionary size: does the held-out reconstruction loss rise from each L1 to the
+    next, and do the dead latents dip at an inner L1 below both of its neighbours (a "sweet
+    spot"), each called only where the seeds' intervals separate."""
+    loss, dead = _over_seeds(runs, "reconstruction"), _over_seeds(runs, "dead")
+    coefs, out = scores["sparsity_coefs"], []
+    for j, width in enumerate(scores["widths"]):
+        steps = [compare(loss[i + 1][j], loss[i][j]) for i in range(len(coefs) - 1)]
+        rises = ("rises at every step" if all(v > 0 for v in steps) else
+                 "falls at every step" if all(v < 0 for v in steps) else
+                 f"{sum(v > 0 for v in steps)} of {len(steps)} steps rise, "
+                 f"{sum(v < 0 for v in steps)} fall, the rest {not_resolved(len(runs))}")
+        dips = [coefs[i] for i in range(1, len(coefs) - 1)
+                if compare(dead[i][j], dead[i - 1][j]) < 0
+                and compare(dead[i][j], dead[i + 1][j]) < 0]
+        out.append(f"{name}, {width} atoms ({len(runs)} seeds, 95% t intervals): as L1 grows "
+                   f"({', '.join(f'{c:g}' for c in coefs)}) the reconstruction loss {rises} "
+                   f"({loss[0][j].format(4)} -> {loss[-1][j].format(4)}); dead latents "
+                   + (f"dip at L1 {', '.join(f'{c:g}' for c in dips)} below both neighbours"
+                      if dips else "show no sweet spot (no inner L1 below both neighbours, "
+                      "intervals separating)")
+                   + f" ({' -> '.join(dead[i][j].format(1) for i in range(len(coefs)))}).")
+    return out
+
+
 def grid_table(scores: dict, column: str) -> str:
     """One grid of a stored result (``NAME.json``'s ``toy`` or ``reference``, parsed) as a
     markdown table: a row per L1 coefficient, a column per dictionary size, each cell the
@@ -406,23 +478,20 @@ def grid_table(scores: dict, column: str) -> str:
 
 def report_tables(data: dict) -> dict[str, str]:
     """The tables ``toysae report`` renders from a stored result (``NAME.json``, parsed):
-    ``toy`` (the 3-D toy's grid) and ``reference`` (the reference toy's), :func:`grid_table`."""
-    return {"toy": grid_table(data["toy"], "atoms"),
-            "reference": grid_table(data["reference"], "atoms")}
+    ``toy`` and ``reference`` (the 3-D and the reference toy's grid of ``seed``,
+    :func:`grid_table`), ``toy_seeds`` and ``reference_seeds`` (each grid over every
+    training seed, :func:`trend_table`, and its :func:`trend_findings`)."""
+    tables = {"toy": grid_table(data["toy"], "atoms"),
+              "reference": grid_table(data["reference"], "atoms")}
+    for name, label in (("toy", "3-D toy"), ("reference", "reference toy")):
+        runs = data["seeds"][name]
+        tables[f"{name}_seeds"] = (trend_table(data[name], runs) + "\n\n"
+                                   + "\n".join(f"- {f}" for f in
+                                                trend_findings(label, data[name], runs)))
+    return tables
 
 
 def caption(data: dict) -> str:
-    """One line for the figure: how the reconstruction loss and the dead latents move with
-    the L1 coefficient on the reference toy (the seed write-up's two trends)."""
-    ref = data["reference"]
-    rec, dead = np.asarray(ref["reconstruction"]), np.asarray(ref["dead"])
-    coefs, widths = ref["sparsity_coefs"], ref["widths"]
-    loss = ("rises with L1 at every width" if np.all(np.diff(rec, axis=0) > 0)
-            else "does not rise with L1 at every width")
-    deaths = ("never fall as L1 grows at any width (no sweet spot)"
-              if np.all(np.diff(dead, axis=0) >= 0) else "fall somewhere as L1 grows")
-    return (f"Reference toy, L1 {coefs[0]:g} -> {coefs[-1]:g} at widths {widths[0]}-"
-            f"{widths[-1]} (one seed): the held-out reconstruction loss {loss} "
-            f"({rec[0].min():.3g}-{rec[0].max():.3g} -> {rec[-1].min():.3g}-"
-            f"{rec[-1].max():.3g}); dead latents {deaths} ({int(dead[0].min())}-"
-            f"{int(dead[0].max())} -> {int(dead[-1].min())}-{int(dead[-1].max())}).")
+    """One line for the figure: the reference toy's L1 trends over the training seeds."""
+    return " ".join(trend_findings("Reference toy", data["reference"],
+                                   data["seeds"]["reference"]))
