@@ -274,9 +274,29 @@ cells = [
         "    print(hedging.report_tables(hedging_full)['summary'])\n"
         "    print(hedging.caption(hedging_full))"),
     nbf.v4.new_markdown_cell(
-        "## What a width-equal SAE misses (`exact-width`)\n\n"
-        "Not built yet. Its section goes here once the experiment and its committed full run\n"
-        "exist."),
+        "## What a width-equal dictionary misses (`bench_sae_recovery.py --compare`)\n\n"
+        "At a width equal to the number of features, many of the atoms that should hold the\n"
+        "rare features sit on a feature another atom already has. Two parallel atoms split\n"
+        "one feature's code at the same L1 cost, so no gradient separates them, and a\n"
+        "resampling that moves only silent latents never sees them.\n"
+        "`toysae.sae.resampling.duplicate_latents` finds them (all but the first of each\n"
+        "parallel group); `TrainConfig(**WIDTH_EQUAL_RESAMPLING)` resamples them with the\n"
+        "dead, and `DictionaryLearner(replace_duplicates=0.8)` replaces them. The committed\n"
+        "run is `figures/full/sae-recovery.json` (`docs/findings.md`)."),
+    nbf.v4.new_code_cell(
+        "import torch\n"
+        "from toysae.sae.resampling import duplicate_latents\n"
+        "atoms = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0.99, 0.1, 0], [0, 0, 1]])\n"
+        "flagged = duplicate_latents(atoms, torch.ones(4, dtype=torch.bool), 0.95)\n"
+        "print('only the later of the parallel pair is flagged:',\n"
+        "      flagged.tolist() == [False, False, True, False])\n"
+        "recovery = json.loads((FULL / 'sae-recovery.json').read_text())\n"
+        "rows = recovery['rows']\n"
+        "for key in dict.fromkeys((r['method'], r['recipe'], r['width']) for r in rows):\n"
+        "    group = [r for r in rows if (r['method'], r['recipe'], r['width']) == key]\n"
+        "    mmcs = sum(r['mmcs'] for r in group) / len(group)\n"
+        "    print(f'{key[0]:8s} {key[1]:12s} width {key[2]:5d}: mean MMCS {mmcs:.4f} '\n"
+        "          f'over {len(group)} seeds')"),
 ]
 
 for number, cell in enumerate(cells):  # fixed ids: regenerating changes only what changed

@@ -67,6 +67,7 @@ CASES = {
         "a move orthogonal to the added latent: degree 0: True",
         "f1 only beside f0: the objective prefers the hedged atom: True",
         "f1 on its own: the objective prefers the pure atom: True",
+        "only the later of the parallel pair is flagged: True",
     ],
 }
 
