@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import subprocess
 
 import pytest
@@ -108,3 +109,15 @@ def test_only_a_block_of_this_schema_version_is_read():
                           f"schema version {provenance.SCHEMA_VERSION + 1}")):
         with pytest.raises(ValueError, match=message):
             provenance.check_block(bad, "f.json")
+
+
+def test_a_run_keeps_its_wall_time_and_describe_says_it(tmp_path):
+    from toysae.experiments import run_experiment
+
+    paths = run_experiment("synthetic-data", quick=True, out_dir=tmp_path)
+    block = json.loads(paths[0].read_text())[provenance.KEY]
+    assert isinstance(block["wall_time_s"], float) and block["wall_time_s"] > 0
+    line = provenance.describe({**block, "wall_time_s": 466.04})
+    assert line.endswith("; 466 s")
+    without = {k: v for k, v in block.items() if k != "wall_time_s"}  # the older JSON
+    assert provenance.describe(without).endswith(f"CPUs; {block['date']}")

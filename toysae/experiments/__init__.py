@@ -36,6 +36,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -133,13 +134,15 @@ def check_replaceable(module: ModuleType, config, out_dir: str | Path) -> None:
                          "another output folder (make demo writes figures/quick)")
 
 
-def save_outputs(module: ModuleType, result, out_dir: str | Path) -> list[Path]:
+def save_outputs(module: ModuleType, result, out_dir: str | Path, *,
+                 wall_time: float | None = None) -> list[Path]:
     """Store ``result`` of experiment ``module`` in ``out_dir``: ``NAME.json`` first, so a
     failing figure never loses the numbers, then the experiment's own ``save`` (figures and
     tables). ``NAME.json`` holds a ``provenance`` block (schema version, code, machine, date:
     :mod:`toysae.experiments.provenance`) and then the fields of ``result.to_json()``, its
     numbers and the config it ran; written atomically. A quick result is refused where a
-    result from another config is stored (:func:`check_replaceable`). Returns every path
+    result from another config is stored (:func:`check_replaceable`). ``wall_time``: the
+    seconds the run took, kept in the provenance block (``wall_time_s``). Returns every path
     written, the JSON first."""
     out_dir = Path(out_dir)
     check_replaceable(module, result.config, out_dir)
@@ -148,6 +151,8 @@ def save_outputs(module: ModuleType, result, out_dir: str | Path) -> list[Path]:
         raise TypeError(f"{type(result).__name__} has a field {provenance.KEY!r}, which "
                         "NAME.json keeps for the runner's provenance block: rename it")
     block = provenance.provenance(module, result.config)
+    if wall_time is not None:
+        block["wall_time_s"] = round(float(wall_time), 1)
     paths = [write_text(out_dir / f"{module.NAME}.json",
                         json.dumps({provenance.KEY: block, **numbers}, indent=2))]
     paths += module.save(result, out_dir)
@@ -163,4 +168,6 @@ def run_experiment(name: str, *, quick: bool = False, out_dir: str | Path = "fig
         config = module.Config.quick() if quick else module.Config()
     check_replaceable(module, config, out_dir)
     provenance.source_state()  # the commit this run starts from, not the one it ends at
-    return save_outputs(module, module.run(config), out_dir)
+    start = time.perf_counter()
+    result = module.run(config)
+    return save_outputs(module, result, out_dir, wall_time=time.perf_counter() - start)

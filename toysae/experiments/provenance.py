@@ -123,7 +123,8 @@ def check_block(block, path) -> dict:
 
 
 def describe(block: dict) -> str:
-    """One line for a reader: ``toysae 1a2b3c4; full config; Linux-..., 2 CPUs; 2026-12-07``."""
+    """One line for a reader: ``toysae 1a2b3c4; full config; Linux-..., 2 CPUs; 2026-12-07``
+    (and ``; 466 s``, the run's wall time, where the block has it)."""
     commit = block.get("commit")
     code = f"toysae {commit[:7]}" if commit else f"toysae {block.get('toysae_version')}"
     if block.get("dirty"):
@@ -131,5 +132,6 @@ def describe(block: dict) -> str:
     config = block.get("preset")
     if config == "custom":
         config = f"custom ({', '.join(block.get('differs_from_full', ()))})"
+    wall = block.get("wall_time_s")
     return (f"{code}; {config} config; {block.get('platform')}, {block.get('cpu_count')} "
-            f"CPUs; {block.get('date')}")
+            f"CPUs; {block.get('date')}" + ("" if wall is None else f"; {wall:,.0f} s"))
