@@ -184,3 +184,14 @@ def test_resample_after_sets_the_silence_that_resamples_apart_from_dead_window(t
         TrainConfig(resample_after=0)
     with pytest.raises(ValueError, match="resample_max"):
         TrainConfig(resample_max=0.0)
+
+
+def test_reinit_refuses_an_unknown_pick_or_direction(toy):
+    from toysae.sae.resampling import reinit_dead_latents_
+
+    sae, x = ReLUSAE(D, 4, seed=0), torch.from_numpy(toy.sample(8, seed=1).x)
+    dead = torch.ones(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="pick"):
+        reinit_dead_latents_(sae, dead, x, pick="best")
+    with pytest.raises(ValueError, match="direction"):
+        reinit_dead_latents_(sae, dead, x, direction="output")

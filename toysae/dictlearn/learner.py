@@ -112,7 +112,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         authors replace atoms too close to another (Aharon, Elad & Bruckstein 2006). Two
         parallel atoms split one feature's code at the same L1 cost, so the update never
         separates them; with as many atoms as features each such pair is a feature missed
-        (docs/findings.md, "What a width-equal SAE misses").
+        (docs/findings.md, "What does a width-equal dictionary miss?").
     init : "data" (random samples of X, normalised; default), "random"
         (Gaussian directions) or an (n_atoms, d) array.
     seed : seeds the initialisation, the batch order and resampling.

@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 from toysae import _tuning
+from toysae._validation import check_choice
 from toysae.sae.base import SparseAutoencoder
+from toysae.sae.config import RESAMPLE_DIRECTIONS, RESAMPLE_INPUTS
 from toysae.sae.stacks import SingleSAE
 
 __all__ = ["duplicate_latents", "reinit_dead_latents_", "reset_optimizer_slots_",
@@ -43,8 +45,10 @@ def reinit_dead_latents_(sae: SparseAutoencoder, dead: Tensor, inputs: Tensor, *
     On the reference toy at a width equal to its number of features, most inputs drawn by
     loss squared hold no missed feature, while the highest-loss ones nearly all do, and
     their residual points at the missed feature far more closely than the input
-    (docs/findings.md, "What a width-equal SAE misses").
+    (docs/findings.md, "What does a width-equal dictionary miss?").
     """
+    check_choice(pick, "pick", RESAMPLE_INPUTS)
+    check_choice(direction, "direction", RESAMPLE_DIRECTIONS)
     idx = dead.nonzero().squeeze(1)
     if idx.numel() == 0:
         return idx
