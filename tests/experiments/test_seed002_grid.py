@@ -81,3 +81,12 @@ def test_trend_findings_call_a_rise_and_a_sweet_spot_only_where_seeds_separate()
     assert "rises at every step" in width4 and "dip at L1 0.1 below both neighbours" in width4
     assert "no sweet spot" in width8 and "rises at every step" not in width8
     assert "3 seeds" in trend_table(scores, runs)
+
+
+def test_a_training_seed_given_twice_is_refused_naming_both_fields():
+    import pytest
+
+    from toysae.experiments.seed002_grid import Config
+
+    with pytest.raises(ValueError, match="seed and extra_seeds must not repeat"):
+        Config(seed=1, extra_seeds=(1, 2))
