@@ -11,6 +11,7 @@ stay a reviewable diff. Each notebook is written whole, then renamed into place.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -49,18 +50,33 @@ def execute(name: str, env: dict | None = None) -> nbformat.NotebookNode:
     """``notebooks/name`` run from a clean state under ``SIZES[name]`` (and ``env``),
     in the notebooks folder, its figures drawn inline (so the stored notebook shows them,
     whatever ``MPLBACKEND`` the caller has); the executed notebook."""
-    if name not in SIZES:
-        raise ValueError(f"name must be one of {sorted(SIZES)}, got {name!r}")
-    nb = cleared(nbformat.read(HERE / name, as_version=4))
-    saved = dict(os.environ)
-    os.environ.update({**SIZES[name], **(env or {}), "MPLBACKEND": INLINE})
-    try:
-        NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
-                       resources={"metadata": {"path": str(HERE)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return nb
+    return execute_all([name], env, workers=1)[name]
+
+
+def execute_all(names, env: dict | None = None, *, workers: int = 2) -> dict:
+    """:func:`execute` of every notebook of ``names``, at most ``workers`` kernels at a
+    time (each kernel is its own process, so two notebooks use two cores); ``{name:
+    executed notebook}``. Each kernel gets its sizes in its own environment, so runs
+    side by side never see each other's."""
+    unknown = [n for n in names if n not in SIZES]
+    if unknown:
+        raise ValueError(f"name must be one of {sorted(SIZES)}, got {unknown[0]!r}")
+
+    async def run_all() -> dict:
+        gate = asyncio.Semaphore(workers)
+
+        async def one(name: str):
+            nb = cleared(nbformat.read(HERE / name, as_version=4))
+            kernel_env = {**os.environ, **SIZES[name], **(env or {}), "MPLBACKEND": INLINE}
+            async with gate:
+                await NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(HERE)}}
+                                     ).async_execute(env=kernel_env)
+            return name, nb
+
+        return dict(await asyncio.gather(*(one(n) for n in names)))
+
+    return asyncio.run(run_all())
 
 
 def printed(nb: nbformat.NotebookNode) -> str:
@@ -80,8 +96,8 @@ def store(nb: nbformat.NotebookNode, path: Path) -> None:
 
 
 def main(names: list[str]) -> None:
-    for name in names or sorted(SIZES):
-        store(execute(name), HERE / name)
+    for name, nb in execute_all(names or sorted(SIZES)).items():
+        store(nb, HERE / name)
         print(f"executed and stored {name}")
 
 

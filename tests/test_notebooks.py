@@ -93,10 +93,15 @@ def test_the_committed_notebook_holds_a_whole_run_that_printed_its_claims(name):
     assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), hint
 
 
+@pytest.fixture(scope="module")
+def executed():
+    """Every notebook run again from a cleared copy, two kernels at a time."""
+    return execute.execute_all(sorted(CASES))
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_notebook_executes(name):
-    nb = execute.execute(name)
-    missing = _missing(execute.printed(nb), name)
+def test_notebook_executes(name, executed):
+    missing = _missing(execute.printed(executed[name]), name)
     assert not missing, f"{name} did not print {missing}"
 
 
